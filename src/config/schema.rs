@@ -1,0 +1,450 @@
+//! The config file's shape: plain serde structs, one per TOML table.
+//!
+//! Everything here is what the file *says*; [`super::validate`] decides whether it makes sense.
+//! Defaults live in the `default_*` functions so that the README's reference can quote them.
+
+use serde::{Deserialize, Serialize};
+
+/// The whole configuration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// The web server: listen address, authentication, JPEG output settings.
+    #[serde(default)]
+    pub web: WebConfig,
+    /// Per-stream ring budget.
+    #[serde(default)]
+    pub ring: RingConfig,
+    /// Where the daemon keeps its state.
+    #[serde(default)]
+    pub paths: PathsConfig,
+    /// The cameras.
+    #[serde(default)]
+    pub streams: Vec<StreamConfig>,
+    /// How the active stream is chosen.
+    #[serde(default)]
+    pub select: SelectConfig,
+    /// Alarm inputs and their rules.
+    #[serde(default)]
+    pub alarms: Vec<AlarmConfig>,
+}
+
+/// `[web]`: the local web page and API.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebConfig {
+    /// Address and port to listen on, e.g. `0.0.0.0:8080`.
+    #[serde(default = "default_listen")]
+    pub listen: String,
+    /// Argon2 PHC hash of the admin password; when absent the page asks for one on first use.
+    #[serde(default)]
+    pub admin_password_hash: Option<String>,
+    /// Bearer tokens for machine clients such as an external detector.
+    #[serde(default)]
+    pub tokens: Vec<TokenConfig>,
+    /// JPEG quality (1-100) for the JPEG live path, snapshots and MJPEG.
+    #[serde(default = "default_jpeg_quality")]
+    pub jpeg_quality: u8,
+    /// Integer downscale factor (1 = full size) for the JPEG outputs.
+    #[serde(default = "default_jpeg_downscale")]
+    pub jpeg_downscale: u8,
+}
+
+impl Default for WebConfig {
+    fn default() -> Self {
+        WebConfig {
+            listen: default_listen(),
+            admin_password_hash: None,
+            tokens: Vec::new(),
+            jpeg_quality: default_jpeg_quality(),
+            jpeg_downscale: default_jpeg_downscale(),
+        }
+    }
+}
+
+fn default_listen() -> String {
+    "0.0.0.0:8080".to_string()
+}
+fn default_jpeg_quality() -> u8 {
+    75
+}
+fn default_jpeg_downscale() -> u8 {
+    1
+}
+
+/// One API token.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenConfig {
+    /// Who uses the token; shown in logs instead of the token itself.
+    pub name: String,
+    /// The secret sent as `Authorization: Bearer <token>`.
+    pub token: String,
+    /// What the token may do.
+    #[serde(default)]
+    pub role: Role,
+}
+
+/// What an authenticated client may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Watch only.
+    Viewer,
+    /// Watch, select streams, raise and acknowledge alarms.
+    #[default]
+    Operator,
+    /// Everything, including the config.
+    Admin,
+}
+
+/// `[ring]`: the per-stream memory budget.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RingConfig {
+    /// Payload arena per stream, in bytes.
+    #[serde(default = "default_ring_bytes")]
+    pub bytes_per_stream: u64,
+    /// Descriptor slots per stream (the most frames a ring can hold).
+    #[serde(default = "default_ring_slots")]
+    pub slots_per_stream: u32,
+}
+
+impl Default for RingConfig {
+    fn default() -> Self {
+        RingConfig {
+            bytes_per_stream: default_ring_bytes(),
+            slots_per_stream: default_ring_slots(),
+        }
+    }
+}
+
+fn default_ring_bytes() -> u64 {
+    16 * 1024 * 1024
+}
+fn default_ring_slots() -> u32 {
+    512
+}
+
+/// `[paths]`: files the daemon writes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PathsConfig {
+    /// Directory for `state.bin` and the config written from the web page.
+    #[serde(default = "default_state_dir")]
+    pub state_dir: std::path::PathBuf,
+}
+
+impl Default for PathsConfig {
+    fn default() -> Self {
+        PathsConfig {
+            state_dir: default_state_dir(),
+        }
+    }
+}
+
+fn default_state_dir() -> std::path::PathBuf {
+    "/var/lib/edgecam".into()
+}
+
+/// What kind of source a stream is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StreamKind {
+    /// An IP camera over RTSP.
+    Rtsp,
+    /// A local USB camera through V4L2.
+    V4l2,
+    /// A synthetic moving picture, encoded locally; needs no camera.
+    Testpattern,
+}
+
+/// RTSP transport.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Transport {
+    /// RTP interleaved on the RTSP TCP connection; works through NAT and loses nothing.
+    #[default]
+    Tcp,
+    /// RTP over UDP; lower overhead on a clean LAN.
+    Udp,
+}
+
+/// One `[[streams]]` entry. Fields that apply only to some kinds are optional here and
+/// checked against the kind by validation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StreamConfig {
+    /// Stable identifier used in the API and URLs (letters, digits, `-`, `_`).
+    pub id: String,
+    /// Human name shown on the page; defaults to the id.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// The source kind.
+    pub kind: StreamKind,
+    /// `rtsp`: the camera URL, credentials included (they are never logged).
+    #[serde(default)]
+    pub url: Option<String>,
+    /// `rtsp`: TCP (default) or UDP.
+    #[serde(default)]
+    pub transport: Transport,
+    /// `v4l2`: device path such as `/dev/video0`.
+    #[serde(default)]
+    pub device: Option<String>,
+    /// `v4l2` / `testpattern`: picture width in pixels.
+    #[serde(default)]
+    pub width: Option<u32>,
+    /// `v4l2` / `testpattern`: picture height in pixels.
+    #[serde(default)]
+    pub height: Option<u32>,
+    /// `v4l2` / `testpattern`: frames per second.
+    #[serde(default)]
+    pub fps: Option<u32>,
+    /// `v4l2` (raw formats) / `testpattern`: H.264 encoder bitrate in kbit/s.
+    #[serde(default)]
+    pub bitrate_kbps: Option<u32>,
+    /// `v4l2` (raw formats) / `testpattern`: keyframe interval in frames.
+    #[serde(default)]
+    pub gop: Option<u32>,
+    /// Time allowed from connect to the first frame before the attempt counts as failed.
+    #[serde(default = "default_connect_timeout_ms")]
+    pub connect_timeout_ms: u64,
+    /// Time without a frame after which a live stream counts as stalled.
+    #[serde(default = "default_stall_timeout_ms")]
+    pub stall_timeout_ms: u64,
+    /// A disabled stream stays in the config but is not ingested.
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+}
+
+impl StreamConfig {
+    /// The name to show: `name`, or the id when none is set.
+    pub fn display_name(&self) -> &str {
+        self.name.as_deref().unwrap_or(&self.id)
+    }
+    /// Width, with the default of 1280.
+    pub fn width_or_default(&self) -> u32 {
+        self.width.unwrap_or(1280)
+    }
+    /// Height, with the default of 720.
+    pub fn height_or_default(&self) -> u32 {
+        self.height.unwrap_or(720)
+    }
+    /// Frame rate, with the default of 25.
+    pub fn fps_or_default(&self) -> u32 {
+        self.fps.unwrap_or(25)
+    }
+    /// Encoder bitrate in kbit/s, with the default of 2000.
+    pub fn bitrate_kbps_or_default(&self) -> u32 {
+        self.bitrate_kbps.unwrap_or(2000)
+    }
+    /// Keyframe interval in frames, with the default of two seconds' worth.
+    pub fn gop_or_default(&self) -> u32 {
+        self.gop.unwrap_or(2 * self.fps_or_default())
+    }
+}
+
+fn default_connect_timeout_ms() -> u64 {
+    5000
+}
+fn default_stall_timeout_ms() -> u64 {
+    3000
+}
+fn default_true() -> bool {
+    true
+}
+
+/// What happens when several alarms of the top priority are active.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Multiple {
+    /// Cycle through their streams, `dwell_s` each.
+    #[default]
+    Sequence,
+    /// The most recently raised one wins.
+    Latest,
+}
+
+/// `[select]`: how the active stream is chosen.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SelectConfig {
+    /// Stream shown when the user has chosen none and no alarm is active; the first stream if unset.
+    #[serde(default)]
+    pub default: Option<String>,
+    /// Several top-priority alarms: `sequence` or `latest`.
+    #[serde(default)]
+    pub multiple: Multiple,
+    /// Seconds per stream when cycling through alarms.
+    #[serde(default = "default_dwell_s")]
+    pub dwell_s: u32,
+    /// The view does not change more often than this (anti-flicker), except for a higher-priority alarm.
+    #[serde(default = "default_min_dwell_ms")]
+    pub min_dwell_ms: u32,
+}
+
+impl Default for SelectConfig {
+    fn default() -> Self {
+        SelectConfig {
+            default: None,
+            multiple: Multiple::default(),
+            dwell_s: default_dwell_s(),
+            min_dwell_ms: default_min_dwell_ms(),
+        }
+    }
+}
+
+fn default_dwell_s() -> u32 {
+    5
+}
+fn default_min_dwell_ms() -> u32 {
+    1000
+}
+
+/// How an alarm behaves after its input clears.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AlarmMode {
+    /// Active exactly while the input is active.
+    #[default]
+    Transparent,
+    /// Stays active `hold_s` seconds after the input clears; a re-trigger restarts the hold.
+    Hold,
+    /// Stays active until acknowledged.
+    Latched,
+}
+
+/// One `[[alarms]]` entry.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlarmConfig {
+    /// Stable identifier used in the API (`/api/alarms/{id}/trigger`).
+    pub id: String,
+    /// Human name for the banner; defaults to the id.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// The stream this alarm calls up.
+    pub stream: String,
+    /// Higher wins among active alarms.
+    #[serde(default)]
+    pub priority: i32,
+    /// transparent, hold or latched.
+    #[serde(default)]
+    pub mode: AlarmMode,
+    /// Hold time in seconds for `hold` mode.
+    #[serde(default = "default_hold_s")]
+    pub hold_s: u32,
+    /// Raise this alarm when its stream has been stalled or reconnecting for `video_loss_after_s`.
+    #[serde(default)]
+    pub video_loss: bool,
+    /// Seconds of lost video before a video-loss alarm is raised.
+    #[serde(default = "default_video_loss_after_s")]
+    pub video_loss_after_s: u32,
+    /// A GPIO input (a contact) that raises the alarm.
+    #[serde(default)]
+    pub gpio: Option<GpioInputConfig>,
+    /// A GPIO output (relay, buzzer) driven while the alarm is active.
+    #[serde(default)]
+    pub output: Option<GpioOutputConfig>,
+}
+
+impl AlarmConfig {
+    /// The name to show: `name`, or the id when none is set.
+    pub fn display_name(&self) -> &str {
+        self.name.as_deref().unwrap_or(&self.id)
+    }
+}
+
+fn default_hold_s() -> u32 {
+    30
+}
+fn default_video_loss_after_s() -> u32 {
+    10
+}
+
+/// A GPIO line, by offset on its chip or by the name the device tree gives it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum LineRef {
+    /// Line offset on the chip.
+    Offset(u32),
+    /// Line name, e.g. `GPIO17`.
+    Name(String),
+}
+
+impl std::fmt::Display for LineRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LineRef::Offset(o) => write!(f, "{o}"),
+            LineRef::Name(n) => write!(f, "{n}"),
+        }
+    }
+}
+
+/// Which electrical level means "active".
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ActiveLevel {
+    /// Active low: a normally-open contact to ground with a pull-up.
+    #[default]
+    Low,
+    /// Active high.
+    High,
+}
+
+/// Input bias.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Bias {
+    /// Internal pull-up.
+    #[default]
+    PullUp,
+    /// Internal pull-down.
+    PullDown,
+    /// No internal bias (an external resistor is fitted).
+    None,
+}
+
+/// `[alarms.gpio]`: a contact input.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GpioInputConfig {
+    /// Chip name (`gpiochip0`) or path (`/dev/gpiochip0`).
+    #[serde(default = "default_chip")]
+    pub chip: String,
+    /// The line, by offset or name.
+    pub line: LineRef,
+    /// Which level is "alarm".
+    #[serde(default)]
+    pub active: ActiveLevel,
+    /// Internal bias.
+    #[serde(default)]
+    pub bias: Bias,
+    /// Debounce period in milliseconds.
+    #[serde(default = "default_debounce_ms")]
+    pub debounce_ms: u32,
+}
+
+/// `[alarms.output]`: a relay or buzzer line.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GpioOutputConfig {
+    /// Chip name or path.
+    #[serde(default = "default_chip")]
+    pub chip: String,
+    /// The line, by offset or name.
+    pub line: LineRef,
+    /// Which level drives the relay on.
+    #[serde(default = "default_output_active")]
+    pub active: ActiveLevel,
+}
+
+fn default_chip() -> String {
+    "gpiochip0".to_string()
+}
+fn default_debounce_ms() -> u32 {
+    20
+}
+fn default_output_active() -> ActiveLevel {
+    ActiveLevel::High
+}

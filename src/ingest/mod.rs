@@ -1,0 +1,43 @@
+//! Ingest: sources that produce encoded frames, and the supervisor that keeps each one running.
+//!
+//! A source's `run` function is one connection attempt: it connects, pushes frames into
+//! [`SourceCtx::sink`] until something goes wrong, and returns the error. The supervisor
+//! owns timeouts, backoff, restarts and the per-stream statistics.
+
+use crate::clock::Clock;
+use crate::frame::FrameSink;
+use thiserror::Error;
+
+/// What a source gets from its supervisor for one connection attempt.
+pub struct SourceCtx<'a> {
+    /// Stream id, for log fields.
+    pub id: &'a str,
+    /// Where frames go (the stream's ring writer, wrapped so the supervisor can count them).
+    pub sink: &'a mut dyn FrameSink,
+    /// Time source for receive timestamps.
+    pub clock: &'a dyn Clock,
+    /// Epoch of this attempt; every frame's [`crate::frame::FrameInfo::epoch`] carries it.
+    pub epoch: u32,
+}
+
+/// Why a connection attempt ended.
+#[derive(Debug, Error)]
+pub enum SourceError {
+    /// The config cannot work (bad URL, unsupported format, missing feature). Not retried
+    /// until the config changes: the stream goes to `failed`.
+    #[error("{0}")]
+    Config(String),
+    /// Could not connect or set up (refused, 404, 401, device missing or busy). Retried with backoff.
+    #[error("{0}")]
+    Connect(String),
+    /// The session broke after it was set up (peer closed, garbage, decoder error). Retried.
+    #[error("{0}")]
+    Stream(String),
+}
+
+impl SourceError {
+    /// True when retrying cannot help until the config changes.
+    pub fn is_permanent(&self) -> bool {
+        matches!(self, SourceError::Config(_))
+    }
+}

@@ -1,0 +1,12 @@
+//! edgecam: camera ingest, active-stream selection and low-latency live view for a small edge box.
+//!
+//! Data flows through the modules in this order:
+//! [`ingest`] (sources and their supervisors) → [`ring`] (one preallocated frame ring per
+//! stream) → select (which stream is active) → output (the web page and its live push).
+//! [`config`], [`state`] and [`clock`] serve all of them.
+#![deny(missing_docs)]
+
+pub mod clock;
+pub mod config;
+pub mod frame;
+pub mod ingest;

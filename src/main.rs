@@ -1,0 +1,2 @@
+//! The `edgecam` command line.
+fn main() {}
