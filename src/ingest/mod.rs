@@ -41,3 +41,15 @@ impl SourceError {
         matches!(self, SourceError::Config(_))
     }
 }
+
+/// A kind of camera. One value per configured stream; the supervisor calls [`Source::run`]
+/// once per connection attempt and owns everything around it (timeouts, backoff, stats).
+pub trait Source: Send + Sync {
+    /// One connection attempt: connect, push frames into `ctx.sink` until the session ends,
+    /// and return why it ended. Frames before the first keyframe of the attempt are dropped
+    /// by the source. The future must be cancel-safe: the supervisor drops it on a timeout.
+    fn run<'a>(
+        &'a self,
+        ctx: SourceCtx<'a>,
+    ) -> futures::future::BoxFuture<'a, Result<(), SourceError>>;
+}
