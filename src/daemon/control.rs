@@ -1,0 +1,367 @@
+//! The control task: the one owner of the [`Selector`]. Everything that can change the active
+//! stream (the page, the HTTP alarm API, GPIO inputs, stream health, config changes) sends it
+//! a [`Command`]; it publishes the resulting [`ActiveView`] on a watch channel and persists
+//! the user's selection and latched alarms whenever they change.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use thiserror::Error;
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::task::JoinHandle;
+
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::ingest::stats::{StreamState, StreamStats};
+use crate::select::{DEFAULT_HISTORY, SelectError, Selector, Stamp};
+use crate::state::{LatchedAlarm, PersistedState, StateStore};
+
+/// How often stream health is polled for video-loss alarms.
+const HEALTH_POLL: Duration = Duration::from_millis(250);
+
+/// A request to the control task.
+#[derive(Debug)]
+pub enum Command {
+    /// The user's choice (`None` clears it, so the default shows when no alarm is active).
+    Select {
+        /// Stream id.
+        stream: Option<String>,
+        /// The outcome.
+        reply: oneshot::Sender<Result<(), SelectError>>,
+    },
+    /// An alarm raised from outside (HTTP API), optionally as a pulse of `hold`.
+    Trigger {
+        /// Alarm id.
+        alarm: String,
+        /// Pulse length overriding the alarm's own rule.
+        hold: Option<Duration>,
+        /// The outcome.
+        reply: oneshot::Sender<Result<(), SelectError>>,
+    },
+    /// An alarm input cleared from outside.
+    Clear {
+        /// Alarm id.
+        alarm: String,
+        /// The outcome.
+        reply: oneshot::Sender<Result<(), SelectError>>,
+    },
+    /// Acknowledge a latched alarm; the reply says whether a latch was dropped.
+    Ack {
+        /// Alarm id.
+        alarm: String,
+        /// The outcome.
+        reply: oneshot::Sender<Result<bool, SelectError>>,
+    },
+    /// A debounced GPIO input level, by alarm index (the GPIO task resolved it once).
+    AlarmInput {
+        /// Alarm index in the config's alarm list.
+        alarm: usize,
+        /// True when the contact is in its alarm state.
+        on: bool,
+    },
+    /// A new config: streams and alarms may have come or gone.
+    ApplyConfig(Box<Config>),
+    /// The set of streams whose health is watched changed.
+    WatchStreams(Vec<Arc<StreamStats>>),
+}
+
+/// One alarm as the status page shows it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct AlarmStatus {
+    /// Config id.
+    pub id: String,
+    /// Display name.
+    pub name: String,
+    /// `idle`, `active`, `holding` or `latched`.
+    pub state: &'static str,
+    /// The stream it calls up.
+    pub stream: String,
+    /// When it was raised (wall µs), while it is not idle.
+    pub since: Option<i64>,
+}
+
+/// What is shown, and why; published on every change.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ActiveView {
+    /// The active stream, `None` only when no stream is configured.
+    pub stream: Option<String>,
+    /// `default`, `user`, `alarm:<name>` or `sequence:<names>`.
+    pub reason: String,
+    /// Every alarm's state.
+    pub alarms: Vec<AlarmStatus>,
+    /// Bumped on every change, so consumers can tell two equal-looking views apart.
+    pub generation: u64,
+}
+
+/// The control task is gone (the daemon is shutting down).
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+pub enum ControlError {
+    /// The request was refused by the selector.
+    #[error(transparent)]
+    Rejected(#[from] SelectError),
+    /// The control task has stopped.
+    #[error("the daemon is shutting down")]
+    Closed,
+}
+
+/// A cheap handle for sending commands and watching the view.
+#[derive(Debug, Clone)]
+pub struct Control {
+    /// Command queue into the task.
+    tx: mpsc::Sender<Command>,
+    /// The latest view.
+    view: watch::Receiver<ActiveView>,
+}
+
+impl Control {
+    /// The current view.
+    pub fn view(&self) -> ActiveView {
+        self.view.borrow().clone()
+    }
+
+    /// A receiver that wakes on every view change.
+    pub fn subscribe(&self) -> watch::Receiver<ActiveView> {
+        self.view.clone()
+    }
+
+    /// Sends a command without waiting for an answer (GPIO inputs, config changes).
+    pub async fn send(&self, cmd: Command) -> Result<(), ControlError> {
+        self.tx.send(cmd).await.map_err(|_| ControlError::Closed)
+    }
+
+    async fn ask<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<Result<T, SelectError>>) -> Command,
+    ) -> Result<T, ControlError> {
+        let (reply, rx) = oneshot::channel();
+        self.send(make(reply)).await?;
+        Ok(rx.await.map_err(|_| ControlError::Closed)??)
+    }
+
+    /// The user selects a stream.
+    pub async fn select(&self, stream: Option<String>) -> Result<(), ControlError> {
+        self.ask(|reply| Command::Select { stream, reply }).await
+    }
+
+    /// Raises an alarm from outside.
+    pub async fn trigger(&self, alarm: &str, hold: Option<Duration>) -> Result<(), ControlError> {
+        let alarm = alarm.to_string();
+        self.ask(|reply| Command::Trigger { alarm, hold, reply }).await
+    }
+
+    /// Clears an alarm input from outside.
+    pub async fn clear(&self, alarm: &str) -> Result<(), ControlError> {
+        let alarm = alarm.to_string();
+        self.ask(|reply| Command::Clear { alarm, reply }).await
+    }
+
+    /// Acknowledges a latched alarm.
+    pub async fn ack(&self, alarm: &str) -> Result<bool, ControlError> {
+        let alarm = alarm.to_string();
+        self.ask(|reply| Command::Ack { alarm, reply }).await
+    }
+}
+
+/// Starts the control task with `config`, restoring the persisted state from `store`.
+pub fn spawn_control(
+    config: &Config,
+    clock: Arc<dyn Clock>,
+    store: StateStore,
+) -> (Control, JoinHandle<()>) {
+    let now = Stamp::now(clock.as_ref());
+    let mut selector = Selector::new(config, DEFAULT_HISTORY, now);
+    let mut saved = store.load().into_state();
+    for msg in saved.reconcile(config) {
+        tracing::warn!("{msg}");
+    }
+    let latched: Vec<(String, i64)> = saved
+        .latched_alarms
+        .iter()
+        .map(|l| (l.id.clone(), l.since_wall_us))
+        .collect();
+    selector.restore(saved.user_selection.as_deref(), &latched, now);
+    let task = ControlTask {
+        alarms: config.alarms.clone(),
+        selector,
+        clock,
+        store,
+        saved,
+        watched: Vec::new(),
+        published: None,
+    };
+    let (view_tx, view) = watch::channel(ActiveView::default());
+    let (tx, rx) = mpsc::channel(256);
+    let handle = tokio::spawn(task.run(rx, view_tx));
+    (Control { tx, view }, handle)
+}
+
+/// State owned by the control task.
+struct ControlTask {
+    /// Alarm configs, for names and target streams in the status.
+    alarms: Vec<crate::config::AlarmConfig>,
+    /// The state machine.
+    selector: Selector,
+    /// Time source for every stamp.
+    clock: Arc<dyn Clock>,
+    /// Where the selection and latched alarms are persisted.
+    store: StateStore,
+    /// What was last persisted, so unchanged state is not rewritten.
+    saved: PersistedState,
+    /// Streams whose health feeds video-loss alarms, with the last health reported.
+    watched: Vec<(Arc<StreamStats>, Option<bool>)>,
+    /// (view generation, state generation) last published; `None` forces a publish.
+    published: Option<(u64, u64)>,
+}
+
+impl ControlTask {
+    async fn run(mut self, mut rx: mpsc::Receiver<Command>, view_tx: watch::Sender<ActiveView>) {
+        let mut health = tokio::time::interval(HEALTH_POLL);
+        health.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        self.publish(&view_tx);
+        loop {
+            let sleep = self.sleep_until_deadline();
+            tokio::select! {
+                cmd = rx.recv() => match cmd {
+                    Some(cmd) => self.handle(cmd),
+                    None => break,
+                },
+                _ = sleep => self.selector.tick(self.now()),
+                _ = health.tick() => self.poll_health(),
+            }
+            self.publish(&view_tx);
+            self.persist().await;
+        }
+        self.persist().await;
+    }
+
+    fn now(&self) -> Stamp {
+        Stamp::now(self.clock.as_ref())
+    }
+
+    /// A sleep until the selector's next timer, or a long one when it has none.
+    fn sleep_until_deadline(&self) -> tokio::time::Sleep {
+        let wait = match self.selector.next_deadline() {
+            Some(deadline) => Duration::from_nanos(deadline.saturating_sub(self.clock.mono_ns())),
+            None => Duration::from_secs(3600),
+        };
+        tokio::time::sleep(wait)
+    }
+
+    fn handle(&mut self, cmd: Command) {
+        let now = self.now();
+        match cmd {
+            Command::Select { stream, reply } => {
+                let _ = reply.send(self.selector.select(stream.as_deref(), now));
+            }
+            Command::Trigger { alarm, hold, reply } => {
+                let r = self
+                    .alarm(&alarm)
+                    .and_then(|i| self.selector.trigger(i, hold, now));
+                let _ = reply.send(r);
+            }
+            Command::Clear { alarm, reply } => {
+                let r = self.alarm(&alarm).and_then(|i| self.selector.clear(i, now));
+                let _ = reply.send(r);
+            }
+            Command::Ack { alarm, reply } => {
+                let r = self.alarm(&alarm).and_then(|i| self.selector.ack(i, now));
+                let _ = reply.send(r);
+            }
+            Command::AlarmInput { alarm, on } => {
+                if let Err(e) = self.selector.alarm_input(alarm, on, now) {
+                    tracing::warn!(error = %e, "GPIO input for an alarm that is gone");
+                }
+            }
+            Command::ApplyConfig(cfg) => {
+                self.selector.apply_config(&cfg, now);
+                self.alarms = cfg.alarms.clone();
+                self.published = None;
+            }
+            Command::WatchStreams(stats) => {
+                self.watched = stats.into_iter().map(|s| (s, None)).collect();
+            }
+        }
+    }
+
+    fn alarm(&self, id: &str) -> Result<usize, SelectError> {
+        self.selector
+            .alarm_index(id)
+            .ok_or_else(|| SelectError::UnknownAlarm(id.to_string()))
+    }
+
+    /// Reports stream health transitions to the selector (video-loss alarms).
+    fn poll_health(&mut self) {
+        let now = self.now();
+        for (stats, last) in &mut self.watched {
+            let up = stats.state() == StreamState::Live;
+            if *last == Some(up) {
+                continue;
+            }
+            *last = Some(up);
+            if let Some(i) = self.selector.stream_index(stats.id()) {
+                // The index came from the selector itself, so this cannot fail.
+                let _ = self.selector.stream_health(i, up, now);
+            }
+        }
+        self.selector.tick(now);
+    }
+
+    /// Publishes the view when it changed.
+    fn publish(&mut self, tx: &watch::Sender<ActiveView>) {
+        let generations = (self.selector.view_generation(), self.selector.generation());
+        if Some(generations) == self.published {
+            return;
+        }
+        self.published = Some(generations);
+        let view = ActiveView {
+            stream: self.selector.active_stream_id().map(str::to_string),
+            reason: self.selector.reason_string(),
+            alarms: self.alarm_statuses(),
+            generation: self.selector.generation(),
+        };
+        if let Some(stream) = &view.stream {
+            tracing::info!(stream = %stream, reason = %view.reason, "active stream");
+        }
+        tx.send_replace(view);
+    }
+
+    fn alarm_statuses(&self) -> Vec<AlarmStatus> {
+        self.alarms
+            .iter()
+            .enumerate()
+            .map(|(i, a)| {
+                let state = self.selector.alarm_state(i);
+                AlarmStatus {
+                    id: a.id.clone(),
+                    name: a.display_name().to_string(),
+                    state: state.map_or("idle", |s| s.as_str()),
+                    stream: a.stream.clone(),
+                    since: self.selector.alarm_since_wall_us(i),
+                }
+            })
+            .collect()
+    }
+
+    /// Saves the selection and latched alarms when they differ from what was saved.
+    async fn persist(&mut self) {
+        let (user, latched) = self.selector.snapshot();
+        let state = PersistedState {
+            user_selection: user,
+            latched_alarms: latched
+                .into_iter()
+                .map(|(id, since_wall_us)| LatchedAlarm { id, since_wall_us })
+                .collect(),
+        };
+        if state == self.saved {
+            return;
+        }
+        let store = self.store.clone();
+        let to_save = state.clone();
+        let result = tokio::task::spawn_blocking(move || store.save(&to_save)).await;
+        match result {
+            Ok(Ok(())) => self.saved = state,
+            Ok(Err(e)) => tracing::warn!(error = %e, "cannot save the state file; will retry on the next change"),
+            Err(e) => tracing::warn!(error = %e, "state save task failed"),
+        }
+    }
+}

@@ -1,0 +1,237 @@
+//! The daemon: wires config, streams, the control task and the state file together and runs
+//! until SIGTERM or Ctrl-C.
+
+pub mod control;
+pub mod streams;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use thiserror::Error;
+use tokio::task::JoinHandle;
+
+use crate::clock::{Clock, SystemClock};
+use crate::config::{Config, ConfigError, FieldError, StreamConfig, StreamKind, Transport};
+use crate::ring::{RingError, RingSpec};
+use crate::state::StateStore;
+use control::{Command, Control, spawn_control};
+use streams::StreamSet;
+
+/// How often the ring and stream statistics are logged.
+const STATS_LOG_PERIOD: Duration = Duration::from_secs(10);
+
+/// How the daemon was started.
+#[derive(Debug, Clone)]
+pub enum Mode {
+    /// `edgecam run --config PATH`.
+    Run {
+        /// The provisioned config file.
+        config: PathBuf,
+    },
+    /// `edgecam demo`: test-pattern streams from a built-in config.
+    Demo {
+        /// Number of test-pattern streams.
+        streams: u32,
+        /// Web listen address.
+        listen: SocketAddr,
+        /// State directory; a fresh one under the temp dir when `None`.
+        state_dir: Option<PathBuf>,
+    },
+}
+
+/// Why the daemon could not start.
+#[derive(Debug, Error)]
+pub enum DaemonError {
+    /// The config file could not be read or is invalid.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The built-in demo config did not validate (a bug, reported rather than hidden).
+    #[error("built-in config is invalid: {0:?}")]
+    BuiltIn(Vec<FieldError>),
+    /// A ring could not be allocated.
+    #[error(transparent)]
+    Ring(#[from] RingError),
+    /// The state directory cannot be created.
+    #[error("cannot create state directory {path}: {source}")]
+    StateDir {
+        /// The directory.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// Signal handlers could not be installed.
+    #[error("cannot install signal handlers: {0}")]
+    Signals(std::io::Error),
+}
+
+/// The built-in config of `edgecam demo`: `n` test-pattern streams `cam1..camN`.
+pub fn demo_config(n: u32, listen: SocketAddr, state_dir: &Path) -> Config {
+    let mut cfg = Config::default();
+    cfg.web.listen = listen.to_string();
+    cfg.paths.state_dir = state_dir.to_path_buf();
+    cfg.ring.bytes_per_stream = 8 * 1024 * 1024;
+    cfg.streams = (1..=n)
+        .map(|i| StreamConfig {
+            id: format!("cam{i}"),
+            name: Some(format!("Test pattern {i}")),
+            kind: StreamKind::Testpattern,
+            url: None,
+            transport: Transport::Tcp,
+            device: None,
+            width: Some(640),
+            height: Some(360),
+            fps: Some(25),
+            bitrate_kbps: Some(1000),
+            gop: Some(50),
+            connect_timeout_ms: 5000,
+            stall_timeout_ms: 3000,
+            enabled: true,
+        })
+        .collect();
+    cfg.select.default = Some("cam1".to_string());
+    cfg
+}
+
+/// A running daemon: streams, rings and the control task.
+pub struct Daemon {
+    /// The config in force.
+    config: Config,
+    /// Running streams and their rings.
+    streams: StreamSet,
+    /// Handle to the control task (selection and alarms).
+    control: Control,
+    /// The control task itself, awaited on shutdown so the state file is flushed.
+    control_task: JoinHandle<()>,
+}
+
+impl Daemon {
+    /// Starts everything `config` describes. The state directory must exist.
+    pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<Daemon, DaemonError> {
+        let spec = RingSpec::from_config(&config.ring)?;
+        let mut streams = StreamSet::new(spec, Arc::clone(&clock));
+        streams.apply(&config.streams, spec)?;
+        let store = StateStore::new(&config.paths.state_dir);
+        let (control, control_task) = spawn_control(&config, clock, store);
+        let daemon = Daemon {
+            config,
+            streams,
+            control,
+            control_task,
+        };
+        daemon.watch_streams().await;
+        Ok(daemon)
+    }
+
+    /// Applies a new, already validated config live: only what changed is restarted.
+    pub async fn apply_config(&mut self, config: Config) -> Result<(), DaemonError> {
+        let spec = RingSpec::from_config(&config.ring)?;
+        self.streams.apply(&config.streams, spec)?;
+        let _ = self
+            .control
+            .send(Command::ApplyConfig(Box::new(config.clone())))
+            .await;
+        self.config = config;
+        self.watch_streams().await;
+        Ok(())
+    }
+
+    async fn watch_streams(&self) {
+        let stats = self.streams.iter().map(|s| s.stats()).collect();
+        // Fails only when the control task is gone, i.e. during shutdown.
+        let _ = self.control.send(Command::WatchStreams(stats)).await;
+    }
+
+    /// The config in force.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The running streams.
+    pub fn streams(&self) -> &StreamSet {
+        &self.streams
+    }
+
+    /// Selection and alarm control.
+    pub fn control(&self) -> &Control {
+        &self.control
+    }
+
+    /// Logs one line per stream with its state and ring statistics.
+    pub fn log_stats(&self) {
+        for s in self.streams.iter() {
+            let st = s.stats().snapshot();
+            let ring = s.ring.stats();
+            tracing::info!(
+                stream = %s.config.id,
+                state = %st.state,
+                fps = st.fps,
+                frames = st.frames,
+                ring_written = ring.written,
+                ring_overwritten = ring.overwritten,
+                ring_bytes = ring.bytes,
+                last_error = st.last_error.as_deref().unwrap_or(""),
+                "stream stats"
+            );
+        }
+    }
+
+    /// Stops the streams, then the control task, which saves the state one last time.
+    pub async fn shutdown(mut self) {
+        self.streams.stop_all().await;
+        drop(self.control);
+        let _ = self.control_task.await;
+    }
+}
+
+/// Runs the daemon until SIGTERM or Ctrl-C.
+pub async fn run(mode: Mode) -> Result<(), DaemonError> {
+    let config = match mode {
+        Mode::Run { config } => {
+            let provisioned = crate::config::load_file(&config)?;
+            let state_dir = provisioned.paths.state_dir.clone();
+            let effective = crate::config::load_effective(&config, &state_dir)?;
+            tracing::info!(origin = ?effective.origin, "config loaded");
+            effective.config
+        }
+        Mode::Demo {
+            streams,
+            listen,
+            state_dir,
+        } => {
+            let dir = state_dir.unwrap_or_else(|| {
+                std::env::temp_dir().join(format!("edgecam-demo-{}", std::process::id()))
+            });
+            let cfg = demo_config(streams, listen, &dir);
+            crate::config::validate(&cfg).map_err(DaemonError::BuiltIn)?;
+            tracing::info!(streams, state_dir = %dir.display(), "demo: test-pattern streams");
+            cfg
+        }
+    };
+    let dir = config.paths.state_dir.clone();
+    std::fs::create_dir_all(&dir).map_err(|source| DaemonError::StateDir { path: dir, source })?;
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock::new());
+    let daemon = Daemon::start(config, clock).await?;
+    let view = daemon.control().view();
+    tracing::info!(
+        streams = daemon.streams().len(),
+        active = view.stream.as_deref().unwrap_or("-"),
+        reason = %view.reason,
+        "edgecam running"
+    );
+    let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .map_err(DaemonError::Signals)?;
+    let mut stats = tokio::time::interval(STATS_LOG_PERIOD);
+    stats.tick().await;
+    loop {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => break,
+            _ = sigterm.recv() => break,
+            _ = stats.tick() => daemon.log_stats(),
+        }
+    }
+    tracing::info!("shutting down");
+    daemon.shutdown().await;
+    Ok(())
+}

@@ -1,0 +1,178 @@
+//! The set of running streams: one ring and one supervisor per enabled stream, changed live.
+//!
+//! [`StreamSet::apply`] diffs a new stream list against the running one: a stream whose config
+//! is unchanged keeps running untouched; a new one is started; a removed one is stopped; a
+//! changed one is restarted with a fresh ring. Other streams never notice.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use crate::clock::Clock;
+use crate::config::{StreamConfig, StreamKind};
+use crate::ingest::rtsp::RtspSource;
+use crate::ingest::stats::StreamStats;
+use crate::ingest::supervisor::{SupervisorConfig, SupervisorHandle, spawn_supervisor};
+use crate::ingest::testpattern::TestPatternSource;
+use crate::ingest::{Source, SourceCtx, SourceError};
+use crate::ring::{FrameRing, RingError, RingSpec};
+
+/// One running stream.
+#[derive(Debug)]
+pub struct StreamEntry {
+    /// The config it runs with; compared on every apply to decide whether to restart it.
+    pub config: StreamConfig,
+    /// The stream's frame ring; readers (the live push, snapshots) hold clones of it.
+    pub ring: Arc<FrameRing>,
+    /// The supervisor task; dropping it stops the stream.
+    supervisor: SupervisorHandle,
+}
+
+impl StreamEntry {
+    /// The stream's live statistics.
+    pub fn stats(&self) -> Arc<StreamStats> {
+        self.supervisor.stats()
+    }
+}
+
+/// All running streams, by id, in config order for listing.
+#[derive(Debug)]
+pub struct StreamSet {
+    /// Running streams by id.
+    entries: BTreeMap<String, StreamEntry>,
+    /// Ids in config order, so status pages list streams the way the installer wrote them.
+    order: Vec<String>,
+    /// Ring size used for every stream.
+    spec: RingSpec,
+    /// Clock handed to every supervisor.
+    clock: Arc<dyn Clock>,
+}
+
+impl StreamSet {
+    /// An empty set whose streams will get rings of `spec`.
+    pub fn new(spec: RingSpec, clock: Arc<dyn Clock>) -> Self {
+        StreamSet {
+            entries: BTreeMap::new(),
+            order: Vec::new(),
+            spec,
+            clock,
+        }
+    }
+
+    /// Brings the running set in line with `streams` (disabled ones are not run) and a
+    /// possibly new ring size. Returns the ids that were started or restarted.
+    pub fn apply(&mut self, streams: &[StreamConfig], spec: RingSpec) -> Result<Vec<String>, RingError> {
+        let spec_changed = spec != self.spec;
+        self.spec = spec;
+        let wanted: Vec<&StreamConfig> = streams.iter().filter(|s| s.enabled).collect();
+        self.entries
+            .retain(|id, _| wanted.iter().any(|s| &s.id == id));
+        let mut started = Vec::new();
+        for cfg in &wanted {
+            let keep = !spec_changed
+                && self
+                    .entries
+                    .get(&cfg.id)
+                    .is_some_and(|e| e.config == **cfg);
+            if keep {
+                continue;
+            }
+            if self.entries.remove(&cfg.id).is_some() {
+                tracing::info!(stream = %cfg.id, "stream config changed; restarting it");
+            }
+            let entry = self.start(cfg)?;
+            self.entries.insert(cfg.id.clone(), entry);
+            started.push(cfg.id.clone());
+        }
+        self.order = wanted.iter().map(|s| s.id.clone()).collect();
+        Ok(started)
+    }
+
+    /// Starts one stream: a fresh ring and a supervisor writing into it.
+    fn start(&self, cfg: &StreamConfig) -> Result<StreamEntry, RingError> {
+        let (writer, ring) = FrameRing::new(self.spec)?;
+        let source = source_for(cfg);
+        let supervisor = spawn_supervisor(
+            cfg.id.clone(),
+            source,
+            SupervisorConfig::from_stream(cfg),
+            writer,
+            Arc::clone(&self.clock),
+        );
+        tracing::info!(stream = %cfg.id, kind = ?cfg.kind, "stream started");
+        Ok(StreamEntry {
+            config: cfg.clone(),
+            ring,
+            supervisor,
+        })
+    }
+
+    /// A running stream by id.
+    pub fn get(&self, id: &str) -> Option<&StreamEntry> {
+        self.entries.get(id)
+    }
+
+    /// Running streams in config order.
+    pub fn iter(&self) -> impl Iterator<Item = &StreamEntry> {
+        self.order.iter().filter_map(|id| self.entries.get(id))
+    }
+
+    /// Number of running streams.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// True when no stream runs.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Stops every stream and waits for their tasks to end.
+    pub async fn stop_all(&mut self) {
+        self.order.clear();
+        let entries = std::mem::take(&mut self.entries);
+        for (_, e) in entries {
+            e.supervisor.stop().await;
+        }
+    }
+}
+
+/// The source for a stream's kind. A config that cannot work becomes a source that fails at
+/// once with a clear sentence, so the stream shows as `failed` instead of vanishing.
+pub fn source_for(cfg: &StreamConfig) -> Arc<dyn Source> {
+    match cfg.kind {
+        StreamKind::Rtsp => match RtspSource::from_config(cfg) {
+            Ok(s) => Arc::new(s),
+            Err(e) => Arc::new(FailedSource(e.to_string())),
+        },
+        StreamKind::Testpattern => Arc::new(TestPatternSource::new(cfg)),
+        StreamKind::V4l2 => v4l2_source(cfg),
+    }
+}
+
+#[cfg(feature = "v4l2")]
+fn v4l2_source(cfg: &StreamConfig) -> Arc<dyn Source> {
+    Arc::new(crate::ingest::v4l2::V4l2Source::new(cfg))
+}
+
+#[cfg(not(feature = "v4l2"))]
+fn v4l2_source(_cfg: &StreamConfig) -> Arc<dyn Source> {
+    Arc::new(FailedSource(
+        "this edgecam was built without V4L2 support (cargo feature `v4l2`)".to_string(),
+    ))
+}
+
+/// A source whose config cannot work; every attempt ends at once with the same config error.
+#[derive(Debug)]
+struct FailedSource(
+    /// The sentence shown as the stream's `last_error`.
+    String,
+);
+
+impl Source for FailedSource {
+    fn run<'a>(
+        &'a self,
+        _ctx: SourceCtx<'a>,
+    ) -> futures::future::BoxFuture<'a, Result<(), SourceError>> {
+        Box::pin(async move { Err(SourceError::Config(self.0.clone())) })
+    }
+}
