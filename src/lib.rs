@@ -10,3 +10,4 @@ pub mod clock;
 pub mod config;
 pub mod frame;
 pub mod ingest;
+pub mod ring;
