@@ -10,3 +10,5 @@ pub mod clock;
 pub mod config;
 pub mod frame;
 pub mod ingest;
+pub mod persist;
+pub mod state;
