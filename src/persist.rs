@@ -112,7 +112,9 @@ fn remove_stale_temps(dir: &Path, name: &std::ffi::OsStr) {
         let file_name = entry.file_name();
         if file_name.as_encoded_bytes().starts_with(prefix) {
             match fs::remove_file(entry.path()) {
-                Ok(()) => tracing::debug!(path = %entry.path().display(), "removed stale temp file"),
+                Ok(()) => {
+                    tracing::debug!(path = %entry.path().display(), "removed stale temp file")
+                }
                 Err(e) => {
                     tracing::debug!(path = %entry.path().display(), error = %e, "cannot remove stale temp file")
                 }

@@ -77,7 +77,10 @@ impl PersistedState {
         let mut kept = Vec::with_capacity(self.latched_alarms.len());
         for latched in &self.latched_alarms {
             if !cfg.alarms.iter().any(|a| a.id == latched.id) {
-                dropped.push(format!("latched alarm `{}` is not configured any more", latched.id));
+                dropped.push(format!(
+                    "latched alarm `{}` is not configured any more",
+                    latched.id
+                ));
             } else if seen.contains(&latched.id.as_str()) {
                 dropped.push(format!("latched alarm `{}` was saved twice", latched.id));
             } else {
@@ -210,7 +213,9 @@ pub fn decode(bytes: &[u8]) -> Result<PersistedState, DecodeError> {
     }
     let version = u16::from_le_bytes([bytes[4], bytes[5]]);
     let declared = u32::from_le_bytes([bytes[6], bytes[7], bytes[8], bytes[9]]) as usize;
-    let expected = HEADER_LEN.saturating_add(declared).saturating_add(TRAILER_LEN);
+    let expected = HEADER_LEN
+        .saturating_add(declared)
+        .saturating_add(TRAILER_LEN);
     if bytes.len() < expected {
         return Err(DecodeError::Truncated {
             len: bytes.len(),

@@ -59,7 +59,11 @@ fn example_config_validates() {
     let cfg = load_file(&path).unwrap_or_else(|e| panic!("{e}"));
     // It shows every kind and both GPIO directions.
     assert_eq!(cfg.streams.len(), 3);
-    assert!(cfg.alarms.iter().any(|a| a.gpio.is_some() && a.output.is_some()));
+    assert!(
+        cfg.alarms
+            .iter()
+            .any(|a| a.gpio.is_some() && a.output.is_some())
+    );
 }
 
 // ----- syntax and shape: serde_path_to_error paths -----
@@ -78,7 +82,10 @@ fn unknown_field_is_named_with_its_path() {
     let text = BASE.replace("url = ", "urll = ");
     let errors = rejected(&text);
     assert_eq!(errors[0].path, "streams[0].urll");
-    assert!(errors[0].message.contains("unknown field `urll`"), "{errors:?}");
+    assert!(
+        errors[0].message.contains("unknown field `urll`"),
+        "{errors:?}"
+    );
 }
 
 #[test]
@@ -106,10 +113,12 @@ fn syntax_error_has_line_and_column() {
 
 #[test]
 fn gpio_line_of_wrong_type_says_what_is_expected() {
-    let text = with(
-        "[[alarms]]\nid = \"a\"\nstream = \"cam1\"\n[alarms.gpio]\nline = 1.5\n",
+    let text = with("[[alarms]]\nid = \"a\"\nstream = \"cam1\"\n[alarms.gpio]\nline = 1.5\n");
+    assert_only(
+        &text,
+        "alarms[0].gpio.line",
+        "a line offset (a number) or a line name",
     );
-    assert_only(&text, "alarms[0].gpio.line", "a line offset (a number) or a line name");
 }
 
 // ----- ids -----
@@ -117,24 +126,40 @@ fn gpio_line_of_wrong_type_says_what_is_expected() {
 #[test]
 fn duplicate_stream_id_points_at_second() {
     let text = BASE.replace("id = \"pattern\"", "id = \"cam1\"");
-    assert_only(&text, "streams[1].id", "duplicate stream id `cam1` (first used by streams[0])");
+    assert_only(
+        &text,
+        "streams[1].id",
+        "duplicate stream id `cam1` (first used by streams[0])",
+    );
 }
 
 #[test]
 fn duplicate_alarm_id_points_at_second() {
     let alarm = "[[alarms]]\nid = \"door\"\nstream = \"cam1\"\n";
-    assert_only(&with(&format!("{alarm}{alarm}")), "alarms[1].id", "duplicate alarm id `door`");
+    assert_only(
+        &with(&format!("{alarm}{alarm}")),
+        "alarms[1].id",
+        "duplicate alarm id `door`",
+    );
 }
 
 #[test]
 fn bad_ids_are_rejected() {
-    assert_only(&BASE.replace("\"pattern\"", "\"\""), "streams[1].id", "must not be empty");
+    assert_only(
+        &BASE.replace("\"pattern\"", "\"\""),
+        "streams[1].id",
+        "must not be empty",
+    );
     assert_only(
         &BASE.replace("\"pattern\"", &format!("\"{}\"", "x".repeat(33))),
         "streams[1].id",
         "33 characters",
     );
-    assert_only(&BASE.replace("\"pattern\"", "\"my cam\""), "streams[1].id", "' '");
+    assert_only(
+        &BASE.replace("\"pattern\"", "\"my cam\""),
+        "streams[1].id",
+        "' '",
+    );
     let alarm = "[[alarms]]\nid = \"door/1\"\nstream = \"cam1\"\n";
     assert_only(&with(alarm), "alarms[0].id", "only letters, digits");
 }
@@ -157,7 +182,10 @@ fn non_rtsp_scheme_is_rejected() {
 
 #[test]
 fn url_without_host_is_rejected() {
-    let text = BASE.replace("rtsp://user:hunter2@192.168.1.10/stream1", "rtsp:///stream1");
+    let text = BASE.replace(
+        "rtsp://user:hunter2@192.168.1.10/stream1",
+        "rtsp:///stream1",
+    );
     assert_only(&text, "streams[0].url", "no host");
 }
 
@@ -169,17 +197,32 @@ fn rtsp_without_url_is_rejected() {
 
 #[test]
 fn fields_not_applicable_to_kind_are_rejected() {
-    let rtsp_device = BASE.replace("kind = \"rtsp\"", "kind = \"rtsp\"\ndevice = \"/dev/video0\"");
-    assert_only(&rtsp_device, "streams[0].device", "`device` applies only to v4l2 streams");
+    let rtsp_device = BASE.replace(
+        "kind = \"rtsp\"",
+        "kind = \"rtsp\"\ndevice = \"/dev/video0\"",
+    );
+    assert_only(
+        &rtsp_device,
+        "streams[0].device",
+        "`device` applies only to v4l2 streams",
+    );
 
     let rtsp_width = BASE.replace("kind = \"rtsp\"", "kind = \"rtsp\"\nwidth = 640");
-    assert_only(&rtsp_width, "streams[0].width", "applies only to v4l2 and testpattern");
+    assert_only(
+        &rtsp_width,
+        "streams[0].width",
+        "applies only to v4l2 and testpattern",
+    );
 
     let pattern_url = BASE.replace(
         "kind = \"testpattern\"",
         "kind = \"testpattern\"\nurl = \"rtsp://h/\"",
     );
-    assert_only(&pattern_url, "streams[1].url", "`url` applies only to rtsp streams");
+    assert_only(
+        &pattern_url,
+        "streams[1].url",
+        "`url` applies only to rtsp streams",
+    );
 
     let pattern_udp = BASE.replace(
         "kind = \"testpattern\"",
@@ -194,30 +237,52 @@ fn v4l2_needs_an_absolute_device() {
     assert_only(&missing, "streams[2].device", "needs a `device`");
     let relative = with("[[streams]]\nid = \"usb\"\nkind = \"v4l2\"\ndevice = \"video0\"\n");
     assert_only(&relative, "streams[2].device", "not an absolute path");
-    let good = with("[[streams]]\nid = \"usb\"\nkind = \"v4l2\"\ndevice = \"/dev/video0\"\nwidth = 640\n");
+    let good =
+        with("[[streams]]\nid = \"usb\"\nkind = \"v4l2\"\ndevice = \"/dev/video0\"\nwidth = 640\n");
     assert!(parse(&good).is_ok());
 }
 
 #[test]
 fn picture_limits_are_enforced() {
     let pattern = |field: &str| {
-        BASE.replace("kind = \"testpattern\"", &format!("kind = \"testpattern\"\n{field}"))
+        BASE.replace(
+            "kind = \"testpattern\"",
+            &format!("kind = \"testpattern\"\n{field}"),
+        )
     };
-    assert_only(&pattern("width = 641"), "streams[1].width", "even number between 16 and 4096");
+    assert_only(
+        &pattern("width = 641"),
+        "streams[1].width",
+        "even number between 16 and 4096",
+    );
     assert_only(&pattern("height = 8"), "streams[1].height", "got 8");
     assert_only(&pattern("height = 4098"), "streams[1].height", "got 4098");
     assert_only(&pattern("fps = 0"), "streams[1].fps", "between 1 and 120");
     assert_only(&pattern("fps = 121"), "streams[1].fps", "got 121");
-    assert_only(&pattern("bitrate_kbps = 10"), "streams[1].bitrate_kbps", "between 64 and 50000");
+    assert_only(
+        &pattern("bitrate_kbps = 10"),
+        "streams[1].bitrate_kbps",
+        "between 64 and 50000",
+    );
     assert_only(&pattern("gop = 0"), "streams[1].gop", "between 1 and 1000");
     assert!(parse(&pattern("width = 4096\nheight = 16\nfps = 120\ngop = 1000")).is_ok());
 }
 
 #[test]
 fn timeouts_are_bounded() {
-    let text = BASE.replace("kind = \"rtsp\"", "kind = \"rtsp\"\nconnect_timeout_ms = 50");
-    assert_only(&text, "streams[0].connect_timeout_ms", "between 100 and 600000 ms");
-    let text = BASE.replace("kind = \"rtsp\"", "kind = \"rtsp\"\nstall_timeout_ms = 600001");
+    let text = BASE.replace(
+        "kind = \"rtsp\"",
+        "kind = \"rtsp\"\nconnect_timeout_ms = 50",
+    );
+    assert_only(
+        &text,
+        "streams[0].connect_timeout_ms",
+        "between 100 and 600000 ms",
+    );
+    let text = BASE.replace(
+        "kind = \"rtsp\"",
+        "kind = \"rtsp\"\nstall_timeout_ms = 600001",
+    );
     assert_only(&text, "streams[0].stall_timeout_ms", "got 600001");
 }
 
@@ -259,7 +324,9 @@ fn zero_and_absurd_slots_are_rejected() {
 fn total_ring_budget_counts_enabled_streams() {
     let mut text = with("[ring]\nbytes_per_stream = 1073741824\n");
     for i in 0..3 {
-        text.push_str(&format!("[[streams]]\nid = \"p{i}\"\nkind = \"testpattern\"\n"));
+        text.push_str(&format!(
+            "[[streams]]\nid = \"p{i}\"\nkind = \"testpattern\"\n"
+        ));
     }
     // Five enabled streams of 1 GiB: too much.
     assert_only(&text, "ring.bytes_per_stream", "5 enabled streams");
@@ -281,8 +348,16 @@ fn select_rules() {
         "select.default",
         "`cam9` is not a stream id; known streams: cam1, pattern",
     );
-    assert_only(&with("[select]\ndwell_s = 0"), "select.dwell_s", "at least 1");
-    assert_only(&with("[select]\nmin_dwell_ms = 60001"), "select.min_dwell_ms", "at most 60000");
+    assert_only(
+        &with("[select]\ndwell_s = 0"),
+        "select.dwell_s",
+        "at least 1",
+    );
+    assert_only(
+        &with("[select]\nmin_dwell_ms = 60001"),
+        "select.min_dwell_ms",
+        "at most 60000",
+    );
 }
 
 // ----- alarms -----
@@ -329,21 +404,38 @@ fn gpio_line_given_twice_is_rejected() {
 fn gpio_chip_name_and_path_are_the_same_chip() {
     let a = alarm("a6", "[alarms.gpio]\nchip = \"gpiochip0\"\nline = 4");
     let b = alarm("a7", "[alarms.gpio]\nchip = \"/dev/gpiochip0\"\nline = 4");
-    assert_only(&with(&format!("{a}{b}")), "alarms[1].gpio.line", "already used by alarms[0].gpio");
+    assert_only(
+        &with(&format!("{a}{b}")),
+        "alarms[1].gpio.line",
+        "already used by alarms[0].gpio",
+    );
 }
 
 #[test]
 fn gpio_output_may_not_reuse_an_input_line() {
-    let a = alarm("a8", "[alarms.gpio]\nline = \"GPIO17\"\n[alarms.output]\nline = \"GPIO17\"");
-    assert_only(&with(&a), "alarms[0].output.line", "line GPIO17 on gpiochip0");
+    let a = alarm(
+        "a8",
+        "[alarms.gpio]\nline = \"GPIO17\"\n[alarms.output]\nline = \"GPIO17\"",
+    );
+    assert_only(
+        &with(&a),
+        "alarms[0].output.line",
+        "line GPIO17 on gpiochip0",
+    );
 }
 
 #[test]
 fn same_line_on_other_chip_is_fine() {
     let a = alarm("a9", "[alarms.gpio]\nline = 4");
-    let b = alarm("a10", "[alarms.gpio]\nchip = \"gpiochip1\"\nline = 4\n[alarms.output]\nline = 5");
+    let b = alarm(
+        "a10",
+        "[alarms.gpio]\nchip = \"gpiochip1\"\nline = 4\n[alarms.output]\nline = 5",
+    );
     let cfg = parse(&with(&format!("{a}{b}"))).unwrap();
-    assert_eq!(cfg.alarms[1].output.as_ref().map(|o| &o.line), Some(&LineRef::Offset(5)));
+    assert_eq!(
+        cfg.alarms[1].output.as_ref().map(|o| &o.line),
+        Some(&LineRef::Offset(5))
+    );
 }
 
 #[test]
@@ -356,14 +448,26 @@ fn debounce_is_bounded() {
 
 #[test]
 fn bad_listen_address_is_rejected() {
-    assert_only(&with("[web]\nlisten = \"localhost\""), "web.listen", "not an address:port");
+    assert_only(
+        &with("[web]\nlisten = \"localhost\""),
+        "web.listen",
+        "not an address:port",
+    );
     assert!(parse(&with("[web]\nlisten = \"[::]:80\"")).is_ok());
 }
 
 #[test]
 fn jpeg_settings_are_bounded() {
-    assert_only(&with("[web]\njpeg_quality = 0"), "web.jpeg_quality", "between 1 and 100");
-    assert_only(&with("[web]\njpeg_downscale = 9"), "web.jpeg_downscale", "between 1 and 8");
+    assert_only(
+        &with("[web]\njpeg_quality = 0"),
+        "web.jpeg_quality",
+        "between 1 and 100",
+    );
+    assert_only(
+        &with("[web]\njpeg_downscale = 9"),
+        "web.jpeg_downscale",
+        "between 1 and 8",
+    );
 }
 
 #[test]
@@ -376,7 +480,11 @@ fn short_token_is_rejected_without_echo() {
 #[test]
 fn tokens_must_be_unique_and_printable() {
     let t = "[[web.tokens]]\nname = \"a\"\ntoken = \"0123456789abcdef\"\n[[web.tokens]]\nname = \"b\"\ntoken = \"0123456789abcdef\"\n";
-    assert_only(&with(t), "web.tokens[1].token", "same token as web.tokens[0]");
+    assert_only(
+        &with(t),
+        "web.tokens[1].token",
+        "same token as web.tokens[0]",
+    );
     let t = "[[web.tokens]]\nname = \"a\"\ntoken = \"0123456789 abcdef\"\n";
     assert_only(&with(t), "web.tokens[0].token", "visible ASCII");
     let t = "[[web.tokens]]\nname = \"a\"\ntoken = \"0123456789abcdef\"\n[[web.tokens]]\nname = \"a\"\ntoken = \"fedcba9876543210\"\n";
@@ -390,9 +498,11 @@ fn password_hash_must_be_argon2() {
         "web.admin_password_hash",
         "$argon2",
     );
-    assert!(!rejected(&with("[web]\nadmin_password_hash = \"letmein\""))[0]
-        .message
-        .contains("letmein"));
+    assert!(
+        !rejected(&with("[web]\nadmin_password_hash = \"letmein\""))[0]
+            .message
+            .contains("letmein")
+    );
 }
 
 // ----- all at once -----
@@ -525,12 +635,20 @@ fn broken_live_config_falls_back_with_warning() {
     let dir = tempfile::tempdir().unwrap();
     let provisioned = dir.path().join("provisioned.toml");
     std::fs::write(&provisioned, BASE).unwrap();
-    std::fs::write(dir.path().join("config.toml"), "[ring]\nbytes_per_stream = 0\n").unwrap();
+    std::fs::write(
+        dir.path().join("config.toml"),
+        "[ring]\nbytes_per_stream = 0\n",
+    )
+    .unwrap();
 
     let eff = load_effective(&provisioned, dir.path()).unwrap();
     assert_eq!(eff.origin, ConfigOrigin::Provisioned(provisioned.clone()));
     assert_eq!(eff.warnings.len(), 1);
-    assert!(eff.warnings[0].contains("ring.bytes_per_stream"), "{:?}", eff.warnings);
+    assert!(
+        eff.warnings[0].contains("ring.bytes_per_stream"),
+        "{:?}",
+        eff.warnings
+    );
 
     // Both bad: the provisioned file's problem is the error.
     std::fs::write(&provisioned, "[web]\nlisten = \"x\"\n").unwrap();
@@ -557,6 +675,9 @@ fn save_live_refuses_invalid_config() {
 
 #[test]
 fn field_error_display() {
-    assert_eq!(FieldError::new("web.listen", "bad").to_string(), "web.listen: bad");
+    assert_eq!(
+        FieldError::new("web.listen", "bad").to_string(),
+        "web.listen: bad"
+    );
     assert_eq!(FieldError::new("", "unreadable").to_string(), "unreadable");
 }

@@ -139,7 +139,10 @@ pub fn check_file(path: &Path) -> Result<Config, Vec<FieldError>> {
 ///
 /// Fails only when the provisioned file is needed and is unusable too; the caller decides what
 /// to do then (the daemon can still start with `Config::default()` so the page can fix it).
-pub fn load_effective(provisioned: &Path, state_dir: &Path) -> Result<EffectiveConfig, ConfigError> {
+pub fn load_effective(
+    provisioned: &Path,
+    state_dir: &Path,
+) -> Result<EffectiveConfig, ConfigError> {
     let live = state_dir.join(LIVE_CONFIG_FILE);
     let mut warnings = Vec::new();
     match load_file(&live) {

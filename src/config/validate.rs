@@ -96,9 +96,19 @@ impl Checker {
     }
 
     /// `lo..=hi`, with `unit` appended to the bounds in the message.
-    fn range<T: PartialOrd + fmt::Display>(&mut self, path: String, v: T, lo: T, hi: T, unit: &str) {
+    fn range<T: PartialOrd + fmt::Display>(
+        &mut self,
+        path: String,
+        v: T,
+        lo: T,
+        hi: T,
+        unit: &str,
+    ) {
         if v < lo || v > hi {
-            self.err(path, format!("must be between {lo} and {hi}{unit}, got {v}"));
+            self.err(
+                path,
+                format!("must be between {lo} and {hi}{unit}, got {v}"),
+            );
         }
     }
 
@@ -109,7 +119,10 @@ impl Checker {
         } else if id.len() > MAX_ID_LEN {
             self.err(
                 path,
-                format!("is {} characters long; at most {MAX_ID_LEN} are allowed", id.len()),
+                format!(
+                    "is {} characters long; at most {MAX_ID_LEN} are allowed",
+                    id.len()
+                ),
             );
         } else if let Some(bad) = id
             .chars()
@@ -127,7 +140,10 @@ impl Checker {
         if web.listen.parse::<SocketAddr>().is_err() {
             self.err(
                 "web.listen",
-                format!("`{}` is not an address:port such as 0.0.0.0:8080", web.listen),
+                format!(
+                    "`{}` is not an address:port such as 0.0.0.0:8080",
+                    web.listen
+                ),
             );
         }
         self.range("web.jpeg_quality".into(), web.jpeg_quality, 1, 100, "");
@@ -148,7 +164,10 @@ impl Checker {
             if let Some(first) = first_use(&mut names, &t.name, i) {
                 self.err(
                     format!("{base}.name"),
-                    format!("duplicate token name `{}` (first used by web.tokens[{first}])", t.name),
+                    format!(
+                        "duplicate token name `{}` (first used by web.tokens[{first}])",
+                        t.name
+                    ),
                 );
             }
             let n = t.token.chars().count();
@@ -212,7 +231,10 @@ impl Checker {
             if let Some(first) = first_use(&mut seen, &s.id, i) {
                 self.err(
                     format!("{base}.id"),
-                    format!("duplicate stream id `{}` (first used by streams[{first}])", s.id),
+                    format!(
+                        "duplicate stream id `{}` (first used by streams[{first}])",
+                        s.id
+                    ),
                 );
             }
             self.stream_kind(&base, s);
@@ -361,7 +383,10 @@ impl Checker {
             if let Some(first) = first_use(&mut seen, &a.id, i) {
                 self.err(
                     format!("{base}.id"),
-                    format!("duplicate alarm id `{}` (first used by alarms[{first}])", a.id),
+                    format!(
+                        "duplicate alarm id `{}` (first used by alarms[{first}])",
+                        a.id
+                    ),
                 );
             }
             if !cfg.streams.iter().any(|s| s.id == a.stream) {
@@ -405,7 +430,10 @@ impl Checker {
     ) {
         let chip_norm = normalise_chip(chip);
         if chip_norm.is_empty() {
-            self.err(format!("{path}.chip"), "must name a GPIO chip such as gpiochip0");
+            self.err(
+                format!("{path}.chip"),
+                "must name a GPIO chip such as gpiochip0",
+            );
             return;
         }
         if matches!(line, LineRef::Name(n) if n.is_empty()) {
