@@ -11,3 +11,5 @@ pub mod config;
 pub mod frame;
 pub mod ingest;
 pub mod ring;
+pub mod persist;
+pub mod state;

@@ -1,5 +1,13 @@
-//! Configuration: the TOML schema ([`schema`]) and its validation.
+//! Configuration: the TOML schema ([`schema`]), its validation ([`validate`]) and the files it
+//! is read from and written to ([`load`]).
 
+pub mod load;
 pub mod schema;
+pub mod validate;
 
+pub use load::{
+    ConfigError, ConfigOrigin, EffectiveConfig, LIVE_CONFIG_FILE, check_file, load_effective,
+    load_file, parse, save_live, to_toml,
+};
 pub use schema::*;
+pub use validate::{FieldError, report, validate};

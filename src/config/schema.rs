@@ -5,8 +5,9 @@
 
 use serde::{Deserialize, Serialize};
 
-/// The whole configuration.
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+/// The whole configuration. `Config::default()` is what an empty file means: no streams, the
+/// web page on its default address (a last resort when no config file is usable).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     /// The web server: listen address, authentication, JPEG output settings.
