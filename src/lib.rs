@@ -7,6 +7,7 @@
 #![deny(missing_docs)]
 
 pub mod clock;
+pub mod codec;
 pub mod config;
 pub mod frame;
 pub mod ingest;

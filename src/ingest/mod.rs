@@ -4,6 +4,11 @@
 //! [`SourceCtx::sink`] until something goes wrong, and returns the error. The supervisor
 //! owns timeouts, backoff, restarts and the per-stream statistics.
 
+pub mod font;
+pub mod testpattern;
+#[cfg(feature = "v4l2")]
+pub mod v4l2;
+
 use crate::clock::Clock;
 use crate::frame::FrameSink;
 use thiserror::Error;

@@ -1,0 +1,258 @@
+//! Raw pictures: an owned I420 buffer and conversions from the packed formats cameras send.
+//!
+//! Conversions take the camera buffer, the `bytesused` the driver reported and the line
+//! stride, check every size first, and then write into a preallocated [`I420Frame`], so a
+//! capture loop does not allocate per frame and a short buffer is an error, never a panic.
+
+use super::CodecError;
+use openh264::formats::YUVSource;
+
+/// An I420 (planar 4:2:0) picture with tightly packed planes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct I420Frame {
+    /// Picture width in pixels; even, so chroma is exactly half.
+    pub width: u32,
+    /// Picture height in pixels; even, so chroma is exactly half.
+    pub height: u32,
+    /// Luma plane, `width * height` bytes, row after row.
+    pub y: Vec<u8>,
+    /// Cb plane, `width/2 * height/2` bytes.
+    pub u: Vec<u8>,
+    /// Cr plane, `width/2 * height/2` bytes.
+    pub v: Vec<u8>,
+}
+
+/// Checks that a size can hold an I420 picture the encoder accepts.
+pub fn check_dimensions(width: u32, height: u32) -> Result<(), CodecError> {
+    let bad = |reason| CodecError::BadDimensions {
+        width,
+        height,
+        reason,
+    };
+    if width == 0 || height == 0 {
+        return Err(bad("width and height must be positive"));
+    }
+    if !width.is_multiple_of(2) || !height.is_multiple_of(2) {
+        return Err(bad("width and height must be even for 4:2:0 chroma"));
+    }
+    if width.max(height) > 3840 || width.min(height) > 2160 {
+        return Err(bad("larger than 3840x2160, the most openh264 supports"));
+    }
+    Ok(())
+}
+
+impl I420Frame {
+    /// A black picture of the given size.
+    pub fn new(width: u32, height: u32) -> Result<Self, CodecError> {
+        check_dimensions(width, height)?;
+        let luma = width as usize * height as usize;
+        Ok(I420Frame {
+            width,
+            height,
+            y: vec![16; luma],
+            u: vec![128; luma / 4],
+            v: vec![128; luma / 4],
+        })
+    }
+
+    /// Width of the chroma planes.
+    pub fn chroma_width(&self) -> usize {
+        self.width as usize / 2
+    }
+
+    /// Height of the chroma planes.
+    pub fn chroma_height(&self) -> usize {
+        self.height as usize / 2
+    }
+
+    /// Fails unless the frame is `width`x`height`.
+    pub fn expect_size(&self, width: u32, height: u32) -> Result<(), CodecError> {
+        if self.width == width && self.height == height {
+            Ok(())
+        } else {
+            Err(CodecError::SizeMismatch {
+                got_w: self.width,
+                got_h: self.height,
+                want_w: width,
+                want_h: height,
+            })
+        }
+    }
+
+    /// The (Y, U, V) values of the pixel at (x, y); for tests and diagnostics.
+    pub fn pixel(&self, x: u32, y: u32) -> (u8, u8, u8) {
+        let (x, y) = (
+            x.min(self.width - 1) as usize,
+            y.min(self.height - 1) as usize,
+        );
+        let c = (y / 2) * self.chroma_width() + x / 2;
+        (self.y[y * self.width as usize + x], self.u[c], self.v[c])
+    }
+}
+
+impl YUVSource for I420Frame {
+    fn dimensions(&self) -> (usize, usize) {
+        (self.width as usize, self.height as usize)
+    }
+
+    fn strides(&self) -> (usize, usize, usize) {
+        let c = self.chroma_width();
+        (self.width as usize, c, c)
+    }
+
+    fn y(&self) -> &[u8] {
+        &self.y
+    }
+
+    fn u(&self) -> &[u8] {
+        &self.u
+    }
+
+    fn v(&self) -> &[u8] {
+        &self.v
+    }
+}
+
+/// Cuts `buf` to `bytesused` and checks that `need` bytes are there.
+fn cut<'a>(
+    format: &'static str,
+    buf: &'a [u8],
+    bytesused: usize,
+    need: usize,
+    dst: &I420Frame,
+) -> Result<&'a [u8], CodecError> {
+    let have = bytesused.min(buf.len());
+    if have < need {
+        return Err(CodecError::ShortBuffer {
+            format,
+            have,
+            need,
+            width: dst.width,
+            height: dst.height,
+        });
+    }
+    Ok(&buf[..have])
+}
+
+/// Resolves a stride of 0 ("packed") and checks it covers a line of `line` bytes.
+fn resolve_stride(
+    format: &'static str,
+    stride: usize,
+    line: usize,
+    width: u32,
+) -> Result<usize, CodecError> {
+    let stride = if stride == 0 { line } else { stride };
+    if stride < line {
+        return Err(CodecError::BadStride {
+            format,
+            stride,
+            width,
+        });
+    }
+    Ok(stride)
+}
+
+/// Converts packed YUYV 4:2:2 (`Y0 U Y1 V` per pixel pair) into `dst`, whose size says the
+/// picture size. `stride` is bytes per line (0 = `2 * width`). Chroma of each pair of lines
+/// is averaged to get 4:2:0.
+pub fn yuyv_to_i420(
+    src: &[u8],
+    bytesused: usize,
+    stride: usize,
+    dst: &mut I420Frame,
+) -> Result<(), CodecError> {
+    let (w, h) = (dst.width as usize, dst.height as usize);
+    let stride = resolve_stride("YUYV", stride, 2 * w, dst.width)?;
+    let src = cut("YUYV", src, bytesused, stride * (h - 1) + 2 * w, dst)?;
+    let cw = dst.chroma_width();
+    for cy in 0..dst.chroma_height() {
+        let top = &src[2 * cy * stride..][..2 * w];
+        let bottom = &src[(2 * cy + 1) * stride..][..2 * w];
+        let (y_top, y_bottom) = dst.y[2 * cy * w..][..2 * w].split_at_mut(w);
+        let u = &mut dst.u[cy * cw..][..cw];
+        let v = &mut dst.v[cy * cw..][..cw];
+        for (i, (t, b)) in top.chunks_exact(4).zip(bottom.chunks_exact(4)).enumerate() {
+            y_top[2 * i] = t[0];
+            y_top[2 * i + 1] = t[2];
+            y_bottom[2 * i] = b[0];
+            y_bottom[2 * i + 1] = b[2];
+            u[i] = (t[1] as u16 + b[1] as u16).div_ceil(2) as u8;
+            v[i] = (t[3] as u16 + b[3] as u16).div_ceil(2) as u8;
+        }
+    }
+    Ok(())
+}
+
+/// Converts NV12 (a Y plane, then one plane of interleaved `U V` at half resolution) into
+/// `dst`. `stride` is bytes per line of both planes (0 = `width`); the chroma plane starts
+/// right after `height` luma lines.
+pub fn nv12_to_i420(
+    src: &[u8],
+    bytesused: usize,
+    stride: usize,
+    dst: &mut I420Frame,
+) -> Result<(), CodecError> {
+    let (w, h) = (dst.width as usize, dst.height as usize);
+    let stride = resolve_stride("NV12", stride, w, dst.width)?;
+    let ch = dst.chroma_height();
+    let src = cut(
+        "NV12",
+        src,
+        bytesused,
+        stride * h + stride * (ch - 1) + w,
+        dst,
+    )?;
+    for row in 0..h {
+        dst.y[row * w..][..w].copy_from_slice(&src[row * stride..][..w]);
+    }
+    let cw = dst.chroma_width();
+    let uv_plane = &src[stride * h..];
+    for row in 0..ch {
+        let line = &uv_plane[row * stride..][..w];
+        let u = &mut dst.u[row * cw..][..cw];
+        let v = &mut dst.v[row * cw..][..cw];
+        for (i, pair) in line.chunks_exact(2).enumerate() {
+            u[i] = pair[0];
+            v[i] = pair[1];
+        }
+    }
+    Ok(())
+}
+
+/// Converts one BT.601 limited-range YUV sample to RGB.
+pub fn yuv_to_rgb(y: u8, u: u8, v: u8) -> [u8; 3] {
+    let c = (y as i32 - 16) * 298;
+    let d = u as i32 - 128;
+    let e = v as i32 - 128;
+    let clamp = |x: i32| ((x + 128) >> 8).clamp(0, 255) as u8;
+    [
+        clamp(c + 409 * e),
+        clamp(c - 100 * d - 208 * e),
+        clamp(c + 516 * d),
+    ]
+}
+
+/// Converts one RGB colour to BT.601 limited-range YUV (the inverse of [`yuv_to_rgb`]).
+pub fn rgb_to_yuv(r: u8, g: u8, b: u8) -> (u8, u8, u8) {
+    let (r, g, b) = (r as i32, g as i32, b as i32);
+    let y = ((66 * r + 129 * g + 25 * b + 128) >> 8) + 16;
+    let u = ((-38 * r - 74 * g + 112 * b + 128) >> 8) + 128;
+    let v = ((112 * r - 94 * g - 18 * b + 128) >> 8) + 128;
+    (y as u8, u as u8, v as u8)
+}
+
+/// Writes `frame` as packed 8-bit RGB (3 bytes per pixel, row after row) into `out`, which
+/// is resized to `width * height * 3` (its capacity is reused across calls).
+pub fn i420_to_rgb(frame: &I420Frame, out: &mut Vec<u8>) {
+    let (w, h) = (frame.width as usize, frame.height as usize);
+    out.resize(w * h * 3, 0);
+    let cw = frame.chroma_width();
+    for (row, line) in out.chunks_exact_mut(w * 3).enumerate() {
+        let ys = &frame.y[row * w..][..w];
+        let us = &frame.u[(row / 2) * cw..][..cw];
+        let vs = &frame.v[(row / 2) * cw..][..cw];
+        for (x, px) in line.chunks_exact_mut(3).enumerate() {
+            px.copy_from_slice(&yuv_to_rgb(ys[x], us[x / 2], vs[x / 2]));
+        }
+    }
+}
