@@ -58,3 +58,9 @@ pub trait Source: Send + Sync {
         ctx: SourceCtx<'a>,
     ) -> futures::future::BoxFuture<'a, Result<(), SourceError>>;
 }
+
+pub mod backoff;
+pub mod redact;
+pub mod rtsp;
+pub mod stats;
+pub mod supervisor;

@@ -1,0 +1,347 @@
+//! IP cameras over RTSP, through the `retina` client.
+//!
+//! One [`Source::run`] call is one session: `DESCRIBE`, `SETUP` of the first H.264 video
+//! stream (TCP interleaved by default, UDP on request), `PLAY`, then frames until the session
+//! breaks. Frames arrive as Annex B access units with SPS/PPS in front of every keyframe
+//! (retina's [`FrameFormat::SIMPLE`]); they are copied into the sink and retina's buffer is
+//! dropped. Frames before the first keyframe of a session are dropped, so every session
+//! starts decodable.
+//!
+//! Receive times come from retina's packet context: the time the last packet of the frame
+//! was read from the socket. The clock in [`SourceCtx`] has its own origin, so the packet's
+//! age (now − received, both `std::time::Instant`) is subtracted from `ctx.clock`'s current
+//! readings; this keeps the injected clock authoritative and costs one `Instant::now()` per
+//! frame.
+//!
+//! Credentials are taken out of the URL and handed to retina as [`Credentials`]; the URL that
+//! goes on the wire and into every log line and error has no password.
+
+use super::redact::redact_url;
+use super::{Source, SourceCtx, SourceError};
+use crate::config::schema::{StreamConfig, Transport};
+use crate::frame::{Codec, FrameInfo};
+use futures::StreamExt;
+use futures::future::BoxFuture;
+use retina::client::{
+    Credentials, PlayOptions, Session, SessionOptions, SetupOptions, TcpTransportOptions,
+    UdpTransportOptions,
+};
+use retina::codec::{CodecItem, FrameFormat};
+use std::time::Instant;
+use url::Url;
+
+/// An RTSP camera: what is needed to open one session, parsed once from the config.
+pub struct RtspSource {
+    /// The camera URL without user name or password: what goes on the wire and into logs.
+    url: Url,
+    /// User name and password from the configured URL, if it had any.
+    creds: Option<Credentials>,
+    /// TCP interleaved or UDP, from the config.
+    transport: Transport,
+}
+
+impl std::fmt::Debug for RtspSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Hand-written so that the password can never reach a `{:?}`.
+        f.debug_struct("RtspSource")
+            .field("url", &self.url.as_str())
+            .field("has_credentials", &self.creds.is_some())
+            .field("transport", &self.transport)
+            .finish()
+    }
+}
+
+/// Which step of the session an error came from; decides between `Connect` and `Stream`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// DESCRIBE, SETUP or PLAY: nothing was received yet.
+    Setup,
+    /// Frames were flowing.
+    Streaming,
+}
+
+impl RtspSource {
+    /// Builds the source for one `kind = "rtsp"` stream. A missing, unparsable or non-`rtsp://`
+    /// URL is a [`SourceError::Config`]: retrying cannot fix it.
+    pub fn from_config(cfg: &StreamConfig) -> Result<Self, SourceError> {
+        let raw = cfg.url.as_deref().ok_or_else(|| {
+            SourceError::Config(format!(
+                "stream {} is an RTSP stream but has no url",
+                cfg.id
+            ))
+        })?;
+        Self::new(raw, cfg.transport)
+    }
+
+    /// Builds the source from a URL (credentials allowed in it) and a transport.
+    pub fn new(raw_url: &str, transport: Transport) -> Result<Self, SourceError> {
+        let mut url = Url::parse(raw_url).map_err(|e| {
+            SourceError::Config(format!("bad camera URL {}: {e}", redact_url(raw_url)))
+        })?;
+        if url.scheme() != "rtsp" {
+            return Err(SourceError::Config(format!(
+                "camera URL {} is not an rtsp:// URL",
+                redact_url(raw_url)
+            )));
+        }
+        if url.host_str().is_none_or(str::is_empty) {
+            return Err(SourceError::Config(format!(
+                "camera URL {} has no host",
+                redact_url(raw_url)
+            )));
+        }
+        let creds = if url.username().is_empty() && url.password().is_none() {
+            None
+        } else {
+            Some(Credentials {
+                username: percent_decode(url.username()),
+                password: percent_decode(url.password().unwrap_or("")),
+            })
+        };
+        // Neither call can fail on an rtsp:// URL with a host (checked above).
+        let _ = url.set_username("");
+        let _ = url.set_password(None);
+        Ok(RtspSource {
+            url,
+            creds,
+            transport,
+        })
+    }
+
+    /// The URL as it is logged and sent: without credentials.
+    pub fn url(&self) -> &Url {
+        &self.url
+    }
+
+    /// The configured transport.
+    pub fn transport(&self) -> Transport {
+        self.transport
+    }
+
+    /// `host:port` for messages about the connection.
+    fn endpoint(&self) -> String {
+        format!(
+            "{}:{}",
+            self.url.host_str().unwrap_or("?"),
+            self.url.port().unwrap_or(554)
+        )
+    }
+
+    /// One session; see the module doc.
+    async fn session(&self, ctx: SourceCtx<'_>) -> Result<(), SourceError> {
+        let id = ctx.id;
+        tracing::debug!(stream = %id, url = %self.url, transport = ?self.transport, "rtsp connecting");
+        let options = SessionOptions::default()
+            .creds(self.creds.clone())
+            .user_agent(concat!("edgecam/", env!("CARGO_PKG_VERSION")).to_string());
+        let mut session = Session::describe(self.url.clone(), options)
+            .await
+            .map_err(|e| self.human_error(&e, Phase::Setup))?;
+
+        let Some(index) = session
+            .streams()
+            .iter()
+            .position(|s| s.media() == "video" && s.encoding_name() == "h264")
+        else {
+            let found: Vec<String> = session
+                .streams()
+                .iter()
+                .map(|s| format!("{}/{}", s.media(), s.encoding_name()))
+                .collect();
+            let found = if found.is_empty() {
+                "no streams".to_string()
+            } else {
+                found.join(", ")
+            };
+            return Err(SourceError::Connect(format!(
+                "camera offers no H.264 video stream (found: {found})"
+            )));
+        };
+
+        let transport = match self.transport {
+            Transport::Tcp => retina::client::Transport::Tcp(TcpTransportOptions::default()),
+            Transport::Udp => retina::client::Transport::Udp(UdpTransportOptions::default()),
+        };
+        session
+            .setup(
+                index,
+                SetupOptions::default()
+                    .transport(transport)
+                    .frame_format(FrameFormat::SIMPLE),
+            )
+            .await
+            .map_err(|e| self.human_error(&e, Phase::Setup))?;
+        let playing = session
+            .play(PlayOptions::default())
+            .await
+            .map_err(|e| self.human_error(&e, Phase::Setup))?;
+        let mut demuxed = playing
+            .demuxed()
+            .map_err(|e| self.human_error(&e, Phase::Setup))?;
+        tracing::info!(stream = %id, url = %self.url, "rtsp session playing");
+
+        // False until the first keyframe of this session; everything before it is dropped.
+        let mut started = false;
+        while let Some(item) = demuxed.next().await {
+            let frame = match item {
+                Ok(CodecItem::VideoFrame(frame)) => frame,
+                Ok(_) => continue,
+                Err(e) => return Err(self.human_error(&e, Phase::Streaming)),
+            };
+            if frame.stream_id() != index {
+                continue;
+            }
+            let first = !started && frame.is_random_access_point();
+            if !started && !first {
+                continue;
+            }
+            started = true;
+            if frame.loss() > 0 {
+                tracing::debug!(stream = %id, lost = frame.loss(), "rtp packets lost before frame");
+            }
+            let age = Instant::now().saturating_duration_since(frame.end_ctx().received());
+            let ts = frame.timestamp();
+            let info = FrameInfo {
+                codec: Codec::H264,
+                keyframe: frame.is_random_access_point(),
+                params_changed: first || frame.has_new_parameters(),
+                pts_us: (i128::from(ts.elapsed()) * 1_000_000 / i128::from(ts.clock_rate().get()))
+                    as i64,
+                recv_mono_ns: ctx.clock.mono_ns().saturating_sub(age.as_nanos() as u64),
+                recv_wall_us: ctx.clock.wall_us() - age.as_micros() as i64,
+                epoch: ctx.epoch,
+            };
+            if let Err(e) = ctx.sink.push_frame(&info, &[frame.data()]) {
+                tracing::debug!(stream = %id, error = %e, "frame refused by the ring");
+            }
+        }
+        Err(SourceError::Stream(format!(
+            "camera at {} ended the session",
+            self.endpoint()
+        )))
+    }
+
+    /// Turns a retina error into one sentence a person can act on. Retina's own message is
+    /// several lines of connection context; only its first line is kept, and the URL in it
+    /// has no credentials (they were removed before the request was made).
+    fn human_error(&self, e: &retina::Error, phase: Phase) -> SourceError {
+        let text = e.to_string();
+        let first = text.lines().next().unwrap_or("").trim();
+        let path = self.url.path();
+        let msg = match e.status_code() {
+            Some(404) => format!("RTSP server has no stream at {path} (404 Not Found)"),
+            Some(401) if self.creds.is_some() => {
+                "camera rejected the credentials (401 Unauthorized)".to_string()
+            }
+            Some(401) => {
+                "camera requires credentials but the URL has none (401 Unauthorized)".to_string()
+            }
+            Some(403) => format!("camera refused access to {path} (403 Forbidden)"),
+            Some(code) => format!("camera answered RTSP status {code}: {first}"),
+            None => {
+                if let Some(io) = first.strip_prefix("Unable to connect to RTSP server: ") {
+                    let lower = io.to_ascii_lowercase();
+                    if lower.contains("refused") {
+                        format!(
+                            "connection to {} refused (nothing listening)",
+                            self.endpoint()
+                        )
+                    } else if lower.contains("timed out") {
+                        format!("connecting to {} timed out", self.endpoint())
+                    } else {
+                        format!("cannot connect to {}: {io}", self.endpoint())
+                    }
+                } else if let Some(why) = first.strip_prefix("RTSP framing error: ") {
+                    format!("not an RTSP server: {} sent {why}", self.endpoint())
+                } else if first.starts_with("Error reading from RTSP peer") {
+                    let why = first.split(": ").nth(1).unwrap_or("read error");
+                    if phase == Phase::Setup {
+                        format!(
+                            "camera at {} closed the connection before answering ({why})",
+                            self.endpoint()
+                        )
+                    } else {
+                        format!("connection to camera at {} broke: {why}", self.endpoint())
+                    }
+                } else if first == "Timeout" {
+                    format!("camera at {} stopped answering (timeout)", self.endpoint())
+                } else {
+                    format!("RTSP error from {}: {first}", self.endpoint())
+                }
+            }
+        };
+        match phase {
+            Phase::Setup => SourceError::Connect(msg),
+            Phase::Streaming => SourceError::Stream(msg),
+        }
+    }
+}
+
+impl Source for RtspSource {
+    fn run<'a>(&'a self, ctx: SourceCtx<'a>) -> BoxFuture<'a, Result<(), SourceError>> {
+        Box::pin(self.session(ctx))
+    }
+}
+
+/// Decodes `%XX` escapes in a URL's user name or password (`p%40ss` is `p@ss`). Invalid
+/// escapes are kept as written.
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
+            let hex = |b: u8| (b as char).to_digit(16);
+            if let (Some(h), Some(l)) = (hex(bytes[i + 1]), hex(bytes[i + 2])) {
+                out.push((h * 16 + l) as u8);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn credentials_leave_the_url() {
+        let s = RtspSource::new("rtsp://admin:p%40ss@cam.local:8554/live", Transport::Udp)
+            .expect("valid url");
+        assert_eq!(s.url().as_str(), "rtsp://cam.local:8554/live");
+        let c = s.creds.as_ref().expect("credentials kept");
+        assert_eq!(c.username, "admin");
+        assert_eq!(c.password, "p@ss");
+        assert_eq!(s.transport(), Transport::Udp);
+        assert!(!format!("{s:?}").contains("p@ss"));
+    }
+
+    #[test]
+    fn url_without_credentials_has_none() {
+        let s = RtspSource::new("rtsp://cam/live", Transport::Tcp).expect("valid url");
+        assert!(s.creds.is_none());
+        assert_eq!(s.endpoint(), "cam:554");
+    }
+
+    #[test]
+    fn bad_urls_are_config_errors_without_the_password() {
+        for u in ["http://u:hunter2@cam/x", "not a url", "rtsp://u:hunter2@/x"] {
+            match RtspSource::new(u, Transport::Tcp) {
+                Err(SourceError::Config(msg)) => assert!(!msg.contains("hunter2"), "{msg}"),
+                other => panic!("{u}: expected a config error, got {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn percent_decoding_handles_edge_cases() {
+        assert_eq!(percent_decode("a%2Fb"), "a/b");
+        assert_eq!(percent_decode("100%"), "100%");
+        assert_eq!(percent_decode("%4"), "%4");
+        assert_eq!(percent_decode("%zz"), "%zz");
+    }
+}

@@ -1,0 +1,388 @@
+//! One task per stream that keeps its source running: timeouts, backoff, panics, statistics.
+//!
+//! The loop: bump the epoch, run one attempt ([`Source::run`]), and when it ends for any
+//! reason wait a backoff delay and start over. An attempt is raced (`tokio::select!`) against
+//! a watcher that enforces two deadlines:
+//!
+//! * connect timeout: attempt start → first frame (`connecting`);
+//! * stall timeout: last frame → now, once `live`. On expiry the state is `stalled`, the
+//!   attempt's future is dropped (sources are cancel-safe by contract) and the state becomes
+//!   `backoff`.
+//!
+//! A [`SourceError::Config`] puts the stream in `failed`, where it stays (still beating) until
+//! the supervisor is stopped; a config change replaces the supervisor.
+//!
+//! # Ownership of the sink, and panics
+//!
+//! The supervisor task owns the stream's writer `W` for its whole life. Each attempt borrows
+//! it through a counting wrapper, and the attempt runs *in the supervisor's own task* under
+//! [`FutureExt::catch_unwind`] (with `AssertUnwindSafe`). A panic in the source therefore
+//! unwinds only the attempt's future; the writer is still here for the next attempt, with no
+//! `Arc<Mutex<_>>` on the per-frame path and no hand-over through a `JoinHandle` (which would
+//! lose the writer on a panic). This is sound for the ring because a source can only panic
+//! between `push_frame` calls or inside its own code: `push_frame` is synchronous, so a
+//! frame is either fully stored or not at all. A panic *inside* the sink would be a ring bug;
+//! it is caught and counted the same way. What catch_unwind cannot do is preempt a source
+//! that blocks its thread: that is what the liveness beat (`last_beat_mono_ns`, bumped at
+//! least once a second in every state) is for, for an outside watchdog to see.
+//!
+//! Stopping: [`SupervisorHandle::stop`] or dropping the handle aborts the task; that drops
+//! the attempt at an `.await`, never inside `push_frame`. Nothing is shared between
+//! supervisors, so stopping one never touches another.
+
+use super::backoff::{Backoff, BackoffConfig};
+use super::stats::{StreamState, StreamStats};
+use super::{Source, SourceCtx, SourceError};
+use crate::clock::Clock;
+use crate::config::schema::StreamConfig;
+use crate::frame::{FrameInfo, FrameSink, SinkError};
+use futures::FutureExt;
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+/// Longest the loop goes without beating or refreshing the rates.
+const BEAT_PERIOD: Duration = Duration::from_secs(1);
+
+/// Timeouts and backoff of one stream's supervisor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SupervisorConfig {
+    /// Attempt start → first frame; longer and the attempt is abandoned.
+    pub connect_timeout: Duration,
+    /// Longest gap between frames of a live stream before it counts as stalled.
+    pub stall_timeout: Duration,
+    /// Reconnect delays.
+    pub backoff: BackoffConfig,
+    /// Epoch before the first attempt; each attempt uses the next value. A replacement
+    /// supervisor writing into the same ring passes the old one's last epoch here.
+    pub first_epoch: u32,
+}
+
+impl SupervisorConfig {
+    /// The stream's timeouts from its config, with the default backoff.
+    pub fn from_stream(cfg: &StreamConfig) -> Self {
+        SupervisorConfig {
+            connect_timeout: Duration::from_millis(cfg.connect_timeout_ms),
+            stall_timeout: Duration::from_millis(cfg.stall_timeout_ms),
+            backoff: BackoffConfig::default(),
+            first_epoch: 0,
+        }
+    }
+}
+
+/// A running supervisor. Dropping it stops the stream (aborts its task).
+#[derive(Debug)]
+pub struct SupervisorHandle {
+    /// The stream's statistics, shared with the task.
+    stats: Arc<StreamStats>,
+    /// The task; `None` only after [`SupervisorHandle::stop`] took it.
+    task: Option<JoinHandle<()>>,
+}
+
+impl SupervisorHandle {
+    /// The stream's live statistics.
+    pub fn stats(&self) -> Arc<StreamStats> {
+        Arc::clone(&self.stats)
+    }
+
+    /// True once the task has ended (stopped, or aborted by the runtime shutting down).
+    pub fn is_finished(&self) -> bool {
+        self.task.as_ref().is_none_or(JoinHandle::is_finished)
+    }
+
+    /// Stops the stream without waiting: the task is aborted at its next `.await`.
+    pub fn abort(&self) {
+        if let Some(t) = &self.task {
+            t.abort();
+        }
+    }
+
+    /// Stops the stream and waits until the task (and so the source and the sink) is gone.
+    pub async fn stop(mut self) {
+        if let Some(t) = self.task.take() {
+            t.abort();
+            // The only possible error is the cancellation we just asked for.
+            let _ = t.await;
+        }
+    }
+}
+
+impl Drop for SupervisorHandle {
+    fn drop(&mut self) {
+        self.abort();
+    }
+}
+
+/// Starts supervising one stream on the current tokio runtime. Frames go into `sink`; the
+/// supervisor owns it until it is stopped.
+pub fn spawn_supervisor<W: FrameSink + 'static>(
+    id: String,
+    source: Arc<dyn Source>,
+    cfg: SupervisorConfig,
+    sink: W,
+    clock: Arc<dyn Clock>,
+) -> SupervisorHandle {
+    let stats = Arc::new(StreamStats::new(id));
+    let sup = Supervisor {
+        stats: Arc::clone(&stats),
+        source,
+        cfg,
+        clock,
+        base: Instant::now(),
+        last_frame_at: AtomicU64::new(0),
+        live_since_at: AtomicU64::new(0),
+    };
+    let task = tokio::spawn(sup.run(sink));
+    SupervisorHandle {
+        stats,
+        task: Some(task),
+    }
+}
+
+/// How one attempt ended.
+enum AttemptEnd {
+    /// The source returned.
+    Returned(Result<(), SourceError>),
+    /// The source panicked; the message if it was a string.
+    Panicked(String),
+    /// No frame within the connect timeout.
+    ConnectTimeout,
+    /// No frame within the stall timeout of the previous one.
+    Stalled,
+}
+
+/// The task's state.
+struct Supervisor {
+    /// Shared statistics.
+    stats: Arc<StreamStats>,
+    /// The camera.
+    source: Arc<dyn Source>,
+    /// Timeouts and backoff.
+    cfg: SupervisorConfig,
+    /// Receive timestamps and beats.
+    clock: Arc<dyn Clock>,
+    /// Origin of `last_frame_at`; tokio time so that paused-time tests drive the deadlines.
+    base: Instant,
+    /// Nanoseconds after `base` of the current attempt's last frame, plus one; 0 = none yet.
+    /// Written by the counting sink, read by the watcher (same task, so `Relaxed` suffices).
+    last_frame_at: AtomicU64,
+    /// Same encoding: when the current attempt's first stored frame arrived (went `live`).
+    live_since_at: AtomicU64,
+}
+
+impl Supervisor {
+    /// The supervision loop; ends only when aborted.
+    async fn run<W: FrameSink>(self, mut sink: W) {
+        let id = self.stats.id().to_string();
+        let mut backoff = Backoff::new(self.cfg.backoff);
+        let mut epoch = self.cfg.first_epoch;
+        let mut first = true;
+        loop {
+            epoch = epoch.wrapping_add(1);
+            if !first {
+                self.stats.record_reconnect();
+            }
+            first = false;
+            self.stats.set_epoch(epoch);
+            self.stats.set_state(StreamState::Connecting);
+            tracing::debug!(stream = %id, epoch, "attempt starting");
+            let (end, live_for) = self.attempt(&mut sink, &id, epoch).await;
+            self.stats.set_rates(0.0, 0.0);
+            let msg = match end {
+                AttemptEnd::Returned(Err(e)) if e.is_permanent() => {
+                    self.stats.set_error(&e.to_string());
+                    self.stats.set_state(StreamState::Failed);
+                    tracing::error!(stream = %id, error = %e, "stream failed; fix its config");
+                    self.idle_forever().await;
+                    return;
+                }
+                AttemptEnd::Returned(Err(e)) => e.to_string(),
+                AttemptEnd::Returned(Ok(())) => "source ended without an error".to_string(),
+                AttemptEnd::Panicked(p) => {
+                    self.stats.record_panic();
+                    format!("source panicked: {p}")
+                }
+                AttemptEnd::ConnectTimeout => format!(
+                    "timed out: no video within {:.1} s of connecting",
+                    self.cfg.connect_timeout.as_secs_f64()
+                ),
+                AttemptEnd::Stalled => {
+                    self.stats.record_stall();
+                    format!(
+                        "stream stalled: no frame for {:.1} s",
+                        self.cfg.stall_timeout.as_secs_f64()
+                    )
+                }
+            };
+            self.stats.set_error(&msg);
+            backoff.attempt_ended(live_for);
+            let delay = backoff.next_delay(fastrand::f64());
+            tracing::warn!(stream = %id, error = %msg, retry_in_ms = delay.as_millis() as u64, "attempt ended");
+            self.stats.set_state(StreamState::Backoff);
+            self.sleep_beating(delay).await;
+        }
+    }
+
+    /// Runs one attempt against its deadlines. Returns how it ended and how long it was live.
+    async fn attempt<W: FrameSink>(
+        &self,
+        sink: &mut W,
+        id: &str,
+        epoch: u32,
+    ) -> (AttemptEnd, Duration) {
+        self.last_frame_at.store(0, Ordering::Relaxed);
+        self.live_since_at.store(0, Ordering::Relaxed);
+        let started = Instant::now();
+        let mut counting = CountingSink {
+            inner: sink,
+            sup: self,
+        };
+        let ctx = SourceCtx {
+            id,
+            sink: &mut counting,
+            clock: &*self.clock,
+            epoch,
+        };
+        let run = AssertUnwindSafe(self.source.run(ctx)).catch_unwind();
+        let end = tokio::select! {
+            r = run => match r {
+                Ok(result) => AttemptEnd::Returned(result),
+                Err(payload) => AttemptEnd::Panicked(panic_message(&*payload)),
+            },
+            end = self.watch(started) => end,
+        };
+        // Live from the first frame to the last one; zero if the attempt never went live.
+        let live_for = match (self.live_since(), self.last_frame()) {
+            (Some(a), Some(b)) => b.saturating_duration_since(a),
+            _ => Duration::ZERO,
+        };
+        (end, live_for)
+    }
+
+    /// Enforces the attempt's deadlines, refreshes the rates and beats. Returns only when a
+    /// deadline passes.
+    async fn watch(&self, started: Instant) -> AttemptEnd {
+        let mut window_start = Instant::now();
+        let mut window_frames = self.stats.frames();
+        let mut window_bytes = self.stats.bytes();
+        loop {
+            let now = Instant::now();
+            self.stats.beat(self.clock.mono_ns());
+            let elapsed = now - window_start;
+            if elapsed >= BEAT_PERIOD {
+                let (f, b) = (self.stats.frames(), self.stats.bytes());
+                let secs = elapsed.as_secs_f64();
+                self.stats.set_rates(
+                    (f - window_frames) as f64 / secs,
+                    (b - window_bytes) as f64 * 8.0 / secs,
+                );
+                (window_start, window_frames, window_bytes) = (now, f, b);
+            }
+            let deadline = match self.last_frame() {
+                None => started + self.cfg.connect_timeout,
+                Some(t) => t + self.cfg.stall_timeout,
+            };
+            if now >= deadline {
+                return match self.last_frame() {
+                    None => AttemptEnd::ConnectTimeout,
+                    Some(_) => {
+                        self.stats.set_state(StreamState::Stalled);
+                        AttemptEnd::Stalled
+                    }
+                };
+            }
+            tokio::time::sleep_until(deadline.min(now + BEAT_PERIOD)).await;
+        }
+    }
+
+    /// Sleeps `d`, beating at least once a second.
+    async fn sleep_beating(&self, d: Duration) {
+        let end = Instant::now() + d;
+        loop {
+            self.stats.beat(self.clock.mono_ns());
+            let now = Instant::now();
+            if now >= end {
+                return;
+            }
+            tokio::time::sleep_until(end.min(now + BEAT_PERIOD)).await;
+        }
+    }
+
+    /// The `failed` state: nothing to do but prove the loop is alive, until aborted.
+    async fn idle_forever(&self) {
+        loop {
+            self.stats.beat(self.clock.mono_ns());
+            tokio::time::sleep(BEAT_PERIOD).await;
+        }
+    }
+
+    /// When the current attempt's newest frame arrived, if any.
+    fn last_frame(&self) -> Option<Instant> {
+        self.decode_at(self.last_frame_at.load(Ordering::Relaxed))
+    }
+
+    /// When the attempt's first frame arrived, if any.
+    fn live_since(&self) -> Option<Instant> {
+        self.decode_at(self.live_since_at.load(Ordering::Relaxed))
+    }
+
+    /// Turns a stored `nanos after base + 1` back into an instant.
+    fn decode_at(&self, v: u64) -> Option<Instant> {
+        match v {
+            0 => None,
+            n => Some(self.base + Duration::from_nanos(n - 1)),
+        }
+    }
+
+    /// Stores "now" in the `nanos after base + 1` encoding.
+    fn encode_now(&self) -> u64 {
+        (Instant::now() - self.base).as_nanos() as u64 + 1
+    }
+}
+
+/// The sink a source sees: forwards to the stream's writer and counts into the stats.
+struct CountingSink<'a, W> {
+    /// The stream's writer.
+    inner: &'a mut W,
+    /// Where to count, and the attempt's frame clock.
+    sup: &'a Supervisor,
+}
+
+impl<W: FrameSink> FrameSink for CountingSink<'_, W> {
+    fn push_frame(&mut self, info: &FrameInfo, parts: &[&[u8]]) -> Result<u64, SinkError> {
+        let sup = self.sup;
+        // Any frame, stored or refused, proves the camera is sending: it resets the stall timer.
+        let now = sup.encode_now();
+        sup.last_frame_at.store(now, Ordering::Relaxed);
+        match self.inner.push_frame(info, parts) {
+            Ok(seq) => {
+                let len = parts.iter().map(|p| p.len()).sum();
+                sup.stats.record_frame(len, info.recv_mono_ns);
+                if sup.live_since_at.load(Ordering::Relaxed) == 0 {
+                    sup.live_since_at.store(now, Ordering::Relaxed);
+                    sup.stats.set_state(StreamState::Live);
+                    tracing::info!(stream = %sup.stats.id(), epoch = info.epoch, "stream live");
+                }
+                Ok(seq)
+            }
+            Err(e) => {
+                sup.stats.record_drop();
+                Err(e)
+            }
+        }
+    }
+}
+
+/// The text of a panic payload (`panic!("...")` gives a `&str` or a `String`).
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "(non-string panic payload)".to_string()
+    }
+}

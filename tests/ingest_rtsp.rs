@@ -1,0 +1,289 @@
+//! The RTSP source against a real RTSP server (GStreamer), through the supervisor: frames,
+//! transports, and every way a camera can refuse to play.
+
+mod support;
+
+use edgecam::clock::{Clock, SystemClock};
+use edgecam::config::schema::Transport;
+use edgecam::ingest::Source;
+use edgecam::ingest::backoff::BackoffConfig;
+use edgecam::ingest::rtsp::RtspSource;
+use edgecam::ingest::stats::StreamState;
+use edgecam::ingest::supervisor::{SupervisorConfig, SupervisorHandle, spawn_supervisor};
+use std::sync::Arc;
+use std::time::Duration;
+use support::{RtspServer, ServerOpts, SharedSink, wait_until};
+
+/// Generous: the 2-core CI box may be busy compiling.
+const LIVE_DEADLINE: Duration = Duration::from_secs(20);
+
+fn cfg() -> SupervisorConfig {
+    SupervisorConfig {
+        connect_timeout: Duration::from_secs(5),
+        stall_timeout: Duration::from_secs(2),
+        backoff: BackoffConfig {
+            base: Duration::from_millis(200),
+            cap: Duration::from_secs(1),
+            stable_after: Duration::from_secs(30),
+        },
+        first_epoch: 0,
+    }
+}
+
+fn supervise(id: &str, url: &str, transport: Transport) -> (SupervisorHandle, SharedSink) {
+    let source = RtspSource::new(url, transport).expect("valid test url");
+    let sink = SharedSink::default();
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock::new());
+    let h = spawn_supervisor(id.to_string(), Arc::new(source), cfg(), sink.clone(), clock);
+    (h, sink)
+}
+
+/// Checks what every consumer relies on: keyframe first with SPS+PPS+IDR, Annex B,
+/// sequence numbers without gaps, receive times that never go back, one epoch.
+fn check_frames(sink: &SharedSink) {
+    let frames = sink.snapshot();
+    let first = &frames[0];
+    assert!(first.meta.info.keyframe, "first frame is a keyframe");
+    assert!(
+        first.meta.info.params_changed,
+        "first frame announces parameters"
+    );
+    assert!(first.annex_b, "Annex B framing");
+    for t in [7u8, 8, 5] {
+        assert!(
+            first.nal_types.contains(&t),
+            "first frame NAL types {:?} lack {t}",
+            first.nal_types
+        );
+    }
+    let mut keyframes = 0;
+    for (i, w) in frames.windows(2).enumerate() {
+        assert_eq!(w[1].meta.seq, w[0].meta.seq + 1, "sequence gap at {i}");
+        assert!(
+            w[1].meta.info.recv_mono_ns >= w[0].meta.info.recv_mono_ns,
+            "receive time went back"
+        );
+        assert!(
+            w[1].meta.info.pts_us > w[0].meta.info.pts_us,
+            "pts not increasing at {i}"
+        );
+        assert_eq!(w[1].meta.info.epoch, first.meta.info.epoch);
+        if w[1].meta.info.keyframe {
+            keyframes += 1;
+            assert!(w[1].nal_types.contains(&7) && w[1].nal_types.contains(&5));
+        } else {
+            assert!(!w[1].nal_types.contains(&5), "IDR slice in a non-keyframe");
+        }
+    }
+    assert!(
+        keyframes >= 1,
+        "a 1 s GOP gives another keyframe within {} frames",
+        frames.len()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn four_streams_go_live_with_decodable_frames() {
+    let server = RtspServer::start(ServerOpts {
+        mounts: 4,
+        ..ServerOpts::default()
+    });
+    let streams: Vec<_> = (0..4)
+        .map(|i| supervise(&format!("cam{i}"), &server.url(i), Transport::Tcp))
+        .collect();
+    for (h, sink) in &streams {
+        let stats = h.stats();
+        assert!(
+            wait_until(LIVE_DEADLINE, || stats.state() == StreamState::Live
+                && sink.len() >= 60)
+            .await,
+            "{} not live with 60 frames: {:?}",
+            stats.id(),
+            stats.snapshot()
+        );
+    }
+    for (h, sink) in &streams {
+        check_frames(sink);
+        let s = h.stats().snapshot();
+        assert_eq!(s.epoch, 1);
+        assert_eq!(s.reconnects, 0, "{s:?}");
+        assert!(s.fps > 0.0 && s.bitrate_kbps > 0, "rates measured: {s:?}");
+        assert_eq!(s.last_error, None);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn udp_transport_delivers_frames() {
+    let server = RtspServer::start(ServerOpts::default());
+    let (h, sink) = supervise("udp", &server.url(0), Transport::Udp);
+    let stats = h.stats();
+    assert!(
+        wait_until(LIVE_DEADLINE, || sink.len() >= 30).await,
+        "no UDP frames: {:?}",
+        stats.snapshot()
+    );
+    check_frames(&sink);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn credentials_are_sent_and_wrong_ones_are_reported() {
+    let server = RtspServer::start(ServerOpts {
+        auth: Some(("viewer".into(), "s3cret".into())),
+        ..ServerOpts::default()
+    });
+    let (good, good_sink) = supervise(
+        "good",
+        &server.url_with_creds(0, "viewer", "s3cret"),
+        Transport::Tcp,
+    );
+    let (bad, _) = supervise(
+        "bad",
+        &server.url_with_creds(0, "viewer", "wrong"),
+        Transport::Tcp,
+    );
+    let (none, _) = supervise("none", &server.url(0), Transport::Tcp);
+    let (gs, bs, ns) = (good.stats(), bad.stats(), none.stats());
+    assert!(
+        wait_until(LIVE_DEADLINE, || good_sink.len() >= 10
+            && bs.reconnects() >= 1
+            && ns.reconnects() >= 1)
+        .await,
+        "good {:?} bad {:?} none {:?}",
+        gs.snapshot(),
+        bs.snapshot(),
+        ns.snapshot()
+    );
+    let bad_err = bs.last_error().expect("bad creds error");
+    assert_eq!(
+        bad_err,
+        "camera rejected the credentials (401 Unauthorized)"
+    );
+    assert!(!bad_err.contains("wrong"));
+    assert_eq!(
+        ns.last_error().as_deref(),
+        Some("camera requires credentials but the URL has none (401 Unauthorized)")
+    );
+    assert_ne!(bs.state(), StreamState::Failed, "401 is retried");
+    assert_eq!(gs.reconnects(), 0);
+}
+
+/// Waits until the stream has retried at least twice and returns its last error.
+async fn retried_error(h: &SupervisorHandle) -> String {
+    let stats = h.stats();
+    assert!(
+        wait_until(LIVE_DEADLINE, || stats.reconnects() >= 2).await,
+        "{} did not retry: {:?}",
+        stats.id(),
+        stats.snapshot()
+    );
+    let s = stats.snapshot();
+    assert!(
+        matches!(s.state, StreamState::Backoff | StreamState::Connecting),
+        "{s:?}"
+    );
+    assert_eq!(s.frames, 0);
+    assert_eq!(s.panics, 0);
+    s.last_error.expect("an error sentence")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failures_end_in_the_right_state_without_touching_a_healthy_stream() {
+    let server = RtspServer::start(ServerOpts::default());
+    let (healthy, healthy_sink) = supervise("healthy", &server.url(0), Transport::Tcp);
+
+    let missing = supervise(
+        "missing",
+        &format!("rtsp://127.0.0.1:{}/nope", server.port()),
+        Transport::Tcp,
+    )
+    .0;
+    let refused = supervise(
+        "refused",
+        &format!("rtsp://127.0.0.1:{}/x", support::refused_port()),
+        Transport::Tcp,
+    )
+    .0;
+    let silent = supervise(
+        "silent",
+        &format!("rtsp://127.0.0.1:{}/x", support::silent_server()),
+        Transport::Tcp,
+    )
+    .0;
+    let garbage = supervise(
+        "garbage",
+        &format!("rtsp://127.0.0.1:{}/x", support::garbage_server()),
+        Transport::Tcp,
+    )
+    .0;
+
+    assert_eq!(
+        retried_error(&missing).await,
+        "RTSP server has no stream at /nope (404 Not Found)"
+    );
+    let e = retried_error(&refused).await;
+    assert!(
+        e.starts_with("connection to 127.0.0.1:") && e.ends_with("refused (nothing listening)"),
+        "{e}"
+    );
+    let e = retried_error(&silent).await;
+    assert_eq!(e, "timed out: no video within 5.0 s of connecting");
+    let e = retried_error(&garbage).await;
+    assert!(e.starts_with("not an RTSP server: 127.0.0.1:"), "{e}");
+
+    let hs = healthy.stats();
+    let before = hs.frames();
+    assert!(
+        wait_until(LIVE_DEADLINE, || hs.frames() > before + 25).await,
+        "{:?}",
+        hs.snapshot()
+    );
+    let s = hs.snapshot();
+    assert_eq!(
+        (s.state, s.reconnects, s.last_error),
+        (StreamState::Live, 0, None)
+    );
+    check_frames(&healthy_sink);
+}
+
+#[tokio::test]
+async fn a_non_rtsp_url_is_a_config_error() {
+    for url in ["http://cam/x", "rtsp://", "definitely not a url"] {
+        let err = RtspSource::new(url, Transport::Tcp).expect_err(url);
+        assert!(err.is_permanent(), "{url}: {err}");
+    }
+}
+
+/// A source built from a valid URL but failing permanently ends in `failed`, not in retries.
+#[tokio::test]
+async fn a_config_error_from_the_source_parks_the_stream_in_failed() {
+    struct Misconfigured;
+    impl Source for Misconfigured {
+        fn run<'a>(
+            &'a self,
+            _ctx: edgecam::ingest::SourceCtx<'a>,
+        ) -> futures::future::BoxFuture<'a, Result<(), edgecam::ingest::SourceError>> {
+            Box::pin(async {
+                Err(edgecam::ingest::SourceError::Config(
+                    "camera URL is not an rtsp:// URL".into(),
+                ))
+            })
+        }
+    }
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock::new());
+    let h = spawn_supervisor(
+        "m".into(),
+        Arc::new(Misconfigured),
+        cfg(),
+        SharedSink::default(),
+        clock,
+    );
+    let stats = h.stats();
+    assert!(wait_until(LIVE_DEADLINE, || stats.state() == StreamState::Failed).await);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let s = stats.snapshot();
+    assert_eq!((s.state, s.reconnects), (StreamState::Failed, 0));
+    assert_eq!(
+        s.last_error.as_deref(),
+        Some("camera URL is not an rtsp:// URL")
+    );
+}
