@@ -9,4 +9,6 @@
 pub mod clock;
 pub mod config;
 pub mod frame;
+pub mod gpio;
 pub mod ingest;
+pub mod select;
