@@ -1,0 +1,1 @@
+//! GPIO alarm inputs and outputs.

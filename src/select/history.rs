@@ -1,0 +1,172 @@
+//! The bounded event history and the name interner it refers to.
+//!
+//! History entries are `Copy` and name streams and alarms through [`NameId`]s, so recording an
+//! event never allocates. The interner only grows (a name keeps its id across config changes),
+//! which keeps old entries readable after streams or alarms are renamed or removed.
+
+use super::Stamp;
+
+/// Most alarm names a [`EventKind::ActiveChanged`] entry keeps for a `sequence` reason.
+pub const SEQUENCE_NAMES_MAX: usize = 8;
+
+/// An interned stream or alarm id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct NameId(pub(crate) u32);
+
+/// Append-only table of the names ever seen, so history entries can hold plain integers.
+#[derive(Debug, Default)]
+pub(crate) struct Names {
+    /// Every distinct name, at the position its [`NameId`] gives.
+    names: Vec<Box<str>>,
+}
+
+impl Names {
+    /// The id of `name`, adding it when new. Config-time only (it may allocate).
+    pub(crate) fn intern(&mut self, name: &str) -> NameId {
+        if let Some(pos) = self.names.iter().position(|n| &**n == name) {
+            return NameId(pos as u32);
+        }
+        self.names.push(name.into());
+        NameId((self.names.len() - 1) as u32)
+    }
+
+    /// The name behind an id.
+    pub(crate) fn get(&self, id: NameId) -> &str {
+        self.names.get(id.0 as usize).map_or("?", |n| n)
+    }
+}
+
+/// What happened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventKind {
+    /// The shown stream or its reason changed.
+    ActiveChanged {
+        /// The stream now shown, `None` when there are no streams at all.
+        stream: Option<NameId>,
+        /// Why it is shown.
+        reason: super::Reason,
+        /// What allowed the change (for the anti-flicker rule and for humans).
+        cause: super::ChangeCause,
+    },
+    /// The user chose a stream (or cleared the choice with `None`).
+    UserSelected {
+        /// The chosen stream.
+        stream: Option<NameId>,
+    },
+    /// An alarm became active.
+    AlarmRaised {
+        /// Which alarm.
+        alarm: NameId,
+    },
+    /// An alarm stopped being active.
+    AlarmCleared {
+        /// Which alarm.
+        alarm: NameId,
+    },
+    /// A latched alarm was acknowledged.
+    AlarmAcknowledged {
+        /// Which alarm.
+        alarm: NameId,
+    },
+}
+
+/// One history entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HistoryEvent {
+    /// When it happened.
+    pub at: Stamp,
+    /// What happened.
+    pub kind: EventKind,
+}
+
+/// A fixed-capacity ring of [`HistoryEvent`]s; the oldest entry is overwritten when full.
+#[derive(Debug)]
+pub(crate) struct History {
+    /// Storage, allocated once at full capacity.
+    buf: Vec<HistoryEvent>,
+    /// The bound; `buf` never grows past it.
+    cap: usize,
+    /// Where the next entry goes once `buf` is full.
+    head: usize,
+    /// Entries ever recorded, so clients can tell how many they missed.
+    total: u64,
+}
+
+impl History {
+    /// A ring holding at most `cap` entries (at least one).
+    pub(crate) fn new(cap: usize) -> History {
+        let cap = cap.max(1);
+        History {
+            buf: Vec::with_capacity(cap),
+            cap,
+            head: 0,
+            total: 0,
+        }
+    }
+
+    /// Records an entry, dropping the oldest when full.
+    pub(crate) fn push(&mut self, ev: HistoryEvent) {
+        if self.buf.len() < self.cap {
+            self.buf.push(ev);
+        } else {
+            self.buf[self.head] = ev;
+            self.head = (self.head + 1) % self.cap;
+        }
+        self.total += 1;
+    }
+
+    /// Entries oldest first.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &HistoryEvent> {
+        let (newer, older) = self.buf.split_at(self.head);
+        older.iter().chain(newer.iter())
+    }
+
+    /// Number of entries held.
+    pub(crate) fn len(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// Entries ever recorded.
+    pub(crate) fn total(&self) -> u64 {
+        self.total
+    }
+
+    /// The bound.
+    pub(crate) fn capacity(&self) -> usize {
+        self.cap
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ev(ms: u64) -> HistoryEvent {
+        HistoryEvent {
+            at: Stamp::from_ms(ms),
+            kind: EventKind::AlarmCleared { alarm: NameId(0) },
+        }
+    }
+
+    #[test]
+    fn ring_keeps_the_newest_in_order() {
+        let mut h = History::new(3);
+        for ms in 0..5 {
+            h.push(ev(ms));
+        }
+        let got: Vec<u64> = h.iter().map(|e| e.at.mono_ns / 1_000_000).collect();
+        assert_eq!(got, vec![2, 3, 4]);
+        assert_eq!(h.total(), 5);
+        assert_eq!(h.len(), 3);
+    }
+
+    #[test]
+    fn interner_reuses_ids() {
+        let mut n = Names::default();
+        let a = n.intern("a");
+        let b = n.intern("b");
+        assert_eq!(n.intern("a"), a);
+        assert_ne!(a, b);
+        assert_eq!(n.get(b), "b");
+    }
+}
