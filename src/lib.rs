@@ -9,6 +9,7 @@
 pub mod clock;
 pub mod codec;
 pub mod config;
+pub mod daemon;
 pub mod frame;
 pub mod gpio;
 pub mod ingest;

@@ -184,7 +184,7 @@ pub fn spawn_control(
         alarms: config.alarms.clone(),
         selector,
         clock,
-        store,
+        store: Arc::new(store),
         saved,
         watched: Vec::new(),
         published: None,
@@ -203,8 +203,8 @@ struct ControlTask {
     selector: Selector,
     /// Time source for every stamp.
     clock: Arc<dyn Clock>,
-    /// Where the selection and latched alarms are persisted.
-    store: StateStore,
+    /// Where the selection and latched alarms are persisted (shared with the blocking save).
+    store: Arc<StateStore>,
     /// What was last persisted, so unchanged state is not rewritten.
     saved: PersistedState,
     /// Streams whose health feeds video-loss alarms, with the last health reported.
@@ -355,7 +355,7 @@ impl ControlTask {
         if state == self.saved {
             return;
         }
-        let store = self.store.clone();
+        let store = Arc::clone(&self.store);
         let to_save = state.clone();
         let result = tokio::task::spawn_blocking(move || store.save(&to_save)).await;
         match result {

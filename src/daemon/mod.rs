@@ -170,7 +170,7 @@ impl Daemon {
                 frames = st.frames,
                 ring_written = ring.written,
                 ring_overwritten = ring.overwritten,
-                ring_bytes = ring.bytes,
+                ring_bytes = ring.bytes_written,
                 last_error = st.last_error.as_deref().unwrap_or(""),
                 "stream stats"
             );

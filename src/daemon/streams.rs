@@ -17,7 +17,6 @@ use crate::ingest::{Source, SourceCtx, SourceError};
 use crate::ring::{FrameRing, RingError, RingSpec};
 
 /// One running stream.
-#[derive(Debug)]
 pub struct StreamEntry {
     /// The config it runs with; compared on every apply to decide whether to restart it.
     pub config: StreamConfig,
@@ -25,6 +24,15 @@ pub struct StreamEntry {
     pub ring: Arc<FrameRing>,
     /// The supervisor task; dropping it stops the stream.
     supervisor: SupervisorHandle,
+}
+
+impl std::fmt::Debug for StreamEntry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StreamEntry")
+            .field("id", &self.config.id)
+            .field("ring", &self.ring.stats())
+            .finish_non_exhaustive()
+    }
 }
 
 impl StreamEntry {
