@@ -146,6 +146,9 @@ pub enum StateError {
     /// The state does not serialise (it always should; kept rather than panicking).
     #[error("cannot encode state: {0}")]
     Encode(#[from] postcard::Error),
+    /// The encoded state does not fit the format's 32-bit length field.
+    #[error("state is too large to save ({0} bytes)")]
+    TooLarge(usize),
     /// Writing the file failed.
     #[error("cannot write {}: {source}", path.display())]
     Io {
@@ -180,8 +183,7 @@ impl LoadOutcome {
 /// Encodes `state` into the file format described in the module docs.
 pub fn encode(state: &PersistedState) -> Result<Vec<u8>, StateError> {
     let payload = postcard::to_allocvec(state)?;
-    let len = u32::try_from(payload.len())
-        .map_err(|_| StateError::Encode(postcard::Error::SerializeBufferFull))?;
+    let len = u32::try_from(payload.len()).map_err(|_| StateError::TooLarge(payload.len()))?;
     let mut out = Vec::with_capacity(HEADER_LEN + payload.len() + TRAILER_LEN);
     out.extend_from_slice(&MAGIC);
     out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());

@@ -181,7 +181,8 @@ pub fn to_toml(cfg: &Config) -> Result<String, ConfigError> {
 }
 
 /// Validates `cfg` and writes it atomically as the live config `<state_dir>/config.toml`,
-/// creating `state_dir` if needed. Nothing is written when validation fails. Blocking.
+/// creating `state_dir` if needed. Nothing is written when validation fails. Returns the path
+/// written. Blocking; concurrent saves must be serialised by the caller (one config editor).
 pub fn save_live(cfg: &Config, state_dir: &Path) -> Result<PathBuf, ConfigError> {
     let path = state_dir.join(LIVE_CONFIG_FILE);
     validate(cfg).map_err(|errors| ConfigError::Invalid {

@@ -1,4 +1,4 @@
-//! Configuration: the TOML schema ([`schema`]), its validation ([`validate`]) and the files it
+//! Configuration: the TOML schema ([`schema`]), its validation ([`mod@validate`]) and the files it
 //! is read from and written to ([`load`]).
 
 pub mod load;

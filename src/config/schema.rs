@@ -1,6 +1,6 @@
 //! The config file's shape: plain serde structs, one per TOML table.
 //!
-//! Everything here is what the file *says*; [`super::validate`] decides whether it makes sense.
+//! Everything here is what the file *says*; [`mod@super::validate`] decides whether it makes sense.
 //! Defaults live in the `default_*` functions so that the README's reference can quote them.
 
 use serde::{Deserialize, Serialize};
