@@ -120,7 +120,7 @@ async fn selection_and_latched_alarm_survive_a_restart() {
     wait_view(&daemon, "cam2", "user").await;
     daemon.control().trigger("door", None).await.unwrap();
     daemon.control().clear("door").await.unwrap();
-    wait_view(&daemon, "cam3", "alarm:Door contact").await;
+    wait_view(&daemon, "cam3", "alarm:door").await;
     assert!(
         daemon.control().select(Some("nope".into())).await.is_err(),
         "unknown stream is rejected"
@@ -130,7 +130,7 @@ async fn selection_and_latched_alarm_survive_a_restart() {
 
     // A new process: the latched alarm is still shown, and after ack the user's choice is back.
     let daemon = Daemon::start(config(dir.path()), clock()).await.unwrap();
-    wait_view(&daemon, "cam3", "alarm:Door contact").await;
+    wait_view(&daemon, "cam3", "alarm:door").await;
     let view = daemon.control().view();
     let door = view.alarms.iter().find(|a| a.id == "door").unwrap();
     assert_eq!(door.state, "latched");
