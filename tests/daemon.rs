@@ -159,10 +159,19 @@ async fn live_config_change_touches_only_changed_streams() {
     cfg.streams.push(pattern("cam4"));
     daemon.apply_config(cfg).await.unwrap();
 
-    assert!(daemon.streams().get("cam3").is_none(), "removed stream stopped");
-    assert!(daemon.streams().get("cam4").is_some(), "added stream started");
+    assert!(
+        daemon.streams().get("cam3").is_none(),
+        "removed stream stopped"
+    );
+    assert!(
+        daemon.streams().get("cam4").is_some(),
+        "added stream started"
+    );
     let cam1_after = &daemon.streams().get("cam1").unwrap().ring;
-    assert!(Arc::ptr_eq(&cam1, cam1_after), "unchanged stream kept its ring");
+    assert!(
+        Arc::ptr_eq(&cam1, cam1_after),
+        "unchanged stream kept its ring"
+    );
     let cam2_after = &daemon.streams().get("cam2").unwrap().ring;
     assert!(!Arc::ptr_eq(&cam2, cam2_after), "changed stream restarted");
     let before = cam1.head();

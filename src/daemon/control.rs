@@ -146,7 +146,8 @@ impl Control {
     /// Raises an alarm from outside.
     pub async fn trigger(&self, alarm: &str, hold: Option<Duration>) -> Result<(), ControlError> {
         let alarm = alarm.to_string();
-        self.ask(|reply| Command::Trigger { alarm, hold, reply }).await
+        self.ask(|reply| Command::Trigger { alarm, hold, reply })
+            .await
     }
 
     /// Clears an alarm input from outside.
@@ -180,7 +181,7 @@ pub fn spawn_control(
         .map(|l| (l.id.clone(), l.since_wall_us))
         .collect();
     selector.restore(saved.user_selection.as_deref(), &latched, now);
-    let task = ControlTask {
+    let mut task = ControlTask {
         alarms: config.alarms.clone(),
         selector,
         clock,
@@ -190,6 +191,8 @@ pub fn spawn_control(
         published: None,
     };
     let (view_tx, view) = watch::channel(ActiveView::default());
+    // Publish before the task runs, so callers see the restored view straight away.
+    task.publish(&view_tx);
     let (tx, rx) = mpsc::channel(256);
     let handle = tokio::spawn(task.run(rx, view_tx));
     (Control { tx, view }, handle)
@@ -217,7 +220,6 @@ impl ControlTask {
     async fn run(mut self, mut rx: mpsc::Receiver<Command>, view_tx: watch::Sender<ActiveView>) {
         let mut health = tokio::time::interval(HEALTH_POLL);
         health.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-        self.publish(&view_tx);
         loop {
             let sleep = self.sleep_until_deadline();
             tokio::select! {
@@ -360,7 +362,9 @@ impl ControlTask {
         let result = tokio::task::spawn_blocking(move || store.save(&to_save)).await;
         match result {
             Ok(Ok(())) => self.saved = state,
-            Ok(Err(e)) => tracing::warn!(error = %e, "cannot save the state file; will retry on the next change"),
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "cannot save the state file; will retry on the next change")
+            }
             Err(e) => tracing::warn!(error = %e, "state save task failed"),
         }
     }

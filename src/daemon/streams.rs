@@ -68,7 +68,11 @@ impl StreamSet {
 
     /// Brings the running set in line with `streams` (disabled ones are not run) and a
     /// possibly new ring size. Returns the ids that were started or restarted.
-    pub fn apply(&mut self, streams: &[StreamConfig], spec: RingSpec) -> Result<Vec<String>, RingError> {
+    pub fn apply(
+        &mut self,
+        streams: &[StreamConfig],
+        spec: RingSpec,
+    ) -> Result<Vec<String>, RingError> {
         let spec_changed = spec != self.spec;
         self.spec = spec;
         let wanted: Vec<&StreamConfig> = streams.iter().filter(|s| s.enabled).collect();
@@ -76,11 +80,8 @@ impl StreamSet {
             .retain(|id, _| wanted.iter().any(|s| &s.id == id));
         let mut started = Vec::new();
         for cfg in &wanted {
-            let keep = !spec_changed
-                && self
-                    .entries
-                    .get(&cfg.id)
-                    .is_some_and(|e| e.config == **cfg);
+            let keep =
+                !spec_changed && self.entries.get(&cfg.id).is_some_and(|e| e.config == **cfg);
             if keep {
                 continue;
             }
