@@ -5,7 +5,6 @@ mod support;
 
 use edgecam::clock::{Clock, SystemClock};
 use edgecam::config::schema::Transport;
-use edgecam::ingest::Source;
 use edgecam::ingest::backoff::BackoffConfig;
 use edgecam::ingest::rtsp::RtspSource;
 use edgecam::ingest::stats::StreamState;
@@ -251,39 +250,4 @@ async fn a_non_rtsp_url_is_a_config_error() {
         let err = RtspSource::new(url, Transport::Tcp).expect_err(url);
         assert!(err.is_permanent(), "{url}: {err}");
     }
-}
-
-/// A source built from a valid URL but failing permanently ends in `failed`, not in retries.
-#[tokio::test]
-async fn a_config_error_from_the_source_parks_the_stream_in_failed() {
-    struct Misconfigured;
-    impl Source for Misconfigured {
-        fn run<'a>(
-            &'a self,
-            _ctx: edgecam::ingest::SourceCtx<'a>,
-        ) -> futures::future::BoxFuture<'a, Result<(), edgecam::ingest::SourceError>> {
-            Box::pin(async {
-                Err(edgecam::ingest::SourceError::Config(
-                    "camera URL is not an rtsp:// URL".into(),
-                ))
-            })
-        }
-    }
-    let clock: Arc<dyn Clock> = Arc::new(SystemClock::new());
-    let h = spawn_supervisor(
-        "m".into(),
-        Arc::new(Misconfigured),
-        cfg(),
-        SharedSink::default(),
-        clock,
-    );
-    let stats = h.stats();
-    assert!(wait_until(LIVE_DEADLINE, || stats.state() == StreamState::Failed).await);
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    let s = stats.snapshot();
-    assert_eq!((s.state, s.reconnects), (StreamState::Failed, 0));
-    assert_eq!(
-        s.last_error.as_deref(),
-        Some("camera URL is not an rtsp:// URL")
-    );
 }

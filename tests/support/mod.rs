@@ -163,7 +163,7 @@ impl RtspServer {
         format!("rtsp://{user}:{pass}@127.0.0.1:{}/cam{mount}", self.port)
     }
 
-    /// SIGKILL: sessions break without a TEARDOWN, like a camera losing power.
+    /// SIGKILL: the kernel closes its sockets, so sessions end at once (no TEARDOWN).
     pub fn kill(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
@@ -175,6 +175,25 @@ impl RtspServer {
         let mut opts = self.opts.clone();
         opts.port = Some(self.port);
         *self = RtspServer::start(opts);
+    }
+
+    /// SIGSTOP: the process freezes with its sockets open, like a camera whose network
+    /// vanished (no FIN, no RST); clients see a stall, not a closed session.
+    pub fn freeze(&mut self) {
+        self.signal("-STOP");
+    }
+
+    /// SIGCONT after [`RtspServer::freeze`].
+    pub fn thaw(&mut self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&mut self, sig: &str) {
+        let status = Command::new("kill")
+            .args([sig, &self.child.id().to_string()])
+            .status()
+            .unwrap_or_else(|e| panic!("cannot run kill {sig}: {e}"));
+        assert!(status.success(), "kill {sig} failed: {status}");
     }
 
     /// Stops producing frames on every mount; sessions stay open.
