@@ -64,7 +64,12 @@ fn check_frames(sink: &SharedSink) {
         );
         assert!(
             w[1].meta.info.pts_us > w[0].meta.info.pts_us,
-            "pts not increasing at {i}"
+            "pts not increasing at {i}: {:?}",
+            frames
+                .iter()
+                .take(i + 3)
+                .map(|f| f.meta.info.pts_us)
+                .collect::<Vec<_>>()
         );
         assert_eq!(w[1].meta.info.epoch, first.meta.info.epoch);
         if w[1].meta.info.keyframe {
@@ -112,12 +117,17 @@ async fn four_streams_go_live_with_decodable_frames() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn udp_transport_delivers_frames() {
-    let server = RtspServer::start(ServerOpts::default());
+async fn udp_transport_delivers_frames_from_a_looped_clip() {
+    // A one-second clip looped: 60 frames cross the loop point twice, and the frames must
+    // stay decodable and in order across it.
+    let server = RtspServer::start(ServerOpts {
+        clip_seconds: 1,
+        ..ServerOpts::default()
+    });
     let (h, sink) = supervise("udp", &server.url(0), Transport::Udp);
     let stats = h.stats();
     assert!(
-        wait_until(LIVE_DEADLINE, || sink.len() >= 30).await,
+        wait_until(LIVE_DEADLINE, || sink.len() >= 60).await,
         "no UDP frames: {:?}",
         stats.snapshot()
     );

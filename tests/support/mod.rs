@@ -17,8 +17,8 @@ use std::time::{Duration, Instant};
 /// The interpreter with Debian's GObject bindings (a pyenv `python3` on PATH lacks them).
 const PYTHON: &str = "/usr/bin/python3";
 
-/// How long the server may take to print `READY`.
-const READY_TIMEOUT: Duration = Duration::from_secs(20);
+/// How long the server may take to print `READY` (encoding a clip included).
+const READY_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// What the test server serves.
 #[derive(Debug, Clone)]
@@ -39,6 +39,9 @@ pub struct ServerOpts {
     pub auth: Option<(String, String)>,
     /// Fixed port; `None` lets the server pick a free one.
     pub port: Option<u16>,
+    /// 0: encode live. N: encode N seconds once (cached), then loop the clip; nearly free
+    /// while serving, which is what 1080p benchmarks on a small box need.
+    pub clip_seconds: u32,
 }
 
 impl Default for ServerOpts {
@@ -53,6 +56,7 @@ impl Default for ServerOpts {
             gop: 25,
             auth: None,
             port: None,
+            clip_seconds: 0,
         }
     }
 }
@@ -101,7 +105,8 @@ impl RtspServer {
             .args(["--fps", &opts.fps.to_string()])
             .args(["--bitrate", &opts.bitrate_kbps.to_string()])
             .args(["--gop", &opts.gop.to_string()])
-            .args(["--port", &opts.port.unwrap_or(0).to_string()]);
+            .args(["--port", &opts.port.unwrap_or(0).to_string()])
+            .args(["--clip-seconds", &opts.clip_seconds.to_string()]);
         if let Some((user, pass)) = &opts.auth {
             cmd.args(["--user", user, "--password", pass]);
         }
