@@ -197,12 +197,21 @@ async fn retried_error(h: &SupervisorHandle) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failures_end_in_the_right_state_without_touching_a_healthy_stream() {
-    let server = RtspServer::start(ServerOpts::default());
+    let server = RtspServer::start(ServerOpts {
+        audio_mount: true,
+        ..ServerOpts::default()
+    });
     let (healthy, healthy_sink) = supervise("healthy", &server.url(0), Transport::Tcp);
 
     let missing = supervise(
         "missing",
         &format!("rtsp://127.0.0.1:{}/nope", server.port()),
+        Transport::Tcp,
+    )
+    .0;
+    let audio = supervise(
+        "audio",
+        &format!("rtsp://127.0.0.1:{}/audio", server.port()),
         Transport::Tcp,
     )
     .0;
@@ -229,6 +238,10 @@ async fn failures_end_in_the_right_state_without_touching_a_healthy_stream() {
         retried_error(&missing).await,
         "RTSP server has no stream at /nope (404 Not Found)"
     );
+    assert_eq!(
+        retried_error(&audio).await,
+        "camera offers no H.264 video stream (found: audio/pcma)"
+    );
     let e = retried_error(&refused).await;
     assert!(
         e.starts_with("connection to 127.0.0.1:") && e.ends_with("refused (nothing listening)"),
@@ -237,6 +250,7 @@ async fn failures_end_in_the_right_state_without_touching_a_healthy_stream() {
     let e = retried_error(&silent).await;
     assert_eq!(e, "timed out: no video within 5.0 s of connecting");
     let e = retried_error(&garbage).await;
+    assert!(!e.contains("buffered"), "{e}");
     assert!(e.starts_with("not an RTSP server: 127.0.0.1:"), "{e}");
 
     let hs = healthy.stats();

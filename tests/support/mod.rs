@@ -42,6 +42,8 @@ pub struct ServerOpts {
     /// 0: encode live. N: encode N seconds once (cached), then loop the clip; nearly free
     /// while serving, which is what 1080p benchmarks on a small box need.
     pub clip_seconds: u32,
+    /// Also serve `/audio`: audio only, no video.
+    pub audio_mount: bool,
 }
 
 impl Default for ServerOpts {
@@ -57,6 +59,7 @@ impl Default for ServerOpts {
             auth: None,
             port: None,
             clip_seconds: 0,
+            audio_mount: false,
         }
     }
 }
@@ -107,6 +110,9 @@ impl RtspServer {
             .args(["--gop", &opts.gop.to_string()])
             .args(["--port", &opts.port.unwrap_or(0).to_string()])
             .args(["--clip-seconds", &opts.clip_seconds.to_string()]);
+        if opts.audio_mount {
+            cmd.arg("--audio-mount");
+        }
         if let Some((user, pass)) = &opts.auth {
             cmd.args(["--user", user, "--password", pass]);
         }

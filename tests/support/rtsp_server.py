@@ -49,6 +49,11 @@ def parse_args():
         help="encode this many seconds once (cached in --cache-dir), then serve the clip in a "
         "loop: costs almost no CPU while serving, for 1080p benchmarks on small machines",
     )
+    p.add_argument(
+        "--audio-mount",
+        action="store_true",
+        help="also serve /audio: G.711 A-law audio and no video (a camera without H.264)",
+    )
     p.add_argument("--cache-dir", default=os.path.join(tempfile.gettempdir(), "edgecam-rtsp-clips"))
     return p.parse_args()
 
@@ -183,6 +188,14 @@ class Server:
                     )
                 )
             mounts.add_factory(f"/cam{i}", f)
+        if a.audio_mount:
+            f = GstRtspServer.RTSPMediaFactory()
+            f.set_launch(
+                "( audiotestsrc is-live=true ! audio/x-raw,rate=8000,channels=1 ! alawenc ! "
+                "rtppcmapay name=pay0 pt=8 )"
+            )
+            f.set_shared(True)
+            mounts.add_factory("/audio", f)
         if a.user is not None:
             auth = GstRtspServer.RTSPAuth()
             token = GstRtspServer.RTSPToken()
