@@ -252,6 +252,8 @@ impl RtspSource {
                         format!("cannot connect to {}: {io}", self.endpoint())
                     }
                 } else if let Some(why) = first.strip_prefix("RTSP framing error: ") {
+                    // Retina appends a hex dump after "; buffered:"; the sentence stops before it.
+                    let why = why.split("; buffered").next().unwrap_or(why);
                     format!("not an RTSP server: {} sent {why}", self.endpoint())
                 } else if first.starts_with("Error reading from RTSP peer") {
                     let why = first.split(": ").nth(1).unwrap_or("read error");
@@ -334,6 +336,24 @@ mod tests {
                 Err(SourceError::Config(msg)) => assert!(!msg.contains("hunter2"), "{msg}"),
                 other => panic!("{u}: expected a config error, got {other:?}"),
             }
+        }
+    }
+
+    #[test]
+    fn from_config_reads_url_and_transport_and_needs_a_url() {
+        let mut cfg: StreamConfig = toml::from_str(
+            "id = \"gate\"\nkind = \"rtsp\"\nurl = \"rtsp://u:pw@cam/s\"\ntransport = \"udp\"",
+        )
+        .expect("valid stream config");
+        let s = RtspSource::from_config(&cfg).expect("valid");
+        assert_eq!(s.url().as_str(), "rtsp://cam/s");
+        assert_eq!(s.transport(), Transport::Udp);
+        cfg.url = None;
+        match RtspSource::from_config(&cfg) {
+            Err(SourceError::Config(msg)) => {
+                assert!(msg.contains("gate") && msg.contains("no url"))
+            }
+            other => panic!("expected a config error, got {other:?}"),
         }
     }
 

@@ -386,3 +386,28 @@ fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
         "(non-string panic payload)".to_string()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timeouts_come_from_the_stream_config() {
+        let cfg: StreamConfig = toml::from_str(
+            "id = \"c\"\nkind = \"rtsp\"\nurl = \"rtsp://cam/x\"\nstall_timeout_ms = 1500",
+        )
+        .expect("valid stream config");
+        let s = SupervisorConfig::from_stream(&cfg);
+        assert_eq!(s.connect_timeout, Duration::from_millis(5000));
+        assert_eq!(s.stall_timeout, Duration::from_millis(1500));
+        assert_eq!(s.backoff, BackoffConfig::default());
+    }
+
+    #[test]
+    fn panic_messages_are_extracted() {
+        let caught = std::panic::catch_unwind(|| panic!("boom {}", 7)).expect_err("panics");
+        assert_eq!(panic_message(&*caught), "boom 7");
+        let caught = std::panic::catch_unwind(|| std::panic::panic_any(5u8)).expect_err("panics");
+        assert_eq!(panic_message(&*caught), "(non-string panic payload)");
+    }
+}

@@ -17,8 +17,8 @@ use std::time::{Duration, Instant};
 /// The interpreter with Debian's GObject bindings (a pyenv `python3` on PATH lacks them).
 const PYTHON: &str = "/usr/bin/python3";
 
-/// How long the server may take to print `READY`.
-const READY_TIMEOUT: Duration = Duration::from_secs(20);
+/// How long the server may take to print `READY` (encoding a clip included).
+const READY_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// What the test server serves.
 #[derive(Debug, Clone)]
@@ -39,6 +39,11 @@ pub struct ServerOpts {
     pub auth: Option<(String, String)>,
     /// Fixed port; `None` lets the server pick a free one.
     pub port: Option<u16>,
+    /// 0: encode live. N: encode N seconds once (cached), then loop the clip; nearly free
+    /// while serving, which is what 1080p benchmarks on a small box need.
+    pub clip_seconds: u32,
+    /// Also serve `/audio`: audio only, no video.
+    pub audio_mount: bool,
 }
 
 impl Default for ServerOpts {
@@ -53,6 +58,8 @@ impl Default for ServerOpts {
             gop: 25,
             auth: None,
             port: None,
+            clip_seconds: 0,
+            audio_mount: false,
         }
     }
 }
@@ -101,7 +108,11 @@ impl RtspServer {
             .args(["--fps", &opts.fps.to_string()])
             .args(["--bitrate", &opts.bitrate_kbps.to_string()])
             .args(["--gop", &opts.gop.to_string()])
-            .args(["--port", &opts.port.unwrap_or(0).to_string()]);
+            .args(["--port", &opts.port.unwrap_or(0).to_string()])
+            .args(["--clip-seconds", &opts.clip_seconds.to_string()]);
+        if opts.audio_mount {
+            cmd.arg("--audio-mount");
+        }
         if let Some((user, pass)) = &opts.auth {
             cmd.args(["--user", user, "--password", pass]);
         }
@@ -163,7 +174,7 @@ impl RtspServer {
         format!("rtsp://{user}:{pass}@127.0.0.1:{}/cam{mount}", self.port)
     }
 
-    /// SIGKILL: sessions break without a TEARDOWN, like a camera losing power.
+    /// SIGKILL: the kernel closes its sockets, so sessions end at once (no TEARDOWN).
     pub fn kill(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
@@ -175,6 +186,25 @@ impl RtspServer {
         let mut opts = self.opts.clone();
         opts.port = Some(self.port);
         *self = RtspServer::start(opts);
+    }
+
+    /// SIGSTOP: the process freezes with its sockets open, like a camera whose network
+    /// vanished (no FIN, no RST); clients see a stall, not a closed session.
+    pub fn freeze(&mut self) {
+        self.signal("-STOP");
+    }
+
+    /// SIGCONT after [`RtspServer::freeze`].
+    pub fn thaw(&mut self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&mut self, sig: &str) {
+        let status = Command::new("kill")
+            .args([sig, &self.child.id().to_string()])
+            .status()
+            .unwrap_or_else(|e| panic!("cannot run kill {sig}: {e}"));
+        assert!(status.success(), "kill {sig} failed: {status}");
     }
 
     /// Stops producing frames on every mount; sessions stay open.
