@@ -51,6 +51,28 @@ pub enum ChangeCause {
     Relabel,
 }
 
+/// Whether an evaluation may bypass the minimum dwell.
+#[derive(Debug, Clone, Copy)]
+enum Force {
+    /// No: the normal rules apply.
+    No,
+    /// Yes, with this cause (config change, acknowledgement).
+    Always(ChangeCause),
+    /// Yes, but only when no alarm is behind the new view (a click).
+    IfNoAlarm(ChangeCause),
+}
+
+impl Force {
+    /// The cause to record when a change to a view of `rank` is let through by force.
+    fn cause(self, rank: i64) -> Option<ChangeCause> {
+        match self {
+            Force::No => None,
+            Force::Always(c) => Some(c),
+            Force::IfNoAlarm(c) => (rank == BASE_RANK).then_some(c),
+        }
+    }
+}
+
 /// One stream in the stream table.
 #[derive(Debug, Clone)]
 struct StreamSlot {
@@ -230,8 +252,12 @@ impl Selector {
         for (slot, target) in self.alarms.iter_mut().zip(&self.alarm_targets) {
             slot.stream = find(*target, &self.streams);
         }
-        let forced = shown_name.is_none() || self.shown.is_none();
-        self.evaluate(now, forced.then_some(ChangeCause::Config));
+        let forced = if shown_name.is_none() || self.shown.is_none() {
+            Force::Always(ChangeCause::Config)
+        } else {
+            Force::No
+        };
+        self.evaluate(now, forced);
     }
 
     /// Position of a stream id.
@@ -296,13 +322,16 @@ impl Selector {
         }
         let name = stream.map(|i| self.streams[i].name);
         self.record(now, EventKind::UserSelected { stream: name });
-        self.evaluate(now, Some(ChangeCause::User));
+        // A click shows the chosen stream at once, unless an alarm is showing (alarms beat the
+        // user; the click must not hurry an alarm-to-alarm change past the minimum dwell).
+        self.evaluate(now, Force::IfNoAlarm(ChangeCause::User));
         Ok(())
     }
 
     /// Sets an alarm's input level (a contact, or the API's trigger/clear without hold override).
     pub fn alarm_input(&mut self, alarm: usize, on: bool, now: Stamp) -> Result<(), SelectError> {
         self.check_alarm(alarm)?;
+        self.run_timers(now);
         self.raise_counter += 1;
         let seq = self.raise_counter;
         let latched = self.alarms[alarm].latched;
@@ -323,6 +352,7 @@ impl Selector {
             return self.alarm_input(alarm, true, now);
         };
         self.check_alarm(alarm)?;
+        self.run_timers(now);
         self.raise_counter += 1;
         let seq = self.raise_counter;
         let latched = self.alarms[alarm].latched;
@@ -348,15 +378,17 @@ impl Selector {
             return Err(SelectError::NotLatched(self.names.get(slot.id).to_string()));
         }
         if !slot.latched {
+            self.evaluate(now, Force::No);
             return Ok(false);
         }
         let id = slot.id;
+        self.run_timers(now);
         let changed = self.alarms[alarm].acknowledge(now);
         self.record(now, EventKind::AlarmAcknowledged { alarm: id });
-        // An acknowledgement is a deliberate operator action, not chatter: like a click, it
-        // is not held back by the minimum dwell.
+        // An acknowledgement is a deliberate operator action, not chatter: whatever comes
+        // next is shown at once.
         self.after_alarm_quiet(alarm, true, changed, now);
-        self.evaluate(now, Some(ChangeCause::User));
+        self.evaluate(now, Force::Always(ChangeCause::User));
         Ok(true)
     }
 
@@ -385,13 +417,13 @@ impl Selector {
         } else if slot.lost_since.is_none() {
             slot.lost_since = Some(now.mono_ns);
         }
-        self.evaluate(now, None);
+        self.evaluate(now, Force::No);
         Ok(())
     }
 
     /// Advances timers (hold expiry, video loss, sequence turns, pending anti-flicker changes).
     pub fn tick(&mut self, now: Stamp) {
-        self.evaluate(now, None);
+        self.evaluate(now, Force::No);
     }
 
     /// The earliest time at which [`tick`](Self::tick) would change something; sleep until then.
@@ -411,13 +443,17 @@ impl Selector {
         // Evaluated at the start of the current turn, so that a turn's end shows up as
         // `seq_deadline` and anything else that differs is a change held back by the min dwell.
         let d = self.desired(self.seq_started_ns);
-        if let Some(t) = d.seq_deadline {
-            take(t);
-        }
-        if d.stream != self.shown
-            && let Some(last) = self.last_change_ns
+        let dwell_end = self
+            .last_change_ns
+            .map_or(0, |t| t.saturating_add(self.min_dwell_ns));
+        if let Some(t) = d.seq_deadline
+            && d.seq_pick == self.seq_current
         {
-            take(last.saturating_add(self.min_dwell_ns));
+            // The next turn cannot start before the anti-flicker rule allows a change.
+            take(t.max(dwell_end));
+        }
+        if d.stream != self.shown && self.last_change_ns.is_some() {
+            take(dwell_end);
         }
         best
     }
@@ -586,7 +622,7 @@ impl Selector {
                 _ => tracing::warn!(alarm = %id, "saved latched alarm is unknown or not latched"),
             }
         }
-        self.evaluate(now, Some(ChangeCause::Config));
+        self.evaluate(now, Force::Always(ChangeCause::Config));
     }
 
     fn check_alarm(&self, alarm: usize) -> Result<(), SelectError> {
@@ -600,7 +636,7 @@ impl Selector {
     /// Bookkeeping after an alarm changed, then re-evaluation.
     fn after_alarm(&mut self, alarm: usize, latched_before: bool, changed: bool, now: Stamp) {
         self.after_alarm_quiet(alarm, latched_before, changed, now);
-        self.evaluate(now, None);
+        self.evaluate(now, Force::No);
     }
 
     /// Bookkeeping after an alarm changed: history and persistence generation.
@@ -626,7 +662,14 @@ impl Selector {
 
     /// Runs the timers, then moves the shown view towards the desired one as the rules allow.
     /// `forced` lets the change through regardless of the minimum dwell.
-    fn evaluate(&mut self, now: Stamp, forced: Option<ChangeCause>) {
+    fn evaluate(&mut self, now: Stamp, forced: Force) {
+        self.run_timers(now);
+        self.update_view(now, forced);
+    }
+
+    /// Ends elapsed holds and raises due video-loss alarms. Event handlers call this before
+    /// applying their event, so that an event never lands on state that is already out of date.
+    fn run_timers(&mut self, now: Stamp) {
         for i in 0..self.alarms.len() {
             let latched = self.alarms[i].latched;
             let changed = self.alarms[i].expire(now);
@@ -643,6 +686,10 @@ impl Selector {
                 self.after_alarm_quiet(i, latched, changed, now);
             }
         }
+    }
+
+    /// Moves the shown view towards the desired one as the anti-flicker rule allows.
+    fn update_view(&mut self, now: Stamp, forced: Force) {
         let d = self.desired(now.mono_ns);
         if d.stream == self.shown {
             if d.reason != self.shown_reason {
@@ -650,7 +697,7 @@ impl Selector {
             }
             return;
         }
-        let cause = if let Some(c) = forced {
+        let cause = if let Some(c) = forced.cause(d.rank) {
             c
         } else if d.rank > self.shown_rank {
             ChangeCause::Preempt
