@@ -97,6 +97,28 @@ fn transparent_alarm_follows_input_and_returns_to_user() {
     assert_eq!(sel.alarm_state(door), Some(AlarmState::Idle));
     assert_eq!(active(&sel), "b");
     assert_eq!(sel.reason_string(), "user");
+    // A click during an alarm is remembered but does not beat the alarm.
+    sel.alarm_input(door, true, t(9000)).unwrap();
+    sel.select(Some("d"), t(9100)).unwrap();
+    assert_eq!(active(&sel), "c");
+    sel.alarm_input(door, false, t(12_000)).unwrap();
+    assert_eq!(active(&sel), "d");
+}
+
+#[test]
+fn api_pulse_outlasts_a_short_contact_hold() {
+    let cfg = config(vec![alarm("door", "c", 1, AlarmMode::Hold)]);
+    let mut sel = Selector::new(&cfg, 64, t(0));
+    let door = sel.alarm_index("door").unwrap();
+    sel.trigger(door, Some(Duration::from_secs(60)), t(0))
+        .unwrap();
+    sel.alarm_input(door, true, t(1000)).unwrap();
+    sel.alarm_input(door, false, t(2000)).unwrap();
+    // The contact's 30 s hold would end at 32 s; the API's 60 s pulse still runs.
+    sel.tick(t(40_000));
+    assert_eq!(active(&sel), "c");
+    sel.tick(t(60_000));
+    assert_eq!(active(&sel), "a");
 }
 
 #[test]

@@ -116,12 +116,13 @@ impl AlarmSlot {
         let after = self.input || self.vl_input;
         if !before && after {
             self.raised_seq = seq;
-            self.hold_until = None;
             if self.mode == AlarmMode::Latched {
                 self.latched = true;
             }
         } else if before && !after && self.mode == AlarmMode::Hold {
-            self.hold_until = Some(now.mono_ns.saturating_add(self.hold_ns));
+            // The hold restarts from this clear; a longer pulse from the API still runs out.
+            let end = now.mono_ns.saturating_add(self.hold_ns);
+            self.hold_until = Some(self.hold_until.map_or(end, |h| h.max(end)));
         }
         self.note_activity(was_active, now)
     }

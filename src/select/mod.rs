@@ -2,7 +2,13 @@
 //!
 //! The [`Selector`] does no I/O and reads no clock. Every call carries a [`Stamp`] (monotonic
 //! nanoseconds for the rules, wall-clock microseconds for the history), so tests drive it with
-//! made-up times and the daemon drives it with [`crate::clock::Clock`] readings.
+//! made-up times and the daemon drives it with [`crate::clock::Clock`] readings. Times passed in
+//! must not go backwards. The daemon sleeps until [`Selector::next_deadline`] and then calls
+//! [`Selector::tick`]; after every call it re-reads the view when
+//! [`Selector::view_generation`] moved, drives outputs from [`Selector::outputs`], and saves
+//! [`Selector::snapshot`] when [`Selector::generation`] moved.
+//!
+//! Reasons use alarm *ids* (stable, and what the API takes): `alarm:door`, not the display name.
 //!
 //! Rules, in order:
 //! - Alarms beat the user; among active alarms the highest `priority` wins. Several active alarms
@@ -32,11 +38,14 @@
 
 mod alarm;
 mod history;
+mod reason;
+mod rules;
 mod selector;
 
 pub use alarm::AlarmState;
 pub use history::{EventKind, HistoryEvent, NameId, SEQUENCE_NAMES_MAX};
-pub use selector::{ChangeCause, DEFAULT_HISTORY, Reason, Selector};
+pub use reason::{ChangeCause, Reason};
+pub use selector::{DEFAULT_HISTORY, Selector};
 
 use thiserror::Error;
 

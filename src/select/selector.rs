@@ -1,7 +1,9 @@
-//! The [`Selector`] state machine.
+//! The [`Selector`] state machine: its state, configuration and public API.
 
 use super::alarm::{AlarmSlot, AlarmState};
-use super::history::{EventKind, History, HistoryEvent, NameId, Names, SEQUENCE_NAMES_MAX};
+use super::history::{EventKind, History, HistoryEvent, NameId, Names};
+use super::reason::{ChangeCause, Reason, write_reason};
+use super::rules::{BASE_RANK, Force};
 use super::{SelectError, Stamp};
 use crate::config::{AlarmConfig, AlarmMode, Config, Multiple, SelectConfig};
 use std::fmt;
@@ -10,114 +12,58 @@ use std::time::Duration;
 /// History capacity the daemon uses unless told otherwise.
 pub const DEFAULT_HISTORY: usize = 256;
 
-/// Rank of a view with no alarm behind it; every alarm outranks it.
-const BASE_RANK: i64 = i64::MIN;
-
-/// Why the shown stream is shown. `Copy` and allocation-free; render it with
-/// [`Selector::write_reason`] or [`Selector::reason_string`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Reason {
-    /// There are no streams at all.
-    Nothing,
-    /// `select.default`, or the first stream.
-    Default,
-    /// The user's selection.
-    User,
-    /// One alarm (`alarm:<id>`).
-    Alarm(NameId),
-    /// Cycling among several alarms of the top priority (`sequence:<id>,<id>...`).
-    Sequence {
-        /// The alarm whose stream is shown now.
-        current: NameId,
-        /// The alarms in the cycle, in config order (the first [`SEQUENCE_NAMES_MAX`]).
-        members: [NameId; SEQUENCE_NAMES_MAX],
-        /// How many of `members` are used.
-        len: u8,
-    },
-}
-
-/// What allowed a change of the shown stream.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ChangeCause {
-    /// The minimum dwell had elapsed since the previous change (or there was none).
-    Dwell,
-    /// The new view outranks the shown one (alarm over user, higher priority over lower).
-    Preempt,
-    /// An operator action: the user chose a stream or acknowledged an alarm.
-    User,
-    /// The config or restored state changed the candidates.
-    Config,
-    /// Same stream, new reason; not a visible change, so never held back.
-    Relabel,
-}
-
 /// One stream in the stream table.
 #[derive(Debug, Clone)]
-struct StreamSlot {
+pub(super) struct StreamSlot {
     /// The stream id, interned.
-    name: NameId,
+    pub(super) name: NameId,
     /// Monotonic time since when the stream has been lost; `None` while live (or never reported).
-    lost_since: Option<u64>,
-}
-
-/// What the rules want to show right now (before the anti-flicker rule).
-#[derive(Debug, Clone, Copy)]
-struct Desired {
-    /// Stream position, `None` with no streams.
-    stream: Option<usize>,
-    /// Why.
-    reason: Reason,
-    /// Priority of the view, [`BASE_RANK`] when no alarm is behind it.
-    rank: i64,
-    /// In `sequence`, the alarm picked for this turn.
-    seq_pick: Option<usize>,
-    /// In `sequence`, when the current turn ends.
-    seq_deadline: Option<u64>,
+    pub(super) lost_since: Option<u64>,
 }
 
 /// The active-stream state machine. See the module docs for the rules.
 #[derive(Debug)]
 pub struct Selector {
     /// Every stream and alarm id ever seen; history entries point here.
-    names: Names,
+    pub(super) names: Names,
     /// Selectable streams, by position.
-    streams: Vec<StreamSlot>,
+    pub(super) streams: Vec<StreamSlot>,
     /// Alarms, by position (config order).
-    alarms: Vec<AlarmSlot>,
+    pub(super) alarms: Vec<AlarmSlot>,
     /// Target stream ids of the alarms, parallel to `alarms`, to re-resolve on stream changes.
-    alarm_targets: Vec<NameId>,
+    pub(super) alarm_targets: Vec<NameId>,
     /// `select.default` as configured, resolved against `streams` on every change.
-    default_name: Option<NameId>,
+    pub(super) default_name: Option<NameId>,
     /// The resolved default stream position.
-    default_stream: Option<usize>,
+    pub(super) default_stream: Option<usize>,
     /// `sequence` or `latest`.
-    multiple: Multiple,
+    pub(super) multiple: Multiple,
     /// Turn length in `sequence`.
-    dwell_ns: u64,
+    pub(super) dwell_ns: u64,
     /// Anti-flicker minimum between changes of the shown stream.
-    min_dwell_ns: u64,
+    pub(super) min_dwell_ns: u64,
     /// The user's selection.
-    user: Option<usize>,
+    pub(super) user: Option<usize>,
     /// The stream shown.
-    shown: Option<usize>,
+    pub(super) shown: Option<usize>,
     /// Why it is shown.
-    shown_reason: Reason,
+    pub(super) shown_reason: Reason,
     /// Priority of the shown view, for the preemption rule.
-    shown_rank: i64,
+    pub(super) shown_rank: i64,
     /// When the shown stream last changed.
-    last_change_ns: Option<u64>,
+    pub(super) last_change_ns: Option<u64>,
     /// In `sequence`, the alarm whose turn it is.
-    seq_current: Option<usize>,
+    pub(super) seq_current: Option<usize>,
     /// When that turn began.
-    seq_started_ns: u64,
+    pub(super) seq_started_ns: u64,
     /// Counter stamping raises, for `latest`.
-    raise_counter: u64,
+    pub(super) raise_counter: u64,
     /// Bounded event log.
-    history: History,
+    pub(super) history: History,
     /// Bumped when the persisted part (user choice, latched alarms) changes.
-    persist_gen: u64,
+    pub(super) persist_gen: u64,
     /// Bumped when the shown stream or reason changes.
-    view_gen: u64,
+    pub(super) view_gen: u64,
 }
 
 impl Selector {
@@ -230,8 +176,12 @@ impl Selector {
         for (slot, target) in self.alarms.iter_mut().zip(&self.alarm_targets) {
             slot.stream = find(*target, &self.streams);
         }
-        let forced = shown_name.is_none() || self.shown.is_none();
-        self.evaluate(now, forced.then_some(ChangeCause::Config));
+        let forced = if shown_name.is_none() || self.shown.is_none() {
+            Force::Always(ChangeCause::Config)
+        } else {
+            Force::No
+        };
+        self.evaluate(now, forced);
     }
 
     /// Position of a stream id.
@@ -296,13 +246,16 @@ impl Selector {
         }
         let name = stream.map(|i| self.streams[i].name);
         self.record(now, EventKind::UserSelected { stream: name });
-        self.evaluate(now, Some(ChangeCause::User));
+        // A click shows the chosen stream at once, unless an alarm is showing (alarms beat the
+        // user; the click must not hurry an alarm-to-alarm change past the minimum dwell).
+        self.evaluate(now, Force::IfNoAlarm(ChangeCause::User));
         Ok(())
     }
 
     /// Sets an alarm's input level (a contact, or the API's trigger/clear without hold override).
     pub fn alarm_input(&mut self, alarm: usize, on: bool, now: Stamp) -> Result<(), SelectError> {
         self.check_alarm(alarm)?;
+        self.run_timers(now);
         self.raise_counter += 1;
         let seq = self.raise_counter;
         let latched = self.alarms[alarm].latched;
@@ -323,6 +276,7 @@ impl Selector {
             return self.alarm_input(alarm, true, now);
         };
         self.check_alarm(alarm)?;
+        self.run_timers(now);
         self.raise_counter += 1;
         let seq = self.raise_counter;
         let latched = self.alarms[alarm].latched;
@@ -348,15 +302,17 @@ impl Selector {
             return Err(SelectError::NotLatched(self.names.get(slot.id).to_string()));
         }
         if !slot.latched {
+            self.evaluate(now, Force::No);
             return Ok(false);
         }
         let id = slot.id;
+        self.run_timers(now);
         let changed = self.alarms[alarm].acknowledge(now);
         self.record(now, EventKind::AlarmAcknowledged { alarm: id });
-        // An acknowledgement is a deliberate operator action, not chatter: like a click, it
-        // is not held back by the minimum dwell.
+        // An acknowledgement is a deliberate operator action, not chatter: whatever comes
+        // next is shown at once.
         self.after_alarm_quiet(alarm, true, changed, now);
-        self.evaluate(now, Some(ChangeCause::User));
+        self.evaluate(now, Force::Always(ChangeCause::User));
         Ok(true)
     }
 
@@ -385,13 +341,13 @@ impl Selector {
         } else if slot.lost_since.is_none() {
             slot.lost_since = Some(now.mono_ns);
         }
-        self.evaluate(now, None);
+        self.evaluate(now, Force::No);
         Ok(())
     }
 
     /// Advances timers (hold expiry, video loss, sequence turns, pending anti-flicker changes).
     pub fn tick(&mut self, now: Stamp) {
-        self.evaluate(now, None);
+        self.evaluate(now, Force::No);
     }
 
     /// The earliest time at which [`tick`](Self::tick) would change something; sleep until then.
@@ -411,13 +367,17 @@ impl Selector {
         // Evaluated at the start of the current turn, so that a turn's end shows up as
         // `seq_deadline` and anything else that differs is a change held back by the min dwell.
         let d = self.desired(self.seq_started_ns);
-        if let Some(t) = d.seq_deadline {
-            take(t);
-        }
-        if d.stream != self.shown
-            && let Some(last) = self.last_change_ns
+        let dwell_end = self
+            .last_change_ns
+            .map_or(0, |t| t.saturating_add(self.min_dwell_ns));
+        if let Some(t) = d.seq_deadline
+            && d.seq_pick == self.seq_current
         {
-            take(last.saturating_add(self.min_dwell_ns));
+            // The next turn cannot start before the anti-flicker rule allows a change.
+            take(t.max(dwell_end));
+        }
+        if d.stream != self.shown && self.last_change_ns.is_some() {
+            take(dwell_end);
         }
         best
     }
@@ -447,22 +407,7 @@ impl Selector {
 
     /// Writes any reason (for example one from the history) as the API spells it.
     pub fn write_reason(&self, reason: &Reason, out: &mut dyn fmt::Write) -> fmt::Result {
-        match reason {
-            Reason::Nothing => out.write_str("none"),
-            Reason::Default => out.write_str("default"),
-            Reason::User => out.write_str("user"),
-            Reason::Alarm(id) => write!(out, "alarm:{}", self.names.get(*id)),
-            Reason::Sequence { members, len, .. } => {
-                out.write_str("sequence:")?;
-                for (i, m) in members[..usize::from(*len)].iter().enumerate() {
-                    if i > 0 {
-                        out.write_str(",")?;
-                    }
-                    out.write_str(self.names.get(*m))?;
-                }
-                Ok(())
-            }
-        }
+        write_reason(&self.names, reason, out)
     }
 
     /// The stream the rules want at `now`, before the anti-flicker rule holds it back.
@@ -586,195 +531,6 @@ impl Selector {
                 _ => tracing::warn!(alarm = %id, "saved latched alarm is unknown or not latched"),
             }
         }
-        self.evaluate(now, Some(ChangeCause::Config));
-    }
-
-    fn check_alarm(&self, alarm: usize) -> Result<(), SelectError> {
-        if alarm < self.alarms.len() {
-            Ok(())
-        } else {
-            Err(SelectError::UnknownAlarm(format!("#{alarm}")))
-        }
-    }
-
-    /// Bookkeeping after an alarm changed, then re-evaluation.
-    fn after_alarm(&mut self, alarm: usize, latched_before: bool, changed: bool, now: Stamp) {
-        self.after_alarm_quiet(alarm, latched_before, changed, now);
-        self.evaluate(now, None);
-    }
-
-    /// Bookkeeping after an alarm changed: history and persistence generation.
-    fn after_alarm_quiet(&mut self, alarm: usize, latched_before: bool, changed: bool, now: Stamp) {
-        let slot = &self.alarms[alarm];
-        if slot.latched != latched_before {
-            self.persist_gen += 1;
-        }
-        if changed {
-            let id = slot.id;
-            let kind = if slot.is_active() {
-                EventKind::AlarmRaised { alarm: id }
-            } else {
-                EventKind::AlarmCleared { alarm: id }
-            };
-            self.record(now, kind);
-        }
-    }
-
-    fn record(&mut self, at: Stamp, kind: EventKind) {
-        self.history.push(HistoryEvent { at, kind });
-    }
-
-    /// Runs the timers, then moves the shown view towards the desired one as the rules allow.
-    /// `forced` lets the change through regardless of the minimum dwell.
-    fn evaluate(&mut self, now: Stamp, forced: Option<ChangeCause>) {
-        for i in 0..self.alarms.len() {
-            let latched = self.alarms[i].latched;
-            let changed = self.alarms[i].expire(now);
-            self.after_alarm_quiet(i, latched, changed, now);
-            let a = &self.alarms[i];
-            if let (Some(after), Some(s), false) = (a.video_loss_after_ns, a.stream, a.vl_input)
-                && let Some(since) = self.streams[s].lost_since
-                && since.saturating_add(after) <= now.mono_ns
-            {
-                self.raise_counter += 1;
-                let seq = self.raise_counter;
-                let latched = self.alarms[i].latched;
-                let changed = self.alarms[i].set_input(true, true, now, seq);
-                self.after_alarm_quiet(i, latched, changed, now);
-            }
-        }
-        let d = self.desired(now.mono_ns);
-        if d.stream == self.shown {
-            if d.reason != self.shown_reason {
-                self.show(d, now, ChangeCause::Relabel, false);
-            }
-            return;
-        }
-        let cause = if let Some(c) = forced {
-            c
-        } else if d.rank > self.shown_rank {
-            ChangeCause::Preempt
-        } else if self
-            .last_change_ns
-            .is_none_or(|t| now.mono_ns >= t.saturating_add(self.min_dwell_ns))
-        {
-            ChangeCause::Dwell
-        } else {
-            return;
-        };
-        self.show(d, now, cause, true);
-    }
-
-    fn show(&mut self, d: Desired, now: Stamp, cause: ChangeCause, stream_changed: bool) {
-        self.shown = d.stream;
-        self.shown_reason = d.reason;
-        self.shown_rank = d.rank;
-        if stream_changed {
-            self.last_change_ns = Some(now.mono_ns);
-        }
-        if d.seq_pick != self.seq_current {
-            self.seq_current = d.seq_pick;
-            self.seq_started_ns = now.mono_ns;
-        }
-        self.view_gen += 1;
-        let stream = d.stream.map(|i| self.streams[i].name);
-        self.record(
-            now,
-            EventKind::ActiveChanged {
-                stream,
-                reason: d.reason,
-                cause,
-            },
-        );
-    }
-
-    /// What the rules want at monotonic time `now_ns`. Pure and allocation-free.
-    fn desired(&self, now_ns: u64) -> Desired {
-        let mut top: Option<i32> = None;
-        let mut count = 0usize;
-        for a in self
-            .alarms
-            .iter()
-            .filter(|a| a.stream.is_some() && a.is_active())
-        {
-            match top {
-                Some(p) if a.priority < p => {}
-                Some(p) if a.priority == p => count += 1,
-                _ => {
-                    top = Some(a.priority);
-                    count = 1;
-                }
-            }
-        }
-        let Some(top) = top else {
-            let (stream, reason) = match (self.user, self.default_stream) {
-                (Some(u), _) => (Some(u), Reason::User),
-                (None, Some(d)) => (Some(d), Reason::Default),
-                (None, None) => (None, Reason::Nothing),
-            };
-            return Desired {
-                stream,
-                reason,
-                rank: BASE_RANK,
-                seq_pick: None,
-                seq_deadline: None,
-            };
-        };
-        let is_top = |a: &AlarmSlot| a.stream.is_some() && a.is_active() && a.priority == top;
-        let rank = i64::from(top);
-        if count == 1 || self.multiple == Multiple::Latest {
-            let mut best: Option<usize> = None;
-            for (i, a) in self.alarms.iter().enumerate().filter(|(_, a)| is_top(a)) {
-                if best.is_none_or(|b| a.raised_seq > self.alarms[b].raised_seq) {
-                    best = Some(i);
-                }
-            }
-            let pick = best.unwrap_or(0);
-            return Desired {
-                stream: self.alarms[pick].stream,
-                reason: Reason::Alarm(self.alarms[pick].id),
-                rank,
-                seq_pick: None,
-                seq_deadline: None,
-            };
-        }
-        let n = self.alarms.len();
-        let pick = match self.seq_current {
-            Some(c) if is_top(&self.alarms[c]) && now_ns < self.seq_started_ns + self.dwell_ns => c,
-            current => {
-                let start = current.map_or(0, |c| c + 1);
-                (0..n)
-                    .map(|k| (start + k) % n)
-                    .find(|&i| is_top(&self.alarms[i]))
-                    .unwrap_or(0)
-            }
-        };
-        let mut members = [NameId(0); SEQUENCE_NAMES_MAX];
-        let mut len = 0u8;
-        for a in self
-            .alarms
-            .iter()
-            .filter(|a| is_top(a))
-            .take(SEQUENCE_NAMES_MAX)
-        {
-            members[usize::from(len)] = a.id;
-            len += 1;
-        }
-        let started = if Some(pick) == self.seq_current {
-            self.seq_started_ns
-        } else {
-            now_ns
-        };
-        Desired {
-            stream: self.alarms[pick].stream,
-            reason: Reason::Sequence {
-                current: self.alarms[pick].id,
-                members,
-                len,
-            },
-            rank,
-            seq_pick: Some(pick),
-            seq_deadline: Some(started.saturating_add(self.dwell_ns)),
-        }
+        self.evaluate(now, Force::Always(ChangeCause::Config));
     }
 }

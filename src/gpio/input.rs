@@ -1,0 +1,180 @@
+//! The input task: open, debounce, report, and retry with backoff on failure.
+
+use super::{Debouncer, GpioError, InputBackend, InputLine};
+use crate::clock::Clock;
+use crate::config::GpioInputConfig;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::mpsc;
+
+/// A debounced, logical alarm input change, for the selector task.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AlarmSignal {
+    /// Position of the alarm in the config (the selector's alarm index).
+    pub alarm: usize,
+    /// Whether the input is now active.
+    pub on: bool,
+    /// Monotonic time ([`Clock::mono_ns`]) when the change was accepted.
+    pub mono_ns: u64,
+}
+
+/// How an input is doing, for `/api/status`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InputState {
+    /// Not opened yet.
+    Starting,
+    /// Open and watching edges.
+    Ok,
+    /// Could not open or failed; being retried. The message is for the operator.
+    Failed(String),
+}
+
+/// Shared status of one input task.
+#[derive(Debug)]
+pub struct InputStatus {
+    /// The current state.
+    state: Mutex<InputState>,
+    /// Failed attempts since start, for metrics.
+    failures: AtomicU64,
+}
+
+impl Default for InputStatus {
+    fn default() -> Self {
+        InputStatus {
+            state: Mutex::new(InputState::Starting),
+            failures: AtomicU64::new(0),
+        }
+    }
+}
+
+impl InputStatus {
+    /// The current state.
+    pub fn state(&self) -> InputState {
+        match self.state.lock() {
+            Ok(s) => s.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// Failed attempts since start.
+    pub fn failures(&self) -> u64 {
+        self.failures.load(Ordering::Relaxed)
+    }
+
+    fn set(&self, state: InputState) {
+        if matches!(state, InputState::Failed(_)) {
+            self.failures.fetch_add(1, Ordering::Relaxed);
+        }
+        match self.state.lock() {
+            Ok(mut s) => *s = state,
+            Err(poisoned) => *poisoned.into_inner() = state,
+        }
+    }
+}
+
+/// Retry delays: doubling from `initial` up to `max`, back to `initial` after a stable period.
+#[derive(Debug, Clone, Copy)]
+pub struct Backoff {
+    /// First delay after a failure.
+    pub initial: Duration,
+    /// Cap.
+    pub max: Duration,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Backoff {
+            initial: Duration::from_millis(500),
+            max: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Watches one alarm input until the receiver of `tx` is dropped.
+///
+/// On open, the current logical level is sent once (so the selector resyncs after a failure),
+/// then every debounced change. Failures set `status` to [`InputState::Failed`] and are retried
+/// after a capped, doubling delay. Never returns an error: the daemon keeps running.
+pub async fn run_gpio_input(
+    alarm: usize,
+    cfg: GpioInputConfig,
+    backend: Arc<dyn InputBackend>,
+    clock: Arc<dyn Clock>,
+    status: Arc<InputStatus>,
+    tx: mpsc::Sender<AlarmSignal>,
+    backoff: Backoff,
+) {
+    let line_name = cfg.line.to_string();
+    let mut delay = backoff.initial;
+    loop {
+        if tx.is_closed() {
+            return;
+        }
+        let started = tokio::time::Instant::now();
+        let err = match backend.open_input(&cfg) {
+            Ok(line) => {
+                status.set(InputState::Ok);
+                tracing::info!(alarm, chip = %cfg.chip, line = %line_name, "GPIO input open");
+                match watch(alarm, &cfg, line, clock.as_ref(), &tx).await {
+                    Ok(()) => return,
+                    Err(e) => e,
+                }
+            }
+            Err(e) => e,
+        };
+        if started.elapsed() > backoff.max {
+            // It worked for a good while: this is a fresh failure, not a retry storm.
+            delay = backoff.initial;
+        }
+        tracing::warn!(alarm, chip = %cfg.chip, line = %line_name, error = %err,
+            retry_in_ms = delay.as_millis() as u64, "GPIO input failed");
+        status.set(InputState::Failed(err.to_string()));
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(backoff.max);
+    }
+}
+
+/// Serves an open line; `Ok` when the selector went away, `Err` when the line failed.
+async fn watch(
+    alarm: usize,
+    cfg: &GpioInputConfig,
+    mut line: Box<dyn InputLine>,
+    clock: &dyn Clock,
+    tx: &mpsc::Sender<AlarmSignal>,
+) -> Result<(), GpioError> {
+    let period_ns = if line.debounced() {
+        0
+    } else {
+        u64::from(cfg.debounce_ms) * 1_000_000
+    };
+    let mut deb = Debouncer::new(period_ns, cfg.active, line.read_high()?);
+    let send = |on: bool| AlarmSignal {
+        alarm,
+        on,
+        mono_ns: clock.mono_ns(),
+    };
+    if tx.send(send(deb.is_active())).await.is_err() {
+        return Ok(());
+    }
+    loop {
+        let changed = match deb.deadline() {
+            Some(deadline) => {
+                let wait = Duration::from_nanos(deadline.saturating_sub(clock.mono_ns()));
+                tokio::select! {
+                    edge = line.next_edge() => deb.edge(edge?, clock.mono_ns()),
+                    () = tokio::time::sleep(wait) => deb.poll(clock.mono_ns()),
+                }
+            }
+            None => {
+                let high = line.next_edge().await?;
+                deb.edge(high, clock.mono_ns())
+            }
+        };
+        if let Some(on) = changed
+            && tx.send(send(on)).await.is_err()
+        {
+            return Ok(());
+        }
+    }
+}
