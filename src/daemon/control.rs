@@ -12,6 +12,7 @@ use tokio::task::JoinHandle;
 
 use crate::clock::Clock;
 use crate::config::Config;
+use crate::gpio::{OutputBackend, OutputDriver};
 use crate::ingest::stats::{StreamState, StreamStats};
 use crate::select::{DEFAULT_HISTORY, SelectError, Selector, Stamp};
 use crate::state::{LatchedAlarm, PersistedState, StateStore};
@@ -168,6 +169,7 @@ pub fn spawn_control(
     config: &Config,
     clock: Arc<dyn Clock>,
     store: StateStore,
+    output_backend: Arc<dyn OutputBackend>,
 ) -> (Control, JoinHandle<()>) {
     let now = Stamp::now(clock.as_ref());
     let mut selector = Selector::new(config, DEFAULT_HISTORY, now);
@@ -181,7 +183,10 @@ pub fn spawn_control(
         .map(|l| (l.id.clone(), l.since_wall_us))
         .collect();
     selector.restore(saved.user_selection.as_deref(), &latched, now);
+    let outputs = open_outputs(output_backend.as_ref(), config);
     let mut task = ControlTask {
+        outputs,
+        output_backend,
         alarms: config.alarms.clone(),
         selector,
         clock,
@@ -198,8 +203,23 @@ pub fn spawn_control(
     (Control { tx, view }, handle)
 }
 
+/// Opens the relay/buzzer lines of `config`'s alarms; a line that cannot be opened is logged
+/// and left out, the others work.
+fn open_outputs(backend: &dyn OutputBackend, config: &Config) -> OutputDriver {
+    let (driver, errors) = OutputDriver::open(backend, &config.alarms);
+    for (i, e) in errors {
+        let alarm = config.alarms.get(i).map_or("?", |a| a.id.as_str());
+        tracing::warn!(alarm = %alarm, error = %e, "alarm output line unavailable");
+    }
+    driver
+}
+
 /// State owned by the control task.
 struct ControlTask {
+    /// Relay/buzzer lines driven while their alarm is active.
+    outputs: OutputDriver,
+    /// Opens output lines again after a config change.
+    output_backend: Arc<dyn OutputBackend>,
     /// Alarm configs, for names and target streams in the status.
     alarms: Vec<crate::config::AlarmConfig>,
     /// The state machine.
@@ -231,6 +251,9 @@ impl ControlTask {
                 _ = health.tick() => self.poll_health(),
             }
             self.publish(&view_tx);
+            if let Err(e) = self.outputs.apply(self.selector.outputs()) {
+                tracing::warn!(error = %e, "cannot drive an alarm output line");
+            }
             self.persist().await;
         }
         self.persist().await;
@@ -276,6 +299,9 @@ impl ControlTask {
             }
             Command::ApplyConfig(cfg) => {
                 self.selector.apply_config(&cfg, now);
+                // Release the old lines before opening the new ones: they may be the same.
+                self.outputs = OutputDriver::open(self.output_backend.as_ref(), &[]).0;
+                self.outputs = open_outputs(self.output_backend.as_ref(), &cfg);
                 self.alarms = cfg.alarms.clone();
                 self.published = None;
             }

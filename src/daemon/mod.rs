@@ -1,6 +1,7 @@
 //! The daemon: wires config, streams, the control task and the state file together and runs
 //! until SIGTERM or Ctrl-C.
 
+pub mod alarms;
 pub mod control;
 pub mod streams;
 
@@ -16,6 +17,7 @@ use crate::clock::{Clock, SystemClock};
 use crate::config::{Config, ConfigError, FieldError, StreamConfig, StreamKind, Transport};
 use crate::ring::{RingError, RingSpec};
 use crate::state::StateStore;
+use alarms::{AlarmInputs, GpioBackends};
 use control::{Command, Control, spawn_control};
 use streams::StreamSet;
 
@@ -104,21 +106,41 @@ pub struct Daemon {
     control: Control,
     /// The control task itself, awaited on shutdown so the state file is flushed.
     control_task: JoinHandle<()>,
+    /// GPIO alarm input tasks of the current config.
+    inputs: AlarmInputs,
+    /// GPIO backends, kept to restart inputs after a config change.
+    gpio: GpioBackends,
+    /// Clock shared by every task.
+    clock: Arc<dyn Clock>,
 }
 
 impl Daemon {
-    /// Starts everything `config` describes. The state directory must exist.
+    /// Starts everything `config` describes on the machine's GPIO. The state directory must exist.
     pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<Daemon, DaemonError> {
+        Self::start_with(config, clock, GpioBackends::system()).await
+    }
+
+    /// Like [`Daemon::start`], with the given GPIO backends (tests pass mocks).
+    pub async fn start_with(
+        config: Config,
+        clock: Arc<dyn Clock>,
+        gpio: GpioBackends,
+    ) -> Result<Daemon, DaemonError> {
         let spec = RingSpec::from_config(&config.ring)?;
         let mut streams = StreamSet::new(spec, Arc::clone(&clock));
         streams.apply(&config.streams, spec)?;
         let store = StateStore::new(&config.paths.state_dir);
-        let (control, control_task) = spawn_control(&config, clock, store);
+        let (control, control_task) =
+            spawn_control(&config, Arc::clone(&clock), store, Arc::clone(&gpio.output));
+        let inputs = AlarmInputs::start(&config.alarms, &gpio, Arc::clone(&clock), control.clone());
         let daemon = Daemon {
             config,
             streams,
             control,
             control_task,
+            inputs,
+            gpio,
+            clock,
         };
         daemon.watch_streams().await;
         Ok(daemon)
@@ -132,6 +154,15 @@ impl Daemon {
             .control
             .send(Command::ApplyConfig(Box::new(config.clone())))
             .await;
+        if config.alarms != self.config.alarms {
+            // Alarm indices may have moved: restart every input against the new list.
+            self.inputs = AlarmInputs::start(
+                &config.alarms,
+                &self.gpio,
+                Arc::clone(&self.clock),
+                self.control.clone(),
+            );
+        }
         self.config = config;
         self.watch_streams().await;
         Ok(())
@@ -158,6 +189,11 @@ impl Daemon {
         &self.control
     }
 
+    /// GPIO alarm inputs and their state.
+    pub fn alarm_inputs(&self) -> &AlarmInputs {
+        &self.inputs
+    }
+
     /// Logs one line per stream with its state and ring statistics.
     pub fn log_stats(&self) {
         for s in self.streams.iter() {
@@ -179,6 +215,7 @@ impl Daemon {
 
     /// Stops the streams, then the control task, which saves the state one last time.
     pub async fn shutdown(mut self) {
+        drop(self.inputs);
         self.streams.stop_all().await;
         drop(self.control);
         let _ = self.control_task.await;

@@ -1,0 +1,117 @@
+//! GPIO alarm inputs wired to the control task: one supervised input task per alarm with a
+//! `[alarms.gpio]` section, each retrying on its own, so a missing chip only fails its alarm.
+
+use std::sync::Arc;
+
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use crate::clock::Clock;
+use crate::config::AlarmConfig;
+use crate::gpio::{
+    AlarmSignal, Backoff, InputBackend, InputState, InputStatus, OutputBackend, run_gpio_input,
+};
+
+use super::control::{Command, Control};
+
+/// The GPIO backends the daemon uses.
+#[derive(Clone)]
+pub struct GpioBackends {
+    /// Opens alarm input lines.
+    pub input: Arc<dyn InputBackend>,
+    /// Opens relay/buzzer output lines.
+    pub output: Arc<dyn OutputBackend>,
+}
+
+impl std::fmt::Debug for GpioBackends {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("GpioBackends")
+    }
+}
+
+impl GpioBackends {
+    /// The machine's GPIO: the character-device backend (gpiocdev), or rppal when the crate
+    /// was built with the `rppal` feature for a Raspberry Pi image.
+    pub fn system() -> Self {
+        #[cfg(feature = "rppal")]
+        {
+            let b = Arc::new(crate::gpio::rppal::RppalBackend);
+            GpioBackends {
+                input: b.clone(),
+                output: b,
+            }
+        }
+        #[cfg(not(feature = "rppal"))]
+        {
+            let b = Arc::new(crate::gpio::gpiocdev::GpiocdevBackend);
+            GpioBackends {
+                input: b.clone(),
+                output: b,
+            }
+        }
+    }
+}
+
+/// The running input tasks of one config's alarms.
+#[derive(Debug)]
+pub struct AlarmInputs {
+    /// One task per GPIO input, plus the forwarder; aborted on drop.
+    tasks: Vec<JoinHandle<()>>,
+    /// Each GPIO alarm's input state (`ok`, `failed: why`), for the status page.
+    statuses: Vec<(String, Arc<InputStatus>)>,
+}
+
+impl AlarmInputs {
+    /// Starts an input task for every alarm with a GPIO input; their debounced levels go to
+    /// `control` as [`Command::AlarmInput`].
+    pub fn start(
+        alarms: &[AlarmConfig],
+        backends: &GpioBackends,
+        clock: Arc<dyn Clock>,
+        control: Control,
+    ) -> Self {
+        let (tx, mut rx) = mpsc::channel::<AlarmSignal>(64);
+        let mut tasks = Vec::new();
+        let mut statuses = Vec::new();
+        for (index, alarm) in alarms.iter().enumerate() {
+            let Some(gpio) = &alarm.gpio else { continue };
+            let status = Arc::new(InputStatus::default());
+            statuses.push((alarm.id.clone(), Arc::clone(&status)));
+            tasks.push(tokio::spawn(run_gpio_input(
+                index,
+                gpio.clone(),
+                Arc::clone(&backends.input),
+                Arc::clone(&clock),
+                status,
+                tx.clone(),
+                Backoff::default(),
+            )));
+        }
+        drop(tx);
+        tasks.push(tokio::spawn(async move {
+            while let Some(sig) = rx.recv().await {
+                let cmd = Command::AlarmInput {
+                    alarm: sig.alarm,
+                    on: sig.on,
+                };
+                if control.send(cmd).await.is_err() {
+                    break;
+                }
+            }
+        }));
+        AlarmInputs { tasks, statuses }
+    }
+
+    /// Every GPIO alarm's id and input state.
+    pub fn statuses(&self) -> impl Iterator<Item = (&str, InputState)> {
+        self.statuses.iter().map(|(id, s)| (id.as_str(), s.state()))
+    }
+}
+
+impl Drop for AlarmInputs {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
