@@ -137,7 +137,7 @@ fn rgb_round_trip_is_close() {
     frame.u.fill(u);
     frame.v.fill(v);
     let mut rgb = Vec::new();
-    i420_to_rgb(&frame, &mut rgb);
+    i420_to_rgb(&frame, &mut rgb).expect("valid frame");
     assert_eq!(rgb.len(), 4 * 2 * 3);
     assert!(
         rgb[0] > 240 && rgb[1] < 15 && rgb[2] < 15,
@@ -168,7 +168,7 @@ fn converted_frame_survives_encode_and_decode() {
     let mut decoder = H264Decoder::new().expect("decoder");
     let out = decoder.decode(&au).expect("decodes").expect("picture");
     assert_eq!((out.width, out.height), (w, h));
-    let (y, u, v) = out.pixel(32, 24);
+    let (y, u, v) = out.pixel(32, 24).expect("inside");
     assert!(y.abs_diff(colour.0) <= 6, "Y {y} vs {}", colour.0);
     assert!(u.abs_diff(colour.1) <= 6, "U {u} vs {}", colour.1);
     assert!(v.abs_diff(colour.2) <= 6, "V {v} vs {}", colour.2);
@@ -183,6 +183,15 @@ fn encoder_rejects_a_frame_of_another_size() {
         Err(CodecError::SizeMismatch { .. })
     ));
     assert!(H264Encoder::new(settings(63, 48)).is_err(), "odd width");
+    // A hand-made frame with a short plane is refused before openh264 reads it.
+    let mut broken = I420Frame::new(64, 48).expect("size");
+    broken.v.truncate(10);
+    assert!(matches!(
+        encoder.encode(&broken, false),
+        Err(CodecError::ShortBuffer { have: 10, .. })
+    ));
+    let mut rgb = Vec::new();
+    assert!(edgecam::codec::yuv::i420_to_rgb(&broken, &mut rgb).is_err());
 }
 
 #[test]

@@ -364,3 +364,26 @@ impl Source for TestPatternSource {
         Box::pin(self.run_attempt(ctx))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_tiny_and_odd_shaped_pictures_without_panicking() {
+        for (w, h) in [(2, 2), (4, 64), (64, 4), (18, 10)] {
+            let mut pattern = TestPattern::new("a-very-long-stream-id", w, h).expect("size");
+            for n in [0, 1, 97, 10_000] {
+                let picture = pattern.render(n);
+                assert_eq!(picture.y.len(), (w * h) as usize);
+            }
+        }
+    }
+
+    #[test]
+    fn bounce_goes_back_and_forth() {
+        let path: Vec<usize> = (0..7).map(|t| bounce(t, 3)).collect();
+        assert_eq!(path, vec![0, 1, 2, 3, 2, 1, 0]);
+        assert_eq!(bounce(5, 0), 0);
+    }
+}
