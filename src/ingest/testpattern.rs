@@ -75,7 +75,7 @@ impl TestPattern {
                 let noise = self.rng.to_le_bytes();
                 for (i, px) in chunk.iter_mut().enumerate() {
                     let g = self.tri[(x8 * 8 + i + base) & 511] as u32;
-                    *px = (40 + g * 5 / 8) as u8 + (noise[i] & 7);
+                    *px = (40 + g * 5 / 8) as u8 + (noise[i] & 3);
                 }
             }
         }
