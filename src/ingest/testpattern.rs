@@ -276,6 +276,8 @@ impl TestPatternSource {
         let start = tokio::time::Instant::now();
         let mut first_keyframe = true;
         let mut need_keyframe = true;
+        // A refusal was logged and no frame has been stored since.
+        let mut refusal_logged = false;
         loop {
             let tick = interval.tick().await;
             let frame = match filled_rx.recv().await {
@@ -303,15 +305,20 @@ impl TestPatternSource {
             match ctx.sink.push_frame(&info, &[&frame.data]) {
                 Ok(_) => {
                     need_keyframe = false;
+                    refusal_logged = false;
                     first_keyframe &= !frame.keyframe;
                 }
                 Err(e) => {
-                    tracing::warn!(stream = %ctx.id, error = %e, "frame dropped; asking for a keyframe");
+                    // Once per run of refused frames, not once per frame.
+                    if !refusal_logged {
+                        tracing::warn!(stream = %ctx.id, error = %e, "frame dropped; asking for a keyframe");
+                        refusal_logged = true;
+                    }
                     need_keyframe = true;
                     force_keyframe.store(true, Ordering::Relaxed);
                 }
             }
-            // Cannot block: at most BUFFERS frames exist and this one came out of the loop.
+            // Never full: at most BUFFERS frames exist and this one is back from the sink.
             let _ = free_tx.try_send(frame);
         }
     }
