@@ -148,3 +148,155 @@ fn rendered_id_band_shows_text() {
     assert!(band.iter().filter(|&&v| v == 235).count() > 50);
     assert!(band.iter().filter(|&&v| v == 16).count() > 1000);
 }
+
+/// A sink that refuses its `reject_at`-th push, as a ring does with an oversized frame.
+struct RejectOnceSink {
+    /// Frames stored.
+    inner: VecSink,
+    /// Pushes seen, stored or not.
+    calls: usize,
+    /// Which push to refuse.
+    reject_at: usize,
+    /// How many stored frames the test wants.
+    budget: usize,
+    /// Woken when the budget is reached.
+    done: Arc<Notify>,
+}
+
+impl FrameSink for RejectOnceSink {
+    fn push_frame(&mut self, info: &FrameInfo, parts: &[&[u8]]) -> Result<u64, SinkError> {
+        self.calls += 1;
+        if self.calls - 1 == self.reject_at {
+            return Err(SinkError::FrameTooLarge { len: 1, max: 0 });
+        }
+        let seq = self.inner.push_frame(info, parts)?;
+        if self.inner.frames.len() == self.budget {
+            self.done.notify_one();
+        }
+        Ok(seq)
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_refused_frame_brings_an_early_keyframe() {
+    let source = TestPatternSource::with_settings("cam-r", SETTINGS);
+    let clock = ManualClock::new(0);
+    let done = Arc::new(Notify::new());
+    let mut sink = RejectOnceSink {
+        inner: VecSink::default(),
+        calls: 0,
+        reject_at: 3,
+        budget: 5,
+        done: Arc::clone(&done),
+    };
+    let ctx = SourceCtx {
+        id: "cam-r",
+        sink: &mut sink,
+        clock: &clock,
+        epoch: 0,
+    };
+    tokio::select! {
+        r = source.run(ctx) => panic!("source ended early: {r:?}"),
+        _ = done.notified() => {}
+    }
+    let frames = &sink.inner.frames;
+    let flags: Vec<bool> = frames.iter().map(|(m, _)| m.info.keyframe).collect();
+    assert_eq!(&flags[..3], &[true, false, false]);
+    // Delta frames after the refused one are useless, so the next stored frame is a fresh
+    // keyframe, well before the GOP would have made one (frame 10, pts 400 ms).
+    let (meta, payload) = &frames[3];
+    assert!(
+        meta.info.keyframe && !meta.info.params_changed,
+        "{:?}",
+        meta.info
+    );
+    assert!(meta.info.pts_us < 10 * 40_000, "pts {}", meta.info.pts_us);
+    assert_eq!(&nal_types(payload)[..3], &[NAL_SPS, NAL_PPS, NAL_IDR]);
+}
+
+#[tokio::test]
+async fn unusable_settings_are_permanent_config_errors() {
+    let clock = ManualClock::new(0);
+    for settings in [
+        EncoderSettings {
+            width: 321,
+            ..SETTINGS
+        },
+        EncoderSettings {
+            height: 0,
+            ..SETTINGS
+        },
+        EncoderSettings { fps: 0, ..SETTINGS },
+    ] {
+        let mut sink = VecSink::default();
+        let ctx = SourceCtx {
+            id: "bad",
+            sink: &mut sink,
+            clock: &clock,
+            epoch: 0,
+        };
+        let e = TestPatternSource::with_settings("bad", settings)
+            .run(ctx)
+            .await
+            .expect_err("refused");
+        assert!(e.is_permanent(), "{settings:?}: {e}");
+        assert!(sink.frames.is_empty());
+    }
+}
+
+/// Names of this process's threads (Linux).
+fn thread_names() -> Vec<String> {
+    std::fs::read_dir("/proc/self/task")
+        .map(|dir| {
+            dir.filter_map(|t| t.ok())
+                .filter_map(|t| std::fs::read_to_string(t.path().join("comm")).ok())
+                .map(|n| n.trim().to_string())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn dropping_the_future_stops_the_render_thread() {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .start_paused(true)
+        .build()
+        .expect("runtime");
+    let name = "testpattern-cx".to_string();
+    runtime.block_on(async {
+        let source = TestPatternSource::with_settings("cx", SETTINGS);
+        let clock = ManualClock::new(0);
+        let done = Arc::new(Notify::new());
+        let mut sink = BudgetSink {
+            inner: VecSink::default(),
+            budget: 3,
+            done: Arc::clone(&done),
+        };
+        let ctx = SourceCtx {
+            id: "cx",
+            sink: &mut sink,
+            clock: &clock,
+            epoch: 0,
+        };
+        let run = source.run(ctx);
+        tokio::pin!(run);
+        tokio::select! {
+            r = &mut run => panic!("source ended early: {r:?}"),
+            _ = done.notified() => {}
+        }
+        assert!(thread_names().contains(&name), "{:?}", thread_names());
+        // `run` is dropped here, like the supervisor does on a timeout.
+    });
+    // The future is gone; the thread notices at its next channel operation. Wait for it
+    // generously (this bounds the wait, it does not measure anything).
+    let gone = (0..500).any(|_| {
+        if thread_names().contains(&name) {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            false
+        } else {
+            true
+        }
+    });
+    assert!(gone, "render thread still running: {:?}", thread_names());
+}

@@ -9,6 +9,12 @@ use openh264::encoder::{
     RateControlMode, UsageType,
 };
 
+/// openh264's `ENCODER_OPTION_TRACE_LEVEL` (codec_app_def.h); the sys crate is not a direct
+/// dependency, and this ABI value has not changed since openh264 1.0.
+const ENCODER_OPTION_TRACE_LEVEL: i32 = 25;
+/// openh264's `WELS_LOG_ERROR`: print errors only.
+const WELS_LOG_ERROR: i32 = 1;
+
 /// What an [`H264Encoder`] is set up for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct EncoderSettings {
@@ -80,8 +86,24 @@ impl H264Encoder {
             .intra_frame_period(IntraFramePeriod::auto())
             .complexity(Complexity::Low)
             .num_threads(1);
-        let inner = Encoder::with_api_config(OpenH264API::from_source(), config)
+        let mut inner = Encoder::with_api_config(OpenH264API::from_source(), config)
             .map_err(|e| CodecError::openh264("encoder init", e))?;
+        // openh264 prints a warning to stderr at initialisation because frame skipping is off
+        // (it is off on purpose: a skipped frame is a visible stutter, and the measured rate
+        // still meets the target). Keep its console output to errors, from before that point.
+        let mut level: i32 = WELS_LOG_ERROR;
+        // SAFETY: `inner` holds a created, not yet initialised encoder; openh264's SetOption
+        // accepts ENCODER_OPTION_TRACE_LEVEL in that state (welsEncoderExt.cpp) and only reads
+        // one 32-bit integer through the pointer, which is valid for the duration of the call.
+        // No parameter the crate relies on is touched.
+        let rc = unsafe {
+            inner
+                .raw_api()
+                .set_option(ENCODER_OPTION_TRACE_LEVEL, (&raw mut level).cast())
+        };
+        if rc != 0 {
+            tracing::debug!(rc, "openh264 refused to lower its trace level");
+        }
         let luma = settings.width as usize * settings.height as usize;
         Ok(H264Encoder {
             inner,

@@ -65,28 +65,54 @@ impl I420Frame {
         self.height as usize / 2
     }
 
-    /// Fails unless the frame is `width`x`height`.
+    /// Fails unless the frame is `width`x`height` with planes of the right length (the
+    /// fields are public, so a frame may have been put together by hand).
     pub fn expect_size(&self, width: u32, height: u32) -> Result<(), CodecError> {
-        if self.width == width && self.height == height {
-            Ok(())
-        } else {
-            Err(CodecError::SizeMismatch {
+        if self.width != width || self.height != height {
+            return Err(CodecError::SizeMismatch {
                 got_w: self.width,
                 got_h: self.height,
                 want_w: width,
                 want_h: height,
-            })
+            });
         }
+        self.check_planes()
     }
 
-    /// The (Y, U, V) values of the pixel at (x, y); for tests and diagnostics.
-    pub fn pixel(&self, x: u32, y: u32) -> (u8, u8, u8) {
-        let (x, y) = (
-            x.min(self.width - 1) as usize,
-            y.min(self.height - 1) as usize,
-        );
+    /// Fails unless the size is usable and every plane is exactly as long as it must be.
+    pub fn check_planes(&self) -> Result<(), CodecError> {
+        check_dimensions(self.width, self.height)?;
+        let luma = self.width as usize * self.height as usize;
+        for (have, need) in [
+            (self.y.len(), luma),
+            (self.u.len(), luma / 4),
+            (self.v.len(), luma / 4),
+        ] {
+            if have != need {
+                return Err(CodecError::ShortBuffer {
+                    format: "I420 plane",
+                    have,
+                    need,
+                    width: self.width,
+                    height: self.height,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// The (Y, U, V) values of the pixel at (x, y), or `None` outside the picture.
+    pub fn pixel(&self, x: u32, y: u32) -> Option<(u8, u8, u8)> {
+        if x >= self.width || y >= self.height {
+            return None;
+        }
+        let (x, y) = (x as usize, y as usize);
         let c = (y / 2) * self.chroma_width() + x / 2;
-        (self.y[y * self.width as usize + x], self.u[c], self.v[c])
+        Some((
+            *self.y.get(y * self.width as usize + x)?,
+            *self.u.get(c)?,
+            *self.v.get(c)?,
+        ))
     }
 }
 
@@ -161,6 +187,7 @@ pub fn yuyv_to_i420(
     stride: usize,
     dst: &mut I420Frame,
 ) -> Result<(), CodecError> {
+    dst.check_planes()?;
     let (w, h) = (dst.width as usize, dst.height as usize);
     let stride = resolve_stride("YUYV", stride, 2 * w, dst.width)?;
     let src = cut("YUYV", src, bytesused, stride * (h - 1) + 2 * w, dst)?;
@@ -192,6 +219,7 @@ pub fn nv12_to_i420(
     stride: usize,
     dst: &mut I420Frame,
 ) -> Result<(), CodecError> {
+    dst.check_planes()?;
     let (w, h) = (dst.width as usize, dst.height as usize);
     let stride = resolve_stride("NV12", stride, w, dst.width)?;
     let ch = dst.chroma_height();
@@ -243,7 +271,8 @@ pub fn rgb_to_yuv(r: u8, g: u8, b: u8) -> (u8, u8, u8) {
 
 /// Writes `frame` as packed 8-bit RGB (3 bytes per pixel, row after row) into `out`, which
 /// is resized to `width * height * 3` (its capacity is reused across calls).
-pub fn i420_to_rgb(frame: &I420Frame, out: &mut Vec<u8>) {
+pub fn i420_to_rgb(frame: &I420Frame, out: &mut Vec<u8>) -> Result<(), CodecError> {
+    frame.check_planes()?;
     let (w, h) = (frame.width as usize, frame.height as usize);
     out.resize(w * h * 3, 0);
     let cw = frame.chroma_width();
@@ -255,4 +284,5 @@ pub fn i420_to_rgb(frame: &I420Frame, out: &mut Vec<u8>) {
             px.copy_from_slice(&yuv_to_rgb(ys[x], us[x / 2], vs[x / 2]));
         }
     }
+    Ok(())
 }

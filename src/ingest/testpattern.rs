@@ -75,7 +75,7 @@ impl TestPattern {
                 let noise = self.rng.to_le_bytes();
                 for (i, px) in chunk.iter_mut().enumerate() {
                     let g = self.tri[(x8 * 8 + i + base) & 511] as u32;
-                    *px = (40 + g * 5 / 8) as u8 + (noise[i] & 7);
+                    *px = (40 + g * 5 / 8) as u8 + (noise[i] & 3);
                 }
             }
         }
@@ -276,6 +276,8 @@ impl TestPatternSource {
         let start = tokio::time::Instant::now();
         let mut first_keyframe = true;
         let mut need_keyframe = true;
+        // A refusal was logged and no frame has been stored since.
+        let mut refusal_logged = false;
         loop {
             let tick = interval.tick().await;
             let frame = match filled_rx.recv().await {
@@ -303,15 +305,20 @@ impl TestPatternSource {
             match ctx.sink.push_frame(&info, &[&frame.data]) {
                 Ok(_) => {
                     need_keyframe = false;
+                    refusal_logged = false;
                     first_keyframe &= !frame.keyframe;
                 }
                 Err(e) => {
-                    tracing::warn!(stream = %ctx.id, error = %e, "frame dropped; asking for a keyframe");
+                    // Once per run of refused frames, not once per frame.
+                    if !refusal_logged {
+                        tracing::warn!(stream = %ctx.id, error = %e, "frame dropped; asking for a keyframe");
+                        refusal_logged = true;
+                    }
                     need_keyframe = true;
                     force_keyframe.store(true, Ordering::Relaxed);
                 }
             }
-            // Cannot block: at most BUFFERS frames exist and this one came out of the loop.
+            // Never full: at most BUFFERS frames exist and this one is back from the sink.
             let _ = free_tx.try_send(frame);
         }
     }
@@ -362,5 +369,28 @@ fn render_thread(
 impl Source for TestPatternSource {
     fn run<'a>(&'a self, ctx: SourceCtx<'a>) -> BoxFuture<'a, Result<(), SourceError>> {
         Box::pin(self.run_attempt(ctx))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_tiny_and_odd_shaped_pictures_without_panicking() {
+        for (w, h) in [(2, 2), (4, 64), (64, 4), (18, 10)] {
+            let mut pattern = TestPattern::new("a-very-long-stream-id", w, h).expect("size");
+            for n in [0, 1, 97, 10_000] {
+                let picture = pattern.render(n);
+                assert_eq!(picture.y.len(), (w * h) as usize);
+            }
+        }
+    }
+
+    #[test]
+    fn bounce_goes_back_and_forth() {
+        let path: Vec<usize> = (0..7).map(|t| bounce(t, 3)).collect();
+        assert_eq!(path, vec![0, 1, 2, 3, 2, 1, 0]);
+        assert_eq!(bounce(5, 0), 0);
     }
 }

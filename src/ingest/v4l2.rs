@@ -127,6 +127,10 @@ impl V4l2Source {
             .map_err(|e| SourceError::Connect(format!("cannot start the capture thread: {e}")))?;
 
         let mut need_keyframe = true;
+        // A refusal was logged and no frame has been stored since.
+        let mut refusal_logged = false;
+        // A refused frame that said "params changed" passes that on to the next keyframe.
+        let mut carry_params_changed = false;
         loop {
             let frame = match filled_rx.recv().await {
                 Some(Msg::Frame(f)) => f,
@@ -137,22 +141,32 @@ impl V4l2Source {
                 let info = FrameInfo {
                     codec: frame.codec,
                     keyframe: frame.keyframe,
-                    params_changed: frame.params_changed,
+                    params_changed: frame.keyframe
+                        && (frame.params_changed || carry_params_changed),
                     pts_us: frame.pts_us,
                     recv_mono_ns: ctx.clock.mono_ns(),
                     recv_wall_us: ctx.clock.wall_us(),
                     epoch: ctx.epoch,
                 };
                 match ctx.sink.push_frame(&info, &[&frame.data]) {
-                    Ok(_) => need_keyframe = false,
+                    Ok(_) => {
+                        need_keyframe = false;
+                        refusal_logged = false;
+                        carry_params_changed &= !frame.keyframe;
+                    }
                     Err(e) => {
-                        tracing::warn!(stream = %ctx.id, error = %e, "frame dropped; waiting for a keyframe");
+                        // Once per run of refused frames, not once per frame.
+                        if !refusal_logged {
+                            tracing::warn!(stream = %ctx.id, error = %e, "frame dropped; waiting for a keyframe");
+                            refusal_logged = true;
+                        }
                         need_keyframe = true;
+                        carry_params_changed |= frame.params_changed;
                         want_keyframe.store(true, Ordering::Relaxed);
                     }
                 }
             }
-            // Cannot block: at most BUFFERS frames exist and this one came out of the loop.
+            // Never full: at most BUFFERS frames exist and this one is back from the sink.
             let _ = free_tx.try_send(frame);
         }
     }
