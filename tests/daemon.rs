@@ -6,8 +6,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use edgecam::clock::{Clock, SystemClock};
-use edgecam::config::{AlarmConfig, AlarmMode, Config, StreamConfig, StreamKind, Transport};
+use edgecam::config::{
+    ActiveLevel, AlarmConfig, AlarmMode, Bias, Config, GpioInputConfig, GpioOutputConfig, LineRef,
+    StreamConfig, StreamKind, Transport,
+};
 use edgecam::daemon::Daemon;
+use edgecam::daemon::alarms::GpioBackends;
+use edgecam::gpio::InputState;
+use edgecam::gpio::mock::{MockInput, MockOutputs};
 use edgecam::ring::Start;
 
 fn pattern(id: &str) -> StreamConfig {
@@ -178,5 +184,133 @@ async fn live_config_change_touches_only_changed_streams() {
     eventually("cam1 keeps running", || cam1.head() >= before + 5).await;
     let cam4 = Arc::clone(&daemon.streams().get("cam4").unwrap().ring);
     eventually("cam4 frames", || cam4.head() >= 3).await;
+    daemon.shutdown().await;
+}
+
+fn gpio_alarm(chip: &str) -> AlarmConfig {
+    AlarmConfig {
+        id: "gate".into(),
+        name: None,
+        stream: "cam2".into(),
+        priority: 5,
+        mode: AlarmMode::Transparent,
+        hold_s: 30,
+        video_loss: false,
+        video_loss_after_s: 10,
+        gpio: Some(GpioInputConfig {
+            chip: chip.into(),
+            line: LineRef::Offset(17),
+            active: ActiveLevel::Low,
+            bias: Bias::PullUp,
+            debounce_ms: 20,
+        }),
+        output: Some(GpioOutputConfig {
+            chip: chip.into(),
+            line: LineRef::Offset(27),
+            active: ActiveLevel::High,
+        }),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gpio_contact_calls_up_its_stream_and_drives_the_relay() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path());
+    cfg.alarms = vec![gpio_alarm("gpiochip0")];
+    let contact = MockInput::new(true); // active low: high = idle
+    let relays = MockOutputs::default();
+    let gpio = GpioBackends {
+        input: Arc::new(contact.clone()),
+        output: Arc::new(relays.clone()),
+    };
+    let daemon = Daemon::start_with(cfg, clock(), gpio).await.unwrap();
+    wait_view(&daemon, "cam1", "default").await;
+    eventually("input opened", || contact.opens() >= 1).await;
+
+    contact.set_high(false); // contact closes to ground
+    wait_view(&daemon, "cam2", "alarm:gate").await;
+    eventually("relay on", || {
+        relays.log().last() == Some(&("27".to_string(), true))
+    })
+    .await;
+
+    contact.set_high(true);
+    wait_view(&daemon, "cam1", "default").await;
+    eventually("relay off", || {
+        relays.log().last() == Some(&("27".to_string(), false))
+    })
+    .await;
+    daemon.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn missing_gpio_chip_fails_only_its_alarm() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path());
+    cfg.alarms = vec![gpio_alarm("gpiochip99")];
+    // The real character-device backend, against a chip this machine does not have.
+    let daemon = Daemon::start(cfg, clock()).await.unwrap();
+    let failed = || {
+        daemon.alarm_inputs().statuses().any(|(id, s)| {
+            id == "gate" && matches!(s, InputState::Failed(ref m) if m.contains("gpiochip99"))
+        })
+    };
+    eventually("input marked failed", failed).await;
+    // Everything else keeps working: streams run and the API alarm path still switches.
+    let ring = Arc::clone(&daemon.streams().get("cam1").unwrap().ring);
+    eventually("cam1 frames", || ring.head() >= 5).await;
+    daemon
+        .control()
+        .trigger("gate", Some(Duration::from_secs(60)))
+        .await
+        .unwrap();
+    wait_view(&daemon, "cam2", "alarm:gate").await;
+    daemon.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lost_camera_raises_its_video_loss_alarm() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path());
+    // A camera nobody answers for: nothing listens on this port (bound, then closed).
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut lost = pattern("cam3");
+    lost.kind = StreamKind::Rtsp;
+    lost.url = Some(format!("rtsp://127.0.0.1:{port}/stream"));
+    lost.width = None;
+    lost.height = None;
+    lost.fps = None;
+    lost.bitrate_kbps = None;
+    lost.gop = None;
+    cfg.streams[2] = lost;
+    cfg.alarms = vec![AlarmConfig {
+        id: "cam3-lost".into(),
+        name: None,
+        stream: "cam3".into(),
+        priority: 1,
+        mode: AlarmMode::Transparent,
+        hold_s: 30,
+        video_loss: true,
+        video_loss_after_s: 1,
+        gpio: None,
+        output: None,
+    }];
+    edgecam::config::validate(&cfg).expect("valid");
+    let daemon = Daemon::start(cfg, clock()).await.unwrap();
+    wait_view(&daemon, "cam3", "alarm:cam3-lost").await;
+    let status = daemon.streams().get("cam3").unwrap().stats().snapshot();
+    assert!(
+        status
+            .last_error
+            .as_deref()
+            .unwrap_or("")
+            .contains("refused"),
+        "clear last_error: {:?}",
+        status.last_error
+    );
     daemon.shutdown().await;
 }
