@@ -72,11 +72,15 @@ fn steady_state_allocates_nothing() {
     let (mut delivered, mut lags) = (0u64, 0u64);
 
     let mut round = |i: u64| {
-        let len = if i % 97 == 0 { max } else { rng.usize(..=max) };
+        let len = if i.is_multiple_of(97) {
+            max
+        } else {
+            rng.usize(..=max)
+        };
         let cut = rng.usize(..=len);
         let info = FrameInfo {
             codec: Codec::H264,
-            keyframe: i % 30 == 0,
+            keyframe: i.is_multiple_of(30),
             params_changed: false,
             pts_us: i as i64,
             recv_mono_ns: i,
@@ -91,7 +95,7 @@ fn steady_state_allocates_nothing() {
         delivered += u64::from(next.next_into(b0).expect("keeps up").is_some());
         delivered += u64::from(latest.latest_into(b1).expect("keeps up").is_some());
         delivered += u64::from(keys.keyframe_into(b2).expect("keeps up").is_some());
-        if i % 200 == 0 {
+        if i.is_multiple_of(200) {
             loop {
                 match behind.next_into(b3) {
                     Ok(Some(_)) => delivered += 1,

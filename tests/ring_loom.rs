@@ -22,7 +22,7 @@ const LEN: usize = 2;
 
 fn info(seq: u64) -> FrameInfo {
     FrameInfo {
-        codec: if seq % 2 == 0 {
+        codec: if seq.is_multiple_of(2) {
             Codec::H264
         } else {
             Codec::Jpeg

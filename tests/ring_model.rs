@@ -132,13 +132,13 @@ fn payload(len: usize, seed: u8) -> Vec<u8> {
 
 fn frame_info(seq_hint: u64, key: bool, seed: u8) -> FrameInfo {
     FrameInfo {
-        codec: if seed % 2 == 0 {
+        codec: if seed.is_multiple_of(2) {
             Codec::H264
         } else {
             Codec::Jpeg
         },
         keyframe: key,
-        params_changed: seed % 3 == 0,
+        params_changed: seed.is_multiple_of(3),
         pts_us: seq_hint as i64 * 40_000 - 7,
         recv_mono_ns: seq_hint * 1_000_000 + u64::from(seed),
         recv_wall_us: 1_700_000_000_000_000 + seq_hint as i64,

@@ -27,7 +27,7 @@ const KEY_EVERY: u64 = 10;
 fn info(seq: u64) -> FrameInfo {
     FrameInfo {
         codec: Codec::H264,
-        keyframe: seq % KEY_EVERY == 0,
+        keyframe: seq.is_multiple_of(KEY_EVERY),
         params_changed: false,
         pts_us: seq as i64,
         recv_mono_ns: seq * 3,
@@ -167,7 +167,7 @@ fn concurrent_readers_never_see_torn_frames_and_lag_is_never_silent() {
         make_payload(seq, len, &mut payload);
         let (a, b) = payload.split_at(rng.usize(..=len));
         assert_eq!(w.push_frame(&info(seq), &[a, b]), Ok(seq));
-        if seq % 64 == 0 {
+        if seq.is_multiple_of(64) {
             std::thread::yield_now();
         }
     }
