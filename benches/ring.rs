@@ -5,8 +5,8 @@
 //! Methodology (the same for the ring and broadcast):
 //! - One iteration = one frame written once and delivered to every reader; the reported
 //!   throughput is bytes *delivered* (`payload size × readers`) per second.
-//! - The writer runs on the benchmark thread, readers on their own threads, all spinning
-//!   with `yield_now` when idle (no async runtime, so no scheduler cost on either side).
+//! - The writer runs on the benchmark thread, readers on their own threads; idle threads
+//!   spin briefly, then `yield_now` (no async runtime, so no wakeup cost on either side).
 //! - Readers "touch" every payload the same way: copy it into their own reusable `Vec<u8>`
 //!   (the ring's `next_into` does that by itself; a broadcast receiver gets an `Arc<[u8]>`
 //!   and copies out of it), then `black_box` it.
@@ -57,13 +57,26 @@ fn info() -> FrameInfo {
     }
 }
 
-/// Spins (yielding) until the slowest reader is less than `window` frames behind `sent`.
+/// Waits a little when there is nothing to do: spin first (cheap when the other side is
+/// running on another core), yield to the scheduler after `SPINS` idle rounds.
+fn idle(rounds: &mut u32) {
+    const SPINS: u32 = 100;
+    *rounds += 1;
+    if *rounds < SPINS {
+        std::hint::spin_loop();
+    } else {
+        std::thread::yield_now();
+    }
+}
+
+/// Spins (then yields) until the slowest reader is less than `window` frames behind `sent`.
 fn flow_control(sent: u64, done: &[AtomicU64], window: u64) {
+    let mut rounds = 0;
     while done
         .iter()
         .any(|d| sent - d.load(Ordering::Acquire) >= window)
     {
-        std::thread::yield_now();
+        idle(&mut rounds);
     }
 }
 
@@ -84,14 +97,16 @@ fn run_ring(
             s.spawn(move || {
                 let mut buf = Vec::with_capacity(src.len());
                 let mut n = 0;
+                let mut rounds = 0;
                 while n < iters {
                     match r.next_into(&mut buf) {
                         Ok(Some(_)) => {
                             black_box(&buf);
                             n += 1;
                             d.store(n, Ordering::Release);
+                            rounds = 0;
                         }
-                        Ok(None) => std::thread::yield_now(),
+                        Ok(None) => idle(&mut rounds),
                         Err(lag) => panic!("flow control failed: {lag}"),
                     }
                 }
@@ -119,6 +134,7 @@ fn run_broadcast(src: &[u8], readers: usize, iters: u64) -> Duration {
             s.spawn(move || {
                 let mut buf = Vec::with_capacity(src.len());
                 let mut n = 0;
+                let mut rounds = 0;
                 while n < iters {
                     match rx.try_recv() {
                         Ok(frame) => {
@@ -127,8 +143,9 @@ fn run_broadcast(src: &[u8], readers: usize, iters: u64) -> Duration {
                             black_box(&buf);
                             n += 1;
                             d.store(n, Ordering::Release);
+                            rounds = 0;
                         }
-                        Err(TryRecvError::Empty) => std::thread::yield_now(),
+                        Err(TryRecvError::Empty) => idle(&mut rounds),
                         Err(e) => panic!("flow control failed: {e}"),
                     }
                 }
