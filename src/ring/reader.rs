@@ -121,6 +121,7 @@ impl Reader {
     pub fn keyframe_into(&mut self, buf: &mut Vec<u8>) -> Result<Option<FrameMeta>, Lagged> {
         let Some(k) = self
             .ring
+            .marks
             .latest_key
             .load(super::Ordering::Acquire)
             .checked_sub(1)
@@ -171,6 +172,7 @@ impl Reader {
         let floor = self.ring.oldest().max(self.cursor + 1);
         let key = self
             .ring
+            .marks
             .latest_key
             .load(super::Ordering::Acquire)
             .checked_sub(1);

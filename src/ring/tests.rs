@@ -110,8 +110,8 @@ fn zero_length_frames_round_trip() {
 fn reader_starting_at_latest_keyframe() {
     let (mut w, ring) = ring(1024, 64);
     assert_eq!(ring.reader(Start::LatestKeyframe).cursor(), 0);
-    for i in 0..10 {
-        w.push_frame(&info(i % 4 == 0, i), &[&[i as u8; 3]])
+    for i in 0..10u8 {
+        w.push_frame(&info(i.is_multiple_of(4), i.into()), &[&[i; 3]])
             .expect("fits");
     }
     assert_eq!(ring.latest_keyframe(), Some(8));
