@@ -249,7 +249,9 @@ async fn missing_gpio_chip_fails_only_its_alarm() {
     let mut cfg = config(dir.path());
     cfg.alarms = vec![gpio_alarm("gpiochip99")];
     // The real character-device backend, against a chip this machine does not have.
-    let daemon = Daemon::start(cfg, clock()).await.unwrap();
+    let daemon = Daemon::start_with(cfg, clock(), GpioBackends::gpiocdev())
+        .await
+        .unwrap();
     let failed = || {
         daemon.alarm_inputs().statuses().any(|(id, s)| {
             id == "gate" && matches!(s, InputState::Failed(ref m) if m.contains("gpiochip99"))

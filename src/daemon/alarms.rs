@@ -43,11 +43,16 @@ impl GpioBackends {
         }
         #[cfg(not(feature = "rppal"))]
         {
-            let b = Arc::new(crate::gpio::gpiocdev::GpiocdevBackend);
-            GpioBackends {
-                input: b.clone(),
-                output: b,
-            }
+            Self::gpiocdev()
+        }
+    }
+
+    /// The GPIO character-device backend (any Linux board).
+    pub fn gpiocdev() -> Self {
+        let b = Arc::new(crate::gpio::gpiocdev::GpiocdevBackend);
+        GpioBackends {
+            input: b.clone(),
+            output: b,
         }
     }
 }
