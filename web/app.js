@@ -142,10 +142,19 @@ function connectLive() {
   const proto = location.protocol === 'https:' ? 'wss:' : 'ws:';
   ws = new WebSocket(`${proto}//${location.host}/api/live${FORCE_JPEG ? '?mode=jpeg' : ''}`);
   ws.binaryType = 'arraybuffer';
-  const codecs = [];
-  if (!FORCE_JPEG && 'VideoDecoder' in window) codecs.push('h264');
-  codecs.push('jpeg');
-  ws.onopen = () => ws.send(JSON.stringify({ type: 'hello', codecs }));
+  ws.onopen = async () => {
+    // WebCodecs exists only in secure contexts (localhost or HTTPS), and not every build
+    // decodes H.264: ask before offering it.
+    const codecs = [];
+    if (!FORCE_JPEG && 'VideoDecoder' in window) {
+      try {
+        const r = await VideoDecoder.isConfigSupported({ codec: 'avc1.42e01f' });
+        if (r.supported) codecs.push('h264');
+      } catch (_) { /* not supported */ }
+    }
+    codecs.push('jpeg');
+    ws.send(JSON.stringify({ type: 'hello', codecs }));
+  };
   ws.onmessage = (ev) => (typeof ev.data === 'string' ? onText(JSON.parse(ev.data)) : onFrame(ev.data));
   ws.onclose = () => { ws = null; closeDecoder(); setTimeout(() => { if (session) connectLive(); }, 1000); };
 }
@@ -265,12 +274,14 @@ function describeReason(r) {
   return r;
 }
 
+// Acknowledge = the operator has seen it: the input is cleared (a hold alarm runs out its
+// hold) and a latch is dropped (409 means the alarm was not latched, which is fine).
 async function acknowledge(id) {
-  try { await api('POST', `/api/alarms/${encodeURIComponent(id)}/ack`); }
-  catch (e) {
-    if (e.status === 409) { try { await api('POST', `/api/alarms/${encodeURIComponent(id)}/clear`); } catch (e2) { alert(e2.message); } }
-    else alert(e.message);
-  }
+  const a = encodeURIComponent(id);
+  try {
+    await api('POST', `/api/alarms/${a}/clear`);
+    await api('POST', `/api/alarms/${a}/ack`).catch((e) => { if (e.status !== 409) throw e; });
+  } catch (e) { alert(e.message); }
 }
 
 // The strip: one card per stream, thumbnails refreshed every few seconds.

@@ -1,12 +1,13 @@
 //! JPEG output: one shared decoder per stream that has JPEG consumers, and the encoder.
 //!
-//! [`JpegHub::subscribe`] starts (or joins) a decoder thread for a stream. The thread reads
+//! [`JpegHub::subscribe`] starts (or joins) a decoder task for a stream. The task reads
 //! the stream's ring from its latest keyframe, decodes every frame with openh264 (a P-frame
 //! needs its predecessors) and encodes a JPEG only of the newest frame, so a burst after a
 //! switch or a slow box costs decoding but sends one picture. Pictures are published on a
 //! [`watch`] channel: every consumer (live JPEG clients, MJPEG, snapshots) sees the newest
 //! one and a slow consumer simply misses intermediate ones. When the last receiver is gone the
-//! thread ends, so nothing is decoded while nobody watches.
+//! task ends, so nothing is decoded while nobody watches. Decoding runs on tokio's blocking
+//! pool, one batch (every frame stored since the last batch) at a time.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -18,9 +19,9 @@ use tokio::sync::watch;
 
 use crate::codec::{H264Decoder, I420Frame};
 use crate::frame::{Codec, FrameMeta};
-use crate::ring::{FrameRing, Start};
+use crate::ring::{FrameRing, Reader, Start};
 
-/// How long the decoder thread waits for a frame before rechecking that it is still wanted.
+/// How long the decoder waits for a frame before rechecking that it is still wanted.
 const IDLE_POLL: Duration = Duration::from_millis(250);
 /// A decoder this many frames behind the writer jumps to the latest keyframe.
 const MAX_BEHIND: u64 = 100;
@@ -65,14 +66,14 @@ pub type JpegWatch = watch::Receiver<Option<Arc<JpegFrame>>>;
 struct Entry {
     /// Publishes pictures; `subscribe` hands out receivers.
     tx: Arc<watch::Sender<Option<Arc<JpegFrame>>>>,
-    /// The ring the thread reads.
+    /// The ring the decoder reads.
     ring: Arc<FrameRing>,
 }
 
 /// The shared decoders, by stream id.
 #[derive(Clone, Default)]
 pub struct JpegHub {
-    /// Running decoders. The thread removes its entry (under this lock) when it ends.
+    /// Running decoders. A decoder removes its entry (under this lock) when it ends.
     entries: Arc<Mutex<HashMap<String, Entry>>>,
     /// Settings for decoders started from now on.
     settings: Arc<Mutex<JpegSettings>>,
@@ -132,15 +133,8 @@ impl JpegHub {
             ring: Arc::clone(ring),
             tx,
             hub: self.clone(),
-            handle: tokio::runtime::Handle::current(),
         };
-        let spawned = std::thread::Builder::new()
-            .name(format!("jpeg-{stream}"))
-            .spawn(move || job.run());
-        if let Err(e) = spawned {
-            tracing::error!(stream = %stream, error = %e, "cannot start the JPEG decoder thread");
-            entries.remove(stream);
-        }
+        tokio::spawn(job.run());
         rx
     }
 
@@ -149,7 +143,8 @@ impl JpegHub {
     }
 }
 
-/// One decoder thread's state.
+/// One shared decoder: an async task that waits on the ring and decodes batches of frames
+/// on the blocking pool.
 struct Decoder {
     /// Stream id, for logs and the pictures.
     stream: String,
@@ -159,88 +154,70 @@ struct Decoder {
     tx: Arc<watch::Sender<Option<Arc<JpegFrame>>>>,
     /// The hub, to remove our entry when nobody watches.
     hub: JpegHub,
-    /// Runtime handle, to wait on the ring from this plain thread.
-    handle: tokio::runtime::Handle,
+}
+
+/// What a decoder carries from one batch to the next (moved into the blocking pool and back).
+struct Work {
+    /// The openh264 decoder; `None` if it could not be created.
+    dec: Option<H264Decoder>,
+    /// This decoder's position in the ring.
+    reader: Reader,
+    /// Payload buffer, reused.
+    buf: Vec<u8>,
+    /// JPEG output buffer, reused.
+    out: Vec<u8>,
+    /// The decoder has seen a keyframe since the last reset or skip.
+    synced: bool,
 }
 
 impl Decoder {
-    fn run(self) {
+    async fn run(self) {
         tracing::debug!(stream = %self.stream, "JPEG decoder started");
-        let mut dec = match H264Decoder::new() {
+        let dec = match H264Decoder::new() {
             Ok(d) => Some(d),
             Err(e) => {
                 tracing::error!(stream = %self.stream, error = %e, "cannot create an H.264 decoder");
                 None
             }
         };
-        let mut reader = self.ring.reader(Start::LatestKeyframe);
-        let mut buf = Vec::new();
-        let mut scratch = Vec::new();
-        let mut synced = false;
+        let mut work = Work {
+            dec,
+            reader: self.ring.reader(Start::LatestKeyframe),
+            buf: Vec::new(),
+            out: Vec::new(),
+            synced: false,
+        };
         loop {
             if self.tx.receiver_count() == 0 && self.stop_if_unwatched() {
                 break;
             }
-            if self.ring.head().saturating_sub(reader.cursor()) > MAX_BEHIND
-                && reader.jump_to_latest_keyframe()
-            {
-                synced = false;
+            tokio::select! {
+                _ = work.reader.wait() => {}
+                _ = self.tx.closed() => continue,
+                _ = tokio::time::sleep(IDLE_POLL) => continue,
             }
-            let meta = match reader.next_into(&mut buf) {
-                Ok(Some(meta)) => meta,
-                Ok(None) => {
-                    let _ = self
-                        .handle
-                        .block_on(async { tokio::time::timeout(IDLE_POLL, reader.wait()).await });
-                    continue;
-                }
-                Err(_lagged) => {
-                    synced = false;
-                    continue;
+            let settings = self.hub.settings();
+            let stream = self.stream.clone();
+            let tx = Arc::clone(&self.tx);
+            let ring = Arc::clone(&self.ring);
+            let joined = tokio::task::spawn_blocking(move || {
+                work.decode_available(&ring, &stream, settings, &tx);
+                work
+            })
+            .await;
+            work = match joined {
+                Ok(w) => w,
+                Err(e) => {
+                    tracing::error!(stream = %self.stream, error = %e, "JPEG decoder failed");
+                    self.stop_if_unwatched();
+                    return;
                 }
             };
-            let newest = meta.seq + 1 >= self.ring.head();
-            let settings = self.hub.settings();
-            match meta.info.codec {
-                Codec::Jpeg => {
-                    if newest {
-                        self.publish(meta, 0, 0, Bytes::copy_from_slice(&buf));
-                    }
-                }
-                Codec::H264 => {
-                    let Some(d) = dec.as_mut() else { continue };
-                    if !synced {
-                        if !meta.info.keyframe {
-                            continue;
-                        }
-                        if let Err(e) = d.reset() {
-                            tracing::warn!(stream = %self.stream, error = %e, "decoder reset failed");
-                            continue;
-                        }
-                        synced = true;
-                    }
-                    match d.decode(&buf) {
-                        Ok(Some(pic)) if newest => match encode_i420(pic, settings, &mut scratch) {
-                            Ok((w, h)) => {
-                                self.publish(meta, w, h, Bytes::copy_from_slice(&scratch))
-                            }
-                            Err(e) => {
-                                tracing::warn!(stream = %self.stream, error = %e, "JPEG encoding failed")
-                            }
-                        },
-                        Ok(_) => {}
-                        Err(e) => {
-                            tracing::debug!(stream = %self.stream, error = %e, "decode failed; waiting for a keyframe");
-                            synced = false;
-                        }
-                    }
-                }
-            }
         }
         tracing::debug!(stream = %self.stream, "JPEG decoder stopped");
     }
 
-    /// Removes our hub entry if still nobody watches; true when the thread should end.
+    /// Removes our hub entry if still nobody watches; true when the decoder should end.
     fn stop_if_unwatched(&self) -> bool {
         let mut entries = self.hub.lock();
         if self.tx.receiver_count() > 0 {
@@ -254,15 +231,77 @@ impl Decoder {
         }
         true
     }
+}
 
-    fn publish(&self, meta: FrameMeta, width: u32, height: u32, data: Bytes) {
-        self.tx.send_replace(Some(Arc::new(JpegFrame {
-            stream: self.stream.clone(),
-            meta,
-            width,
-            height,
-            data,
-        })));
+impl Work {
+    /// Decodes every stored frame after the cursor and publishes the newest as JPEG.
+    fn decode_available(
+        &mut self,
+        ring: &FrameRing,
+        stream: &str,
+        settings: JpegSettings,
+        tx: &watch::Sender<Option<Arc<JpegFrame>>>,
+    ) {
+        loop {
+            if ring.head().saturating_sub(self.reader.cursor()) > MAX_BEHIND
+                && self.reader.jump_to_latest_keyframe()
+            {
+                self.synced = false;
+            }
+            let meta = match self.reader.next_into(&mut self.buf) {
+                Ok(Some(meta)) => meta,
+                Ok(None) => return,
+                Err(_lagged) => {
+                    self.synced = false;
+                    continue;
+                }
+            };
+            let newest = meta.seq + 1 >= ring.head();
+            let publish = |width, height, data: &[u8]| {
+                tx.send_replace(Some(Arc::new(JpegFrame {
+                    stream: stream.to_string(),
+                    meta,
+                    width,
+                    height,
+                    data: Bytes::copy_from_slice(data),
+                })));
+            };
+            match meta.info.codec {
+                Codec::Jpeg => {
+                    if newest {
+                        publish(0, 0, &self.buf);
+                    }
+                }
+                Codec::H264 => {
+                    let Some(d) = self.dec.as_mut() else { continue };
+                    if !self.synced {
+                        if !meta.info.keyframe {
+                            continue;
+                        }
+                        if let Err(e) = d.reset() {
+                            tracing::warn!(stream = %stream, error = %e, "decoder reset failed");
+                            continue;
+                        }
+                        self.synced = true;
+                    }
+                    match d.decode(&self.buf) {
+                        Ok(Some(pic)) if newest => {
+                            match encode_i420(pic, settings, &mut self.out) {
+                                Ok((w, h)) => publish(w, h, &self.out),
+                                Err(e) => {
+                                    tracing::warn!(stream = %stream, error = %e, "JPEG encoding failed")
+                                }
+                            }
+                        }
+                        Ok(_) => {}
+                        Err(e) => {
+                            tracing::debug!(stream = %stream, error = %e, "decode failed; waiting for a keyframe");
+                            self.synced = false;
+                        }
+                    }
+                }
+            }
+        }
     }
 }
 
@@ -390,5 +429,40 @@ impl ImageBuffer for ScaledI420<'_> {
             buffers[1].push(full_c(urow[sx / 2]));
             buffers[2].push(full_c(vrow[sx / 2]));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn encodes_a_downscaled_jpeg_of_the_picture() {
+        let mut pic = I420Frame::new(64, 32).unwrap();
+        for (i, y) in pic.y.iter_mut().enumerate() {
+            *y = (i % 200) as u8 + 16;
+        }
+        let mut out = Vec::new();
+        let size = encode_i420(
+            &pic,
+            JpegSettings {
+                quality: 80,
+                downscale: 2,
+            },
+            &mut out,
+        )
+        .unwrap();
+        assert_eq!(size, (32, 16));
+        assert_eq!(&out[..2], &[0xff, 0xd8]);
+        assert_eq!(&out[out.len() - 2..], &[0xff, 0xd9]);
+    }
+
+    #[test]
+    fn video_range_is_stretched_to_full_range() {
+        assert_eq!(full_y(16), 0);
+        assert_eq!(full_y(235), 255);
+        assert_eq!(full_c(128), 128);
+        assert_eq!(full_c(16), 0);
+        assert_eq!(full_c(240), 255);
     }
 }

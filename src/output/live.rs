@@ -126,6 +126,8 @@ struct Current {
     jpeg: Option<JpegWatch>,
     /// The `init` for this stream has been sent.
     init_sent: bool,
+    /// JPEG path: sequence number of the last picture sent.
+    last_jpeg: Option<u64>,
     /// Frames must be skipped until the next keyframe (start, or after a lag).
     need_key: bool,
     /// The next frame sent follows skipped frames.
@@ -225,13 +227,16 @@ impl Client {
         let mut shutdown = self.state.shutdown_signal();
         let mut recheck = tokio::time::interval(RING_RECHECK);
         recheck.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-        view_rx.mark_changed();
         loop {
-            if view_rx.has_changed().unwrap_or(false) {
-                let view = view_rx.borrow_and_update().clone();
-                if let Err(e) = self.apply_view(view).await {
-                    return e;
-                }
+            // `changed()` below marks the value seen, so compare instead of asking.
+            let view = {
+                let v = view_rx.borrow_and_update();
+                (self.sid == 0 || *v != self.view).then(|| v.clone())
+            };
+            if let Some(view) = view
+                && let Err(e) = self.apply_view(view).await
+            {
+                return e;
             }
             if let Err(e) = self.pump().await {
                 return e;
@@ -298,6 +303,7 @@ impl Client {
             reader,
             jpeg,
             init_sent: false,
+            last_jpeg: None,
             need_key: true,
             discontinuity: false,
         });
@@ -400,12 +406,13 @@ impl Client {
         let Some(rx) = cur.jpeg.as_mut() else {
             return Ok(());
         };
-        if !rx.has_changed().unwrap_or(false) {
-            return Ok(());
-        }
         let Some(pic) = rx.borrow_and_update().clone() else {
             return Ok(());
         };
+        if cur.last_jpeg == Some(pic.meta.seq) {
+            return Ok(());
+        }
+        cur.last_jpeg = Some(pic.meta.seq);
         if !cur.init_sent {
             let msg = self.view_msg("init", Some("jpeg"), (Some(pic.width), Some(pic.height)));
             self.send(msg).await?;

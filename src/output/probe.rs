@@ -127,8 +127,10 @@ pub async fn probe(cfg: &StreamConfig) -> ProbeReport {
 
 /// Validates a single stream by placing it in an otherwise default config.
 fn check(cfg: &StreamConfig) -> Result<(), String> {
-    let mut whole = crate::config::Config::default();
-    whole.streams = vec![cfg.clone()];
+    let whole = crate::config::Config {
+        streams: vec![cfg.clone()],
+        ..crate::config::Config::default()
+    };
     crate::config::validate(&whole)
         .map_err(|errors| crate::config::report(&errors).trim_end().to_string())
 }
