@@ -400,7 +400,9 @@ fn full_y(v: u8) -> u8 {
 
 /// Video-range chroma to full range.
 fn full_c(v: u8) -> u8 {
-    ((i32::from(v) - 128) * 255 / 224 + 128).clamp(0, 255) as u8
+    let x = (i32::from(v) - 128) * 255;
+    // Rounded to nearest (integer division alone truncates towards zero).
+    ((x + x.signum() * 112) / 224 + 128).clamp(0, 255) as u8
 }
 
 impl ImageBuffer for ScaledI420<'_> {
