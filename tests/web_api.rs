@@ -299,6 +299,10 @@ async fn every_endpoint_works_for_an_admin_session() {
         text.starts_with("--edgecamframe\r\nContent-Type: image/jpeg\r\nContent-Length: "),
         "{text}"
     );
+    // While the shared decoder runs, a snapshot comes from it.
+    let snap = get("/api/streams/cam2/snapshot.jpg").await.unwrap();
+    assert_eq!(snap.status(), 200);
+    assert_eq!(&snap.bytes().await.unwrap()[..2], &[0xff, 0xd8]);
     drop(r);
 
     let r = get("/metrics").await.unwrap();

@@ -111,6 +111,19 @@ impl JpegHub {
         v
     }
 
+    /// The newest picture of a running decoder of `stream` reading `ring`, if there is one:
+    /// a snapshot that costs nothing.
+    pub fn latest(&self, stream: &str, ring: &Arc<FrameRing>) -> Option<Arc<JpegFrame>> {
+        let entries = self.lock();
+        let e = entries.get(stream)?;
+        if !Arc::ptr_eq(&e.ring, ring) {
+            return None;
+        }
+        let pic = e.tx.borrow().clone()?;
+        // Only while the decoder keeps up (a picture of the current GOP).
+        (ring.latest_keyframe().is_some_and(|k| pic.meta.seq >= k)).then_some(pic)
+    }
+
     /// The newest pictures of `stream` (read from `ring`), starting its decoder if needed.
     pub fn subscribe(&self, stream: &str, ring: &Arc<FrameRing>) -> JpegWatch {
         let mut entries = self.lock();

@@ -465,7 +465,8 @@ async fn live(
     ws.on_upgrade(move |socket| crate::output::live::serve(st, socket, jpeg))
 }
 
-/// `GET /api/streams/{id}/snapshot.jpg`: the stream's newest picture.
+/// `GET /api/streams/{id}/snapshot.jpg`: the stream's newest picture (from the shared decoder
+/// when one runs for the stream, else by decoding the current GOP once).
 async fn snapshot(State(st): St, _caller: Caller, Path(id): Path<String>) -> ApiResult<Response> {
     let stream = st
         .lookup_stream(&id)
@@ -477,17 +478,23 @@ async fn snapshot(State(st): St, _caller: Caller, Path(id): Path<String>) -> Api
             downscale: d.config().web.jpeg_downscale,
         })
         .await?;
-    let ring = stream.ring;
-    let pic = tokio::task::spawn_blocking(move || jpeg::snapshot(&ring, settings))
-        .await
-        .map_err(|e| ApiError::internal("snapshot failed", &e))?
-        .ok_or_else(|| {
-            ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                format!("stream `{id}` has no picture yet"),
-            )
-        })?;
-    let mut resp = pic.data.into_response();
+    let data: Vec<u8> = match st.jpeg.latest(&id, &stream.ring) {
+        Some(pic) => pic.data.to_vec(),
+        None => {
+            let ring = stream.ring;
+            tokio::task::spawn_blocking(move || jpeg::snapshot(&ring, settings))
+                .await
+                .map_err(|e| ApiError::internal("snapshot failed", &e))?
+                .ok_or_else(|| {
+                    ApiError::new(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        format!("stream `{id}` has no picture yet"),
+                    )
+                })?
+                .data
+        }
+    };
+    let mut resp = data.into_response();
     let h = resp.headers_mut();
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static("image/jpeg"));
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
