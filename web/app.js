@@ -175,7 +175,13 @@ function onText(msg) {
 
 function openDecoder(c) {
   decoder = new VideoDecoder({
-    output: (frame) => { const i = info.get(frame.timestamp); info.delete(frame.timestamp); paint(frame, frame.displayWidth, frame.displayHeight, i); frame.close(); },
+    // A catch-up burst (the GOP sent on connect or switch) is decoded but only its newest
+    // frame is painted.
+    output: (frame) => {
+      const i = info.get(frame.timestamp); info.delete(frame.timestamp);
+      if (!i || !i.catchUp) paint(frame, frame.displayWidth, frame.displayHeight, i);
+      frame.close();
+    },
     error: (e) => { console.warn('decoder error', e); closeDecoder(); },
   });
   decoder.configure({ codec: c, optimizeForLatency: true });

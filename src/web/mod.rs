@@ -11,6 +11,7 @@ pub mod auth;
 pub mod error;
 pub mod events;
 pub mod metrics;
+pub mod session;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

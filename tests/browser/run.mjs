@@ -140,6 +140,11 @@ try {
   await page.waitForFunction(() => document.querySelectorAll('#stream-stats tr').length >= 4, null, { timeout: TIMEOUT });
   await page.screenshot({ path: path.join(outDir, 'system.png') });
   await page.click('#tabs button[data-tab="live"]');
+  // A phone-sized viewport: the same page, one column.
+  await page.setViewportSize({ width: 390, height: 844 });
+  await page.waitForTimeout(500);
+  await page.screenshot({ path: path.join(outDir, 'phone.png'), fullPage: true });
+  await page.setViewportSize({ width: 1280, height: 900 });
 
   // JPEG path, forced by the query parameter (same session).
   const jp = await context.newPage();
