@@ -8,6 +8,9 @@
 //! `target/tmp/browser/`. It prints the latencies the page measured (`LATENCY {...}`), which
 //! this test echoes.
 //!
+//! The demo is this test's (debug) build unless `EDGECAM_BIN` names another binary; debug
+//! builds make the JPEG path slow (its encoder is instantiated in this crate at `opt-level` 0).
+//!
 //! Needs: `/usr/bin/chromium` (Debian `chromium`), Node, and `npm ci` in `tests/browser`
 //! (done here when `node_modules` is missing).
 
@@ -64,7 +67,9 @@ fn the_page_in_headless_chromium() {
 
     let state = tempfile::tempdir().unwrap();
     let port = free_port();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_edgecam"))
+    // EDGECAM_BIN runs another build (e.g. target/release/edgecam for representative numbers).
+    let bin = std::env::var("EDGECAM_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_edgecam").into());
+    let mut child = Command::new(bin)
         .args(["demo", "--streams", "3", "--listen"])
         .arg(format!("127.0.0.1:{port}"))
         .arg("--state-dir")

@@ -268,3 +268,33 @@ async fn a_slow_client_skips_to_the_newest_keyframe() {
     }
     panic!("the slow client never skipped");
 }
+
+#[tokio::test]
+async fn a_websocket_from_a_foreign_origin_is_refused() {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let s = TestServer::start().await;
+    let mut req = format!("ws://{}/api/live", s.host)
+        .into_client_request()
+        .unwrap();
+    let h = req.headers_mut();
+    h.insert(
+        "authorization",
+        format!("Bearer {VIEWER_TOKEN}").parse().unwrap(),
+    );
+    h.insert("origin", "http://evil.example".parse().unwrap());
+    let stream = tokio::net::TcpStream::connect(&s.host).await.unwrap();
+    match tokio_tungstenite::client_async(req, stream).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => assert_eq!(resp.status(), 403),
+        other => panic!("expected a 403, got {:?}", other.map(|_| ())),
+    }
+    // Without credentials the upgrade is refused too.
+    let req = format!("ws://{}/api/live", s.host)
+        .into_client_request()
+        .unwrap();
+    let stream = tokio::net::TcpStream::connect(&s.host).await.unwrap();
+    match tokio_tungstenite::client_async(req, stream).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => assert_eq!(resp.status(), 401),
+        other => panic!("expected a 401, got {:?}", other.map(|_| ())),
+    }
+    s.stop().await;
+}
