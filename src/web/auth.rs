@@ -117,6 +117,8 @@ struct Inner {
     sessions: HashMap<String, Session>,
     /// Failed logins by client address.
     failures: HashMap<IpAddr, Failures>,
+    /// A first-use setup is in progress (a second concurrent one is refused).
+    setup_claimed: bool,
     /// Bearer tokens from the config.
     tokens: Vec<TokenConfig>,
 }
@@ -190,6 +192,21 @@ impl Auth {
     /// True until an admin password exists (the page then asks for one).
     pub fn needs_setup(&self) -> bool {
         self.lock().admin_hash.is_none()
+    }
+
+    /// Claims the first-use setup: true for exactly one caller while no password exists.
+    pub fn claim_setup(&self) -> bool {
+        let mut inner = self.lock();
+        if inner.admin_hash.is_some() || inner.setup_claimed {
+            return false;
+        }
+        inner.setup_claimed = true;
+        true
+    }
+
+    /// Gives up a claim whose setup failed.
+    pub fn release_setup(&self) {
+        self.lock().setup_claimed = false;
     }
 
     /// The caller behind a request's `Authorization` header or session cookie.

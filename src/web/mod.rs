@@ -236,5 +236,6 @@ pub fn router(state: Arc<AppState>) -> Router {
     api::routes()
         .merge(assets::routes())
         .layer(axum::middleware::from_fn(auth::origin_guard))
+        .layer(axum::middleware::from_fn(error::json_errors))
         .with_state(state)
 }

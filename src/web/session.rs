@@ -71,11 +71,17 @@ pub(crate) async fn setup(
     State(st): St,
     JsonBody(body): JsonBody<PasswordBody>,
 ) -> ApiResult<Response> {
-    if !st.auth.needs_setup() {
+    if !st.auth.claim_setup() {
         return Err(ApiError::forbidden("an admin password is already set"));
     }
-    let hash = hash_blocking(body.password).await?;
-    store_password(&st, hash, None).await?;
+    let stored = match hash_blocking(body.password).await {
+        Ok(hash) => store_password(&st, hash, None).await,
+        Err(e) => Err(e),
+    };
+    if let Err(e) = stored {
+        st.auth.release_setup();
+        return Err(e);
+    }
     let id = st.auth.open_session(Role::Admin, false)?;
     tracing::info!("admin password set on first use");
     Ok(with_cookie(
