@@ -146,6 +146,18 @@ async fn the_jpeg_path_sends_decoded_pictures() {
     let (h, payload) = c.next_frame().await;
     assert_eq!(u64::from(h.sid), init["sid"].as_u64().unwrap());
     assert_eq!(&payload[..2], &[0xff, 0xd8]);
+    // The shared decoders run only while someone watches.
+    let state = std::sync::Arc::clone(s.server.as_ref().unwrap().state());
+    assert!(state.jpeg_decoders().contains(&"cam3".to_string()));
+    drop(c);
+    drop(forced);
+    for _ in 0..200 {
+        if state.jpeg_decoders().is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(state.jpeg_decoders(), Vec::<String>::new());
     s.stop().await;
 }
 

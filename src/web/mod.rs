@@ -120,6 +120,11 @@ impl AppState {
         self.live
     }
 
+    /// Streams whose shared JPEG decoder is running (it runs only while someone watches).
+    pub fn jpeg_decoders(&self) -> Vec<String> {
+        self.jpeg.running()
+    }
+
     /// Seconds since the server started.
     pub(crate) fn uptime_s(&self) -> u64 {
         self.started.elapsed().as_secs()

@@ -136,6 +136,9 @@ try {
   // The other tabs render.
   await page.click('#tabs button[data-tab="cameras"]');
   await page.waitForSelector('[data-path="streams[2].id"]', { timeout: TIMEOUT });
+  await page.click('#cameras .entry:first-child button:has-text("Test connection")');
+  await page.waitForFunction(() => document.querySelector('#cameras .entry .msg').textContent.startsWith('OK'), null, { timeout: TIMEOUT });
+  check(true, 'Test connection reports OK: ' + await page.textContent('#cameras .entry .msg'));
   await page.click('#tabs button[data-tab="system"]');
   await page.waitForFunction(() => document.querySelectorAll('#stream-stats tr').length >= 4, null, { timeout: TIMEOUT });
   await page.screenshot({ path: path.join(outDir, 'system.png') });
