@@ -370,7 +370,12 @@ impl Client {
             };
             if cur.need_key {
                 if !meta.info.keyframe {
-                    self.skipped += 1;
+                    // After a lag these are frames lost to this client; at the start of a
+                    // stream without a keyframe yet they were never part of its view.
+                    if cur.discontinuity {
+                        self.skipped += 1;
+                        self.state.metrics.skipped_frames.inc();
+                    }
                     continue;
                 }
                 cur.need_key = false;
