@@ -54,6 +54,8 @@ impl Default for LiveOptions {
 /// How often a client re-checks that its stream's ring is still the one running (a stream
 /// restarted by a config change gets a fresh ring).
 const RING_RECHECK: Duration = Duration::from_secs(1);
+/// How long a closing handshake may take before the socket is simply dropped.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
 /// Most frames sent in one go before the view is re-checked.
 const BURST_LIMIT: usize = 64;
 
@@ -192,12 +194,16 @@ pub async fn serve(state: Arc<AppState>, mut ws: WebSocket, forced_jpeg: bool) {
     metrics.live_clients.dec();
     match end {
         End::Stuck => {
+            // No goodbye: it would wait behind the unread data. Dropping the socket closes it.
             metrics.dropped_clients.inc();
             tracing::info!("live client dropped: it stopped reading");
         }
-        End::Closed | End::Shutdown => tracing::debug!(?end, "live client left"),
+        End::Closed | End::Shutdown => {
+            tracing::debug!(?end, "live client left");
+            let goodbye = client.ws.send(Message::Close(None));
+            let _ = tokio::time::timeout(CLOSE_TIMEOUT, goodbye).await;
+        }
     }
-    let _ = client.ws.send(Message::Close(None)).await;
 }
 
 /// Waits for the `hello`; `None` when the client left or sent something else.
