@@ -2,7 +2,8 @@
 //!
 //! Data flows through the modules in this order:
 //! [`ingest`] (sources and their supervisors) → [`ring`] (one preallocated frame ring per
-//! stream) → select (which stream is active) → output (the web page and its live push).
+//! stream) → [`select`] (which stream is active) → [`output`] (the live push, JPEG, MJPEG), served by
+//! [`web`] (the page and its API).
 //! [`config`], [`state`] and [`clock`] serve all of them.
 #![deny(missing_docs)]
 
@@ -13,7 +14,9 @@ pub mod daemon;
 pub mod frame;
 pub mod gpio;
 pub mod ingest;
+pub mod output;
 pub mod persist;
 pub mod ring;
 pub mod select;
 pub mod state;
+pub mod web;

@@ -1,5 +1,5 @@
-//! The daemon: wires config, streams, the control task and the state file together and runs
-//! until SIGTERM or Ctrl-C.
+//! The daemon: wires config, streams, the control task, the state file and the web server
+//! together and runs until SIGTERM or Ctrl-C.
 
 pub mod alarms;
 pub mod control;
@@ -17,6 +17,7 @@ use crate::clock::{Clock, SystemClock};
 use crate::config::{Config, ConfigError, FieldError, StreamConfig, StreamKind, Transport};
 use crate::ring::{RingError, RingSpec};
 use crate::state::StateStore;
+use crate::web::{WebOptions, WebServer};
 use alarms::{AlarmInputs, GpioBackends};
 use control::{Command, Control, spawn_control};
 use streams::StreamSet;
@@ -66,6 +67,17 @@ pub enum DaemonError {
     /// Signal handlers could not be installed.
     #[error("cannot install signal handlers: {0}")]
     Signals(std::io::Error),
+    /// The web server cannot listen on the configured address.
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        /// The address from `web.listen`.
+        addr: String,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The one-time demo password could not be made.
+    #[error("cannot create the one-time admin password: {0}")]
+    Password(String),
 }
 
 /// The built-in config of `edgecam demo`: `n` test-pattern streams `cam1..camN`.
@@ -222,8 +234,9 @@ impl Daemon {
     }
 }
 
-/// Runs the daemon until SIGTERM or Ctrl-C.
+/// Runs the daemon and its web server until SIGTERM or Ctrl-C.
 pub async fn run(mode: Mode) -> Result<(), DaemonError> {
+    let demo = matches!(mode, Mode::Demo { .. });
     let config = match mode {
         Mode::Run { config } => {
             let provisioned = crate::config::load_file(&config)?;
@@ -248,8 +261,24 @@ pub async fn run(mode: Mode) -> Result<(), DaemonError> {
     };
     let dir = config.paths.state_dir.clone();
     std::fs::create_dir_all(&dir).map_err(|source| DaemonError::StateDir { path: dir, source })?;
+    let listen = config.web.listen.clone();
+    let listener = tokio::net::TcpListener::bind(&listen)
+        .await
+        .map_err(|source| DaemonError::Listen {
+            addr: listen.clone(),
+            source,
+        })?;
+    let mut options = WebOptions::default();
+    let mut one_time = None;
+    if demo && config.web.admin_password_hash.is_none() {
+        let (password, hash) = tokio::task::spawn_blocking(one_time_password)
+            .await
+            .map_err(|e| DaemonError::Password(e.to_string()))??;
+        options.one_time_password_hash = Some(hash);
+        one_time = Some(password);
+    }
     let clock: Arc<dyn Clock> = Arc::new(SystemClock::new());
-    let daemon = Daemon::start(config, clock).await?;
+    let daemon = Daemon::start(config, Arc::clone(&clock)).await?;
     let view = daemon.control().view();
     tracing::info!(
         streams = daemon.streams().len(),
@@ -257,6 +286,18 @@ pub async fn run(mode: Mode) -> Result<(), DaemonError> {
         reason = %view.reason,
         "edgecam running"
     );
+    let server = WebServer::start(daemon, listener, options, clock)
+        .await
+        .map_err(|source| DaemonError::Listen {
+            addr: listen.clone(),
+            source,
+        })?;
+    let addr = server.local_addr();
+    println!("edgecam: web page at http://{addr}/");
+    if let Some(password) = one_time {
+        println!("edgecam: one-time admin password: {password}");
+        println!("edgecam: (log in with it once; the page then asks for a new password)");
+    }
     let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .map_err(DaemonError::Signals)?;
     let mut stats = tokio::time::interval(STATS_LOG_PERIOD);
@@ -265,10 +306,22 @@ pub async fn run(mode: Mode) -> Result<(), DaemonError> {
         tokio::select! {
             _ = tokio::signal::ctrl_c() => break,
             _ = sigterm.recv() => break,
-            _ = stats.tick() => daemon.log_stats(),
+            _ = stats.tick() => {
+                let _ = server.state().with_daemon(Daemon::log_stats).await;
+            }
         }
     }
     tracing::info!("shutting down");
-    daemon.shutdown().await;
+    server.shutdown().await;
     Ok(())
+}
+
+/// A random one-time admin password (16 hex digits) and its Argon2 hash.
+fn one_time_password() -> Result<(String, String), DaemonError> {
+    let token =
+        crate::web::auth::random_token().map_err(|e| DaemonError::Password(e.to_string()))?;
+    let password = token[..16].to_string();
+    let hash = crate::web::auth::hash_password(&password)
+        .map_err(|e| DaemonError::Password(e.to_string()))?;
+    Ok((password, hash))
 }

@@ -1,0 +1,483 @@
+//! JPEG output: one shared decoder per stream that has JPEG consumers, and the encoder.
+//!
+//! [`JpegHub::subscribe`] starts (or joins) a decoder task for a stream. The task reads
+//! the stream's ring from its latest keyframe, decodes every frame with openh264 (a P-frame
+//! needs its predecessors) and encodes a JPEG only of the newest frame, so a burst after a
+//! switch or a slow box costs decoding but sends one picture. Pictures are published on a
+//! [`watch`] channel: every consumer (live JPEG clients, MJPEG, snapshots) sees the newest
+//! one and a slow consumer simply misses intermediate ones. When the last receiver is gone the
+//! task ends, so nothing is decoded while nobody watches. Decoding runs on tokio's blocking
+//! pool, one batch (every frame stored since the last batch) at a time.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use axum::body::Bytes;
+use jpeg_encoder::{Encoder, ImageBuffer, JpegColorType};
+use tokio::sync::watch;
+
+use crate::codec::{H264Decoder, I420Frame};
+use crate::frame::{Codec, FrameMeta};
+use crate::ring::{FrameRing, Reader, Start};
+
+/// How long the decoder waits for a frame before rechecking that it is still wanted.
+const IDLE_POLL: Duration = Duration::from_millis(250);
+/// A decoder this many frames behind the writer jumps to the latest keyframe.
+const MAX_BEHIND: u64 = 100;
+
+/// JPEG settings (`web.jpeg_quality`, `web.jpeg_downscale`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct JpegSettings {
+    /// Encoder quality, 1-100.
+    pub quality: u8,
+    /// Integer downscale factor, 1 = full size.
+    pub downscale: u8,
+}
+
+impl Default for JpegSettings {
+    fn default() -> Self {
+        JpegSettings {
+            quality: 75,
+            downscale: 1,
+        }
+    }
+}
+
+/// One encoded picture.
+#[derive(Debug, Clone)]
+pub struct JpegFrame {
+    /// The stream it shows.
+    pub stream: String,
+    /// The ring frame it was decoded from (the header describes that frame).
+    pub meta: FrameMeta,
+    /// Picture width after downscaling.
+    pub width: u32,
+    /// Picture height after downscaling.
+    pub height: u32,
+    /// The JPEG file.
+    pub data: Bytes,
+}
+
+/// The newest picture of a stream; `None` until the first one is encoded.
+pub type JpegWatch = watch::Receiver<Option<Arc<JpegFrame>>>;
+
+/// A running decoder: its channel and the ring it reads (a restarted stream has a new ring).
+struct Entry {
+    /// Publishes pictures; `subscribe` hands out receivers.
+    tx: Arc<watch::Sender<Option<Arc<JpegFrame>>>>,
+    /// The ring the decoder reads.
+    ring: Arc<FrameRing>,
+}
+
+/// The shared decoders, by stream id.
+#[derive(Clone, Default)]
+pub struct JpegHub {
+    /// Running decoders. A decoder removes its entry (under this lock) when it ends.
+    entries: Arc<Mutex<HashMap<String, Entry>>>,
+    /// Settings for decoders started from now on.
+    settings: Arc<Mutex<JpegSettings>>,
+}
+
+impl std::fmt::Debug for JpegHub {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JpegHub")
+            .field("running", &self.running())
+            .finish()
+    }
+}
+
+impl JpegHub {
+    /// A hub encoding with `settings`.
+    pub fn new(settings: JpegSettings) -> JpegHub {
+        let hub = JpegHub::default();
+        hub.set_settings(settings);
+        hub
+    }
+
+    fn lock(&self) -> MutexGuard<'_, HashMap<String, Entry>> {
+        self.entries.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Changes quality and downscale (running decoders pick them up on their next picture).
+    pub fn set_settings(&self, s: JpegSettings) {
+        *self.settings.lock().unwrap_or_else(|p| p.into_inner()) = s;
+    }
+
+    /// Streams with a running decoder.
+    pub fn running(&self) -> Vec<String> {
+        let mut v: Vec<String> = self.lock().keys().cloned().collect();
+        v.sort();
+        v
+    }
+
+    /// The newest picture of a running decoder of `stream` reading `ring`, if there is one:
+    /// a snapshot that costs nothing.
+    pub fn latest(&self, stream: &str, ring: &Arc<FrameRing>) -> Option<Arc<JpegFrame>> {
+        let entries = self.lock();
+        let e = entries.get(stream)?;
+        if !Arc::ptr_eq(&e.ring, ring) {
+            return None;
+        }
+        let pic = e.tx.borrow().clone()?;
+        // Only while the decoder keeps up (a picture of the current GOP).
+        (ring.latest_keyframe().is_some_and(|k| pic.meta.seq >= k)).then_some(pic)
+    }
+
+    /// The newest pictures of `stream` (read from `ring`), starting its decoder if needed.
+    pub fn subscribe(&self, stream: &str, ring: &Arc<FrameRing>) -> JpegWatch {
+        let mut entries = self.lock();
+        if let Some(e) = entries.get(stream)
+            && Arc::ptr_eq(&e.ring, ring)
+        {
+            return e.tx.subscribe();
+        }
+        let (tx, rx) = watch::channel(None);
+        let tx = Arc::new(tx);
+        entries.insert(
+            stream.to_string(),
+            Entry {
+                tx: Arc::clone(&tx),
+                ring: Arc::clone(ring),
+            },
+        );
+        let job = Decoder {
+            stream: stream.to_string(),
+            ring: Arc::clone(ring),
+            tx,
+            hub: self.clone(),
+        };
+        tokio::spawn(job.run());
+        rx
+    }
+
+    fn settings(&self) -> JpegSettings {
+        *self.settings.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// One shared decoder: an async task that waits on the ring and decodes batches of frames
+/// on the blocking pool.
+struct Decoder {
+    /// Stream id, for logs and the pictures.
+    stream: String,
+    /// The ring read.
+    ring: Arc<FrameRing>,
+    /// Where pictures go.
+    tx: Arc<watch::Sender<Option<Arc<JpegFrame>>>>,
+    /// The hub, to remove our entry when nobody watches.
+    hub: JpegHub,
+}
+
+/// What a decoder carries from one batch to the next (moved into the blocking pool and back).
+struct Work {
+    /// The openh264 decoder; `None` if it could not be created.
+    dec: Option<H264Decoder>,
+    /// This decoder's position in the ring.
+    reader: Reader,
+    /// Payload buffer, reused.
+    buf: Vec<u8>,
+    /// JPEG output buffer, reused.
+    out: Vec<u8>,
+    /// The decoder has seen a keyframe since the last reset or skip.
+    synced: bool,
+}
+
+impl Decoder {
+    async fn run(self) {
+        tracing::debug!(stream = %self.stream, "JPEG decoder started");
+        let dec = match H264Decoder::new() {
+            Ok(d) => Some(d),
+            Err(e) => {
+                tracing::error!(stream = %self.stream, error = %e, "cannot create an H.264 decoder");
+                None
+            }
+        };
+        let mut work = Work {
+            dec,
+            reader: self.ring.reader(Start::LatestKeyframe),
+            buf: Vec::new(),
+            out: Vec::new(),
+            synced: false,
+        };
+        loop {
+            if self.tx.receiver_count() == 0 && self.stop_if_unwatched() {
+                break;
+            }
+            tokio::select! {
+                _ = work.reader.wait() => {}
+                _ = self.tx.closed() => continue,
+                _ = tokio::time::sleep(IDLE_POLL) => continue,
+            }
+            let settings = self.hub.settings();
+            let stream = self.stream.clone();
+            let tx = Arc::clone(&self.tx);
+            let ring = Arc::clone(&self.ring);
+            let joined = tokio::task::spawn_blocking(move || {
+                work.decode_available(&ring, &stream, settings, &tx);
+                work
+            })
+            .await;
+            work = match joined {
+                Ok(w) => w,
+                Err(e) => {
+                    tracing::error!(stream = %self.stream, error = %e, "JPEG decoder failed");
+                    self.stop_if_unwatched();
+                    return;
+                }
+            };
+        }
+        tracing::debug!(stream = %self.stream, "JPEG decoder stopped");
+    }
+
+    /// Removes our hub entry if still nobody watches; true when the decoder should end.
+    fn stop_if_unwatched(&self) -> bool {
+        let mut entries = self.hub.lock();
+        if self.tx.receiver_count() > 0 {
+            return false;
+        }
+        if entries
+            .get(&self.stream)
+            .is_some_and(|e| Arc::ptr_eq(&e.tx, &self.tx))
+        {
+            entries.remove(&self.stream);
+        }
+        true
+    }
+}
+
+impl Work {
+    /// Decodes every stored frame after the cursor and publishes the newest as JPEG.
+    fn decode_available(
+        &mut self,
+        ring: &FrameRing,
+        stream: &str,
+        settings: JpegSettings,
+        tx: &watch::Sender<Option<Arc<JpegFrame>>>,
+    ) {
+        loop {
+            if ring.head().saturating_sub(self.reader.cursor()) > MAX_BEHIND
+                && self.reader.jump_to_latest_keyframe()
+            {
+                self.synced = false;
+            }
+            let meta = match self.reader.next_into(&mut self.buf) {
+                Ok(Some(meta)) => meta,
+                Ok(None) => return,
+                Err(_lagged) => {
+                    self.synced = false;
+                    continue;
+                }
+            };
+            let newest = meta.seq + 1 >= ring.head();
+            let publish = |width, height, data: &[u8]| {
+                tx.send_replace(Some(Arc::new(JpegFrame {
+                    stream: stream.to_string(),
+                    meta,
+                    width,
+                    height,
+                    data: Bytes::copy_from_slice(data),
+                })));
+            };
+            match meta.info.codec {
+                Codec::Jpeg => {
+                    if newest {
+                        publish(0, 0, &self.buf);
+                    }
+                }
+                Codec::H264 => {
+                    let Some(d) = self.dec.as_mut() else { continue };
+                    if !self.synced {
+                        if !meta.info.keyframe {
+                            continue;
+                        }
+                        if let Err(e) = d.reset() {
+                            tracing::warn!(stream = %stream, error = %e, "decoder reset failed");
+                            continue;
+                        }
+                        self.synced = true;
+                    }
+                    match d.decode(&self.buf) {
+                        Ok(Some(pic)) if newest => {
+                            match encode_i420(pic, settings, &mut self.out) {
+                                Ok((w, h)) => publish(w, h, &self.out),
+                                Err(e) => {
+                                    tracing::warn!(stream = %stream, error = %e, "JPEG encoding failed")
+                                }
+                            }
+                        }
+                        Ok(_) => {}
+                        Err(e) => {
+                            tracing::debug!(stream = %stream, error = %e, "decode failed; waiting for a keyframe");
+                            self.synced = false;
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Decodes the current GOP of `ring` (latest keyframe to newest frame) and encodes the newest
+/// picture: a snapshot of a stream nobody is watching. Blocking; `None` when the ring has no
+/// keyframe yet or decoding fails.
+pub fn snapshot(ring: &Arc<FrameRing>, settings: JpegSettings) -> Option<JpegFrameData> {
+    ring.latest_keyframe()?;
+    let head = ring.head();
+    let mut reader = ring.reader(Start::LatestKeyframe);
+    let mut buf = Vec::new();
+    let mut dec = H264Decoder::new().ok()?;
+    let mut out = Vec::new();
+    let mut last = None;
+    while reader.cursor() < head {
+        let Ok(Some(meta)) = reader.next_into(&mut buf) else {
+            break;
+        };
+        let newest = reader.cursor() >= head;
+        match meta.info.codec {
+            Codec::Jpeg if newest => {
+                out.clear();
+                out.extend_from_slice(&buf);
+                last = Some((meta, 0, 0));
+            }
+            Codec::Jpeg => {}
+            Codec::H264 => {
+                if let Ok(Some(pic)) = dec.decode(&buf)
+                    && newest
+                {
+                    let (w, h) = encode_i420(pic, settings, &mut out).ok()?;
+                    last = Some((meta, w, h));
+                }
+            }
+        }
+    }
+    last.map(|(meta, width, height)| JpegFrameData {
+        meta,
+        width,
+        height,
+        data: out,
+    })
+}
+
+/// A picture made by [`snapshot`].
+#[derive(Debug, Clone)]
+pub struct JpegFrameData {
+    /// The ring frame it shows.
+    pub meta: FrameMeta,
+    /// Width (0 when the camera sent JPEG and it was passed through).
+    pub width: u32,
+    /// Height (0 likewise).
+    pub height: u32,
+    /// The JPEG file.
+    pub data: Vec<u8>,
+}
+
+/// Encodes an I420 picture as JPEG into `out` (cleared first); returns the encoded size.
+pub fn encode_i420(
+    pic: &I420Frame,
+    settings: JpegSettings,
+    out: &mut Vec<u8>,
+) -> Result<(u32, u32), jpeg_encoder::EncodingError> {
+    let d = u32::from(settings.downscale.max(1));
+    let (w, h) = ((pic.width / d).max(1), (pic.height / d).max(1));
+    let img = ScaledI420 {
+        pic,
+        step: d as usize,
+        width: w.min(u32::from(u16::MAX)) as u16,
+        height: h.min(u32::from(u16::MAX)) as u16,
+    };
+    out.clear();
+    let enc = Encoder::new(&mut *out, settings.quality.clamp(1, 100));
+    enc.encode_image(img)?;
+    Ok((u32::from(img.width), u32::from(img.height)))
+}
+
+/// An I420 picture seen by the JPEG encoder: every `step`-th pixel, converted from the video
+/// range (Y 16-235, Cb/Cr 16-240) to the full range JPEG uses.
+#[derive(Clone, Copy)]
+struct ScaledI420<'a> {
+    /// The source picture.
+    pic: &'a I420Frame,
+    /// Downscale factor.
+    step: usize,
+    /// Output width.
+    width: u16,
+    /// Output height.
+    height: u16,
+}
+
+/// Video-range luma to full range.
+fn full_y(v: u8) -> u8 {
+    ((i32::from(v) - 16) * 255 / 219).clamp(0, 255) as u8
+}
+
+/// Video-range chroma to full range.
+fn full_c(v: u8) -> u8 {
+    let x = (i32::from(v) - 128) * 255;
+    // Rounded to nearest (integer division alone truncates towards zero).
+    ((x + x.signum() * 112) / 224 + 128).clamp(0, 255) as u8
+}
+
+impl ImageBuffer for ScaledI420<'_> {
+    fn get_jpeg_color_type(&self) -> JpegColorType {
+        JpegColorType::Ycbcr
+    }
+
+    fn width(&self) -> u16 {
+        self.width
+    }
+
+    fn height(&self) -> u16 {
+        self.height
+    }
+
+    fn fill_buffers(&self, y: u16, buffers: &mut [Vec<u8>; 4]) {
+        let pw = self.pic.width as usize;
+        let cw = self.pic.chroma_width();
+        let sy = (usize::from(y) * self.step).min(self.pic.height as usize - 1);
+        let yrow = &self.pic.y[sy * pw..][..pw];
+        let urow = &self.pic.u[(sy / 2) * cw..][..cw];
+        let vrow = &self.pic.v[(sy / 2) * cw..][..cw];
+        for x in 0..usize::from(self.width) {
+            let sx = (x * self.step).min(pw - 1);
+            buffers[0].push(full_y(yrow[sx]));
+            buffers[1].push(full_c(urow[sx / 2]));
+            buffers[2].push(full_c(vrow[sx / 2]));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn encodes_a_downscaled_jpeg_of_the_picture() {
+        let mut pic = I420Frame::new(64, 32).unwrap();
+        for (i, y) in pic.y.iter_mut().enumerate() {
+            *y = (i % 200) as u8 + 16;
+        }
+        let mut out = Vec::new();
+        let size = encode_i420(
+            &pic,
+            JpegSettings {
+                quality: 80,
+                downscale: 2,
+            },
+            &mut out,
+        )
+        .unwrap();
+        assert_eq!(size, (32, 16));
+        assert_eq!(&out[..2], &[0xff, 0xd8]);
+        assert_eq!(&out[out.len() - 2..], &[0xff, 0xd9]);
+    }
+
+    #[test]
+    fn video_range_is_stretched_to_full_range() {
+        assert_eq!(full_y(16), 0);
+        assert_eq!(full_y(235), 255);
+        assert_eq!(full_c(128), 128);
+        assert_eq!(full_c(16), 0);
+        assert_eq!(full_c(240), 255);
+    }
+}

@@ -1,0 +1,158 @@
+//! The fixed header in front of every binary live frame on `/api/live`.
+//!
+//! Layout (little-endian, [`HEADER_LEN`] bytes), followed directly by the payload:
+//!
+//! | offset | size | field |
+//! |---|---|---|
+//! | 0 | 1 | version, currently [`WIRE_VERSION`] |
+//! | 1 | 1 | codec ([`Codec::as_u8`]: 0 = H.264 Annex B access unit, 1 = JPEG) |
+//! | 2 | 1 | flags ([`FLAG_KEYFRAME`], [`FLAG_DISCONTINUITY`], [`FLAG_CATCH_UP`], [`FLAG_PARAMS_CHANGED`]) |
+//! | 3 | 1 | reserved, 0 |
+//! | 4 | 4 | stream number: the `sid` of the `init` message this frame belongs to |
+//! | 8 | 8 | ring sequence number of the frame |
+//! | 16 | 8 | receive wall time in µs since the UNIX epoch (when ingest got the frame) |
+//! | 24 | 4 | frames this client has skipped so far (slow client, bounded queue) |
+//!
+//! The page uses the receive time to measure ingest-to-paint latency and shows the skipped
+//! counter; the stream number lets it drop frames of a stream it has already switched away from.
+
+use crate::frame::{Codec, FrameMeta};
+
+/// Header size in bytes.
+pub const HEADER_LEN: usize = 28;
+/// The header version this server writes.
+pub const WIRE_VERSION: u8 = 1;
+/// The frame is a keyframe (an IDR with SPS/PPS, or a JPEG): a decoder may start here.
+pub const FLAG_KEYFRAME: u8 = 1;
+/// Frames were skipped before this one (the client fell behind); it is always a keyframe.
+pub const FLAG_DISCONTINUITY: u8 = 2;
+/// Part of a catch-up burst (the GOP sent on connect or switch): decode it, paint only the last.
+pub const FLAG_CATCH_UP: u8 = 4;
+/// SPS/PPS changed with this frame; a decoder must be reconfigured.
+pub const FLAG_PARAMS_CHANGED: u8 = 8;
+
+/// One frame's header fields.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FrameHeader {
+    /// Payload codec.
+    pub codec: Codec,
+    /// `FLAG_*` bits.
+    pub flags: u8,
+    /// Stream number from the client's latest `init`.
+    pub sid: u32,
+    /// Ring sequence number.
+    pub seq: u64,
+    /// Ingest receive time, wall clock, µs since the epoch.
+    pub recv_wall_us: i64,
+    /// Frames skipped by this client so far.
+    pub skipped: u32,
+}
+
+impl FrameHeader {
+    /// The header for a frame read from a ring.
+    pub fn for_frame(meta: &FrameMeta, sid: u32, extra_flags: u8, skipped: u32) -> FrameHeader {
+        let mut flags = extra_flags;
+        if meta.info.keyframe {
+            flags |= FLAG_KEYFRAME;
+        }
+        if meta.info.params_changed {
+            flags |= FLAG_PARAMS_CHANGED;
+        }
+        FrameHeader {
+            codec: meta.info.codec,
+            flags,
+            sid,
+            seq: meta.seq,
+            recv_wall_us: meta.info.recv_wall_us,
+            skipped,
+        }
+    }
+
+    /// Writes the header into the first [`HEADER_LEN`] bytes of `out`.
+    pub fn write(&self, out: &mut [u8; HEADER_LEN]) {
+        out[0] = WIRE_VERSION;
+        out[1] = self.codec.as_u8();
+        out[2] = self.flags;
+        out[3] = 0;
+        out[4..8].copy_from_slice(&self.sid.to_le_bytes());
+        out[8..16].copy_from_slice(&self.seq.to_le_bytes());
+        out[16..24].copy_from_slice(&self.recv_wall_us.to_le_bytes());
+        out[24..28].copy_from_slice(&self.skipped.to_le_bytes());
+    }
+
+    /// Parses a header from the start of a message; `None` when it is too short, of another
+    /// version or of an unknown codec.
+    pub fn parse(msg: &[u8]) -> Option<FrameHeader> {
+        let h = msg.get(..HEADER_LEN)?;
+        if h[0] != WIRE_VERSION {
+            return None;
+        }
+        let u32_at = |i: usize| u32::from_le_bytes([h[i], h[i + 1], h[i + 2], h[i + 3]]);
+        let u64_at = |i: usize| {
+            let mut b = [0u8; 8];
+            b.copy_from_slice(&h[i..i + 8]);
+            u64::from_le_bytes(b)
+        };
+        Some(FrameHeader {
+            codec: Codec::from_u8(h[1])?,
+            flags: h[2],
+            sid: u32_at(4),
+            seq: u64_at(8),
+            recv_wall_us: u64_at(16) as i64,
+            skipped: u32_at(24),
+        })
+    }
+}
+
+/// Builds `header + payload` into `out`, reusing its capacity (one message per frame).
+pub fn encode_frame(header: &FrameHeader, payload: &[u8], out: &mut Vec<u8>) {
+    let mut h = [0u8; HEADER_LEN];
+    header.write(&mut h);
+    out.clear();
+    out.reserve(HEADER_LEN + payload.len());
+    out.extend_from_slice(&h);
+    out.extend_from_slice(payload);
+}
+
+/// The WebCodecs codec string (`avc1.PPCCLL`) for an Annex B access unit that carries an SPS,
+/// from its profile, constraint flags and level; `None` when the unit has no SPS.
+pub fn avc_codec_string(au: &[u8]) -> Option<String> {
+    let sps = crate::codec::h264::nal_units(au).find(|n| n.nal_type() == 7)?;
+    let b = sps.body.get(1..4)?;
+    Some(format!("avc1.{:02x}{:02x}{:02x}", b[0], b[1], b[2]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn header_round_trips() {
+        let h = FrameHeader {
+            codec: Codec::H264,
+            flags: FLAG_KEYFRAME | FLAG_CATCH_UP,
+            sid: 7,
+            seq: 1 << 40,
+            recv_wall_us: 1_700_000_000_123_456,
+            skipped: 99,
+        };
+        let mut out = Vec::new();
+        encode_frame(&h, b"abc", &mut out);
+        assert_eq!(out.len(), HEADER_LEN + 3);
+        assert_eq!(FrameHeader::parse(&out), Some(h));
+        assert_eq!(&out[HEADER_LEN..], b"abc");
+        assert_eq!(FrameHeader::parse(&out[..HEADER_LEN - 1]), None);
+        out[0] = 9;
+        assert_eq!(FrameHeader::parse(&out), None);
+    }
+
+    #[test]
+    fn codec_string_comes_from_the_sps() {
+        // SPS: profile 0x42 (baseline), constraints 0xc0, level 0x1f.
+        let au = [
+            0, 0, 0, 1, 0x67, 0x42, 0xc0, 0x1f, 0xaa, 0, 0, 1, 0x68, 0xce,
+        ];
+        assert_eq!(avc_codec_string(&au).as_deref(), Some("avc1.42c01f"));
+        assert_eq!(avc_codec_string(&[0, 0, 1, 0x65, 1, 2]), None);
+    }
+}

@@ -1,0 +1,459 @@
+//! The JSON API handlers (see the table in DESIGN.md); the login flow is in [`super::session`].
+//!
+//! Roles: every authenticated caller may read and watch; `operator` may select streams and
+//! raise, clear and acknowledge alarms; `admin` may change the config and the password.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State, WebSocketUpgrade};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use super::AppState;
+use super::auth::{self, Caller};
+use super::error::{ApiError, JsonBody, parse_json};
+use super::metrics::{Sample, StreamSample};
+use super::session;
+use crate::config::{Config, Role, StreamConfig, StreamKind};
+use crate::daemon::control::ControlError;
+use crate::ingest::stats::StreamState;
+use crate::output::jpeg::{self, JpegSettings};
+use crate::select::SelectError;
+
+/// Shorthand for handler results.
+type ApiResult<T> = Result<T, ApiError>;
+/// Shared state as handlers receive it.
+type St = State<Arc<AppState>>;
+
+/// Every `/api` route and `/metrics`.
+pub fn routes() -> Router<Arc<AppState>> {
+    Router::new()
+        .route("/api/health", get(health))
+        .route("/api/session", get(session::session))
+        .route("/api/login", post(session::login))
+        .route("/api/logout", post(session::logout))
+        .route("/api/setup", post(session::setup))
+        .route("/api/password", post(session::change_password))
+        .route("/api/status", get(status))
+        .route("/api/active", post(select_active))
+        .route("/api/config", get(get_config).put(put_config))
+        .route("/api/alarms/{id}/trigger", post(alarm_trigger))
+        .route("/api/alarms/{id}/clear", post(alarm_clear))
+        .route("/api/alarms/{id}/ack", post(alarm_ack))
+        .route("/api/events", get(events))
+        .route("/api/live", get(live))
+        .route("/api/streams/test", post(test_stream))
+        .route("/api/streams/{id}/snapshot.jpg", get(snapshot))
+        .route("/api/streams/{id}/mjpeg", get(mjpeg))
+        .route("/metrics", get(metrics))
+        .route("/api/{*rest}", axum::routing::any(api_not_found))
+}
+
+async fn api_not_found() -> ApiError {
+    ApiError::not_found("no such API endpoint")
+}
+
+/// `GET /api/health`: the only endpoint open without authentication.
+async fn health(State(st): St) -> Json<serde_json::Value> {
+    Json(json!({
+        "ok": true,
+        "version": env!("CARGO_PKG_VERSION"),
+        "setup_required": st.auth.needs_setup(),
+    }))
+}
+
+/// Validates, persists and applies a config; keeps auth and JPEG settings in step.
+pub(crate) async fn apply_config(
+    st: &AppState,
+    cfg: Config,
+    keep_session: Option<&str>,
+) -> ApiResult<()> {
+    crate::config::validate(&cfg).map_err(ApiError::invalid)?;
+    let mut daemon = st.daemon_mut().await?;
+    let dir = cfg.paths.state_dir.clone();
+    let to_save = cfg.clone();
+    tokio::task::spawn_blocking(move || crate::config::save_live(&to_save, &dir))
+        .await
+        .map_err(|e| ApiError::internal("cannot save the config", &e))?
+        .map_err(|e| match e {
+            crate::config::ConfigError::Invalid { errors, .. } => ApiError::invalid(errors),
+            other => ApiError::internal("cannot save the config", &other),
+        })?;
+    daemon
+        .apply_config(cfg.clone())
+        .await
+        .map_err(|e| ApiError::internal("cannot apply the config", &e))?;
+    drop(daemon);
+    st.auth.update_from_config(
+        cfg.web.admin_password_hash.as_deref(),
+        &cfg.web.tokens,
+        keep_session,
+    );
+    st.jpeg.set_settings(JpegSettings {
+        quality: cfg.web.jpeg_quality,
+        downscale: cfg.web.jpeg_downscale,
+    });
+    Ok(())
+}
+
+/// One stream in `/api/status`.
+#[derive(Debug, Serialize)]
+struct StreamRow {
+    /// Id.
+    id: String,
+    /// Display name.
+    name: String,
+    /// Source kind.
+    kind: StreamKind,
+    /// Supervisor state, or `disabled`.
+    state: String,
+    /// Frames per second.
+    fps: f32,
+    /// Received bitrate, kbit/s.
+    bitrate_kbps: u32,
+    /// Frames received.
+    frames: u64,
+    /// Frames refused by the ring.
+    dropped: u64,
+    /// Reconnects.
+    reconnects: u64,
+    /// Why the last attempt ended.
+    last_error: Option<String>,
+    /// Frames the ring recycled.
+    ring_overwritten: u64,
+    /// Frames readers lost by lagging.
+    ring_lagged: u64,
+}
+
+/// `GET /api/status`.
+async fn status(State(st): St, _caller: Caller) -> ApiResult<Json<serde_json::Value>> {
+    let (view, streams) = st
+        .with_daemon(|d| {
+            let view = d.control().view();
+            let rows: Vec<StreamRow> = d
+                .config()
+                .streams
+                .iter()
+                .map(|c| stream_row(c, d.streams().get(&c.id)))
+                .collect();
+            (view, rows)
+        })
+        .await?;
+    let watchdog = match std::env::var("WATCHDOG_USEC") {
+        Ok(v) => format!("requested by systemd every {v} µs"),
+        Err(_) => "not requested by the service manager".to_string(),
+    };
+    Ok(Json(json!({
+        "active": {"stream": view.stream, "reason": view.reason},
+        "streams": streams,
+        "alarms": view.alarms,
+        "uptime_s": st.uptime_s(),
+        "version": env!("CARGO_PKG_VERSION"),
+        "watchdog": watchdog,
+        "live_clients": st.metrics.live_clients.get(),
+    })))
+}
+
+fn stream_row(c: &StreamConfig, entry: Option<&crate::daemon::streams::StreamEntry>) -> StreamRow {
+    let mut row = StreamRow {
+        id: c.id.clone(),
+        name: c.display_name().to_string(),
+        kind: c.kind,
+        state: "disabled".to_string(),
+        fps: 0.0,
+        bitrate_kbps: 0,
+        frames: 0,
+        dropped: 0,
+        reconnects: 0,
+        last_error: None,
+        ring_overwritten: 0,
+        ring_lagged: 0,
+    };
+    if let Some(e) = entry {
+        let s = e.stats().snapshot();
+        let ring = e.ring.stats();
+        row.state = s.state.as_str().to_string();
+        row.fps = s.fps;
+        row.bitrate_kbps = s.bitrate_kbps;
+        row.frames = s.frames;
+        row.dropped = s.dropped;
+        row.reconnects = s.reconnects;
+        row.last_error = s.last_error;
+        row.ring_overwritten = ring.overwritten;
+        row.ring_lagged = ring.lagged_frames;
+    }
+    row
+}
+
+/// Body of `POST /api/active`.
+#[derive(Debug, Deserialize)]
+struct SelectBody {
+    /// The stream, or `null` to go back to the default.
+    stream: Option<String>,
+}
+
+/// `POST /api/active`: the user's selection.
+async fn select_active(
+    State(st): St,
+    caller: Caller,
+    JsonBody(body): JsonBody<SelectBody>,
+) -> ApiResult<Json<serde_json::Value>> {
+    caller.require(Role::Operator)?;
+    let control = st.with_daemon(|d| d.control().clone()).await?;
+    control
+        .select(body.stream)
+        .await
+        .map_err(|e| control_error(e, "stream"))?;
+    let view = control.view();
+    Ok(Json(
+        json!({"ok": true, "active": {"stream": view.stream, "reason": view.reason}}),
+    ))
+}
+
+fn control_error(e: ControlError, field: &str) -> ApiError {
+    match e {
+        ControlError::Rejected(SelectError::UnknownStream(s)) => {
+            ApiError::field(field, format!("unknown stream `{s}`"))
+        }
+        ControlError::Rejected(SelectError::UnknownAlarm(a)) => {
+            ApiError::not_found(format!("unknown alarm `{a}`"))
+        }
+        ControlError::Rejected(e @ SelectError::NotLatched(_)) => {
+            ApiError::new(StatusCode::CONFLICT, e.to_string())
+        }
+        ControlError::Closed => ApiError::shutting_down(),
+    }
+}
+
+/// `GET /api/config`: the config in force; the password hash is never sent.
+async fn get_config(State(st): St, caller: Caller) -> ApiResult<Json<Config>> {
+    caller.require(Role::Admin)?;
+    let mut cfg = st.with_daemon(|d| d.config().clone()).await?;
+    cfg.web.admin_password_hash = None;
+    Ok(Json(cfg))
+}
+
+/// `PUT /api/config`: validated, persisted atomically, applied live. A config without
+/// `web.admin_password_hash` keeps the current password.
+async fn put_config(
+    State(st): St,
+    caller: Caller,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Json<serde_json::Value>> {
+    caller.require(Role::Admin)?;
+    let mut cfg: Config = parse_json(&body)?;
+    if cfg.web.admin_password_hash.is_none() {
+        cfg.web.admin_password_hash = st
+            .with_daemon(|d| d.config().web.admin_password_hash.clone())
+            .await?;
+    }
+    let listen_before = st.with_daemon(|d| d.config().web.listen.clone()).await?;
+    let restart = listen_before != cfg.web.listen;
+    apply_config(&st, cfg, auth::cookie(&headers, auth::SESSION_COOKIE)).await?;
+    tracing::info!(by = %caller.name, "config changed from the API");
+    Ok(Json(json!({
+        "ok": true,
+        "restart_required": restart,
+        "note": if restart { "web.listen takes effect after a restart" } else { "" },
+    })))
+}
+
+/// Optional body of `POST /api/alarms/{id}/trigger`.
+#[derive(Debug, Default, Deserialize)]
+struct TriggerBody {
+    /// Pulse length in seconds, overriding the alarm's own rule.
+    #[serde(default)]
+    hold_s: Option<f64>,
+}
+
+/// `POST /api/alarms/{id}/trigger`.
+async fn alarm_trigger(
+    State(st): St,
+    caller: Caller,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> ApiResult<Json<serde_json::Value>> {
+    caller.require(Role::Operator)?;
+    let body: TriggerBody = if body.iter().all(u8::is_ascii_whitespace) {
+        TriggerBody::default()
+    } else {
+        parse_json(&body)?
+    };
+    let hold = match body.hold_s {
+        Some(s) if !(0.0..=86_400.0).contains(&s) || !s.is_finite() => {
+            return Err(ApiError::field(
+                "hold_s",
+                "must be between 0 and 86400 seconds",
+            ));
+        }
+        Some(s) => Some(Duration::from_secs_f64(s)),
+        None => None,
+    };
+    let control = st.with_daemon(|d| d.control().clone()).await?;
+    control
+        .trigger(&id, hold)
+        .await
+        .map_err(|e| control_error(e, "id"))?;
+    tracing::info!(alarm = %id, by = %caller.name, "alarm triggered from the API");
+    Ok(Json(json!({"ok": true})))
+}
+
+/// `POST /api/alarms/{id}/clear`.
+async fn alarm_clear(
+    State(st): St,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<serde_json::Value>> {
+    caller.require(Role::Operator)?;
+    let control = st.with_daemon(|d| d.control().clone()).await?;
+    control
+        .clear(&id)
+        .await
+        .map_err(|e| control_error(e, "id"))?;
+    Ok(Json(json!({"ok": true})))
+}
+
+/// `POST /api/alarms/{id}/ack`.
+async fn alarm_ack(
+    State(st): St,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<serde_json::Value>> {
+    caller.require(Role::Operator)?;
+    let control = st.with_daemon(|d| d.control().clone()).await?;
+    let dropped = control.ack(&id).await.map_err(|e| control_error(e, "id"))?;
+    Ok(Json(json!({"ok": true, "was_latched": dropped})))
+}
+
+/// `GET /api/events`.
+async fn events(State(st): St, _caller: Caller) -> Json<serde_json::Value> {
+    let (events, total) = st.events.snapshot();
+    Json(json!({"events": events, "total": total}))
+}
+
+/// Query of `/api/live`.
+#[derive(Debug, Default, Deserialize)]
+struct LiveQuery {
+    /// `jpeg` forces the JPEG path.
+    #[serde(default)]
+    mode: Option<String>,
+}
+
+/// `GET /api/live`: the WebSocket.
+async fn live(
+    State(st): St,
+    _caller: Caller,
+    Query(q): Query<LiveQuery>,
+    ws: WebSocketUpgrade,
+) -> Response {
+    let jpeg = q.mode.as_deref() == Some("jpeg");
+    ws.on_upgrade(move |socket| crate::output::live::serve(st, socket, jpeg))
+}
+
+/// `GET /api/streams/{id}/snapshot.jpg`: the stream's newest picture (from the shared decoder
+/// when one runs for the stream, else by decoding the current GOP once).
+async fn snapshot(State(st): St, _caller: Caller, Path(id): Path<String>) -> ApiResult<Response> {
+    let stream = st
+        .lookup_stream(&id)
+        .await
+        .ok_or_else(|| ApiError::not_found(format!("no running stream `{id}`")))?;
+    let settings = st
+        .with_daemon(|d| JpegSettings {
+            quality: d.config().web.jpeg_quality,
+            downscale: d.config().web.jpeg_downscale,
+        })
+        .await?;
+    let data: Vec<u8> = match st.jpeg.latest(&id, &stream.ring) {
+        Some(pic) => pic.data.to_vec(),
+        None => {
+            let ring = stream.ring;
+            tokio::task::spawn_blocking(move || jpeg::snapshot(&ring, settings))
+                .await
+                .map_err(|e| ApiError::internal("snapshot failed", &e))?
+                .ok_or_else(|| {
+                    ApiError::new(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        format!("stream `{id}` has no picture yet"),
+                    )
+                })?
+                .data
+        }
+    };
+    let mut resp = data.into_response();
+    let h = resp.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("image/jpeg"));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(resp)
+}
+
+/// `GET /api/streams/{id}/mjpeg`.
+async fn mjpeg(State(st): St, _caller: Caller, Path(id): Path<String>) -> ApiResult<Response> {
+    let stream = st
+        .lookup_stream(&id)
+        .await
+        .ok_or_else(|| ApiError::not_found(format!("no running stream `{id}`")))?;
+    let rx = st.jpeg.subscribe(&id, &stream.ring);
+    Ok(crate::output::mjpeg::response(rx))
+}
+
+/// `POST /api/streams/test`: runs a stream config for a few seconds and reports whether it
+/// delivered a keyframe (the "Test connection" button).
+async fn test_stream(
+    caller: Caller,
+    JsonBody(cfg): JsonBody<StreamConfig>,
+) -> ApiResult<Json<serde_json::Value>> {
+    caller.require(Role::Admin)?;
+    let report = crate::output::probe::probe(&cfg).await;
+    Ok(Json(serde_json::to_value(report).unwrap_or_default()))
+}
+
+/// `GET /metrics`: Prometheus text.
+async fn metrics(State(st): St, _caller: Caller) -> ApiResult<Response> {
+    let (streams, alarms) = st
+        .with_daemon(|d| {
+            let streams: Vec<StreamSample> = d
+                .streams()
+                .iter()
+                .map(|e| {
+                    let s = e.stats().snapshot();
+                    let ring = e.ring.stats();
+                    StreamSample {
+                        id: e.config.id.clone(),
+                        fps: f64::from(s.fps),
+                        frames: s.frames,
+                        bytes: s.bytes,
+                        reconnects: s.reconnects,
+                        ring_overwritten: ring.overwritten,
+                        ring_lagged: ring.lagged_frames,
+                        live: s.state == StreamState::Live,
+                    }
+                })
+                .collect();
+            (streams, d.control().view().alarms)
+        })
+        .await?;
+    let alarms = alarms
+        .into_iter()
+        .map(|a| {
+            let n = st.events.raised(&a.id);
+            (a.id, a.state != "idle", n)
+        })
+        .collect();
+    let text = st
+        .metrics
+        .render(Sample { streams, alarms })
+        .map_err(|e| ApiError::internal("cannot render metrics", &e))?;
+    let mut resp = text.into_response();
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
+    );
+    Ok(resp)
+}

@@ -1,0 +1,549 @@
+//! Who may do what: the admin password (Argon2), session cookies, bearer tokens, roles, the
+//! Origin check for state-changing requests, and the per-client login rate limit.
+//!
+//! - The admin password is an Argon2 PHC hash, from the config (`web.admin_password_hash`),
+//!   set on first use through `POST /api/setup`, or (in `demo`) a one-time password printed
+//!   at start that must be changed after the first login.
+//! - A login gives an `HttpOnly; SameSite=Strict` session cookie with the `admin` role.
+//!   Sessions live in memory and expire after [`SESSION_IDLE`] without use.
+//! - Machine clients send `Authorization: Bearer <token>` with a token from `web.tokens`,
+//!   each with its role (`viewer` < `operator` < `admin`).
+
+use std::collections::HashMap;
+use std::io::Read;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use argon2::password_hash::{PasswordHasher, PasswordVerifier};
+use axum::extract::{FromRequestParts, Request};
+use axum::http::{HeaderMap, Method, header, request::Parts};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use tokio::time::Instant;
+
+use super::AppState;
+use super::error::ApiError;
+use crate::config::{Role, TokenConfig};
+
+/// Name of the session cookie.
+pub const SESSION_COOKIE: &str = "edgecam_session";
+/// A session unused for this long is forgotten.
+pub const SESSION_IDLE: Duration = Duration::from_secs(12 * 3600);
+/// Failed logins allowed per client within [`LOGIN_WINDOW`].
+pub const LOGIN_MAX_FAILURES: u32 = 5;
+/// The window over which failed logins are counted.
+pub const LOGIN_WINDOW: Duration = Duration::from_secs(60);
+/// Shortest admin password accepted.
+pub const MIN_PASSWORD_LEN: usize = 8;
+/// Most sessions kept; the oldest is dropped beyond it (a bound on memory).
+const MAX_SESSIONS: usize = 256;
+/// Most clients tracked by the rate limiter.
+const MAX_TRACKED_CLIENTS: usize = 4096;
+/// Paths a session with a one-time password may still use (to change it).
+const ONE_TIME_ALLOWED: [&str; 3] = ["/api/session", "/api/password", "/api/logout"];
+
+/// An authenticated caller.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller {
+    /// What it may do.
+    pub role: Role,
+    /// Who it is, for logs: `session` or the token's name.
+    pub name: String,
+    /// True for a session opened with a one-time password that has not been changed yet.
+    pub must_change_password: bool,
+}
+
+impl Caller {
+    /// Fails with 403 unless the caller has at least `role`.
+    pub fn require(&self, role: Role) -> Result<(), ApiError> {
+        if rank(self.role) >= rank(role) {
+            Ok(())
+        } else {
+            Err(ApiError::forbidden(format!(
+                "the {} role may not do this",
+                role_name(self.role)
+            )))
+        }
+    }
+}
+
+/// Orders roles: viewer < operator < admin.
+fn rank(r: Role) -> u8 {
+    match r {
+        Role::Viewer => 0,
+        Role::Operator => 1,
+        Role::Admin => 2,
+    }
+}
+
+/// The role as the config spells it.
+pub fn role_name(r: Role) -> &'static str {
+    match r {
+        Role::Viewer => "viewer",
+        Role::Operator => "operator",
+        Role::Admin => "admin",
+    }
+}
+
+/// One logged-in browser.
+#[derive(Debug, Clone)]
+struct Session {
+    /// Always admin today; kept so sessions and tokens share one check.
+    role: Role,
+    /// Forgotten after this instant unless used again.
+    expires: Instant,
+    /// Opened with the one-time password: only the password change is allowed.
+    must_change: bool,
+}
+
+/// Failed logins from one client address.
+#[derive(Debug, Clone, Copy)]
+struct Failures {
+    /// Start of the counting window.
+    since: Instant,
+    /// Failures in the window.
+    count: u32,
+}
+
+/// Mutable authentication state.
+#[derive(Debug, Default)]
+struct Inner {
+    /// The admin password hash; `None` until set on first use.
+    admin_hash: Option<String>,
+    /// The hash is a one-time (demo) password: logins with it must change it.
+    one_time: bool,
+    /// Sessions by their cookie value.
+    sessions: HashMap<String, Session>,
+    /// Failed logins by client address.
+    failures: HashMap<IpAddr, Failures>,
+    /// A first-use setup is in progress (a second concurrent one is refused).
+    setup_claimed: bool,
+    /// Bearer tokens from the config.
+    tokens: Vec<TokenConfig>,
+}
+
+/// Authentication state shared by all requests.
+#[derive(Debug, Clone, Default)]
+pub struct Auth {
+    /// Everything, behind one short-held lock (never held across an await or a hash).
+    inner: Arc<Mutex<Inner>>,
+}
+
+/// Why a password could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum PasswordError {
+    /// Too short.
+    #[error("the password must have at least {MIN_PASSWORD_LEN} characters")]
+    TooShort,
+    /// Hashing failed (the OS random source, most likely).
+    #[error("cannot hash the password: {0}")]
+    Hash(String),
+}
+
+impl Auth {
+    /// State for `admin_hash` (from the config) and `tokens`.
+    pub fn new(admin_hash: Option<String>, tokens: Vec<TokenConfig>) -> Auth {
+        let auth = Auth::default();
+        {
+            let mut inner = auth.lock();
+            inner.admin_hash = admin_hash;
+            inner.tokens = tokens;
+        }
+        auth
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // A panic while holding this lock leaves plain data behind; keep serving.
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Installs a one-time admin password (the `demo` mode's printed password).
+    pub fn set_one_time_hash(&self, hash: String) {
+        let mut inner = self.lock();
+        inner.admin_hash = Some(hash);
+        inner.one_time = true;
+    }
+
+    /// Takes the admin hash and tokens of a new config. A config without a hash keeps the
+    /// current one (so a config edited on the page does not drop the password); a different
+    /// hash closes every session except `keep_session` (the one that changed it).
+    pub fn update_from_config(
+        &self,
+        admin_hash: Option<&str>,
+        tokens: &[TokenConfig],
+        keep_session: Option<&str>,
+    ) {
+        let changed = {
+            let mut inner = self.lock();
+            inner.tokens = tokens.to_vec();
+            admin_hash.filter(|h| inner.admin_hash.as_deref() != Some(*h))
+        };
+        if let Some(h) = changed {
+            self.password_changed(h.to_string(), keep_session);
+        }
+    }
+
+    /// The current admin hash, if any.
+    pub fn admin_hash(&self) -> Option<String> {
+        self.lock().admin_hash.clone()
+    }
+
+    /// True until an admin password exists (the page then asks for one).
+    pub fn needs_setup(&self) -> bool {
+        self.lock().admin_hash.is_none()
+    }
+
+    /// Claims the first-use setup: true for exactly one caller while no password exists.
+    pub fn claim_setup(&self) -> bool {
+        let mut inner = self.lock();
+        if inner.admin_hash.is_some() || inner.setup_claimed {
+            return false;
+        }
+        inner.setup_claimed = true;
+        true
+    }
+
+    /// Gives up a claim whose setup failed.
+    pub fn release_setup(&self) {
+        self.lock().setup_claimed = false;
+    }
+
+    /// The caller behind a request's `Authorization` header or session cookie.
+    pub fn authenticate(&self, headers: &HeaderMap) -> Result<Caller, ApiError> {
+        let now = Instant::now();
+        let mut inner = self.lock();
+        if let Some(token) = bearer(headers) {
+            return inner
+                .tokens
+                .iter()
+                .find(|t| constant_time_eq(t.token.as_bytes(), token.as_bytes()))
+                .map(|t| Caller {
+                    role: t.role,
+                    name: t.name.clone(),
+                    must_change_password: false,
+                })
+                .ok_or_else(ApiError::unauthorized);
+        }
+        let Some(id) = cookie(headers, SESSION_COOKIE) else {
+            return Err(ApiError::unauthorized());
+        };
+        inner.sessions.retain(|_, s| s.expires > now);
+        let session = inner
+            .sessions
+            .get_mut(id)
+            .ok_or_else(ApiError::unauthorized)?;
+        session.expires = now + SESSION_IDLE;
+        Ok(Caller {
+            role: session.role,
+            name: "session".to_string(),
+            must_change_password: session.must_change,
+        })
+    }
+
+    /// Fails with 429 while `ip` has used up its failed logins.
+    fn check_rate(&self, ip: IpAddr, now: Instant) -> Result<(), ApiError> {
+        let inner = self.lock();
+        if let Some(f) = inner.failures.get(&ip)
+            && f.count >= LOGIN_MAX_FAILURES
+            && now < f.since + LOGIN_WINDOW
+        {
+            let wait = (f.since + LOGIN_WINDOW - now).as_secs().max(1);
+            let mut e = ApiError::new(
+                axum::http::StatusCode::TOO_MANY_REQUESTS,
+                format!("too many failed logins; try again in {wait} s"),
+            );
+            e.retry_after_s = Some(wait);
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    /// Counts one failed login from `ip`.
+    fn count_failure(&self, ip: IpAddr, now: Instant) {
+        let mut inner = self.lock();
+        if inner.failures.len() >= MAX_TRACKED_CLIENTS {
+            inner.failures.retain(|_, f| now < f.since + LOGIN_WINDOW);
+        }
+        let f = inner.failures.entry(ip).or_insert(Failures {
+            since: now,
+            count: 0,
+        });
+        if now >= f.since + LOGIN_WINDOW {
+            *f = Failures {
+                since: now,
+                count: 0,
+            };
+        }
+        f.count += 1;
+    }
+
+    /// Checks the admin password and opens a session; returns the cookie value and whether
+    /// the password must be changed first. 401 for a wrong password, 429 when rate-limited.
+    pub async fn login(&self, ip: IpAddr, password: String) -> Result<(String, bool), ApiError> {
+        let now = Instant::now();
+        self.check_rate(ip, now)?;
+        let (hash, one_time) = {
+            let inner = self.lock();
+            (inner.admin_hash.clone(), inner.one_time)
+        };
+        let Some(hash) = hash else {
+            return Err(ApiError::forbidden(
+                "no admin password is set yet; set one first",
+            ));
+        };
+        let ok = tokio::task::spawn_blocking(move || verify_password(&password, &hash))
+            .await
+            .unwrap_or(false);
+        if !ok {
+            self.count_failure(ip, now);
+            tracing::warn!(client = %ip, "failed login");
+            return Err(ApiError::new(
+                axum::http::StatusCode::UNAUTHORIZED,
+                "wrong password",
+            ));
+        }
+        self.lock().failures.remove(&ip);
+        let id = self.open_session(Role::Admin, one_time)?;
+        tracing::info!(client = %ip, "admin logged in");
+        Ok((id, one_time))
+    }
+
+    /// A new session; its cookie value.
+    pub fn open_session(&self, role: Role, must_change: bool) -> Result<String, ApiError> {
+        let id = random_token().map_err(|e| ApiError::internal("no random source", &e))?;
+        let mut inner = self.lock();
+        if inner.sessions.len() >= MAX_SESSIONS
+            && let Some(oldest) = inner
+                .sessions
+                .iter()
+                .min_by_key(|(_, s)| s.expires)
+                .map(|(k, _)| k.clone())
+        {
+            inner.sessions.remove(&oldest);
+        }
+        inner.sessions.insert(
+            id.clone(),
+            Session {
+                role,
+                expires: Instant::now() + SESSION_IDLE,
+                must_change,
+            },
+        );
+        Ok(id)
+    }
+
+    /// Forgets the session of these request headers, if any.
+    pub fn logout(&self, headers: &HeaderMap) {
+        if let Some(id) = cookie(headers, SESSION_COOKIE) {
+            self.lock().sessions.remove(id);
+        }
+    }
+
+    /// Installs a new admin password hash (already persisted by the caller): every other
+    /// session is closed, and the one-time flag is gone.
+    pub fn password_changed(&self, hash: String, keep_session: Option<&str>) {
+        let mut inner = self.lock();
+        inner.admin_hash = Some(hash);
+        inner.one_time = false;
+        inner
+            .sessions
+            .retain(|id, _| keep_session.is_some_and(|k| k == id));
+        for s in inner.sessions.values_mut() {
+            s.must_change = false;
+        }
+    }
+}
+
+/// Hashes a password with Argon2id and the crate's default parameters (blocking: ~0.1-1 s).
+pub fn hash_password(password: &str) -> Result<String, PasswordError> {
+    if password.chars().count() < MIN_PASSWORD_LEN {
+        return Err(PasswordError::TooShort);
+    }
+    argon2::Argon2::default()
+        .hash_password(password.as_bytes())
+        .map(|h| h.to_string())
+        .map_err(|e| PasswordError::Hash(e.to_string()))
+}
+
+/// True when `password` matches the PHC `hash` (blocking).
+pub fn verify_password(password: &str, hash: &str) -> bool {
+    argon2::Argon2::default()
+        .verify_password(password.as_bytes(), hash)
+        .is_ok()
+}
+
+/// 32 random bytes from the OS, hex-encoded: session ids and generated passwords.
+pub fn random_token() -> std::io::Result<String> {
+    let mut bytes = [0u8; 32];
+    std::fs::File::open("/dev/urandom")?.read_exact(&mut bytes)?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// Compares secrets in time that depends only on their lengths.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// The token of an `Authorization: Bearer ...` header.
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    let v = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = v.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}
+
+/// The value of cookie `name`.
+pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v)
+}
+
+/// The `Set-Cookie` value for a new session.
+pub fn session_cookie(id: &str) -> String {
+    format!(
+        "{SESSION_COOKIE}={id}; HttpOnly; SameSite=Strict; Path=/; Max-Age={}",
+        SESSION_IDLE.as_secs()
+    )
+}
+
+/// The `Set-Cookie` value that deletes the session cookie.
+pub fn clear_cookie() -> String {
+    format!("{SESSION_COOKIE}=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0")
+}
+
+impl FromRequestParts<Arc<AppState>> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &Arc<AppState>,
+    ) -> Result<Self, Self::Rejection> {
+        let caller = state.auth.authenticate(&parts.headers)?;
+        if caller.must_change_password && !ONE_TIME_ALLOWED.contains(&parts.uri.path()) {
+            return Err(ApiError::forbidden(
+                "change the one-time admin password first",
+            ));
+        }
+        Ok(caller)
+    }
+}
+
+/// Middleware: a state-changing request (anything but GET/HEAD/OPTIONS, and WebSocket
+/// upgrades) whose `Origin` is not this server gets 403. Requests without `Origin` come from
+/// non-browser clients and pass (browsers always send it on such requests).
+pub async fn origin_guard(req: Request, next: Next) -> Response {
+    let safe = matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS)
+        && !req.headers().contains_key(header::UPGRADE);
+    if !safe && !same_origin(req.headers()) {
+        return ApiError::forbidden("request from a foreign origin").into_response();
+    }
+    next.run(req).await
+}
+
+/// True when there is no `Origin`, or it names the host the request was sent to.
+pub fn same_origin(headers: &HeaderMap) -> bool {
+    let Some(origin) = headers.get(header::ORIGIN) else {
+        return true;
+    };
+    let Some(host) = headers.get(header::HOST).and_then(|h| h.to_str().ok()) else {
+        return false;
+    };
+    let Ok(origin) = origin.to_str() else {
+        return false;
+    };
+    let Some(rest) = origin
+        .strip_prefix("http://")
+        .or_else(|| origin.strip_prefix("https://"))
+    else {
+        return false;
+    };
+    rest.trim_end_matches('/').eq_ignore_ascii_case(host)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderValue;
+
+    fn headers(pairs: &[(header::HeaderName, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(k.clone(), HeaderValue::from_str(v).unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn origin_must_match_host() {
+        assert!(same_origin(&headers(&[(header::HOST, "box:8080")])));
+        assert!(same_origin(&headers(&[
+            (header::HOST, "box:8080"),
+            (header::ORIGIN, "http://box:8080")
+        ])));
+        assert!(!same_origin(&headers(&[
+            (header::HOST, "box:8080"),
+            (header::ORIGIN, "http://evil.example")
+        ])));
+        assert!(!same_origin(&headers(&[
+            (header::HOST, "box:8080"),
+            (header::ORIGIN, "null")
+        ])));
+    }
+
+    #[test]
+    fn cookies_and_bearer_are_parsed() {
+        let h = headers(&[
+            (header::COOKIE, "a=1; edgecam_session=abc"),
+            (header::AUTHORIZATION, "Bearer  tok "),
+        ]);
+        assert_eq!(cookie(&h, SESSION_COOKIE), Some("abc"));
+        assert_eq!(cookie(&h, "b"), None);
+        assert_eq!(bearer(&h), Some("tok"));
+    }
+
+    #[test]
+    fn roles_are_ordered() {
+        let viewer = Caller {
+            role: Role::Viewer,
+            name: "v".into(),
+            must_change_password: false,
+        };
+        assert!(viewer.require(Role::Viewer).is_ok());
+        assert!(viewer.require(Role::Operator).is_err());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn failed_logins_are_limited_per_client_and_expire() {
+        let auth = Auth::new(None, Vec::new());
+        let ip: IpAddr = "10.0.0.1".parse().unwrap();
+        let other: IpAddr = "10.0.0.2".parse().unwrap();
+        let now = Instant::now();
+        for _ in 0..LOGIN_MAX_FAILURES {
+            assert!(auth.check_rate(ip, now).is_ok());
+            auth.count_failure(ip, now);
+        }
+        let e = auth.check_rate(ip, now).unwrap_err();
+        assert_eq!(e.status, axum::http::StatusCode::TOO_MANY_REQUESTS);
+        assert!(auth.check_rate(other, now).is_ok());
+        assert!(auth.check_rate(ip, now + LOGIN_WINDOW).is_ok());
+    }
+
+    #[test]
+    fn passwords_hash_and_verify() {
+        assert!(matches!(
+            hash_password("short"),
+            Err(PasswordError::TooShort)
+        ));
+        let h = hash_password("correct horse").unwrap();
+        assert!(h.starts_with("$argon2id$"));
+        assert!(verify_password("correct horse", &h));
+        assert!(!verify_password("wrong horse", &h));
+        assert!(!verify_password("x", "not a hash"));
+    }
+}

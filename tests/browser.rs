@@ -1,0 +1,133 @@
+//! Browser test in real headless Chromium: `edgecam demo` with three test-pattern streams,
+//! driven by `tests/browser/run.mjs` (Node + playwright-core, Debian's /usr/bin/chromium).
+//!
+//! The script logs in with the printed one-time password and sets a new one, checks that the
+//! live view paints changing pictures on the WebCodecs path and on the JPEG path (forced with
+//! `?mode=jpeg`), clicks another stream, adds an alarm on the Alarms tab, triggers it through
+//! the API, sees the banner and acknowledges it, and saves screenshots under
+//! `target/tmp/browser/`. It prints the latencies the page measured (`LATENCY {...}`), which
+//! this test echoes.
+//!
+//! The demo is this test's (debug) build unless `EDGECAM_BIN` names another binary; debug
+//! builds make the JPEG path slow (its encoder is instantiated in this crate at `opt-level` 0).
+//!
+//! Needs: `/usr/bin/chromium` (Debian `chromium`), Node, and `npm ci` in `tests/browser`
+//! (done here when `node_modules` is missing).
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+/// Kills the demo when the test ends, however it ends.
+struct Demo(Child);
+
+impl Drop for Demo {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn chromium() -> PathBuf {
+    PathBuf::from(std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into()))
+}
+
+fn ensure_node_modules(dir: &Path) {
+    if dir.join("node_modules/playwright-core").exists() {
+        return;
+    }
+    let status = Command::new("npm")
+        .args(["ci", "--no-audit", "--no-fund"])
+        .current_dir(dir)
+        .status()
+        .expect("npm is installed (Node is needed for the browser test)");
+    assert!(status.success(), "npm ci in {} failed", dir.display());
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[test]
+fn the_page_in_headless_chromium() {
+    let browser = chromium();
+    assert!(
+        browser.exists(),
+        "{} is missing: apt-get install chromium (or set CHROMIUM)",
+        browser.display()
+    );
+    let script_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser");
+    ensure_node_modules(&script_dir);
+
+    let state = tempfile::tempdir().unwrap();
+    let port = free_port();
+    // EDGECAM_BIN runs another build (e.g. target/release/edgecam for representative numbers).
+    let bin = std::env::var("EDGECAM_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_edgecam").into());
+    let mut child = Command::new(bin)
+        .args(["demo", "--streams", "3", "--listen"])
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("--state-dir")
+        .arg(state.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("edgecam demo starts");
+    let stdout = child.stdout.take().unwrap();
+    let demo = Demo(child);
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            println!("demo: {line}");
+            if let Some(pw) = line.split("one-time admin password: ").nth(1) {
+                let _ = tx.send(pw.trim().to_string());
+            }
+        }
+    });
+    let password = rx
+        .recv_timeout(Duration::from_secs(60))
+        .expect("demo prints a one-time admin password");
+
+    let artifacts = Path::new(env!("CARGO_TARGET_TMPDIR")).join("browser");
+    let out = Command::new("node")
+        .arg(script_dir.join("run.mjs"))
+        .arg(format!("http://127.0.0.1:{port}"))
+        .arg(&password)
+        .arg(&artifacts)
+        .env("CHROMIUM", &browser)
+        .current_dir(&script_dir)
+        .output()
+        .expect("node runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    println!("{stdout}");
+    eprintln!("{}", String::from_utf8_lossy(&out.stderr));
+    drop(demo);
+    assert!(
+        out.status.success(),
+        "the browser test failed (screenshots in {})",
+        artifacts.display()
+    );
+    let latency = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("LATENCY "))
+        .expect("the script prints the measured latencies");
+    let v: serde_json::Value = serde_json::from_str(latency).unwrap();
+    for path in ["webcodecs", "jpeg"] {
+        for key in ["first_frame_ms", "click_to_paint_ms", "alarm_to_paint_ms"] {
+            assert!(v[path][key].is_number(), "{path}.{key} measured: {v}");
+        }
+        assert!(
+            v[path]["ingest_to_paint_ms"]["n"].as_u64().unwrap() > 0,
+            "{v}"
+        );
+    }
+    println!("measured latencies: {latency}");
+    assert!(artifacts.join("alarm-banner.png").exists());
+    assert!(artifacts.join("live-webcodecs.png").exists());
+    assert!(artifacts.join("live-jpeg.png").exists());
+}

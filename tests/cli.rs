@@ -1,0 +1,86 @@
+//! The `edgecam` binary's command line, run as a real process.
+
+use std::process::Command;
+
+fn edgecam() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_edgecam"))
+}
+
+#[test]
+fn check_config_accepts_the_reference_config() {
+    let out = edgecam()
+        .args(["check-config", "config.example.toml"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("ok"));
+}
+
+#[test]
+fn check_config_lists_every_problem_with_its_field_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.toml");
+    std::fs::write(
+        &path,
+        r#"
+[ring]
+bytes_per_stream = 0
+
+[[streams]]
+id = "cam1"
+kind = "rtsp"
+url = "http://camera/stream"
+
+[[streams]]
+id = "cam1"
+kind = "testpattern"
+
+[[alarms]]
+id = "door"
+stream = "nowhere"
+"#,
+    )
+    .unwrap();
+    let out = edgecam().arg("check-config").arg(&path).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    for field in [
+        "ring.bytes_per_stream",
+        "streams[0].url",
+        "streams[1].id",
+        "alarms[0].stream",
+    ] {
+        assert!(err.contains(field), "missing {field} in:\n{err}");
+    }
+    assert!(err.contains("4 problem(s)"), "count in:\n{err}");
+}
+
+#[test]
+fn check_config_reports_a_missing_file() {
+    let out = edgecam()
+        .args(["check-config", "/nonexistent/edgecam.toml"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/edgecam.toml"));
+}
+
+#[test]
+fn run_with_an_invalid_config_exits_with_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.toml");
+    std::fs::write(&path, "[[streams]]\nid = \"x\"\nkind = \"rtps\"\n").unwrap();
+    let out = edgecam()
+        .arg("run")
+        .arg("--config")
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("streams[0].kind"), "stderr:\n{err}");
+}

@@ -1,0 +1,315 @@
+//! Shared harness for the web tests: a daemon with test-pattern streams behind a real web
+//! server on a free port, and helpers for a real HTTP client (reqwest) and WebSocket client
+//! (tokio-tungstenite).
+#![allow(dead_code)] // Each test binary uses a different part of the harness.
+
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use edgecam::clock::{Clock, SystemClock};
+use edgecam::config::{
+    AlarmConfig, AlarmMode, Config, Role, StreamConfig, StreamKind, TokenConfig, Transport,
+};
+use edgecam::daemon::Daemon;
+use edgecam::output::live::LiveOptions;
+use edgecam::output::wire::FrameHeader;
+use edgecam::web::{WebOptions, WebServer};
+use futures::{SinkExt, StreamExt};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+/// The admin password of [`config`].
+pub const ADMIN_PASSWORD: &str = "correct horse battery";
+/// A viewer token.
+pub const VIEWER_TOKEN: &str = "viewer-token-0123456789";
+/// An operator token.
+pub const OPERATOR_TOKEN: &str = "operator-token-0123456789";
+/// An admin token.
+pub const ADMIN_TOKEN: &str = "admin-token-0123456789ab";
+
+/// The Argon2 hash of [`ADMIN_PASSWORD`], computed once per test binary.
+pub fn admin_hash() -> String {
+    static HASH: OnceLock<String> = OnceLock::new();
+    HASH.get_or_init(|| edgecam::web::auth::hash_password(ADMIN_PASSWORD).unwrap())
+        .clone()
+}
+
+/// A small test-pattern stream.
+pub fn pattern(id: &str) -> StreamConfig {
+    StreamConfig {
+        id: id.to_string(),
+        name: Some(format!("Pattern {id}")),
+        kind: StreamKind::Testpattern,
+        url: None,
+        transport: Transport::Tcp,
+        device: None,
+        width: Some(160),
+        height: Some(96),
+        fps: Some(25),
+        bitrate_kbps: Some(200),
+        gop: Some(10),
+        connect_timeout_ms: 5000,
+        stall_timeout_ms: 5000,
+        enabled: true,
+    }
+}
+
+/// Three streams, a latched alarm `door` on cam3, one token per role, the admin hash.
+pub fn config(dir: &std::path::Path) -> Config {
+    let mut cfg = Config::default();
+    cfg.web.listen = "127.0.0.1:0".into();
+    cfg.web.admin_password_hash = Some(admin_hash());
+    cfg.web.tokens = vec![
+        token("viewer", VIEWER_TOKEN, Role::Viewer),
+        token("operator", OPERATOR_TOKEN, Role::Operator),
+        token("admin", ADMIN_TOKEN, Role::Admin),
+    ];
+    cfg.paths.state_dir = dir.to_path_buf();
+    cfg.ring.bytes_per_stream = 1024 * 1024;
+    cfg.ring.slots_per_stream = 128;
+    cfg.streams = vec![pattern("cam1"), pattern("cam2"), pattern("cam3")];
+    cfg.select.default = Some("cam1".into());
+    cfg.select.min_dwell_ms = 0;
+    cfg.alarms = vec![AlarmConfig {
+        id: "door".into(),
+        name: Some("Door contact".into()),
+        stream: "cam3".into(),
+        priority: 10,
+        mode: AlarmMode::Latched,
+        hold_s: 30,
+        video_loss: false,
+        video_loss_after_s: 10,
+        gpio: None,
+        output: None,
+    }];
+    edgecam::config::validate(&cfg).expect("test config is valid");
+    cfg
+}
+
+fn token(name: &str, token: &str, role: Role) -> TokenConfig {
+    TokenConfig {
+        name: name.into(),
+        token: token.into(),
+        role,
+    }
+}
+
+/// A running server and what a test needs to talk to it.
+pub struct TestServer {
+    /// The server (taken by `stop`).
+    pub server: Option<WebServer>,
+    /// `http://127.0.0.1:port`.
+    pub base: String,
+    /// `127.0.0.1:port`.
+    pub host: String,
+    /// The state directory (kept alive for the test).
+    pub dir: tempfile::TempDir,
+    /// The HTTP client.
+    pub http: reqwest::Client,
+}
+
+impl TestServer {
+    /// Starts a daemon with `cfg` (its state dir is replaced by a fresh one) and serves it.
+    pub async fn start_with(
+        mut cfg_fn: impl FnMut(&std::path::Path) -> Config,
+        options: WebOptions,
+    ) -> TestServer {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = cfg_fn(dir.path());
+        let clock: Arc<dyn Clock> = Arc::new(SystemClock::new());
+        let daemon = Daemon::start(cfg, Arc::clone(&clock)).await.unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let server = WebServer::start(daemon, listener, options, clock)
+            .await
+            .unwrap();
+        let host = server.local_addr().to_string();
+        TestServer {
+            server: Some(server),
+            base: format!("http://{host}"),
+            host,
+            dir,
+            http: reqwest::Client::new(),
+        }
+    }
+
+    /// [`config`] with default options.
+    pub async fn start() -> TestServer {
+        Self::start_with(config, WebOptions::default()).await
+    }
+
+    /// [`config`] with these live options.
+    pub async fn start_live(live: LiveOptions) -> TestServer {
+        Self::start_with(
+            config,
+            WebOptions {
+                live,
+                ..WebOptions::default()
+            },
+        )
+        .await
+    }
+
+    /// The full URL of `path`.
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    /// A request with `Authorization: Bearer token`.
+    pub fn with_token(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: &str,
+    ) -> reqwest::RequestBuilder {
+        self.http
+            .request(method, self.url(path))
+            .header("authorization", format!("Bearer {token}"))
+    }
+
+    /// Logs in with the admin password; the `Cookie` header value for later requests.
+    pub async fn login(&self) -> String {
+        let r = self
+            .http
+            .post(self.url("/api/login"))
+            .json(&serde_json::json!({"password": ADMIN_PASSWORD}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "login failed");
+        session_cookie(&r)
+    }
+
+    /// Waits until `/api/status` (as admin) satisfies `f`.
+    pub async fn wait_status(
+        &self,
+        what: &str,
+        f: impl Fn(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
+        for _ in 0..500 {
+            let st: serde_json::Value = self
+                .with_token(reqwest::Method::GET, "/api/status", ADMIN_TOKEN)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            if f(&st) {
+                return st;
+            }
+            tokio::time::sleep(Duration::from_millis(40)).await;
+        }
+        panic!("timed out waiting for {what}");
+    }
+
+    /// Frames stored so far by `stream` (from `/api/status`).
+    pub async fn frames(&self, stream: &str) -> u64 {
+        let st = self.wait_status("status", |_| true).await;
+        st["streams"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["id"] == stream)
+            .and_then(|s| s["frames"].as_u64())
+            .unwrap_or(0)
+    }
+
+    /// Opens `/api/live` with a token; sends `hello` with `codecs`.
+    pub async fn live(&self, token: &str, codecs: &[&str], query: &str) -> LiveClient {
+        let stream = tokio::net::TcpStream::connect(&self.host).await.unwrap();
+        self.live_over(stream, token, codecs, query).await
+    }
+
+    /// Like [`TestServer::live`] over a given TCP stream (for a client with a tiny buffer).
+    pub async fn live_over(
+        &self,
+        stream: tokio::net::TcpStream,
+        token: &str,
+        codecs: &[&str],
+        query: &str,
+    ) -> LiveClient {
+        let mut req = format!("ws://{}/api/live{query}", self.host)
+            .into_client_request()
+            .unwrap();
+        req.headers_mut()
+            .insert("authorization", format!("Bearer {token}").parse().unwrap());
+        let (mut ws, _) = tokio_tungstenite::client_async(req, stream).await.unwrap();
+        let hello = serde_json::json!({"type": "hello", "codecs": codecs}).to_string();
+        ws.send(Message::text(hello)).await.unwrap();
+        LiveClient { ws }
+    }
+
+    /// Stops the server and the daemon.
+    pub async fn stop(mut self) {
+        if let Some(s) = self.server.take() {
+            s.shutdown().await;
+        }
+    }
+}
+
+/// The session cookie (`name=value`) a response set.
+pub fn session_cookie(r: &reqwest::Response) -> String {
+    let set = r
+        .headers()
+        .get("set-cookie")
+        .expect("a Set-Cookie header")
+        .to_str()
+        .unwrap();
+    set.split(';').next().unwrap().to_string()
+}
+
+/// What a live client receives.
+#[derive(Debug, Clone)]
+pub enum Live {
+    /// A text message, parsed.
+    Text(serde_json::Value),
+    /// A binary frame: header and payload.
+    Frame(FrameHeader, Vec<u8>),
+}
+
+/// A WebSocket client of `/api/live`.
+pub struct LiveClient {
+    /// The socket.
+    pub ws: tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>,
+}
+
+impl LiveClient {
+    /// The next message (20 s deadline).
+    pub async fn next(&mut self) -> Live {
+        loop {
+            let msg = tokio::time::timeout(Duration::from_secs(20), self.ws.next())
+                .await
+                .expect("a live message within 20 s")
+                .expect("the socket is open")
+                .expect("no socket error");
+            match msg {
+                Message::Text(t) => return Live::Text(serde_json::from_str(t.as_str()).unwrap()),
+                Message::Binary(b) => {
+                    let h = FrameHeader::parse(&b).expect("a valid frame header");
+                    return Live::Frame(h, b[edgecam::output::wire::HEADER_LEN..].to_vec());
+                }
+                _ => continue,
+            }
+        }
+    }
+
+    /// The next text message of `kind`, skipping frames.
+    pub async fn next_text(&mut self, kind: &str) -> serde_json::Value {
+        loop {
+            if let Live::Text(v) = self.next().await
+                && v["type"] == kind
+            {
+                return v;
+            }
+        }
+    }
+
+    /// The next binary frame.
+    pub async fn next_frame(&mut self) -> (FrameHeader, Vec<u8>) {
+        loop {
+            if let Live::Frame(h, p) = self.next().await {
+                return (h, p);
+            }
+        }
+    }
+}

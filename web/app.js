@@ -1,0 +1,495 @@
+// edgecam page: login, live view (WebCodecs or JPEG over /api/live), stream strip, alarm
+// banner, and the camera / alarm / system tabs that edit the config through PUT /api/config.
+'use strict';
+
+const $ = (id) => document.getElementById(id);
+const params = new URLSearchParams(location.search);
+const FORCE_JPEG = params.get('mode') === 'jpeg';
+const HEADER_LEN = 28;
+const FLAG_KEY = 1, FLAG_CATCH_UP = 4;
+
+// Measurements the browser test reads (window.edgecam.stats).
+const stats = {
+  path: null,           // 'h264' or 'jpeg'
+  frames: 0,            // binary frames received
+  painted: 0,           // frames drawn on the canvas
+  firstPaintMs: null,   // page start to first painted frame
+  latencies: [],        // ingest-to-paint, ms, newest last (bounded)
+  skipped: 0,           // frames the server skipped for us
+  marks: [],            // {label, stream, ms}: click/alarm to new stream painted
+  stream: null,         // stream currently painted
+  lastPaintAt: 0,       // performance.now() of the last paint
+};
+const pending = [];     // {label, stream, t0}: waiting for a stream to be painted
+window.edgecam = {
+  stats,
+  // Starts a measurement that ends when `stream` is painted.
+  expect(label, stream) { pending.push({ label, stream, t0: performance.now() }); },
+  // Canvas pixel fingerprint (a few sampled values) for tests.
+  sample() {
+    const c = $('video'), g = c.getContext('2d');
+    const d = g.getImageData(0, 0, c.width, c.height).data;
+    const out = [];
+    for (let i = 0; i < 64; i++) out.push(d[Math.floor(d.length / 64 * i / 4) * 4]);
+    return out;
+  },
+};
+
+function nowUs() { return (performance.timeOrigin + performance.now()) * 1000; }
+
+// ---------------------------------------------------------------- API helpers
+
+async function api(method, path, body) {
+  const opts = { method, headers: {}, credentials: 'same-origin' };
+  if (body !== undefined) { opts.headers['Content-Type'] = 'application/json'; opts.body = JSON.stringify(body); }
+  const r = await fetch(path, opts);
+  let data = null;
+  try { data = await r.json(); } catch (_) { /* not JSON */ }
+  if (!r.ok) {
+    const e = new Error((data && data.error) || r.statusText);
+    e.status = r.status; e.field = data && data.field; e.errors = (data && data.errors) || [];
+    throw e;
+  }
+  return data;
+}
+
+// ---------------------------------------------------------------- authentication
+
+let authMode = 'login';   // login | setup | change
+
+function showAuth(mode, hint) {
+  authMode = mode;
+  $('tabs').hidden = true;
+  for (const t of document.querySelectorAll('.tab')) t.hidden = true;
+  $('auth').hidden = false;
+  $('auth-title').textContent = { login: 'Log in', setup: 'Set the admin password', change: 'Choose a new admin password' }[mode];
+  $('auth-hint').textContent = hint || '';
+  $('auth-repeat-row').hidden = mode === 'login';
+  $('auth-current-row').hidden = true;
+  $('auth-submit').textContent = mode === 'login' ? 'Log in' : 'Save password';
+  $('auth-password').autocomplete = mode === 'login' ? 'current-password' : 'new-password';
+  $('auth-password').value = ''; $('auth-repeat').value = ''; $('auth-error').textContent = '';
+  $('auth-password').focus();
+}
+
+$('auth-form').addEventListener('submit', async (ev) => {
+  ev.preventDefault();
+  const pw = $('auth-password').value;
+  $('auth-error').textContent = '';
+  try {
+    if (authMode === 'login') {
+      const r = await api('POST', '/api/login', { password: pw });
+      if (r.must_change_password) { showAuth('change', 'This was a one-time password. Choose your own.'); return; }
+    } else {
+      if (pw !== $('auth-repeat').value) { $('auth-error').textContent = 'The passwords differ.'; return; }
+      if (authMode === 'setup') await api('POST', '/api/setup', { password: pw });
+      else {
+        const body = { new: pw };
+        if (!$('auth-current-row').hidden) body.current = $('auth-current').value;
+        await api('POST', '/api/password', body);
+      }
+    }
+    start();
+  } catch (e) {
+    $('auth-error').textContent = e.message;
+  }
+});
+
+async function start() {
+  try {
+    const h = await api('GET', '/api/health');
+    if (h.setup_required) { showAuth('setup', 'No admin password is set yet.'); return; }
+    const s = await api('GET', '/api/session');
+    if (s.must_change_password) { showAuth('change', 'This was a one-time password. Choose your own.'); return; }
+    session = s;
+  } catch (e) {
+    if (e.status === 401) { showAuth('login'); return; }
+    if (e.status === 403) { showAuth('change', e.message); return; }
+    $('auth-error').textContent = e.message; showAuth('login'); return;
+  }
+  $('auth').hidden = true;
+  $('tabs').hidden = false;
+  for (const b of document.querySelectorAll('#tabs button')) b.hidden = session.role !== 'admin' && b.dataset.tab !== 'live' && b.dataset.tab !== 'system';
+  showTab(currentTab);
+  connectLive();
+  refreshStatus();
+}
+
+let session = null;
+
+// ---------------------------------------------------------------- tabs
+
+let currentTab = 'live';
+for (const b of document.querySelectorAll('#tabs button')) b.addEventListener('click', () => showTab(b.dataset.tab));
+
+function showTab(name) {
+  currentTab = name;
+  for (const b of document.querySelectorAll('#tabs button')) b.classList.toggle('on', b.dataset.tab === name);
+  for (const t of document.querySelectorAll('.tab')) t.hidden = t.id !== 'tab-' + name;
+  if (name === 'cameras' || name === 'alarms') loadConfig();
+  if (name === 'system') refreshSystem();
+}
+
+// ---------------------------------------------------------------- live view
+
+let ws = null, sid = 0, codec = null, decoder = null, info = new Map();
+let view = { stream: null, reason: '', alarms: [] };
+let fpsCount = 0, fps = 0;
+const canvas = $('video'), g2d = canvas.getContext('2d');
+
+function connectLive() {
+  if (ws) return;
+  const proto = location.protocol === 'https:' ? 'wss:' : 'ws:';
+  ws = new WebSocket(`${proto}//${location.host}/api/live${FORCE_JPEG ? '?mode=jpeg' : ''}`);
+  ws.binaryType = 'arraybuffer';
+  ws.onopen = async () => {
+    // WebCodecs exists only in secure contexts (localhost or HTTPS), and not every build
+    // decodes H.264: ask before offering it.
+    const codecs = [];
+    if (!FORCE_JPEG && 'VideoDecoder' in window) {
+      try {
+        const r = await VideoDecoder.isConfigSupported({ codec: 'avc1.42e01f' });
+        if (r.supported) codecs.push('h264');
+      } catch (_) { /* not supported */ }
+    }
+    codecs.push('jpeg');
+    ws.send(JSON.stringify({ type: 'hello', codecs }));
+  };
+  ws.onmessage = (ev) => (typeof ev.data === 'string' ? onText(JSON.parse(ev.data)) : onFrame(ev.data));
+  ws.onclose = () => { ws = null; closeDecoder(); setTimeout(() => { if (session) connectLive(); }, 1000); };
+}
+
+function onText(msg) {
+  if (msg.type === 'init') {
+    sid = msg.sid; codec = msg.codec;
+    stats.path = codec ? (codec === 'jpeg' ? 'jpeg' : 'h264') : stats.path;
+    closeDecoder();
+    if (codec && codec !== 'jpeg') openDecoder(codec);
+    $('nosignal').hidden = !!codec;
+  }
+  if (msg.type === 'init' || msg.type === 'view') {
+    view = { stream: msg.stream, reason: msg.reason, alarms: msg.alarms || [], name: msg.name || view.name };
+    renderView();
+  }
+}
+
+function openDecoder(c) {
+  decoder = new VideoDecoder({
+    // A catch-up burst (the GOP sent on connect or switch) is decoded but only its newest
+    // frame is painted.
+    output: (frame) => {
+      const i = info.get(frame.timestamp); info.delete(frame.timestamp);
+      if (!i || !i.catchUp) paint(frame, frame.displayWidth, frame.displayHeight, i);
+      frame.close();
+    },
+    error: (e) => { console.warn('decoder error', e); closeDecoder(); },
+  });
+  decoder.configure({ codec: c, optimizeForLatency: true });
+  decoder.needKey = true;
+}
+
+function closeDecoder() {
+  if (decoder && decoder.state !== 'closed') { try { decoder.close(); } catch (_) { /* already closed */ } }
+  decoder = null; info.clear();
+}
+
+function onFrame(buf) {
+  if (buf.byteLength < HEADER_LEN) return;
+  const dv = new DataView(buf);
+  const fcodec = dv.getUint8(1), flags = dv.getUint8(2), fsid = dv.getUint32(4, true);
+  const seq = Number(dv.getBigUint64(8, true)), recvUs = Number(dv.getBigInt64(16, true));
+  stats.skipped = dv.getUint32(24, true);
+  if (fsid !== sid) return;
+  stats.frames++;
+  const meta = { recvUs, catchUp: (flags & FLAG_CATCH_UP) !== 0, stream: view.stream };
+  const payload = new Uint8Array(buf, HEADER_LEN);
+  if (fcodec === 1) {
+    createImageBitmap(new Blob([payload], { type: 'image/jpeg' })).then((bm) => {
+      if (fsid === sid) paint(bm, bm.width, bm.height, meta);
+      bm.close();
+    }).catch(() => {});
+    return;
+  }
+  if (!decoder || decoder.state !== 'configured') { if (codec && codec !== 'jpeg' && (flags & FLAG_KEY)) openDecoder(codec); else return; }
+  const key = (flags & FLAG_KEY) !== 0;
+  if (decoder.needKey && !key) return;
+  decoder.needKey = false;
+  info.set(seq, meta);
+  if (info.size > 500) info.clear();
+  try {
+    decoder.decode(new EncodedVideoChunk({ type: key ? 'key' : 'delta', timestamp: seq, data: payload }));
+  } catch (e) { console.warn('decode failed', e); closeDecoder(); }
+}
+
+function paint(img, w, h, meta) {
+  if (canvas.width !== w || canvas.height !== h) { canvas.width = w; canvas.height = h; }
+  g2d.drawImage(img, 0, 0, w, h);
+  const t = performance.now();
+  stats.painted++; fpsCount++; stats.lastPaintAt = t;
+  if (stats.firstPaintMs === null) stats.firstPaintMs = Math.round(t);
+  if (meta) {
+    stats.stream = meta.stream;
+    if (!meta.catchUp) {
+      const lat = (nowUs() - meta.recvUs) / 1000;
+      stats.latencies.push(lat);
+      if (stats.latencies.length > 500) stats.latencies.shift();
+    }
+    for (let i = pending.length - 1; i >= 0; i--) {
+      if (pending[i].stream === meta.stream) {
+        stats.marks.push({ label: pending[i].label, stream: meta.stream, ms: Math.round(t - pending[i].t0) });
+        pending.splice(i, 1);
+      }
+    }
+  }
+}
+
+setInterval(() => {
+  fps = fpsCount; fpsCount = 0;
+  const l = stats.latencies.slice(-25);
+  const avg = l.length ? l.reduce((a, b) => a + b, 0) / l.length : 0;
+  $('overlay').hidden = !$('show-overlay').checked;
+  $('overlay').textContent = `${stats.path || '-'}  ${fps} fps\nlatency ${avg.toFixed(0)} ms`;
+  $('skipped').hidden = stats.skipped === 0;
+  $('skipped').textContent = `skipped ${stats.skipped}`;
+}, 1000);
+
+function renderView() {
+  $('now-showing').textContent = view.name || view.stream || 'no stream';
+  $('reason').textContent = view.reason ? `(${describeReason(view.reason)})` : '';
+  const active = view.alarms.filter((a) => a.state !== 'idle');
+  const banner = $('banner');
+  banner.hidden = active.length === 0;
+  banner.replaceChildren();
+  for (const a of active) {
+    const span = document.createElement('span');
+    span.textContent = `ALARM: ${a.name} (${a.state})`;
+    const ack = document.createElement('button');
+    ack.textContent = 'Acknowledge';
+    ack.dataset.alarm = a.id;
+    ack.addEventListener('click', () => acknowledge(a.id));
+    banner.append(span, ack);
+  }
+  for (const el of document.querySelectorAll('.thumb')) el.classList.toggle('active', el.dataset.stream === view.stream);
+}
+
+function describeReason(r) {
+  if (r === 'user') return 'selected';
+  if (r === 'default') return 'default stream';
+  if (r.startsWith('alarm:')) return 'alarm ' + r.slice(6);
+  if (r.startsWith('sequence:')) return 'alarms ' + r.slice(9);
+  return r;
+}
+
+// Acknowledge = the operator has seen it: the input is cleared (a hold alarm runs out its
+// hold) and a latch is dropped (409 means the alarm was not latched, which is fine).
+async function acknowledge(id) {
+  const a = encodeURIComponent(id);
+  try {
+    await api('POST', `/api/alarms/${a}/clear`);
+    await api('POST', `/api/alarms/${a}/ack`).catch((e) => { if (e.status !== 409) throw e; });
+  } catch (e) { alert(e.message); }
+}
+
+// The strip: one card per stream, thumbnails refreshed every few seconds.
+let thumbTick = 0;
+async function refreshStatus() {
+  if (!session) return;
+  let st;
+  try { st = await api('GET', '/api/status'); } catch (e) { if (e.status === 401) { session = null; start(); } return; }
+  const strip = $('strip');
+  const ids = st.streams.map((s) => s.id);
+  for (const el of [...strip.children]) if (!ids.includes(el.dataset.stream)) el.remove();
+  for (const s of st.streams) {
+    let el = strip.querySelector(`[data-stream="${CSS.escape(s.id)}"]`);
+    if (!el) {
+      el = document.createElement('button');
+      el.className = 'thumb'; el.dataset.stream = s.id;
+      el.innerHTML = '<img alt=""><div class="meta"><span class="name"></span><span class="badge"></span></div>';
+      el.addEventListener('click', () => selectStream(s.id));
+      strip.append(el);
+    }
+    el.querySelector('.name').textContent = s.name;
+    const b = el.querySelector('.badge'); b.textContent = s.state; b.className = 'badge ' + s.state;
+    if (thumbTick % 3 === 0 && s.state === 'live') el.querySelector('img').src = `/api/streams/${encodeURIComponent(s.id)}/snapshot.jpg?t=${Date.now()}`;
+    el.classList.toggle('active', s.id === view.stream);
+  }
+  thumbTick++;
+}
+setInterval(refreshStatus, 1500);
+
+async function selectStream(id) {
+  window.edgecam.expect('click', id);
+  try { await api('POST', '/api/active', { stream: id }); } catch (e) { alert(e.message); }
+}
+
+// ---------------------------------------------------------------- config editing
+
+let config = null;
+
+async function loadConfig() {
+  try { config = await api('GET', '/api/config'); } catch (e) { return; }
+  renderCameras(); renderAlarms();
+}
+
+function el(tag, attrs, ...kids) {
+  const e = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs || {})) { if (k === 'class') e.className = v; else e.setAttribute(k, v); }
+  e.append(...kids);
+  return e;
+}
+
+// A labelled input bound to obj[key]. kind: text | number | bool | select:<a|b|c> | line
+function field(obj, key, label, kind, path) {
+  let input;
+  const v = obj[key];
+  if (kind === 'bool') {
+    input = el('input', { type: 'checkbox' }); input.checked = !!v;
+    input.addEventListener('change', () => { obj[key] = input.checked; });
+    return el('label', { 'data-path': path }, input, ' ' + label);
+  }
+  if (kind.startsWith('select:')) {
+    input = el('select');
+    for (const o of kind.slice(7).split('|')) input.append(el('option', { value: o }, o));
+    input.value = v ?? kind.slice(7).split('|')[0];
+    input.addEventListener('change', () => { obj[key] = input.value; });
+  } else {
+    input = el('input', { type: kind === 'number' ? 'number' : 'text' });
+    input.value = v ?? '';
+    input.addEventListener('input', () => {
+      const s = input.value.trim();
+      if (kind === 'number') obj[key] = s === '' ? null : Number(s);
+      else if (kind === 'line') obj[key] = /^\d+$/.test(s) ? Number(s) : s;
+      else obj[key] = s === '' && key !== 'id' && key !== 'token' ? null : s;
+    });
+  }
+  return el('label', { 'data-path': path }, label, input);
+}
+
+function renderCameras() {
+  const box = $('cameras'); box.replaceChildren();
+  config.streams.forEach((s, i) => {
+    const p = `streams[${i}]`;
+    const result = el('span', { class: 'msg' });
+    const test = el('button', {}, 'Test connection');
+    test.addEventListener('click', async () => {
+      result.className = 'msg'; result.textContent = 'testing…';
+      try {
+        const r = await api('POST', '/api/streams/test', s);
+        result.className = 'msg ' + (r.ok ? 'good' : 'bad');
+        result.textContent = r.ok ? `OK: ${r.codec_string || r.codec}, keyframe ${r.keyframe_bytes} bytes, ${r.elapsed_ms} ms` : `Failed: ${r.error}`;
+      } catch (e) { result.className = 'msg bad'; result.textContent = (e.field ? e.field + ': ' : '') + e.message; }
+    });
+    const remove = el('button', { class: 'danger' }, 'Remove');
+    remove.addEventListener('click', () => { config.streams.splice(i, 1); renderCameras(); });
+    const kind = field(s, 'kind', 'Kind', 'select:rtsp|v4l2|testpattern', p + '.kind');
+    kind.querySelector('select').addEventListener('change', () => renderCameras());
+    const grid = el('div', { class: 'grid' },
+      field(s, 'id', 'Id', 'text', p + '.id'), field(s, 'name', 'Name', 'text', p + '.name'), kind);
+    if (s.kind === 'rtsp') grid.append(field(s, 'url', 'RTSP URL', 'text', p + '.url'), field(s, 'transport', 'Transport', 'select:tcp|udp', p + '.transport'));
+    if (s.kind === 'v4l2') grid.append(field(s, 'device', 'Device', 'text', p + '.device'));
+    if (s.kind !== 'rtsp') for (const [k, l] of [['width', 'Width'], ['height', 'Height'], ['fps', 'FPS'], ['bitrate_kbps', 'Bitrate kbit/s'], ['gop', 'GOP']]) grid.append(field(s, k, l, 'number', `${p}.${k}`));
+    grid.append(field(s, 'enabled', 'Enabled', 'bool', p + '.enabled'));
+    box.append(el('div', { class: 'entry' }, grid, el('div', { class: 'row' }, test, remove, result)));
+  });
+}
+
+$('camera-add').addEventListener('click', () => {
+  const n = config.streams.length + 1;
+  config.streams.push({ id: `cam${n}`, name: null, kind: 'testpattern', url: null, transport: 'tcp', device: null, width: 640, height: 360, fps: 25, bitrate_kbps: 1000, gop: 50, connect_timeout_ms: 5000, stall_timeout_ms: 3000, enabled: true });
+  renderCameras();
+});
+
+function renderAlarms() {
+  const box = $('alarms'); box.replaceChildren();
+  const streams = config.streams.map((s) => s.id).join('|') || '-';
+  config.alarms.forEach((a, i) => {
+    const p = `alarms[${i}]`;
+    const grid = el('div', { class: 'grid' },
+      field(a, 'id', 'Id', 'text', p + '.id'), field(a, 'name', 'Name', 'text', p + '.name'),
+      field(a, 'stream', 'Target stream', 'select:' + streams, p + '.stream'),
+      field(a, 'priority', 'Priority', 'number', p + '.priority'),
+      field(a, 'mode', 'Mode', 'select:transparent|hold|latched', p + '.mode'),
+      field(a, 'hold_s', 'Hold (s)', 'number', p + '.hold_s'),
+      field(a, 'video_loss', 'Video-loss alarm', 'bool', p + '.video_loss'));
+    const gpio = el('div', { class: 'grid' });
+    const useGpio = el('input', { type: 'checkbox' }); useGpio.checked = !!a.gpio;
+    useGpio.addEventListener('change', () => { a.gpio = useGpio.checked ? { chip: 'gpiochip0', line: 17, active: 'low', bias: 'pull-up', debounce_ms: 20 } : null; renderAlarms(); });
+    gpio.append(el('label', {}, useGpio, ' GPIO input'));
+    if (a.gpio) gpio.append(field(a.gpio, 'chip', 'Chip', 'text', p + '.gpio.chip'), field(a.gpio, 'line', 'Line', 'line', p + '.gpio.line'),
+      field(a.gpio, 'active', 'Polarity (active)', 'select:low|high', p + '.gpio.active'), field(a.gpio, 'bias', 'Bias', 'select:pull-up|pull-down|none', p + '.gpio.bias'),
+      field(a.gpio, 'debounce_ms', 'Debounce ms', 'number', p + '.gpio.debounce_ms'));
+    const useOut = el('input', { type: 'checkbox' }); useOut.checked = !!a.output;
+    useOut.addEventListener('change', () => { a.output = useOut.checked ? { chip: 'gpiochip0', line: 27, active: 'high' } : null; renderAlarms(); });
+    gpio.append(el('label', {}, useOut, ' Output line'));
+    if (a.output) gpio.append(field(a.output, 'chip', 'Output chip', 'text', p + '.output.chip'), field(a.output, 'line', 'Output line', 'line', p + '.output.line'),
+      field(a.output, 'active', 'Output active', 'select:high|low', p + '.output.active'));
+    const remove = el('button', { class: 'danger' }, 'Remove');
+    remove.addEventListener('click', () => { config.alarms.splice(i, 1); renderAlarms(); });
+    box.append(el('div', { class: 'entry' }, grid, gpio, el('div', { class: 'row' }, remove)));
+  });
+  const tbox = $('tokens'); tbox.replaceChildren();
+  config.web.tokens.forEach((t, i) => {
+    const p = `web.tokens[${i}]`;
+    const remove = el('button', { class: 'danger' }, 'Remove');
+    remove.addEventListener('click', () => { config.web.tokens.splice(i, 1); renderAlarms(); });
+    tbox.append(el('div', { class: 'entry' }, el('div', { class: 'grid' },
+      field(t, 'name', 'Name', 'text', p + '.name'), field(t, 'token', 'Token', 'text', p + '.token'),
+      field(t, 'role', 'Role', 'select:viewer|operator|admin', p + '.role')), el('div', { class: 'row' }, remove)));
+  });
+}
+
+$('alarm-add').addEventListener('click', () => {
+  const n = config.alarms.length + 1;
+  config.alarms.push({ id: `alarm${n}`, name: null, stream: config.streams[0] ? config.streams[0].id : '', priority: 0, mode: 'hold', hold_s: 30, video_loss: false, video_loss_after_s: 10, gpio: null, output: null });
+  renderAlarms();
+});
+$('token-add').addEventListener('click', () => {
+  const rnd = [...crypto.getRandomValues(new Uint8Array(16))].map((b) => b.toString(16).padStart(2, '0')).join('');
+  config.web.tokens.push({ name: `client${config.web.tokens.length + 1}`, token: rnd, role: 'operator' });
+  renderAlarms();
+});
+
+async function saveConfig(msgId) {
+  const msg = $(msgId);
+  for (const e of document.querySelectorAll('.field-error')) e.classList.remove('field-error');
+  msg.className = 'msg'; msg.textContent = 'saving…';
+  try {
+    await api('PUT', '/api/config', config);
+    msg.className = 'msg good'; msg.textContent = 'Saved and applied.';
+    loadConfig();
+  } catch (e) {
+    msg.className = 'msg bad';
+    msg.textContent = (e.field ? e.field + ': ' : '') + e.message + (e.errors.length > 1 ? ` (+${e.errors.length - 1} more)` : '');
+    for (const fe of e.errors.length ? e.errors : [{ field: e.field }]) {
+      const t = fe.field && document.querySelector(`[data-path="${CSS.escape(fe.field)}"]`);
+      if (t) t.classList.add('field-error');
+    }
+  }
+}
+$('cameras-save').addEventListener('click', () => saveConfig('cameras-msg'));
+$('alarms-save').addEventListener('click', () => saveConfig('alarms-msg'));
+
+// ---------------------------------------------------------------- system tab
+
+async function refreshSystem() {
+  if (currentTab !== 'system' || !session) return;
+  try {
+    const [st, ev] = await Promise.all([api('GET', '/api/status'), api('GET', '/api/events')]);
+    const up = st.uptime_s;
+    $('sysinfo').textContent = `edgecam ${st.version} · up ${Math.floor(up / 3600)} h ${Math.floor(up / 60) % 60} min · watchdog: ${st.watchdog} · live clients: ${st.live_clients} · logged in as ${session.role}`;
+    const rows = st.streams.map((s) => [s.id, s.state, s.fps.toFixed(1), s.bitrate_kbps, s.frames, s.dropped, s.reconnects, s.ring_overwritten, s.ring_lagged, s.last_error || '']);
+    table($('stream-stats'), ['stream', 'state', 'fps', 'kbit/s', 'frames', 'dropped', 'reconnects', 'ring overwritten', 'ring lagged', 'last error'], rows);
+    const evs = ev.events.slice(-50).reverse().map((e) => [new Date(e.at_us / 1000).toLocaleTimeString(), e.kind, e.stream || '', e.alarm || '', e.detail]);
+    table($('events'), ['time', 'kind', 'stream', 'alarm', 'detail'], evs);
+  } catch (_) { /* next tick */ }
+}
+setInterval(refreshSystem, 2000);
+
+function table(t, head, rows) {
+  t.replaceChildren(el('tr', {}, ...head.map((h) => el('th', {}, h))), ...rows.map((r) => el('tr', {}, ...r.map((c) => el('td', {}, String(c))))));
+}
+
+$('logout').addEventListener('click', async () => { await api('POST', '/api/logout').catch(() => {}); session = null; if (ws) ws.close(); showAuth('login'); });
+$('change-password').addEventListener('click', () => { showAuth('change'); $('auth-current-row').hidden = false; });
+
+start();
