@@ -161,7 +161,6 @@ impl Reader {
     }
 
     /// Waits until a frame after the cursor is stored (returns at once if one is). Cancel-safe.
-    #[cfg(not(edgecam_loom))]
     pub async fn wait(&mut self) {
         self.ring.wait_for(self.cursor).await;
     }
