@@ -27,7 +27,7 @@ pub struct IngestArgs {
     #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=64))]
     pub streams: u32,
     /// Length of each measured window, seconds (the daemon logs its stream counters every
-    /// 10 s, so frame rates need at least 10).
+    /// 10 s; per-stream rates need two of those lines inside the window, so 20 or more).
     #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
     pub seconds: u64,
     /// Picture width.
