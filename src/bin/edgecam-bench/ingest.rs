@@ -237,10 +237,10 @@ fn measure_edgecam(
     wait_until(
         "every edgecam stream to go live",
         LIVE_TIMEOUT,
-        || daemon.ensure_running().map_err(|e| died(e, &log)),
+        || daemon.ensure_running(),
         || rates::daemon_live_streams(&log.snapshot()).len() >= args.streams as usize,
     )
-    .map_err(|e| anyhow!("{e}; the log ends with:\n{}", log.tail(20)))?;
+    .map_err(|e| died(e, &log))?;
     eprintln!(
         "edgecam: all live; warming up {} s, then measuring {} s",
         args.warmup, args.seconds
@@ -250,9 +250,10 @@ fn measure_edgecam(
     let pids = [daemon.pid()];
     let (start, server0, load0) = sample_all(&pids, server.pid())?;
     child::sleep(Duration::from_secs(args.seconds))?;
-    let (end, server1, load1) = sample_all(&pids, server.pid())?;
+    // Checked before sampling: a dead process has no VmRSS, and this error says why.
     daemon.ensure_running().map_err(|e| died(e, &log))?;
     server.ensure_running()?;
+    let (end, server1, load1) = sample_all(&pids, server.pid())?;
     // The last stats line of the window may still be in the pipe.
     child::sleep(Duration::from_millis(200))?;
     let lines = log.snapshot();
@@ -349,10 +350,10 @@ fn measure_ffmpeg(
     let pids: Vec<u32> = decoders.iter().map(|d| d.guard.pid()).collect();
     let (start, server0, load0) = sample_all(&pids, server.pid())?;
     child::sleep(Duration::from_secs(args.seconds))?;
-    let (end, server1, load1) = sample_all(&pids, server.pid())?;
-    // A decoder that died has no /proc entry, so `sample_all` already failed; this names it.
+    // Checked before sampling: a dead process has no VmRSS, and this error says why.
     decoders.iter_mut().try_for_each(Decoder::ensure_running)?;
     server.ensure_running()?;
+    let (end, server1, load1) = sample_all(&pids, server.pid())?;
     let streams = decoders
         .iter()
         .zip(start.iter().zip(&end))
