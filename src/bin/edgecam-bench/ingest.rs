@@ -48,6 +48,10 @@ pub struct IngestArgs {
     /// Seconds of video the server encodes once and loops (cached under the target directory).
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..))]
     pub clip_seconds: u32,
+    /// H.264 profile of the served clip: `high` (x264 veryfast) is what IP cameras send;
+    /// `baseline` (x264 ultrafast) is the cheapest there is to decode.
+    #[arg(long, default_value = "high", value_parser = ["baseline", "main", "high"])]
+    pub profile: String,
     /// Directory for the results files [default: bench/results in the source tree].
     #[arg(long)]
     pub out_dir: Option<PathBuf>,
@@ -112,6 +116,7 @@ pub fn run(args: &IngestArgs) -> anyhow::Result<()> {
             fps: args.fps,
             bitrate_kbps: args.bitrate,
             clip_seconds: args.clip_seconds,
+            profile: args.profile.clone(),
         },
         &cache,
         &work.0.join("server.log"),
@@ -129,6 +134,7 @@ pub fn run(args: &IngestArgs) -> anyhow::Result<()> {
         fps: args.fps,
         bitrate_kbps: args.bitrate,
         clip_seconds: args.clip_seconds,
+        profile: args.profile.clone(),
         ring_bytes_per_stream: ring_bytes,
     };
     let report = IngestReport::new(started, machine, tck, params, edgecam, ffmpeg);

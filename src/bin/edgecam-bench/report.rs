@@ -62,6 +62,8 @@ pub struct Params {
     pub bitrate_kbps: u32,
     /// Length of the pre-encoded clip the server loops, seconds.
     pub clip_seconds: u32,
+    /// H.264 profile of the served clip.
+    pub profile: String,
     /// The daemon's ring payload arena per stream (its largest memory item), bytes.
     pub ring_bytes_per_stream: u64,
 }
@@ -210,8 +212,8 @@ impl IngestReport {
         let mut md = String::new();
         let _ = writeln!(
             md,
-            "### Ingest: {} x {}x{} @ {} fps, {} kbit/s, {} s window\n",
-            p.streams, p.width, p.height, p.fps, p.bitrate_kbps, p.seconds
+            "### Ingest: {} x {}x{} @ {} fps, {} kbit/s H.264 {} profile, {} s window\n",
+            p.streams, p.width, p.height, p.fps, p.bitrate_kbps, p.profile, p.seconds
         );
         let _ = writeln!(
             md,
@@ -407,6 +409,7 @@ mod tests {
             fps: 25,
             bitrate_kbps: 4000,
             clip_seconds: 4,
+            profile: "high".to_string(),
             ring_bytes_per_stream: 1 << 24,
         }
     }

@@ -33,6 +33,8 @@ pub struct ServerOpts {
     /// Seconds of clip encoded once and looped (live x264 at 8 x 1080p25 needs more cores
     /// than a small box has).
     pub clip_seconds: u32,
+    /// H.264 profile of the clip (`baseline`, `main` or `high`).
+    pub profile: String,
 }
 
 /// A running server; dropping it kills the process.
@@ -57,6 +59,7 @@ impl RtspServer {
             .args(["--fps", &opts.fps.to_string()])
             .args(["--bitrate", &opts.bitrate_kbps.to_string()])
             .args(["--clip-seconds", &opts.clip_seconds.to_string()])
+            .args(["--profile", &opts.profile])
             .arg("--cache-dir")
             .arg(cache_dir)
             .stdin(Stdio::piped())
