@@ -39,6 +39,13 @@ def parse_args():
     p.add_argument("--bitrate", type=int, default=4000, help="x264 bitrate in kbit/s")
     p.add_argument("--gop", type=int, default=0, help="keyframe interval in frames; 0 = 2 s")
     p.add_argument("--no-noise", action="store_true", help="moving content only (cheaper)")
+    p.add_argument(
+        "--profile",
+        choices=["baseline", "main", "high"],
+        default="baseline",
+        help="H.264 profile: baseline (ultrafast, cheapest to encode; the tests) or main/high "
+        "(veryfast, like an IP camera's stream; for benchmarks, best with --clip-seconds)",
+    )
     p.add_argument("--user", default=None, help="require this user name on every mount")
     p.add_argument("--password", default=None, help="password for --user")
     p.add_argument("--auth", choices=["basic", "digest"], default="digest")
@@ -63,9 +70,11 @@ def gop_frames(a):
 
 
 def encoder(a):
+    # zerolatency: no B-frames and no lookahead, like a camera's live stream.
+    preset = "ultrafast" if a.profile == "baseline" else "veryfast"
     return (
-        f"x264enc tune=zerolatency speed-preset=ultrafast bitrate={a.bitrate} "
-        f"key-int-max={gop_frames(a)} ! video/x-h264,profile=baseline,stream-format=byte-stream"
+        f"x264enc tune=zerolatency speed-preset={preset} bitrate={a.bitrate} "
+        f"key-int-max={gop_frames(a)} ! video/x-h264,profile={a.profile},stream-format=byte-stream"
     )
 
 
@@ -93,7 +102,7 @@ def make_clip(a):
     gop = gop_frames(a)
     frames = max(1, (a.clip_seconds * a.fps + gop - 1) // gop) * gop
     noise = "ball" if a.no_noise else "noise"
-    name = f"{a.width}x{a.height}-{a.fps}fps-{a.bitrate}k-gop{gop}-{frames}f-{noise}.aus"
+    name = f"{a.width}x{a.height}-{a.fps}fps-{a.bitrate}k-gop{gop}-{frames}f-{noise}-{a.profile}.aus"
     os.makedirs(a.cache_dir, exist_ok=True)
     path = os.path.join(a.cache_dir, name)
     if not os.path.exists(path):

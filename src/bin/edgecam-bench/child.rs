@@ -1,0 +1,178 @@
+//! Child processes the bench owns: a guard that kills each one when dropped (normal end,
+//! error or panic), a captured output stream with arrival times, and an interruptible sleep
+//! that turns Ctrl-C or SIGTERM into an ordinary error so that every guard runs.
+
+use anyhow::{Context, anyhow, bail};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::PathBuf;
+use std::process::{Child, Command};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Set by the signal thread on Ctrl-C or SIGTERM; every wait in the bench checks it.
+static STOP: AtomicBool = AtomicBool::new(false);
+
+/// Catches Ctrl-C and SIGTERM on a background thread, so that instead of dying at once the
+/// bench returns an error from its current wait and its guards kill the children.
+pub fn catch_signals() {
+    std::thread::spawn(|| {
+        let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        else {
+            return;
+        };
+        rt.block_on(async {
+            use tokio::signal::unix::{SignalKind, signal};
+            let Ok(mut term) = signal(SignalKind::terminate()) else {
+                return;
+            };
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            STOP.store(true, Ordering::SeqCst);
+        });
+    });
+}
+
+/// Sleeps `d`, or fails early if the bench was interrupted.
+pub fn sleep(d: Duration) -> anyhow::Result<()> {
+    let end = Instant::now() + d;
+    loop {
+        if STOP.load(Ordering::SeqCst) {
+            bail!("interrupted; stopping every child process");
+        }
+        let left = end.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Ok(());
+        }
+        std::thread::sleep(left.min(Duration::from_millis(100)));
+    }
+}
+
+/// A child process that is killed (SIGKILL) and reaped when dropped, so that no server,
+/// daemon or decoder outlives the bench.
+pub struct Guard {
+    /// What it is, for error messages ("edgecam", "ffmpeg cam3", ...).
+    name: String,
+    /// The process.
+    child: Child,
+}
+
+impl Guard {
+    /// Spawns `cmd`; `missing` is the hint shown when the program is not installed.
+    pub fn spawn(name: &str, cmd: &mut Command, missing: &str) -> anyhow::Result<Guard> {
+        match cmd.spawn() {
+            Ok(child) => Ok(Guard {
+                name: name.to_string(),
+                child,
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                Err(anyhow!("cannot start {name}: {missing}"))
+            }
+            Err(e) => Err(anyhow!(e).context(format!("cannot start {name}"))),
+        }
+    }
+
+    /// The process id, for `/proc/<pid>`.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The process itself, to take its pipes.
+    pub fn child_mut(&mut self) -> &mut Child {
+        &mut self.child
+    }
+
+    /// Fails, naming the process and its exit status, if it has exited.
+    pub fn ensure_running(&mut self) -> anyhow::Result<()> {
+        match self.child.try_wait() {
+            Ok(None) => Ok(()),
+            Ok(Some(status)) => bail!("{} exited early ({status})", self.name),
+            Err(e) => Err(anyhow!(e).context(format!("cannot check on {}", self.name))),
+        }
+    }
+}
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        // Either may fail only because the process is already gone.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The lines a child writes to one of its pipes, each with the time it arrived, collected
+/// by a thread that keeps draining the pipe (a full pipe would stall the child).
+#[derive(Clone, Default)]
+pub struct Lines {
+    /// Every line so far, oldest first.
+    lines: Arc<Mutex<Vec<(Instant, String)>>>,
+}
+
+impl Lines {
+    /// Starts draining `pipe`; with `copy_to`, every line is also appended to that file.
+    pub fn capture(
+        pipe: impl Read + Send + 'static,
+        copy_to: Option<PathBuf>,
+    ) -> anyhow::Result<Lines> {
+        let mut file = match copy_to {
+            Some(path) => Some(
+                std::fs::File::create(&path)
+                    .with_context(|| format!("cannot create {}", path.display()))?,
+            ),
+            None => None,
+        };
+        let lines = Lines::default();
+        let shared = Arc::clone(&lines.lines);
+        std::thread::spawn(move || {
+            for line in BufReader::new(pipe).lines() {
+                let Ok(line) = line else { break };
+                if let Some(f) = file.as_mut() {
+                    let _ = writeln!(f, "{line}");
+                }
+                let mut v = shared.lock().unwrap_or_else(|p| p.into_inner());
+                v.push((Instant::now(), line));
+            }
+        });
+        Ok(lines)
+    }
+
+    /// A copy of the lines so far.
+    pub fn snapshot(&self) -> Vec<(Instant, String)> {
+        self.lines.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// The last `n` lines, for error messages.
+    pub fn tail(&self, n: usize) -> String {
+        let v = self.snapshot();
+        let from = v.len().saturating_sub(n);
+        v[from..]
+            .iter()
+            .map(|(_, l)| format!("  | {l}\n"))
+            .collect()
+    }
+}
+
+/// Polls `ready` every 100 ms until it returns true; fails after `timeout`, on interrupt, or
+/// as soon as `alive` fails (the child died).
+pub fn wait_until(
+    what: &str,
+    timeout: Duration,
+    mut alive: impl FnMut() -> anyhow::Result<()>,
+    mut ready: impl FnMut() -> bool,
+) -> anyhow::Result<()> {
+    let end = Instant::now() + timeout;
+    loop {
+        if ready() {
+            return Ok(());
+        }
+        alive()?;
+        if Instant::now() >= end {
+            bail!("timed out after {} s waiting for {what}", timeout.as_secs());
+        }
+        sleep(Duration::from_millis(100))?;
+    }
+}

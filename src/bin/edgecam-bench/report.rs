@@ -1,0 +1,474 @@
+//! The ingest benchmark's results: a JSON document (machine-readable, kept under
+//! `bench/results/`) and a Markdown table for the README.
+
+use crate::procfs::{CpuShare, Machine, ProcSample};
+use crate::rates::{StreamRate, mean_fps, mean_kbps};
+use anyhow::Context;
+use serde::Serialize;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+/// Issue 3's target: ingest costs at most this much of one core per 1080p25 stream.
+pub const TARGET_MAX_PCT_PER_STREAM: f64 = 0.5;
+/// Issue 3's target: ingest costs at least this many times less CPU than decoding everything.
+pub const TARGET_MIN_RATIO: f64 = 30.0;
+
+/// Everything one `edgecam-bench ingest` run measured.
+#[derive(Debug, Clone, Serialize)]
+pub struct IngestReport {
+    /// Which benchmark produced the file.
+    pub bench: &'static str,
+    /// The edgecam package version the bench was built from.
+    pub edgecam_version: &'static str,
+    /// Start of the run, UTC.
+    pub started_utc: String,
+    /// The command that reproduces the run.
+    pub command: String,
+    /// The machine, so numbers from different boxes are never mixed up.
+    pub machine: Machine,
+    /// Clock ticks per second used to convert `/proc` CPU times.
+    pub clk_tck: u64,
+    /// What was streamed, and for how long.
+    pub params: Params,
+    /// The daemon ingesting every stream into its rings, with no viewer.
+    pub edgecam: Measured,
+    /// One `ffmpeg -f null` full decoder per stream: what OpenCV-style stream managers cost.
+    pub ffmpeg: Measured,
+    /// ffmpeg CPU / edgecam CPU.
+    pub ratio: f64,
+    /// The same ratio per frame actually handled, which stays fair if a starved decoder fell
+    /// behind real time; `None` when frame rates are unknown.
+    pub ratio_per_frame: Option<f64>,
+    /// The issue's targets and whether this run met them.
+    pub targets: Targets,
+}
+
+/// The streams and the measurement plan.
+#[derive(Debug, Clone, Serialize)]
+pub struct Params {
+    /// RTSP streams, each on its own mount.
+    pub streams: u32,
+    /// Length of each measured window, seconds.
+    pub seconds: u64,
+    /// Seconds each side ran, after all its streams delivered frames, before measuring.
+    pub warmup_s: u64,
+    /// Picture width.
+    pub width: u32,
+    /// Picture height.
+    pub height: u32,
+    /// Frames per second served.
+    pub fps: u32,
+    /// Encoder bitrate of the served clip, kbit/s.
+    pub bitrate_kbps: u32,
+    /// Length of the pre-encoded clip the server loops, seconds.
+    pub clip_seconds: u32,
+    /// H.264 profile of the served clip.
+    pub profile: String,
+    /// The daemon's ring payload arena per stream (its largest memory item), bytes.
+    pub ring_bytes_per_stream: u64,
+}
+
+/// CPU, memory and rates of one side (the daemon, or all the decoders together).
+#[derive(Debug, Clone, Serialize)]
+pub struct Measured {
+    /// Processes measured (1 daemon, or one ffmpeg per stream).
+    pub processes: usize,
+    /// Mean wall time between the start and end samples, seconds.
+    pub window_s: f64,
+    /// CPU split into user and kernel time, % of one core.
+    pub cpu: CpuShare,
+    /// Total CPU, % of one core (100 = one core fully busy).
+    pub cpu_pct: f64,
+    /// Total CPU divided by the number of streams.
+    pub cpu_pct_per_stream: f64,
+    /// Resident memory at the end of the window, summed over the processes, MiB.
+    pub rss_mib: f64,
+    /// Peak resident memory (`VmHWM`), summed over the processes, MiB.
+    pub rss_peak_mib: f64,
+    /// Mean frames per second per stream during the window.
+    pub mean_fps: Option<f64>,
+    /// Mean received kbit/s per stream (daemon only).
+    pub mean_kbps: Option<f64>,
+    /// Stream reconnects (daemon) or decoder exits (ffmpeg) during the window.
+    pub restarts: usize,
+    /// Per-stream rates.
+    pub streams: Vec<StreamRate>,
+    /// The RTSP server's own CPU during the same window, % of one core: it shares the machine.
+    pub server_cpu_pct: f64,
+    /// `/proc/loadavg` (1, 5, 15 min) when the window began: other work on the machine.
+    pub load_avg_start: [f64; 3],
+    /// `/proc/loadavg` when the window ended.
+    pub load_avg_end: [f64; 3],
+}
+
+/// The samples and readings one side produced, before they are reduced to a [`Measured`].
+pub struct Window<'a> {
+    /// Processes under test at the start of the window.
+    pub start: &'a [ProcSample],
+    /// The same processes at the end, in the same order.
+    pub end: &'a [ProcSample],
+    /// The RTSP server at the start and end.
+    pub server: (ProcSample, ProcSample),
+    /// Per-stream rates.
+    pub streams: Vec<StreamRate>,
+    /// Reconnects or exits.
+    pub restarts: usize,
+    /// Load average at start and end.
+    pub load: ([f64; 3], [f64; 3]),
+}
+
+impl Measured {
+    /// Reduces a window's samples; `streams` is the number of camera streams served.
+    pub fn from_window(w: Window<'_>, streams: u32, tck: u64) -> Measured {
+        let cpu = CpuShare::between(w.start, w.end, tck);
+        let mib = |kib: u64| kib as f64 / 1024.0;
+        let walls: Vec<f64> = w
+            .start
+            .iter()
+            .zip(w.end)
+            .map(|(s, e)| e.at.saturating_duration_since(s.at).as_secs_f64())
+            .collect();
+        Measured {
+            processes: w.start.len(),
+            window_s: walls.iter().sum::<f64>() / walls.len().max(1) as f64,
+            cpu,
+            cpu_pct: cpu.total_pct(),
+            cpu_pct_per_stream: cpu.total_pct() / f64::from(streams.max(1)),
+            rss_mib: mib(w.end.iter().map(|s| s.rss_kib).sum()),
+            rss_peak_mib: mib(w.end.iter().map(|s| s.hwm_kib).sum()),
+            mean_fps: mean_fps(&w.streams),
+            mean_kbps: mean_kbps(&w.streams),
+            restarts: w.restarts,
+            streams: w.streams,
+            server_cpu_pct: CpuShare::between(&[w.server.0], &[w.server.1], tck).total_pct(),
+            load_avg_start: w.load.0,
+            load_avg_end: w.load.1,
+        }
+    }
+
+    /// CPU (% of one core) per frame per second handled, or `None` without frame rates.
+    fn cpu_per_fps(&self) -> Option<f64> {
+        let total_fps: f64 = self.streams.iter().filter_map(|s| s.fps).sum();
+        (total_fps > 0.0).then(|| self.cpu_pct / total_fps)
+    }
+}
+
+/// The issue's targets and this run's verdict.
+#[derive(Debug, Clone, Serialize)]
+pub struct Targets {
+    /// Most CPU per stream allowed for ingest, % of one core.
+    pub max_pct_per_stream: f64,
+    /// Least ffmpeg/edgecam CPU ratio required.
+    pub min_ratio: f64,
+    /// Whether ingest stayed within `max_pct_per_stream`.
+    pub per_stream_met: bool,
+    /// Whether the ratio reached `min_ratio`.
+    pub ratio_met: bool,
+}
+
+impl IngestReport {
+    /// Compares the two sides and judges the targets.
+    pub fn new(
+        started_utc: String,
+        machine: Machine,
+        clk_tck: u64,
+        params: Params,
+        edgecam: Measured,
+        ffmpeg: Measured,
+    ) -> IngestReport {
+        let ratio = ffmpeg.cpu_pct / edgecam.cpu_pct.max(f64::EPSILON);
+        let ratio_per_frame = match (ffmpeg.cpu_per_fps(), edgecam.cpu_per_fps()) {
+            (Some(f), Some(e)) if e > 0.0 => Some(f / e),
+            _ => None,
+        };
+        let targets = Targets {
+            max_pct_per_stream: TARGET_MAX_PCT_PER_STREAM,
+            min_ratio: TARGET_MIN_RATIO,
+            per_stream_met: edgecam.cpu_pct_per_stream <= TARGET_MAX_PCT_PER_STREAM,
+            ratio_met: ratio >= TARGET_MIN_RATIO,
+        };
+        IngestReport {
+            bench: "ingest",
+            edgecam_version: env!("CARGO_PKG_VERSION"),
+            started_utc,
+            command: command_line(&params),
+            machine,
+            clk_tck,
+            params,
+            edgecam,
+            ffmpeg,
+            ratio,
+            ratio_per_frame,
+            targets,
+        }
+    }
+
+    /// The results as a Markdown section: the comparison table, per-stream rates, verdict.
+    pub fn markdown(&self) -> String {
+        let p = &self.params;
+        let (e, f) = (&self.edgecam, &self.ffmpeg);
+        let opt =
+            |v: Option<f64>, prec: usize| v.map_or("n/a".to_string(), |v| format!("{v:.prec$}"));
+        let mut md = String::new();
+        let _ = writeln!(
+            md,
+            "### Ingest: {} x {}x{} @ {} fps, {} kbit/s H.264 {} profile, {} s window\n",
+            p.streams, p.width, p.height, p.fps, p.bitrate_kbps, p.profile, p.seconds
+        );
+        let _ = writeln!(
+            md,
+            "Machine: `{}`, {} ({} cores), Linux {}. Run {} (edgecam {}).\n",
+            self.machine.host,
+            self.machine.cpu_model,
+            self.machine.cores,
+            self.machine.kernel,
+            self.started_utc,
+            self.edgecam_version
+        );
+        let mut row = |name: &str, a: String, b: String| {
+            let _ = writeln!(md, "| {name} | {a} | {b} |");
+        };
+        row("", "edgecam ingest".into(), "ffmpeg decode-all".into());
+        row("---", "---:".into(), "---:".into());
+        row(
+            "CPU, % of one core",
+            format!("{:.2}", e.cpu_pct),
+            format!("{:.1}", f.cpu_pct),
+        );
+        row(
+            "CPU per stream, % of one core",
+            format!("**{:.3}**", e.cpu_pct_per_stream),
+            format!("**{:.2}**", f.cpu_pct_per_stream),
+        );
+        row(
+            "of which user / kernel",
+            format!("{:.2} / {:.2}", e.cpu.user_pct, e.cpu.system_pct),
+            format!("{:.1} / {:.1}", f.cpu.user_pct, f.cpu.system_pct),
+        );
+        row(
+            "RSS, MiB (end of window / peak)",
+            format!("{:.1} / {:.1}", e.rss_mib, e.rss_peak_mib),
+            format!(
+                "{:.1} / {:.1} ({} processes)",
+                f.rss_mib, f.rss_peak_mib, f.processes
+            ),
+        );
+        row(
+            "frames/s per stream (mean)",
+            opt(e.mean_fps, 2),
+            opt(f.mean_fps, 2),
+        );
+        row(
+            "received kbit/s per stream (mean)",
+            opt(e.mean_kbps, 0),
+            "n/a".into(),
+        );
+        row(
+            "reconnects / decoder exits in window",
+            e.restarts.to_string(),
+            f.restarts.to_string(),
+        );
+        row(
+            "RTSP server CPU, % of one core",
+            format!("{:.1}", e.server_cpu_pct),
+            format!("{:.1}", f.server_cpu_pct),
+        );
+        row(
+            "load average (1 min) start / end",
+            format!("{:.2} / {:.2}", e.load_avg_start[0], e.load_avg_end[0]),
+            format!("{:.2} / {:.2}", f.load_avg_start[0], f.load_avg_end[0]),
+        );
+        let verdict = |met: bool| if met { "met" } else { "NOT met" };
+        let _ = writeln!(
+            md,
+            "\nffmpeg / edgecam CPU: **{:.0}x** (per frame handled: {}). Targets: at most {} % of \
+             one core per stream: {} ({:.3}); at least {:.0}x less CPU than decode-all: {}.\n",
+            self.ratio,
+            self.ratio_per_frame
+                .map_or("n/a".to_string(), |r| format!("{r:.0}x")),
+            self.targets.max_pct_per_stream,
+            verdict(self.targets.per_stream_met),
+            e.cpu_pct_per_stream,
+            self.targets.min_ratio,
+            verdict(self.targets.ratio_met),
+        );
+        let _ = writeln!(
+            md,
+            "| stream | edgecam fps | edgecam kbit/s | ring overwritten (wrapped) | ffmpeg fps |"
+        );
+        let _ = writeln!(md, "|---|---:|---:|---:|---:|");
+        for s in &e.streams {
+            let dec = f.streams.iter().find(|d| d.id == s.id).and_then(|d| d.fps);
+            let wrapped = s
+                .ring_overwritten
+                .map_or("n/a".to_string(), |n| n.to_string());
+            let _ = writeln!(
+                md,
+                "| {} | {} | {} | {wrapped} | {} |",
+                s.id,
+                opt(s.fps, 2),
+                opt(s.kbps, 0),
+                opt(dec, 2)
+            );
+        }
+        let _ = writeln!(md, "\nCommand: `{}`", self.command);
+        md
+    }
+
+    /// Writes `ingest-<date>-<host>.json` (a `-2`, `-3` ... suffix keeps earlier runs of
+    /// the same day) and `ingest-latest.md` into `dir`; returns the JSON path.
+    pub fn write(&self, dir: &Path, date: &str) -> anyhow::Result<PathBuf> {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        let stem = format!("ingest-{date}-{}", self.machine.host);
+        let json_path = (1..)
+            .map(|n| match n {
+                1 => dir.join(format!("{stem}.json")),
+                n => dir.join(format!("{stem}-{n}.json")),
+            })
+            .find(|p| !p.exists())
+            .context("no free results file name")?;
+        let json = serde_json::to_string_pretty(self)?;
+        std::fs::write(&json_path, json + "\n")
+            .with_context(|| format!("cannot write {}", json_path.display()))?;
+        let md_path = dir.join("ingest-latest.md");
+        std::fs::write(&md_path, self.markdown())
+            .with_context(|| format!("cannot write {}", md_path.display()))?;
+        Ok(json_path)
+    }
+}
+
+/// The command that reproduces a run with these parameters.
+fn command_line(p: &Params) -> String {
+    format!(
+        "cargo run --release --bin edgecam-bench -- ingest --streams {} --seconds {} --width {} \
+         --height {} --fps {} --bitrate {}",
+        p.streams, p.seconds, p.width, p.height, p.fps, p.bitrate_kbps
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, Instant};
+
+    fn sample(at: Instant, ticks: u64, rss_kib: u64) -> ProcSample {
+        ProcSample {
+            at,
+            utime: ticks,
+            stime: ticks / 2,
+            rss_kib,
+            hwm_kib: rss_kib * 2,
+        }
+    }
+
+    fn side(t0: Instant, ticks_per_proc: u64, procs: usize, fps: f64) -> Measured {
+        let t1 = t0 + Duration::from_secs(10);
+        let start: Vec<_> = (0..procs).map(|_| sample(t0, 0, 0)).collect();
+        let end: Vec<_> = (0..procs)
+            .map(|_| sample(t1, ticks_per_proc, 1024))
+            .collect();
+        let streams = (0..2)
+            .map(|i| StreamRate {
+                id: format!("cam{i}"),
+                fps: Some(fps),
+                kbps: None,
+                span_s: Some(10.0),
+                ring_overwritten: None,
+            })
+            .collect();
+        Measured::from_window(
+            Window {
+                start: &start,
+                end: &end,
+                server: (sample(t0, 0, 0), sample(t1, 10, 0)),
+                streams,
+                restarts: 0,
+                load: ([1.0; 3], [2.0; 3]),
+            },
+            2,
+            100,
+        )
+    }
+
+    fn machine() -> Machine {
+        Machine {
+            host: "box".into(),
+            cpu_model: "cpu".into(),
+            cores: 2,
+            kernel: "6.1".into(),
+        }
+    }
+
+    fn params() -> Params {
+        Params {
+            streams: 2,
+            seconds: 10,
+            warmup_s: 5,
+            width: 1920,
+            height: 1080,
+            fps: 25,
+            bitrate_kbps: 4000,
+            clip_seconds: 4,
+            profile: "high".to_string(),
+            ring_bytes_per_stream: 1 << 24,
+        }
+    }
+
+    #[test]
+    fn ratio_and_targets_follow_the_measurements() {
+        let t0 = Instant::now();
+        // edgecam: one process, 6 + 3 ticks in 10 s = 0.9 % of one core, 0.45 % per stream.
+        let e = side(t0, 6, 1, 25.0);
+        assert!((e.cpu_pct - 0.9).abs() < 1e-9, "{e:?}");
+        assert!((e.cpu_pct_per_stream - 0.45).abs() < 1e-9);
+        assert!((e.rss_mib - 1.0).abs() < 1e-9 && (e.rss_peak_mib - 2.0).abs() < 1e-9);
+        // ffmpeg: two processes at 100 + 50 ticks each = 30 % of one core, decoding at half speed.
+        let f = side(t0, 100, 2, 12.5);
+        assert!((f.cpu_pct - 30.0).abs() < 1e-9);
+        let r = IngestReport::new("now".into(), machine(), 100, params(), e, f);
+        assert!((r.ratio - 30.0 / 0.9).abs() < 1e-9);
+        // Per frame, the starved decoder is twice as expensive again.
+        assert!((r.ratio_per_frame.unwrap() - 2.0 * 30.0 / 0.9).abs() < 1e-6);
+        assert!(r.targets.per_stream_met && r.targets.ratio_met);
+        let md = r.markdown();
+        assert!(
+            md.contains("| CPU per stream, % of one core | **0.450** | **15.00** |"),
+            "{md}"
+        );
+        assert!(md.contains("**33x**"), "{md}");
+    }
+
+    #[test]
+    fn a_costly_ingest_misses_the_targets() {
+        let t0 = Instant::now();
+        let e = side(t0, 100, 1, 25.0); // 15 % of one core: 7.5 % per stream
+        let f = side(t0, 100, 2, 25.0);
+        let r = IngestReport::new("now".into(), machine(), 100, params(), e, f);
+        assert!(!r.targets.per_stream_met && !r.targets.ratio_met);
+        assert!(r.markdown().contains("NOT met"));
+    }
+
+    #[test]
+    fn results_files_never_overwrite_an_earlier_run() {
+        let dir = std::env::temp_dir().join(format!("edgecam-bench-test-{}", std::process::id()));
+        let t0 = Instant::now();
+        let r = IngestReport::new(
+            "now".into(),
+            machine(),
+            100,
+            params(),
+            side(t0, 6, 1, 25.0),
+            side(t0, 100, 2, 25.0),
+        );
+        let first = r.write(&dir, "2026-11-21").unwrap();
+        let second = r.write(&dir, "2026-11-21").unwrap();
+        assert!(first.ends_with("ingest-2026-11-21-box.json"));
+        assert!(second.ends_with("ingest-2026-11-21-box-2.json"));
+        let json: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&first).unwrap()).unwrap();
+        assert_eq!(json["bench"], "ingest");
+        assert_eq!(json["params"]["streams"], 2);
+        assert!(dir.join("ingest-latest.md").exists());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
