@@ -19,6 +19,8 @@ const WATCHDOG_USEC: &str = "2000000";
 const STREAM_BUDGET: Duration = Duration::from_secs(5);
 /// The daemon's budget for the control task (`health::CONTROL_BUDGET`).
 const CONTROL_BUDGET: Duration = Duration::from_secs(10);
+/// The daemon's budget for its main loop (`health::MAIN_BUDGET`).
+const MAIN_BUDGET: Duration = Duration::from_secs(10);
 /// Slack on top of any budget for a loaded machine.
 const SLACK: Duration = Duration::from_secs(20);
 
@@ -262,6 +264,35 @@ fn a_hung_stream_loop_stops_the_pings_and_is_named() {
 #[test]
 fn a_hung_control_task_stops_the_pings_and_is_named() {
     let _s = hang_stops_the_pings("control", CONTROL_BUDGET);
+}
+
+#[test]
+fn a_hung_main_loop_stops_the_pings_and_is_named() {
+    let _s = hang_stops_the_pings("main", MAIN_BUDGET);
+}
+
+/// Debug and test builds unwind: the panicking supervisor task ends, its beacon goes stale
+/// and the watchdog catches it just like a hang. (Release builds abort on panic instead.)
+#[test]
+fn a_panicked_stream_loop_stops_the_pings_and_is_named() {
+    let mut s = Service::demo(Some("panic:stream:cam1@2000"));
+    let ready = s.wait_ready();
+    let tripped = s
+        .wait_for(Duration::from_secs(2) + STREAM_BUDGET + SLACK, |l| {
+            l.starts_with("STATUS=watchdog:") && l.contains("stream:cam1")
+        })
+        .unwrap_or_else(|| panic!("STATUS names stream:cam1; got {:?}", s.statuses()));
+    let tripped_at = s.lines[tripped].0;
+    assert!(!s.pings_after(ready).is_empty(), "pings while healthy");
+    s.collect_for(Duration::from_secs(3));
+    assert!(
+        s.pings_after(tripped_at).is_empty(),
+        "no ping after the trip"
+    );
+    println!(
+        "panic stream:cam1: STATUS named it {:?} after READY",
+        tripped_at - ready
+    );
 }
 
 #[test]

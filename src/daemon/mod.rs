@@ -17,7 +17,7 @@ use crate::clock::{Clock, SystemClock};
 use crate::config::{Config, ConfigError, FieldError, StreamConfig, StreamKind, Transport};
 use crate::health::beacon::BeaconTable;
 use crate::health::watchdog::spawn_watchdog;
-use crate::health::{BEACON_SLOTS, CONTROL_BUDGET, notify};
+use crate::health::{BEACON_SLOTS, CONTROL_BUDGET, MAIN_BUDGET, notify};
 use crate::ingest::stats::StreamState;
 use crate::ring::{RingError, RingSpec};
 use crate::state::StateStore;
@@ -342,8 +342,19 @@ pub async fn run(mode: Mode) -> Result<(), DaemonError> {
     let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .map_err(DaemonError::Signals)?;
     let (status_tx, status_rx) = tokio::sync::watch::channel(status_now(&server).await);
+    // This loop reads the daemon through the web server's lock every second: a writer stuck
+    // holding it (a config apply that never finishes) stops these beats too.
+    let main_beacon = beacons
+        .register("main", MAIN_BUDGET, clock.mono_ns())
+        .inspect_err(|e| tracing::warn!(error = %e, "main loop not watched"))
+        .ok();
     notify::ready();
-    let watchdog = spawn_watchdog(beacons, clock, notify::watchdog_period(), status_rx);
+    let watchdog = spawn_watchdog(
+        beacons,
+        Arc::clone(&clock),
+        notify::watchdog_period(),
+        status_rx,
+    );
     let mut stats = tokio::time::interval(STATS_LOG_PERIOD);
     stats.tick().await;
     let mut status = tokio::time::interval(STATUS_PERIOD);
@@ -355,6 +366,10 @@ pub async fn run(mode: Mode) -> Result<(), DaemonError> {
                 let _ = server.state().with_daemon(Daemon::log_stats).await;
             }
             _ = status.tick() => {
+                crate::health::fault::checkpoint("main", "").await;
+                if let Some(b) = &main_beacon {
+                    b.beat(clock.mono_ns());
+                }
                 let line = status_now(&server).await;
                 status_tx.send_if_modified(|old| {
                     let changed = *old != line;

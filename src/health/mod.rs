@@ -2,8 +2,9 @@
 //! while all of them are fresh, and the `sd_notify` messages (`READY`, `STATUS`, `STOPPING`).
 //!
 //! Who beats: each stream supervisor (through [`crate::ingest::stats::StreamStats`], at least
-//! once a second even while backing off), and the control task (every loop iteration, at
-//! least four times a second). Budgets are below.
+//! once a second even while backing off), the control task (every loop iteration, at least
+//! four times a second) and the daemon's main loop (once a second, through the web server's
+//! lock on the daemon). Budgets are below.
 //!
 //! Panics: release builds use `panic = "abort"`, so a panic anywhere ends the process and
 //! systemd restarts it. In debug and test builds a panicking task just ends; its beacon goes
@@ -25,3 +26,6 @@ pub const STREAM_BUDGET: Duration = Duration::from_secs(5);
 /// The control task iterates at least four times a second, but saving the state file to a
 /// slow SD card may hold it up for a while.
 pub const CONTROL_BUDGET: Duration = Duration::from_secs(10);
+
+/// The daemon's main loop (signals, statistics, the `STATUS=` line) beats once a second.
+pub const MAIN_BUDGET: Duration = Duration::from_secs(10);
