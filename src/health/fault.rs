@@ -6,17 +6,18 @@
 //!
 //! * `hang:stream:cam2` — the loop of stream `cam2` stops at its next checkpoint forever
 //!   (like a deadlocked `.await`); its beacon goes stale.
-//! * `panic:control` — the control task panics at its next checkpoint.
+//! * `panic:control` — the control task panics at its next checkpoint (`main` names the
+//!   daemon's main loop).
 //! * A suffix `@MS` delays the fault until `MS` milliseconds after the first checkpoint of the
 //!   process, e.g. `hang:stream:cam2@3000`, so a test can first see the healthy behaviour.
 
-/// Applies the configured fault, if it targets the loop `kind` (`stream`, `control`) with
+/// Applies the configured fault, if it targets the loop `kind` (`stream`, `control`, `main`) with
 /// `id` (the stream id; empty for single loops).
 #[cfg(not(feature = "fault-injection"))]
 #[inline(always)]
 pub async fn checkpoint(_kind: &str, _id: &str) {}
 
-/// Applies the configured fault, if it targets the loop `kind` (`stream`, `control`) with
+/// Applies the configured fault, if it targets the loop `kind` (`stream`, `control`, `main`) with
 /// `id` (the stream id; empty for single loops).
 #[cfg(feature = "fault-injection")]
 pub async fn checkpoint(kind: &str, id: &str) {
