@@ -193,6 +193,16 @@ fn healthy_daemon_is_ready_after_listening_pings_reports_status_and_stops_on_sig
     let mut s = Service::demo(None);
     let ready = s.wait_ready();
     TcpStream::connect(("127.0.0.1", s.port)).expect("the web port accepts once READY=1 is sent");
+    let extend = s
+        .lines
+        .iter()
+        .position(|(_, l)| l.starts_with("EXTEND_TIMEOUT_USEC="));
+    let ready_at = s.lines.iter().position(|(_, l)| l == "READY=1");
+    assert!(
+        extend.is_some() && extend < ready_at,
+        "start-up asks for more time before READY=1: {:?}",
+        s.lines
+    );
     s.collect_for(Duration::from_secs(8));
     let pings = s.pings_after(ready);
     println!(
