@@ -21,6 +21,8 @@ const STREAM_BUDGET: Duration = Duration::from_secs(5);
 const CONTROL_BUDGET: Duration = Duration::from_secs(10);
 /// The daemon's budget for its main loop (`health::MAIN_BUDGET`).
 const MAIN_BUDGET: Duration = Duration::from_secs(10);
+/// The daemon's budget for the web self-probe (`health::WEB_BUDGET`).
+const WEB_BUDGET: Duration = Duration::from_secs(15);
 /// Slack on top of any budget for a loaded machine.
 const SLACK: Duration = Duration::from_secs(20);
 
@@ -279,6 +281,11 @@ fn a_hung_control_task_stops_the_pings_and_is_named() {
 #[test]
 fn a_hung_main_loop_stops_the_pings_and_is_named() {
     let _s = hang_stops_the_pings("main", MAIN_BUDGET);
+}
+
+#[test]
+fn a_web_server_that_stops_answering_stops_the_pings_and_is_named() {
+    let _s = hang_stops_the_pings("web", WEB_BUDGET);
 }
 
 /// Debug and test builds unwind: the panicking supervisor task ends, its beacon goes stale

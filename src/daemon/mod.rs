@@ -16,8 +16,9 @@ use tokio::task::JoinHandle;
 use crate::clock::{Clock, SystemClock};
 use crate::config::{Config, ConfigError, FieldError, StreamConfig, StreamKind, Transport};
 use crate::health::beacon::BeaconTable;
+use crate::health::probe::spawn_web_probe;
 use crate::health::watchdog::spawn_watchdog;
-use crate::health::{BEACON_SLOTS, CONTROL_BUDGET, MAIN_BUDGET, notify};
+use crate::health::{BEACON_SLOTS, CONTROL_BUDGET, MAIN_BUDGET, WEB_BUDGET, notify};
 use crate::ingest::stats::StreamState;
 use crate::ring::{RingError, RingSpec};
 use crate::state::StateStore;
@@ -348,6 +349,13 @@ pub async fn run(mode: Mode) -> Result<(), DaemonError> {
         .register("main", MAIN_BUDGET, clock.mono_ns())
         .inspect_err(|e| tracing::warn!(error = %e, "main loop not watched"))
         .ok();
+    let probe = match beacons.register("web", WEB_BUDGET, clock.mono_ns()) {
+        Ok(beacon) => Some(spawn_web_probe(addr, beacon, Arc::clone(&clock))),
+        Err(e) => {
+            tracing::warn!(error = %e, "web server not watched");
+            None
+        }
+    };
     notify::ready();
     let watchdog = spawn_watchdog(
         beacons,
@@ -382,6 +390,9 @@ pub async fn run(mode: Mode) -> Result<(), DaemonError> {
     tracing::info!("shutting down");
     notify::stopping();
     watchdog.abort();
+    if let Some(p) = probe {
+        p.abort();
+    }
     server.shutdown().await;
     Ok(())
 }

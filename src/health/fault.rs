@@ -7,18 +7,19 @@
 //! * `hang:stream:cam2` — the loop of stream `cam2` stops at its next checkpoint forever
 //!   (like a deadlocked `.await`); its beacon goes stale.
 //! * `panic:control` — the control task panics at its next checkpoint (`main` names the
-//!   daemon's main loop).
+//!   daemon's main loop, `web` the web server's `/api/health` handler, which the self-probe
+//!   calls).
 //! * A suffix `@MS` delays the fault until `MS` milliseconds after the first checkpoint of the
 //!   process, e.g. `hang:stream:cam2@3000`, so a test can first see the healthy behaviour.
 
-/// Applies the configured fault, if it targets the loop `kind` (`stream`, `control`, `main`) with
-/// `id` (the stream id; empty for single loops).
+/// Applies the configured fault, if it targets the loop `kind` (`stream`, `control`, `main`,
+/// `web`) with `id` (the stream id; empty for single loops).
 #[cfg(not(feature = "fault-injection"))]
 #[inline(always)]
 pub async fn checkpoint(_kind: &str, _id: &str) {}
 
-/// Applies the configured fault, if it targets the loop `kind` (`stream`, `control`, `main`) with
-/// `id` (the stream id; empty for single loops).
+/// Applies the configured fault, if it targets the loop `kind` (`stream`, `control`, `main`,
+/// `web`) with `id` (the stream id; empty for single loops).
 #[cfg(feature = "fault-injection")]
 pub async fn checkpoint(kind: &str, id: &str) {
     let Some(fault) = imp::fault() else {

@@ -3,8 +3,9 @@
 //!
 //! Who beats: each stream supervisor (through [`crate::ingest::stats::StreamStats`], at least
 //! once a second even while backing off), the control task (every loop iteration, at least
-//! four times a second) and the daemon's main loop (once a second, through the web server's
-//! lock on the daemon). Budgets are below.
+//! four times a second), the daemon's main loop (once a second, through the web server's
+//! lock on the daemon) and the web server (a self-probe of `GET /api/health` every two
+//! seconds, [`probe`]). Budgets are below.
 //!
 //! Panics: release builds use `panic = "abort"`, so a panic anywhere ends the process and
 //! systemd restarts it. In debug and test builds a panicking task just ends; its beacon goes
@@ -13,6 +14,7 @@
 pub mod beacon;
 pub mod fault;
 pub mod notify;
+pub mod probe;
 pub mod watchdog;
 
 use std::time::Duration;
@@ -29,3 +31,6 @@ pub const CONTROL_BUDGET: Duration = Duration::from_secs(10);
 
 /// The daemon's main loop (signals, statistics, the `STATUS=` line) beats once a second.
 pub const MAIN_BUDGET: Duration = Duration::from_secs(10);
+
+/// The web self-probe succeeds every two seconds; three misses in a row are tolerated.
+pub const WEB_BUDGET: Duration = Duration::from_secs(15);
