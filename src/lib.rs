@@ -13,6 +13,7 @@ pub mod config;
 pub mod daemon;
 pub mod frame;
 pub mod gpio;
+pub mod health;
 pub mod ingest;
 pub mod output;
 pub mod persist;

@@ -316,3 +316,36 @@ async fn lost_camera_raises_its_video_loss_alarm() {
     );
     daemon.shutdown().await;
 }
+
+/// Every stream loop and the control task are in the watchdog's beacon table, beat into it,
+/// and leave it when a config change removes them (a stopped stream must not look hung).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn beacons_follow_the_running_loops() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = clock();
+    let mut daemon = Daemon::start(config(dir.path()), Arc::clone(&clock))
+        .await
+        .unwrap();
+    let beacons = daemon.beacons();
+    let mut names = beacons.names();
+    names.sort();
+    assert_eq!(
+        names,
+        ["control", "stream:cam1", "stream:cam2", "stream:cam3"]
+    );
+
+    let mut cfg = config(dir.path());
+    cfg.streams.retain(|s| s.id != "cam3");
+    cfg.alarms.clear();
+    daemon.apply_config(cfg).await.unwrap();
+    let mut names = beacons.names();
+    names.sort();
+    assert_eq!(names, ["control", "stream:cam1", "stream:cam2"]);
+
+    // Judged a full stream budget after now, every loop is fresh only once each has beaten
+    // again after now: the beats reach the table.
+    let t0 = clock.mono_ns();
+    let horizon = t0 + edgecam::health::STREAM_BUDGET.as_nanos() as u64;
+    eventually("every loop beats", || beacons.stalest(horizon).is_none()).await;
+    daemon.shutdown().await;
+}

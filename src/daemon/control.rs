@@ -13,6 +13,7 @@ use tokio::task::JoinHandle;
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::gpio::{OutputBackend, OutputDriver};
+use crate::health::beacon::BeaconGuard;
 use crate::ingest::stats::{StreamState, StreamStats};
 use crate::select::{DEFAULT_HISTORY, SelectError, Selector, Stamp};
 use crate::state::{LatchedAlarm, PersistedState, StateStore};
@@ -170,6 +171,7 @@ pub fn spawn_control(
     clock: Arc<dyn Clock>,
     store: StateStore,
     output_backend: Arc<dyn OutputBackend>,
+    beacon: Option<BeaconGuard>,
 ) -> (Control, JoinHandle<()>) {
     let now = Stamp::now(clock.as_ref());
     let mut selector = Selector::new(config, DEFAULT_HISTORY, now);
@@ -194,6 +196,7 @@ pub fn spawn_control(
         saved,
         watched: Vec::new(),
         published: None,
+        beacon,
     };
     let (view_tx, view) = watch::channel(ActiveView::default());
     // Publish before the task runs, so callers see the restored view straight away.
@@ -234,6 +237,9 @@ struct ControlTask {
     watched: Vec<(Arc<StreamStats>, Option<bool>)>,
     /// (view generation, state generation) last published; `None` forces a publish.
     published: Option<(u64, u64)>,
+    /// The task's watchdog slot, beaten on every loop iteration (the health poll makes
+    /// that at least four times a second).
+    beacon: Option<BeaconGuard>,
 }
 
 impl ControlTask {
@@ -241,6 +247,10 @@ impl ControlTask {
         let mut health = tokio::time::interval(HEALTH_POLL);
         health.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         loop {
+            crate::health::fault::checkpoint("control", "").await;
+            if let Some(b) = &self.beacon {
+                b.beat(self.clock.mono_ns());
+            }
             let sleep = self.sleep_until_deadline();
             tokio::select! {
                 cmd = rx.recv() => match cmd {

@@ -15,6 +15,11 @@ use tokio::task::JoinHandle;
 
 use crate::clock::{Clock, SystemClock};
 use crate::config::{Config, ConfigError, FieldError, StreamConfig, StreamKind, Transport};
+use crate::health::beacon::BeaconTable;
+use crate::health::probe::spawn_web_probe;
+use crate::health::watchdog::spawn_watchdog;
+use crate::health::{BEACON_SLOTS, CONTROL_BUDGET, MAIN_BUDGET, WEB_BUDGET, notify};
+use crate::ingest::stats::StreamState;
 use crate::ring::{RingError, RingSpec};
 use crate::state::StateStore;
 use crate::web::{WebOptions, WebServer};
@@ -24,6 +29,13 @@ use streams::StreamSet;
 
 /// How often the ring and stream statistics are logged.
 const STATS_LOG_PERIOD: Duration = Duration::from_secs(10);
+
+/// How often the `STATUS=` line is recomputed (it is sent only when it changed).
+const STATUS_PERIOD: Duration = Duration::from_secs(1);
+
+/// Extra start-up time asked of systemd before the rings are allocated and the one-time
+/// password is hashed (both slow on a small board).
+const START_EXTENSION: Duration = Duration::from_secs(30);
 
 /// How the daemon was started.
 #[derive(Debug, Clone)]
@@ -124,6 +136,8 @@ pub struct Daemon {
     gpio: GpioBackends,
     /// Clock shared by every task.
     clock: Arc<dyn Clock>,
+    /// Liveness beacons of the stream loops and the control task, for the watchdog.
+    beacons: Arc<BeaconTable>,
 }
 
 impl Daemon {
@@ -139,11 +153,21 @@ impl Daemon {
         gpio: GpioBackends,
     ) -> Result<Daemon, DaemonError> {
         let spec = RingSpec::from_config(&config.ring)?;
-        let mut streams = StreamSet::new(spec, Arc::clone(&clock));
+        let beacons = BeaconTable::new(BEACON_SLOTS);
+        let mut streams = StreamSet::new(spec, Arc::clone(&clock), Arc::clone(&beacons));
         streams.apply(&config.streams, spec)?;
         let store = StateStore::new(&config.paths.state_dir);
-        let (control, control_task) =
-            spawn_control(&config, Arc::clone(&clock), store, Arc::clone(&gpio.output));
+        let control_beacon = beacons
+            .register("control", CONTROL_BUDGET, clock.mono_ns())
+            .inspect_err(|e| tracing::warn!(error = %e, "control task not watched"))
+            .ok();
+        let (control, control_task) = spawn_control(
+            &config,
+            Arc::clone(&clock),
+            store,
+            Arc::clone(&gpio.output),
+            control_beacon,
+        );
         let inputs = AlarmInputs::start(&config.alarms, &gpio, Arc::clone(&clock), control.clone());
         let daemon = Daemon {
             config,
@@ -153,6 +177,7 @@ impl Daemon {
             inputs,
             gpio,
             clock,
+            beacons,
         };
         daemon.watch_streams().await;
         Ok(daemon)
@@ -199,6 +224,21 @@ impl Daemon {
     /// Selection and alarm control.
     pub fn control(&self) -> &Control {
         &self.control
+    }
+
+    /// The liveness beacons of the daemon's loops.
+    pub fn beacons(&self) -> Arc<BeaconTable> {
+        Arc::clone(&self.beacons)
+    }
+
+    /// Streams that are live, and all running streams.
+    pub fn live_count(&self) -> (usize, usize) {
+        let live = self
+            .streams
+            .iter()
+            .filter(|s| s.stats().state() == StreamState::Live)
+            .count();
+        (live, self.streams.len())
     }
 
     /// GPIO alarm inputs and their state.
@@ -259,6 +299,7 @@ pub async fn run(mode: Mode) -> Result<(), DaemonError> {
             cfg
         }
     };
+    notify::extend_timeout(START_EXTENSION);
     let dir = config.paths.state_dir.clone();
     std::fs::create_dir_all(&dir).map_err(|source| DaemonError::StateDir { path: dir, source })?;
     let listen = config.web.listen.clone();
@@ -279,6 +320,7 @@ pub async fn run(mode: Mode) -> Result<(), DaemonError> {
     }
     let clock: Arc<dyn Clock> = Arc::new(SystemClock::new());
     let daemon = Daemon::start(config, Arc::clone(&clock)).await?;
+    let beacons = daemon.beacons();
     let view = daemon.control().view();
     tracing::info!(
         streams = daemon.streams().len(),
@@ -286,7 +328,7 @@ pub async fn run(mode: Mode) -> Result<(), DaemonError> {
         reason = %view.reason,
         "edgecam running"
     );
-    let server = WebServer::start(daemon, listener, options, clock)
+    let server = WebServer::start(daemon, listener, options, Arc::clone(&clock))
         .await
         .map_err(|source| DaemonError::Listen {
             addr: listen.clone(),
@@ -300,8 +342,30 @@ pub async fn run(mode: Mode) -> Result<(), DaemonError> {
     }
     let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .map_err(DaemonError::Signals)?;
+    let (status_tx, status_rx) = tokio::sync::watch::channel(status_now(&server).await);
+    // This loop reads the daemon through the web server's lock every second: a writer stuck
+    // holding it (a config apply that never finishes) stops these beats too.
+    let main_beacon = beacons
+        .register("main", MAIN_BUDGET, clock.mono_ns())
+        .inspect_err(|e| tracing::warn!(error = %e, "main loop not watched"))
+        .ok();
+    let probe = match beacons.register("web", WEB_BUDGET, clock.mono_ns()) {
+        Ok(beacon) => Some(spawn_web_probe(addr, beacon, Arc::clone(&clock))),
+        Err(e) => {
+            tracing::warn!(error = %e, "web server not watched");
+            None
+        }
+    };
+    notify::ready();
+    let watchdog = spawn_watchdog(
+        beacons,
+        Arc::clone(&clock),
+        notify::watchdog_period(),
+        status_rx,
+    );
     let mut stats = tokio::time::interval(STATS_LOG_PERIOD);
     stats.tick().await;
+    let mut status = tokio::time::interval(STATUS_PERIOD);
     loop {
         tokio::select! {
             _ = tokio::signal::ctrl_c() => break,
@@ -309,11 +373,41 @@ pub async fn run(mode: Mode) -> Result<(), DaemonError> {
             _ = stats.tick() => {
                 let _ = server.state().with_daemon(Daemon::log_stats).await;
             }
+            _ = status.tick() => {
+                crate::health::fault::checkpoint("main", "").await;
+                if let Some(b) = &main_beacon {
+                    b.beat(clock.mono_ns());
+                }
+                let line = status_now(&server).await;
+                status_tx.send_if_modified(|old| {
+                    let changed = *old != line;
+                    *old = line;
+                    changed
+                });
+            }
         }
     }
     tracing::info!("shutting down");
+    notify::stopping();
+    watchdog.abort();
+    if let Some(p) = probe {
+        p.abort();
+    }
     server.shutdown().await;
     Ok(())
+}
+
+/// The `STATUS=` line for the daemon behind `server`.
+async fn status_now(server: &WebServer) -> String {
+    let viewers = server.state().live_clients();
+    server
+        .state()
+        .with_daemon(|d| {
+            let (live, total) = d.live_count();
+            notify::status_line(live, total, &d.control().view(), viewers)
+        })
+        .await
+        .unwrap_or_else(|_| "shutting down".to_string())
 }
 
 /// A random one-time admin password (16 hex digits) and its Argon2 hash.

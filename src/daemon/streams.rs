@@ -9,6 +9,8 @@ use std::sync::Arc;
 
 use crate::clock::Clock;
 use crate::config::{StreamConfig, StreamKind};
+use crate::health::STREAM_BUDGET;
+use crate::health::beacon::{BeaconGuard, BeaconTable};
 use crate::ingest::rtsp::RtspSource;
 use crate::ingest::stats::StreamStats;
 use crate::ingest::supervisor::{SupervisorConfig, SupervisorHandle, spawn_supervisor};
@@ -24,6 +26,9 @@ pub struct StreamEntry {
     pub ring: Arc<FrameRing>,
     /// The supervisor task; dropping it stops the stream.
     supervisor: SupervisorHandle,
+    /// The stream loop's watchdog slot, freed when the stream stops (`None` if the table was
+    /// full; the loop then runs unwatched, which is logged).
+    _beacon: Option<BeaconGuard>,
 }
 
 impl std::fmt::Debug for StreamEntry {
@@ -53,16 +58,19 @@ pub struct StreamSet {
     spec: RingSpec,
     /// Clock handed to every supervisor.
     clock: Arc<dyn Clock>,
+    /// Where each supervisor's liveness beacon is registered.
+    beacons: Arc<BeaconTable>,
 }
 
 impl StreamSet {
-    /// An empty set whose streams will get rings of `spec`.
-    pub fn new(spec: RingSpec, clock: Arc<dyn Clock>) -> Self {
+    /// An empty set whose streams will get rings of `spec` and beacons in `beacons`.
+    pub fn new(spec: RingSpec, clock: Arc<dyn Clock>, beacons: Arc<BeaconTable>) -> Self {
         StreamSet {
             entries: BTreeMap::new(),
             order: Vec::new(),
             spec,
             clock,
+            beacons,
         }
     }
 
@@ -107,11 +115,26 @@ impl StreamSet {
             writer,
             Arc::clone(&self.clock),
         );
+        let name = format!("stream:{}", cfg.id);
+        let beacon = match self
+            .beacons
+            .register(&name, STREAM_BUDGET, self.clock.mono_ns())
+        {
+            Ok(guard) => {
+                supervisor.stats().attach_beacon(guard.beacon());
+                Some(guard)
+            }
+            Err(e) => {
+                tracing::warn!(stream = %cfg.id, error = %e, "stream loop not watched");
+                None
+            }
+        };
         tracing::info!(stream = %cfg.id, kind = ?cfg.kind, "stream started");
         Ok(StreamEntry {
             config: cfg.clone(),
             ring,
             supervisor,
+            _beacon: beacon,
         })
     }
 

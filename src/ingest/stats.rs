@@ -6,9 +6,10 @@
 //! channel, so a reader can follow every transition (even `stalled`, which lasts only as
 //! long as dropping the attempt) instead of polling.
 
+use crate::health::beacon::Beacon;
 use serde::Serialize;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Mutex, OnceLock};
 use tokio::sync::broadcast;
 
 /// State changes kept for a slow subscriber before it sees `Lagged`.
@@ -96,6 +97,8 @@ pub struct StreamStats {
     beats: AtomicU64,
     /// Why the last attempt ended, as a sentence for the operator; empty if none did yet.
     last_error: Mutex<String>,
+    /// The daemon's watchdog beacon for this stream's loop, attached once after start.
+    beacon: OnceLock<Beacon>,
 }
 
 /// A point-in-time copy of [`StreamStats`] for the status API.
@@ -146,6 +149,7 @@ impl StreamStats {
             bitrate_bps: AtomicU64::new(0),
             last_frame_mono_ns: AtomicU64::new(0),
             last_beat_mono_ns: AtomicU64::new(0),
+            beacon: OnceLock::new(),
             beats: AtomicU64::new(0),
             last_error: Mutex::new(String::new()),
         }
@@ -297,6 +301,15 @@ impl StreamStats {
     pub(crate) fn beat(&self, mono_ns: u64) {
         self.last_beat_mono_ns.store(mono_ns, Ordering::Relaxed);
         self.beats.fetch_add(1, Ordering::Relaxed);
+        if let Some(b) = self.beacon.get() {
+            b.beat(mono_ns);
+        }
+    }
+
+    /// Forwards every later beat to `beacon` (the daemon's watchdog). Only the first call
+    /// takes effect; returns false for later ones.
+    pub fn attach_beacon(&self, beacon: Beacon) -> bool {
+        self.beacon.set(beacon).is_ok()
     }
 
     /// Replaces the last error sentence.

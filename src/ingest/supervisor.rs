@@ -24,7 +24,10 @@
 //! frame is either fully stored or not at all. A panic *inside* the sink would be a ring bug;
 //! it is caught and counted the same way. What catch_unwind cannot do is preempt a source
 //! that blocks its thread: that is what the liveness beat (`last_beat_mono_ns`, bumped at
-//! least once a second in every state) is for, for an outside watchdog to see.
+//! least once a second in every state) is for, for an outside watchdog to see
+//! ([`crate::health`]). Release builds set `panic = "abort"`, so there a panicking source ends
+//! the whole process (systemd restarts it); the catch_unwind above works in debug and test
+//! builds only.
 //!
 //! Stopping: [`SupervisorHandle::stop`] or dropping the handle aborts the task; that drops
 //! the attempt at an `.await`, never inside `push_frame`. Nothing is shared between
@@ -269,8 +272,8 @@ impl Supervisor {
         let mut window_frames = self.stats.frames();
         let mut window_bytes = self.stats.bytes();
         loop {
+            self.beat().await;
             let now = Instant::now();
-            self.stats.beat(self.clock.mono_ns());
             let elapsed = now - window_start;
             if elapsed >= BEAT_PERIOD {
                 let (f, b) = (self.stats.frames(), self.stats.bytes());
@@ -302,7 +305,7 @@ impl Supervisor {
     async fn sleep_beating(&self, d: Duration) {
         let end = Instant::now() + d;
         loop {
-            self.stats.beat(self.clock.mono_ns());
+            self.beat().await;
             let now = Instant::now();
             if now >= end {
                 return;
@@ -314,9 +317,16 @@ impl Supervisor {
     /// The `failed` state: nothing to do but prove the loop is alive, until aborted.
     async fn idle_forever(&self) {
         loop {
-            self.stats.beat(self.clock.mono_ns());
+            self.beat().await;
             tokio::time::sleep(BEAT_PERIOD).await;
         }
+    }
+
+    /// Proves the loop is alive (to the stats and, through them, the watchdog). With the
+    /// `fault-injection` feature this is where a test can hang or panic the loop.
+    async fn beat(&self) {
+        crate::health::fault::checkpoint("stream", self.stats.id()).await;
+        self.stats.beat(self.clock.mono_ns());
     }
 
     /// When the current attempt's newest frame arrived, if any.

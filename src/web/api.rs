@@ -61,6 +61,8 @@ async fn api_not_found() -> ApiError {
 
 /// `GET /api/health`: the only endpoint open without authentication.
 async fn health(State(st): St) -> Json<serde_json::Value> {
+    // `hang:web` (feature `fault-injection`) makes the server stop answering the self-probe.
+    crate::health::fault::checkpoint("web", "").await;
     Json(json!({
         "ok": true,
         "version": env!("CARGO_PKG_VERSION"),

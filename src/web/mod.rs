@@ -120,6 +120,11 @@ impl AppState {
         self.live
     }
 
+    /// Browsers currently connected to the live push.
+    pub fn live_clients(&self) -> u64 {
+        self.metrics.live_clients.get().max(0) as u64
+    }
+
     /// Streams whose shared JPEG decoder is running (it runs only while someone watches).
     pub fn jpeg_decoders(&self) -> Vec<String> {
         self.jpeg.running()

@@ -1,0 +1,36 @@
+//! Health: liveness beacons for every long-running loop, a watchdog that pings systemd only
+//! while all of them are fresh, and the `sd_notify` messages (`READY`, `STATUS`, `STOPPING`).
+//!
+//! Who beats: each stream supervisor (through [`crate::ingest::stats::StreamStats`], at least
+//! once a second even while backing off), the control task (every loop iteration, at least
+//! four times a second), the daemon's main loop (once a second, through the web server's
+//! lock on the daemon) and the web server (a self-probe of `GET /api/health` every two
+//! seconds, [`probe`]). Budgets are below.
+//!
+//! Panics: release builds use `panic = "abort"`, so a panic anywhere ends the process and
+//! systemd restarts it. In debug and test builds a panicking task just ends; its beacon goes
+//! stale and the watchdog catches it the same way.
+
+pub mod beacon;
+pub mod fault;
+pub mod notify;
+pub mod probe;
+pub mod watchdog;
+
+use std::time::Duration;
+
+/// Slots in the daemon's beacon table (streams plus single loops).
+pub const BEACON_SLOTS: usize = 64;
+
+/// A stream supervisor beats at least once a second; this allows for a busy machine.
+pub const STREAM_BUDGET: Duration = Duration::from_secs(5);
+
+/// The control task iterates at least four times a second, but saving the state file to a
+/// slow SD card may hold it up for a while.
+pub const CONTROL_BUDGET: Duration = Duration::from_secs(10);
+
+/// The daemon's main loop (signals, statistics, the `STATUS=` line) beats once a second.
+pub const MAIN_BUDGET: Duration = Duration::from_secs(10);
+
+/// The web self-probe succeeds every two seconds; three misses in a row are tolerated.
+pub const WEB_BUDGET: Duration = Duration::from_secs(15);

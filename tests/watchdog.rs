@@ -1,0 +1,344 @@
+//! The real binary under a fake systemd: a Unix datagram socket as `NOTIFY_SOCKET` and
+//! `WATCHDOG_USEC=2000000`. Proves READY/WATCHDOG/STATUS/STOPPING are sent when they should
+//! be, that a hung stream loop or control task stops the pings (and is named in STATUS),
+//! and that a camera that is merely unreachable does not.
+//!
+//! Timing is only asserted with generous windows (the machine is noisy); the measured
+//! intervals are printed (`cargo test --all-features --test watchdog -- --nocapture`).
+#![cfg(feature = "fault-injection")]
+
+use std::net::{TcpListener, TcpStream};
+use std::os::unix::net::UnixDatagram;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// `WATCHDOG_USEC` given to the daemon: it pings every second.
+const WATCHDOG_USEC: &str = "2000000";
+/// The daemon's budget for a stream loop (`health::STREAM_BUDGET`).
+const STREAM_BUDGET: Duration = Duration::from_secs(5);
+/// The daemon's budget for the control task (`health::CONTROL_BUDGET`).
+const CONTROL_BUDGET: Duration = Duration::from_secs(10);
+/// The daemon's budget for its main loop (`health::MAIN_BUDGET`).
+const MAIN_BUDGET: Duration = Duration::from_secs(10);
+/// The daemon's budget for the web self-probe (`health::WEB_BUDGET`).
+const WEB_BUDGET: Duration = Duration::from_secs(15);
+/// Slack on top of any budget for a loaded machine.
+const SLACK: Duration = Duration::from_secs(20);
+
+/// A daemon process and the fake systemd socket it reports to.
+struct Service {
+    /// The process.
+    child: Child,
+    /// The fake `NOTIFY_SOCKET`.
+    sock: UnixDatagram,
+    /// Every line received, with when.
+    lines: Vec<(Instant, String)>,
+    /// The web port.
+    port: u16,
+    /// Socket, state dir and config live here.
+    _dir: tempfile::TempDir,
+}
+
+fn free_port() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().port()
+}
+
+impl Service {
+    /// `edgecam demo --streams 2` with an optional `EDGECAM_FAULT`.
+    fn demo(fault: Option<&str>) -> Service {
+        Service::start(fault, |dir, port| {
+            vec![
+                "demo".into(),
+                "--streams".into(),
+                "2".into(),
+                "--listen".into(),
+                format!("127.0.0.1:{port}"),
+                "--state-dir".into(),
+                dir.join("state").display().to_string(),
+            ]
+        })
+    }
+
+    /// `edgecam run --config` with one RTSP camera on a port where nobody listens.
+    fn unreachable_camera() -> Service {
+        Service::start(None, |dir, port| {
+            let cam_port = free_port();
+            let config = format!(
+                "[web]\nlisten = \"127.0.0.1:{port}\"\n\n[paths]\nstate_dir = \"{}\"\n\n\
+                 [[streams]]\nid = \"gate\"\nkind = \"rtsp\"\nurl = \"rtsp://127.0.0.1:{cam_port}/x\"\n\
+                 connect_timeout_ms = 1000\n",
+                dir.join("state").display()
+            );
+            let path = dir.join("config.toml");
+            std::fs::write(&path, config).unwrap();
+            vec!["run".into(), "--config".into(), path.display().to_string()]
+        })
+    }
+
+    fn start(fault: Option<&str>, args: impl FnOnce(&Path, u16) -> Vec<String>) -> Service {
+        let dir = tempfile::tempdir().unwrap();
+        let sock_path = dir.path().join("notify.sock");
+        let sock = UnixDatagram::bind(&sock_path).unwrap();
+        sock.set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        let port = free_port();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_edgecam"));
+        cmd.args(args(dir.path(), port))
+            .env("NOTIFY_SOCKET", &sock_path)
+            .env("WATCHDOG_USEC", WATCHDOG_USEC)
+            .env_remove("WATCHDOG_PID")
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null());
+        match fault {
+            Some(f) => cmd.env("EDGECAM_FAULT", f),
+            None => cmd.env_remove("EDGECAM_FAULT"),
+        };
+        let child = cmd.spawn().unwrap();
+        Service {
+            child,
+            sock,
+            lines: Vec::new(),
+            port,
+            _dir: dir,
+        }
+    }
+
+    /// Receives for up to `timeout`, until a line satisfies `pred`; returns its index.
+    fn wait_for(&mut self, timeout: Duration, pred: impl Fn(&str) -> bool) -> Option<usize> {
+        let end = Instant::now() + timeout;
+        let mut buf = [0u8; 4096];
+        let mut from = self.lines.len();
+        while Instant::now() < end {
+            if let Ok(n) = self.sock.recv(&mut buf) {
+                let now = Instant::now();
+                for line in String::from_utf8_lossy(&buf[..n]).lines() {
+                    self.lines.push((now, line.to_string()));
+                }
+            }
+            while from < self.lines.len() {
+                if pred(&self.lines[from].1) {
+                    return Some(from);
+                }
+                from += 1;
+            }
+        }
+        None
+    }
+
+    /// Receives everything for `d`.
+    fn collect_for(&mut self, d: Duration) {
+        let _ = self.wait_for(d, |_| false);
+    }
+
+    fn wait_ready(&mut self) -> Instant {
+        let i = self
+            .wait_for(Duration::from_secs(120), |l| l == "READY=1")
+            .expect("READY=1 within two minutes");
+        self.lines[i].0
+    }
+
+    fn pings_after(&self, t: Instant) -> Vec<Instant> {
+        self.lines
+            .iter()
+            .filter(|(at, l)| *at >= t && l == "WATCHDOG=1")
+            .map(|(at, _)| *at)
+            .collect()
+    }
+
+    fn statuses(&self) -> Vec<&str> {
+        self.lines
+            .iter()
+            .filter_map(|(_, l)| l.strip_prefix("STATUS="))
+            .collect()
+    }
+
+    fn terminate(&mut self) {
+        let ok = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill -TERM");
+    }
+
+    fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let end = Instant::now() + timeout;
+        while Instant::now() < end {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn mean_interval(pings: &[Instant]) -> Duration {
+    let n = pings.len().saturating_sub(1).max(1) as u32;
+    match (pings.first(), pings.last()) {
+        (Some(a), Some(b)) => (*b - *a) / n,
+        _ => Duration::ZERO,
+    }
+}
+
+#[test]
+fn healthy_daemon_is_ready_after_listening_pings_reports_status_and_stops_on_sigterm() {
+    let mut s = Service::demo(None);
+    let ready = s.wait_ready();
+    TcpStream::connect(("127.0.0.1", s.port)).expect("the web port accepts once READY=1 is sent");
+    let extend = s
+        .lines
+        .iter()
+        .position(|(_, l)| l.starts_with("EXTEND_TIMEOUT_USEC="));
+    let ready_at = s.lines.iter().position(|(_, l)| l == "READY=1");
+    assert!(
+        extend.is_some() && extend < ready_at,
+        "start-up asks for more time before READY=1: {:?}",
+        s.lines
+    );
+    s.collect_for(Duration::from_secs(8));
+    let pings = s.pings_after(ready);
+    println!(
+        "healthy: {} pings in 8 s after READY, mean interval {:?}",
+        pings.len(),
+        mean_interval(&pings)
+    );
+    assert!(
+        pings.len() >= 4,
+        "expected about 8 pings, got {}",
+        pings.len()
+    );
+    let statuses = s.statuses();
+    assert!(
+        statuses.iter().any(|l| l.contains("live · active cam1")),
+        "status lines: {statuses:?}"
+    );
+    s.terminate();
+    assert!(
+        s.wait_for(Duration::from_secs(20), |l| l == "STOPPING=1")
+            .is_some(),
+        "STOPPING=1 after SIGTERM"
+    );
+    let status = s
+        .wait_exit(Duration::from_secs(30))
+        .expect("exits after SIGTERM");
+    assert!(status.success(), "clean exit, got {status:?}");
+}
+
+/// Starts a demo whose loop `target` hangs 3 s after start, and checks that the pings stop
+/// within `budget` (plus slack) and STATUS names the loop. Returns the still running service.
+fn hang_stops_the_pings(target: &str, budget: Duration) -> Service {
+    let mut s = Service::demo(Some(&format!("hang:{target}@3000")));
+    let ready = s.wait_ready();
+    // The pings must stop within the loop's budget (plus a check period and slack) of the
+    // hang, which starts about 3 s after the process did.
+    let tripped = s
+        .wait_for(Duration::from_secs(3) + budget + SLACK, |l| {
+            l.starts_with("STATUS=watchdog:") && l.contains(target)
+        })
+        .unwrap_or_else(|| panic!("STATUS names {target}; got {:?}", s.statuses()));
+    let tripped_at = s.lines[tripped].0;
+    let before = s.pings_after(ready);
+    assert!(!before.is_empty(), "pings while healthy");
+    s.collect_for(Duration::from_secs(4));
+    let after = s.pings_after(tripped_at);
+    assert!(
+        after.is_empty(),
+        "no ping after the trip, got {}",
+        after.len()
+    );
+    let last = before.last().copied().unwrap_or(ready);
+    println!(
+        "{target}: {} pings before the hang (mean {:?}); last ping {:?} after READY, \
+         hang at ~3 s after start, STATUS named it {:?} after READY",
+        before.len(),
+        mean_interval(&before),
+        last - ready,
+        tripped_at - ready
+    );
+    s
+}
+
+#[test]
+fn a_hung_stream_loop_stops_the_pings_and_is_named() {
+    let _s = hang_stops_the_pings("stream:cam2", STREAM_BUDGET);
+}
+
+#[test]
+fn a_hung_control_task_stops_the_pings_and_is_named() {
+    let _s = hang_stops_the_pings("control", CONTROL_BUDGET);
+}
+
+#[test]
+fn a_hung_main_loop_stops_the_pings_and_is_named() {
+    let _s = hang_stops_the_pings("main", MAIN_BUDGET);
+}
+
+#[test]
+fn a_web_server_that_stops_answering_stops_the_pings_and_is_named() {
+    let _s = hang_stops_the_pings("web", WEB_BUDGET);
+}
+
+/// Debug and test builds unwind: the panicking supervisor task ends, its beacon goes stale
+/// and the watchdog catches it just like a hang. (Release builds abort on panic instead.)
+#[test]
+fn a_panicked_stream_loop_stops_the_pings_and_is_named() {
+    let mut s = Service::demo(Some("panic:stream:cam1@2000"));
+    let ready = s.wait_ready();
+    let tripped = s
+        .wait_for(Duration::from_secs(2) + STREAM_BUDGET + SLACK, |l| {
+            l.starts_with("STATUS=watchdog:") && l.contains("stream:cam1")
+        })
+        .unwrap_or_else(|| panic!("STATUS names stream:cam1; got {:?}", s.statuses()));
+    let tripped_at = s.lines[tripped].0;
+    assert!(!s.pings_after(ready).is_empty(), "pings while healthy");
+    s.collect_for(Duration::from_secs(3));
+    assert!(
+        s.pings_after(tripped_at).is_empty(),
+        "no ping after the trip"
+    );
+    println!(
+        "panic stream:cam1: STATUS named it {:?} after READY",
+        tripped_at - ready
+    );
+}
+
+#[test]
+fn an_unreachable_camera_does_not_stop_the_pings() {
+    let mut s = Service::unreachable_camera();
+    let ready = s.wait_ready();
+    // Longer than the stream budget: a supervisor that stopped beating in backoff would
+    // have tripped the watchdog by the end.
+    let window = STREAM_BUDGET * 2;
+    s.collect_for(window);
+    let pings = s.pings_after(ready);
+    println!(
+        "unreachable camera: {} pings in {window:?}, mean {:?}",
+        pings.len(),
+        mean_interval(&pings)
+    );
+    assert!(pings.len() >= 5, "pings continue, got {}", pings.len());
+    let last = *pings.last().unwrap();
+    assert!(
+        Instant::now() - last < Duration::from_secs(4),
+        "pings still arriving at the end"
+    );
+    let statuses = s.statuses();
+    assert!(
+        !statuses.iter().any(|l| l.starts_with("watchdog:")),
+        "no trip: {statuses:?}"
+    );
+    assert!(
+        statuses.iter().any(|l| l.starts_with("0/1 live")),
+        "status shows the camera down: {statuses:?}"
+    );
+}
