@@ -479,8 +479,8 @@ async function refreshSystem() {
     $('sysinfo').textContent = `edgecam ${st.version} · up ${Math.floor(up / 3600)} h ${Math.floor(up / 60) % 60} min · watchdog: ${st.watchdog} · live clients: ${st.live_clients} · logged in as ${session.role}`;
     const rows = st.streams.map((s) => [s.id, s.state, s.fps.toFixed(1), s.bitrate_kbps, s.frames, s.dropped, s.reconnects, s.ring_overwritten, s.ring_lagged, s.last_error || '']);
     table($('stream-stats'), ['stream', 'state', 'fps', 'kbit/s', 'frames', 'dropped', 'reconnects', 'ring overwritten', 'ring lagged', 'last error'], rows);
-    const evs = ev.events.slice(-50).reverse().map((e) => [new Date(e.at_us / 1000).toLocaleTimeString(), e.kind, e.stream || '', e.alarm || '', e.detail]);
-    table($('events'), ['time', 'kind', 'stream', 'alarm', 'detail'], evs);
+    const evs = ev.events.slice(-50).reverse().map((e) => [new Date(e.at_us / 1000).toLocaleTimeString(), e.kind, e.action, e.stream || '', e.alarm || '', e.detail, e.cause || '']);
+    table($('events'), ['time', 'kind', 'what', 'stream', 'alarm', 'detail', 'cause'], evs);
   } catch (_) { /* next tick */ }
 }
 setInterval(refreshSystem, 2000);

@@ -9,7 +9,6 @@ pub mod api;
 pub mod assets;
 pub mod auth;
 pub mod error;
-pub mod events;
 pub mod metrics;
 pub mod session;
 
@@ -30,7 +29,6 @@ use crate::output::LiveStream;
 use crate::output::jpeg::{JpegHub, JpegSettings};
 use crate::output::live::LiveOptions;
 use auth::Auth;
-use events::EventLog;
 use metrics::Metrics;
 
 /// Kernel send buffer per connection. Small on purpose: frames should wait in the ring (where a
@@ -61,8 +59,6 @@ pub struct AppState {
     pub(crate) metrics: Arc<Metrics>,
     /// Time source (wall clock for latency, same as ingest's).
     pub(crate) clock: Arc<dyn Clock>,
-    /// Recent selection and alarm events.
-    pub(crate) events: EventLog,
     /// Live push tuning.
     live: LiveOptions,
     /// Start time, for `uptime_s`.
@@ -144,8 +140,6 @@ pub struct WebServer {
     addr: SocketAddr,
     /// The axum server task.
     server: JoinHandle<()>,
-    /// The task recording view changes into the event log.
-    recorder: JoinHandle<()>,
 }
 
 impl WebServer {
@@ -164,7 +158,6 @@ impl WebServer {
         {
             auth.set_one_time_hash(h);
         }
-        let view_rx = daemon.control().subscribe();
         let (shutdown, _) = watch::channel(false);
         let state = Arc::new(AppState {
             daemon: RwLock::new(Some(daemon)),
@@ -175,16 +168,10 @@ impl WebServer {
             }),
             metrics: Arc::new(Metrics::new()),
             clock,
-            events: EventLog::default(),
             live: options.live,
             started: Instant::now(),
             shutdown,
         });
-        let recorder = tokio::spawn(events::record(
-            view_rx,
-            state.events.clone(),
-            Arc::clone(&state.clock),
-        ));
         let app = router(Arc::clone(&state));
         let mut stop = state.shutdown_signal();
         let server = tokio::spawn(async move {
@@ -209,7 +196,6 @@ impl WebServer {
             state,
             addr,
             server,
-            recorder,
         })
     }
 
@@ -233,7 +219,6 @@ impl WebServer {
         {
             server.abort();
         }
-        self.recorder.abort();
         let daemon = self.state.daemon.write().await.take();
         if let Some(d) = daemon {
             d.shutdown().await;
