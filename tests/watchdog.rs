@@ -1,11 +1,15 @@
 //! The real binary under a fake systemd: a Unix datagram socket as `NOTIFY_SOCKET` and
 //! `WATCHDOG_USEC=2000000`. Proves READY/WATCHDOG/STATUS/STOPPING are sent when they should
-//! be, that a hung stream loop or control task stops the pings (and is named in STATUS),
-//! and that a camera that is merely unreachable does not.
+//! be, that a hung stream loop, control task, main loop, web server or live pusher stops the
+//! pings (and is named in STATUS), and that a camera that is merely unreachable does not.
+//! One test runs in-process with a manual clock: a hung live client loop makes the `live`
+//! beacon stale while an idle or healthy pusher keeps it fresh.
 //!
 //! Timing is only asserted with generous windows (the machine is noisy); the measured
 //! intervals are printed (`cargo test --all-features --test watchdog -- --nocapture`).
 #![cfg(feature = "fault-injection")]
+
+mod webutil;
 
 use std::net::{TcpListener, TcpStream};
 use std::os::unix::net::UnixDatagram;
@@ -23,6 +27,8 @@ const CONTROL_BUDGET: Duration = Duration::from_secs(10);
 const MAIN_BUDGET: Duration = Duration::from_secs(10);
 /// The daemon's budget for the web self-probe (`health::WEB_BUDGET`).
 const WEB_BUDGET: Duration = Duration::from_secs(15);
+/// The daemon's budget for the live pusher (`health::LIVE_BUDGET`).
+const LIVE_BUDGET: Duration = edgecam::health::LIVE_BUDGET;
 /// Slack on top of any budget for a loaded machine.
 const SLACK: Duration = Duration::from_secs(20);
 
@@ -341,4 +347,100 @@ fn an_unreachable_camera_does_not_stop_the_pings() {
         statuses.iter().any(|l| l.starts_with("0/1 live")),
         "status shows the camera down: {statuses:?}"
     );
+}
+
+#[test]
+fn a_hung_live_pusher_relay_stops_the_pings_and_is_named() {
+    let _s = hang_stops_the_pings("live", LIVE_BUDGET);
+}
+
+/// Moves `clock` past the live budget, then waits (real time) until `pred(now)` holds.
+async fn advance_until(
+    clock: &edgecam::clock::ManualClock,
+    what: &str,
+    pred: impl Fn(u64) -> bool,
+) {
+    use edgecam::clock::Clock;
+    clock.advance_ns(3 * LIVE_BUDGET.as_nanos() as u64);
+    for _ in 0..200 {
+        if pred(clock.mono_ns()) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("timed out waiting for {what}");
+}
+
+/// In-process, with a manual clock: the live pusher's `live` beacon stays fresh with no
+/// client and with a healthy client as time passes, and goes stale once a client loop hangs
+/// (`hang:live:client`, armed in this process; the other tests here run child processes).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hung_live_client_loop_makes_the_live_beacon_stale() {
+    use edgecam::clock::{Clock, ManualClock};
+    use edgecam::daemon::Daemon;
+    use edgecam::web::{WebOptions, WebServer};
+    use std::sync::Arc;
+    use webutil::{TestServer, VIEWER_TOKEN, config};
+
+    let clock = Arc::new(ManualClock::new(1_700_000_000_000_000));
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(config(dir.path()), clock.clone() as Arc<dyn Clock>)
+        .await
+        .unwrap();
+    let table = daemon.beacons();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let server = WebServer::start(daemon, listener, WebOptions::default(), clock.clone())
+        .await
+        .unwrap();
+    let host = server.local_addr().to_string();
+    let state = Arc::clone(server.state());
+    let s = TestServer {
+        server: Some(server),
+        base: format!("http://{host}"),
+        host,
+        dir,
+        http: reqwest::Client::new(),
+    };
+    let live = |now: u64| {
+        table
+            .report(now)
+            .into_iter()
+            .find(|b| b.name == "live")
+            .expect("the live pusher is watched")
+    };
+    advance_until(&clock, "the idle relay to beat", |now| live(now).fresh).await;
+    let mut a = s.live(VIEWER_TOKEN, &["h264"], "").await;
+    a.next_text("init").await;
+    assert_eq!(state.live_clients(), 1);
+    advance_until(&clock, "the healthy client to beat", |now| live(now).fresh).await;
+
+    assert!(edgecam::health::fault::arm("hang:live:client"));
+    let _b = s.live(VIEWER_TOKEN, &["h264"], "").await;
+    for _ in 0..200 {
+        if state.live_clients() == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(state.live_clients(), 2, "the second client connected");
+    // Every other loop keeps beating at the new time; `live` cannot, so it is the one
+    // the watchdog names.
+    advance_until(&clock, "every loop but the live pusher to beat", |now| {
+        table
+            .report(now)
+            .iter()
+            .all(|b| b.fresh || b.name == "live")
+    })
+    .await;
+    let now = clock.mono_ns();
+    let beacon = live(now);
+    assert!(!beacon.fresh, "{beacon:?}");
+    assert!(
+        beacon.age_ms >= 3 * LIVE_BUDGET.as_millis() as u64,
+        "{beacon:?}"
+    );
+    let stale = table.stalest(now).expect("a stale loop");
+    assert_eq!(stale.name, "live");
+    drop(a);
+    s.stop().await;
 }

@@ -135,7 +135,7 @@ struct StreamRow {
 
 /// `GET /api/status`.
 async fn status(State(st): St, _caller: Caller) -> ApiResult<Json<serde_json::Value>> {
-    let (view, streams) = st
+    let (view, streams, watchdog) = st
         .with_daemon(|d| {
             let view = d.control().view();
             let rows: Vec<StreamRow> = d
@@ -144,13 +144,10 @@ async fn status(State(st): St, _caller: Caller) -> ApiResult<Json<serde_json::Va
                 .iter()
                 .map(|c| stream_row(c, d.streams().get(&c.id)))
                 .collect();
-            (view, rows)
+            let watchdog = d.watchdog_status().report(&d.beacons(), st.clock.mono_ns());
+            (view, rows, watchdog)
         })
         .await?;
-    let watchdog = match std::env::var("WATCHDOG_USEC") {
-        Ok(v) => format!("requested by systemd every {v} µs"),
-        Err(_) => "not requested by the service manager".to_string(),
-    };
     Ok(Json(json!({
         "active": {"stream": view.stream, "reason": view.reason},
         "streams": streams,

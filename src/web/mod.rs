@@ -25,6 +25,9 @@ use tokio::task::JoinHandle;
 use crate::clock::Clock;
 use crate::daemon::Daemon;
 use crate::daemon::control::ActiveView;
+use crate::health::beacon::{BeaconGuard, BeaconTable};
+use crate::health::relay::spawn_relay;
+use crate::health::{LIVE_BUDGET, LIVE_CLIENT_SLOTS};
 use crate::output::LiveStream;
 use crate::output::jpeg::{JpegHub, JpegSettings};
 use crate::output::live::LiveOptions;
@@ -63,6 +66,9 @@ pub struct AppState {
     live: LiveOptions,
     /// Start time, for `uptime_s`.
     started: Instant,
+    /// One beacon slot per live client loop; the relay forwards the stalest into the
+    /// daemon's `live` beacon.
+    live_members: Arc<BeaconTable>,
     /// Flipped to true on shutdown; live clients watch it.
     shutdown: watch::Sender<bool>,
 }
@@ -126,6 +132,14 @@ impl AppState {
         self.jpeg.running()
     }
 
+    /// A beacon for one live client loop; `None` (logged) when every slot is taken.
+    pub(crate) fn live_beacon(&self) -> Option<BeaconGuard> {
+        self.live_members
+            .register("live client", LIVE_BUDGET, self.clock.mono_ns())
+            .inspect_err(|e| tracing::warn!(error = %e, "live client not watched"))
+            .ok()
+    }
+
     /// Seconds since the server started.
     pub(crate) fn uptime_s(&self) -> u64 {
         self.started.elapsed().as_secs()
@@ -140,6 +154,8 @@ pub struct WebServer {
     addr: SocketAddr,
     /// The axum server task.
     server: JoinHandle<()>,
+    /// The task beating the `live` beacon for the live client loops.
+    relay: Option<JoinHandle<()>>,
 }
 
 impl WebServer {
@@ -159,6 +175,22 @@ impl WebServer {
             auth.set_one_time_hash(h);
         }
         let (shutdown, _) = watch::channel(false);
+        let live_members = BeaconTable::new(LIVE_CLIENT_SLOTS);
+        let relay = match daemon
+            .beacons()
+            .register("live", LIVE_BUDGET, clock.mono_ns())
+        {
+            Ok(group) => Some(spawn_relay(
+                "live",
+                Arc::clone(&live_members),
+                group,
+                Arc::clone(&clock),
+            )),
+            Err(e) => {
+                tracing::warn!(error = %e, "live pusher not watched");
+                None
+            }
+        };
         let state = Arc::new(AppState {
             daemon: RwLock::new(Some(daemon)),
             auth,
@@ -170,6 +202,7 @@ impl WebServer {
             clock,
             live: options.live,
             started: Instant::now(),
+            live_members,
             shutdown,
         });
         let app = router(Arc::clone(&state));
@@ -196,6 +229,7 @@ impl WebServer {
             state,
             addr,
             server,
+            relay,
         })
     }
 
@@ -212,6 +246,9 @@ impl WebServer {
     /// Stops the server (live clients first), then the daemon.
     pub async fn shutdown(self) {
         self.state.shutdown.send_replace(true);
+        if let Some(relay) = self.relay {
+            relay.abort();
+        }
         let mut server = self.server;
         if tokio::time::timeout(SHUTDOWN_GRACE, &mut server)
             .await
