@@ -83,6 +83,22 @@ impl Service {
         })
     }
 
+    /// `edgecam run --config` with one test-pattern stream and a viewer token ([`TOKEN`]).
+    fn pattern_with_token() -> Service {
+        Service::start(None, |dir, port| {
+            let config = format!(
+                "[web]\nlisten = \"127.0.0.1:{port}\"\n\
+                 tokens = [{{ name = \"test\", token = \"{TOKEN}\", role = \"viewer\" }}]\n\n\
+                 [paths]\nstate_dir = \"{}\"\n\n\
+                 [[streams]]\nid = \"cam1\"\nkind = \"testpattern\"\nwidth = 160\nheight = 96\n",
+                dir.join("state").display()
+            );
+            let path = dir.join("config.toml");
+            std::fs::write(&path, config).unwrap();
+            vec!["run".into(), "--config".into(), path.display().to_string()]
+        })
+    }
+
     fn start(fault: Option<&str>, args: impl FnOnce(&Path, u16) -> Vec<String>) -> Service {
         let dir = tempfile::tempdir().unwrap();
         let sock_path = dir.path().join("notify.sock");
@@ -186,6 +202,27 @@ impl Drop for Service {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The viewer token of [`Service::pattern_with_token`].
+const TOKEN: &str = "watchdog-test-token-0123456789";
+
+/// `GET /api/status` with [`TOKEN`] over a plain TCP connection; the JSON body.
+fn status_json(port: u16) -> serde_json::Value {
+    use std::io::{Read, Write};
+    let mut tcp = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    tcp.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    write!(
+        tcp,
+        "GET /api/status HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {TOKEN}\r\n\
+         Connection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut answer = String::new();
+    tcp.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200 "), "{answer}");
+    let body = answer.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+    serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {answer}"))
 }
 
 fn mean_interval(pings: &[Instant]) -> Duration {
@@ -443,4 +480,40 @@ async fn a_hung_live_client_loop_makes_the_live_beacon_stale() {
     assert_eq!(stale.name, "live");
     drop(a);
     s.stop().await;
+}
+
+/// The System tab's data from the real binary under the fake systemd: the watchdog is enabled
+/// with the given period, pings are counted as they reach the socket, and every watched loop
+/// (stream, control, main loop, web server, live pusher) is listed with its budget, fresh.
+#[test]
+fn the_status_api_shows_the_watchdog_its_pings_and_every_beacon() {
+    let mut s = Service::pattern_with_token();
+    let ready = s.wait_ready();
+    s.collect_for(Duration::from_secs(4));
+    let received = s.pings_after(ready).len() as u64;
+    let st = status_json(s.port);
+    let w = &st["watchdog"];
+    println!("status.watchdog: {w}");
+    assert_eq!(w["running"], true, "{w}");
+    assert_eq!(w["enabled"], true, "{w}");
+    assert_eq!(w["period_ms"], 2000, "{w}");
+    assert_eq!(w["ping_every_ms"], 1000, "{w}");
+    let pings = w["pings"].as_u64().unwrap();
+    assert!(received >= 1, "pings reach the socket");
+    // Counted right after each send: at least every ping received so far (one may be in flight).
+    assert!(
+        pings + 1 >= received,
+        "{pings} counted, {received} received"
+    );
+    assert!(w["last_ping_age_ms"].is_u64(), "{w}");
+    assert!(w["tripped"].is_null(), "{w}");
+    let beacons = w["beacons"].as_array().unwrap();
+    for name in ["stream:cam1", "control", "main", "web", "live"] {
+        let b = beacons
+            .iter()
+            .find(|b| b["name"] == name)
+            .unwrap_or_else(|| panic!("{name} is watched: {w}"));
+        assert_eq!(b["fresh"], true, "{b}");
+        assert!(b["budget_ms"].as_u64().unwrap() >= 5000, "{b}");
+    }
 }

@@ -238,5 +238,21 @@ async fn events_come_from_the_control_task_including_gpio_and_timeouts() {
     );
     let st = s.wait_status("status", |_| true).await;
     assert_eq!(st["alarms"][1]["raised"], 2);
+    // The watchdog object: no watchdog task in-process (only `run` starts one), but every
+    // loop's beacon is listed, the live pusher's included.
+    let w = &st["watchdog"];
+    assert_eq!(
+        (w["running"].as_bool(), w["enabled"].as_bool()),
+        (Some(false), Some(false))
+    );
+    let names: Vec<&str> = w["beacons"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["name"].as_str().unwrap())
+        .collect();
+    for name in ["control", "live", "stream:cam1"] {
+        assert!(names.contains(&name), "{name} in {names:?}");
+    }
     s.stop().await;
 }
