@@ -49,7 +49,8 @@ pub enum EventKind {
         /// What allowed the change (for the anti-flicker rule and for humans).
         cause: super::ChangeCause,
         /// The view left an alarm for the user's choice or the default because the alarms
-        /// ended (cleared or expired; an acknowledgement counts as the user's action).
+        /// ended (cleared or expired; an acknowledgement is the user's action and a config
+        /// change its own cause).
         returned: bool,
     },
     /// The user chose a stream (or cleared the choice with `None`).

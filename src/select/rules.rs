@@ -175,7 +175,9 @@ impl Selector {
             Reason::Alarm(_) | Reason::Sequence { .. }
         );
         let to_base = matches!(d.reason, Reason::User | Reason::Default);
-        let returned = from_alarm && to_base && cause != ChangeCause::User;
+        // An acknowledgement or a config change is its own cause, not the alarms ending.
+        let returned =
+            from_alarm && to_base && !matches!(cause, ChangeCause::User | ChangeCause::Config);
         self.shown = d.stream;
         self.shown_reason = d.reason;
         self.shown_rank = d.rank;
