@@ -1,11 +1,15 @@
 //! The real binary under a fake systemd: a Unix datagram socket as `NOTIFY_SOCKET` and
 //! `WATCHDOG_USEC=2000000`. Proves READY/WATCHDOG/STATUS/STOPPING are sent when they should
-//! be, that a hung stream loop or control task stops the pings (and is named in STATUS),
-//! and that a camera that is merely unreachable does not.
+//! be, that a hung stream loop, control task, main loop, web server or live pusher stops the
+//! pings (and is named in STATUS), and that a camera that is merely unreachable does not.
+//! One test runs in-process with a manual clock: a hung live client loop makes the `live`
+//! beacon stale while an idle or healthy pusher keeps it fresh.
 //!
 //! Timing is only asserted with generous windows (the machine is noisy); the measured
 //! intervals are printed (`cargo test --all-features --test watchdog -- --nocapture`).
 #![cfg(feature = "fault-injection")]
+
+mod webutil;
 
 use std::net::{TcpListener, TcpStream};
 use std::os::unix::net::UnixDatagram;
@@ -23,6 +27,8 @@ const CONTROL_BUDGET: Duration = Duration::from_secs(10);
 const MAIN_BUDGET: Duration = Duration::from_secs(10);
 /// The daemon's budget for the web self-probe (`health::WEB_BUDGET`).
 const WEB_BUDGET: Duration = Duration::from_secs(15);
+/// The daemon's budget for the live pusher (`health::LIVE_BUDGET`).
+const LIVE_BUDGET: Duration = edgecam::health::LIVE_BUDGET;
 /// Slack on top of any budget for a loaded machine.
 const SLACK: Duration = Duration::from_secs(20);
 
@@ -69,6 +75,22 @@ impl Service {
                 "[web]\nlisten = \"127.0.0.1:{port}\"\n\n[paths]\nstate_dir = \"{}\"\n\n\
                  [[streams]]\nid = \"gate\"\nkind = \"rtsp\"\nurl = \"rtsp://127.0.0.1:{cam_port}/x\"\n\
                  connect_timeout_ms = 1000\n",
+                dir.join("state").display()
+            );
+            let path = dir.join("config.toml");
+            std::fs::write(&path, config).unwrap();
+            vec!["run".into(), "--config".into(), path.display().to_string()]
+        })
+    }
+
+    /// `edgecam run --config` with one test-pattern stream and a viewer token ([`TOKEN`]).
+    fn pattern_with_token() -> Service {
+        Service::start(None, |dir, port| {
+            let config = format!(
+                "[web]\nlisten = \"127.0.0.1:{port}\"\n\
+                 tokens = [{{ name = \"test\", token = \"{TOKEN}\", role = \"viewer\" }}]\n\n\
+                 [paths]\nstate_dir = \"{}\"\n\n\
+                 [[streams]]\nid = \"cam1\"\nkind = \"testpattern\"\nwidth = 160\nheight = 96\n",
                 dir.join("state").display()
             );
             let path = dir.join("config.toml");
@@ -180,6 +202,27 @@ impl Drop for Service {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The viewer token of [`Service::pattern_with_token`].
+const TOKEN: &str = "watchdog-test-token-0123456789";
+
+/// `GET /api/status` with [`TOKEN`] over a plain TCP connection; the JSON body.
+fn status_json(port: u16) -> serde_json::Value {
+    use std::io::{Read, Write};
+    let mut tcp = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    tcp.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    write!(
+        tcp,
+        "GET /api/status HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {TOKEN}\r\n\
+         Connection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut answer = String::new();
+    tcp.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200 "), "{answer}");
+    let body = answer.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+    serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {answer}"))
 }
 
 fn mean_interval(pings: &[Instant]) -> Duration {
@@ -341,4 +384,136 @@ fn an_unreachable_camera_does_not_stop_the_pings() {
         statuses.iter().any(|l| l.starts_with("0/1 live")),
         "status shows the camera down: {statuses:?}"
     );
+}
+
+#[test]
+fn a_hung_live_pusher_relay_stops_the_pings_and_is_named() {
+    let _s = hang_stops_the_pings("live", LIVE_BUDGET);
+}
+
+/// Moves `clock` past the live budget, then waits (real time) until `pred(now)` holds.
+async fn advance_until(
+    clock: &edgecam::clock::ManualClock,
+    what: &str,
+    pred: impl Fn(u64) -> bool,
+) {
+    use edgecam::clock::Clock;
+    clock.advance_ns(3 * LIVE_BUDGET.as_nanos() as u64);
+    for _ in 0..200 {
+        if pred(clock.mono_ns()) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("timed out waiting for {what}");
+}
+
+/// In-process, with a manual clock: the live pusher's `live` beacon stays fresh with no
+/// client and with a healthy client as time passes, and goes stale once a client loop hangs
+/// (`hang:live:client`, armed in this process; the other tests here run child processes).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hung_live_client_loop_makes_the_live_beacon_stale() {
+    use edgecam::clock::{Clock, ManualClock};
+    use edgecam::daemon::Daemon;
+    use edgecam::web::{WebOptions, WebServer};
+    use std::sync::Arc;
+    use webutil::{TestServer, VIEWER_TOKEN, config};
+
+    let clock = Arc::new(ManualClock::new(1_700_000_000_000_000));
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(config(dir.path()), clock.clone() as Arc<dyn Clock>)
+        .await
+        .unwrap();
+    let table = daemon.beacons();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let server = WebServer::start(daemon, listener, WebOptions::default(), clock.clone())
+        .await
+        .unwrap();
+    let host = server.local_addr().to_string();
+    let state = Arc::clone(server.state());
+    let s = TestServer {
+        server: Some(server),
+        base: format!("http://{host}"),
+        host,
+        dir,
+        http: reqwest::Client::new(),
+    };
+    let live = |now: u64| {
+        table
+            .report(now)
+            .into_iter()
+            .find(|b| b.name == "live")
+            .expect("the live pusher is watched")
+    };
+    advance_until(&clock, "the idle relay to beat", |now| live(now).fresh).await;
+    let mut a = s.live(VIEWER_TOKEN, &["h264"], "").await;
+    a.next_text("init").await;
+    assert_eq!(state.live_clients(), 1);
+    advance_until(&clock, "the healthy client to beat", |now| live(now).fresh).await;
+
+    assert!(edgecam::health::fault::arm("hang:live:client"));
+    let _b = s.live(VIEWER_TOKEN, &["h264"], "").await;
+    for _ in 0..200 {
+        if state.live_clients() == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(state.live_clients(), 2, "the second client connected");
+    // Every other loop keeps beating at the new time; `live` cannot, so it is the one
+    // the watchdog names.
+    advance_until(&clock, "every loop but the live pusher to beat", |now| {
+        table
+            .report(now)
+            .iter()
+            .all(|b| b.fresh || b.name == "live")
+    })
+    .await;
+    let now = clock.mono_ns();
+    let beacon = live(now);
+    assert!(!beacon.fresh, "{beacon:?}");
+    assert!(
+        beacon.age_ms >= 3 * LIVE_BUDGET.as_millis() as u64,
+        "{beacon:?}"
+    );
+    let stale = table.stalest(now).expect("a stale loop");
+    assert_eq!(stale.name, "live");
+    drop(a);
+    s.stop().await;
+}
+
+/// The System tab's data from the real binary under the fake systemd: the watchdog is enabled
+/// with the given period, pings are counted as they reach the socket, and every watched loop
+/// (stream, control, main loop, web server, live pusher) is listed with its budget, fresh.
+#[test]
+fn the_status_api_shows_the_watchdog_its_pings_and_every_beacon() {
+    let mut s = Service::pattern_with_token();
+    let ready = s.wait_ready();
+    s.collect_for(Duration::from_secs(4));
+    let received = s.pings_after(ready).len() as u64;
+    let st = status_json(s.port);
+    let w = &st["watchdog"];
+    println!("status.watchdog: {w}");
+    assert_eq!(w["running"], true, "{w}");
+    assert_eq!(w["enabled"], true, "{w}");
+    assert_eq!(w["period_ms"], 2000, "{w}");
+    assert_eq!(w["ping_every_ms"], 1000, "{w}");
+    let pings = w["pings"].as_u64().unwrap();
+    assert!(received >= 1, "pings reach the socket");
+    // Counted right after each send: at least every ping received so far (one may be in flight).
+    assert!(
+        pings + 1 >= received,
+        "{pings} counted, {received} received"
+    );
+    assert!(w["last_ping_age_ms"].is_u64(), "{w}");
+    assert!(w["tripped"].is_null(), "{w}");
+    let beacons = w["beacons"].as_array().unwrap();
+    for name in ["stream:cam1", "control", "main", "web", "live"] {
+        let b = beacons
+            .iter()
+            .find(|b| b["name"] == name)
+            .unwrap_or_else(|| panic!("{name} is watched: {w}"));
+        assert_eq!(b["fresh"], true, "{b}");
+        assert!(b["budget_ms"].as_u64().unwrap() >= 5000, "{b}");
+    }
 }

@@ -476,14 +476,30 @@ async function refreshSystem() {
   try {
     const [st, ev] = await Promise.all([api('GET', '/api/status'), api('GET', '/api/events')]);
     const up = st.uptime_s;
-    $('sysinfo').textContent = `edgecam ${st.version} · up ${Math.floor(up / 3600)} h ${Math.floor(up / 60) % 60} min · watchdog: ${st.watchdog} · live clients: ${st.live_clients} · logged in as ${session.role}`;
+    $('sysinfo').textContent = `edgecam ${st.version} · up ${Math.floor(up / 3600)} h ${Math.floor(up / 60) % 60} min · live clients: ${st.live_clients} · logged in as ${session.role}`;
+    showWatchdog(st.watchdog);
     const rows = st.streams.map((s) => [s.id, s.state, s.fps.toFixed(1), s.bitrate_kbps, s.frames, s.dropped, s.reconnects, s.ring_overwritten, s.ring_lagged, s.last_error || '']);
     table($('stream-stats'), ['stream', 'state', 'fps', 'kbit/s', 'frames', 'dropped', 'reconnects', 'ring overwritten', 'ring lagged', 'last error'], rows);
-    const evs = ev.events.slice(-50).reverse().map((e) => [new Date(e.at_us / 1000).toLocaleTimeString(), e.kind, e.stream || '', e.alarm || '', e.detail]);
-    table($('events'), ['time', 'kind', 'stream', 'alarm', 'detail'], evs);
+    const evs = ev.events.slice(-50).reverse().map((e) => [new Date(e.at_us / 1000).toLocaleTimeString(), e.kind, e.action, e.stream || '', e.alarm || '', e.detail, e.cause || '']);
+    table($('events'), ['time', 'kind', 'what', 'stream', 'alarm', 'detail', 'cause'], evs);
   } catch (_) { /* next tick */ }
 }
 setInterval(refreshSystem, 2000);
+
+// The health watchdog: systemd's setting, the pings, and every watched loop's beacon.
+function showWatchdog(w) {
+  const secs = (ms) => (ms / 1000).toFixed(1) + ' s';
+  let line;
+  if (!w.enabled) line = 'systemd watchdog: not requested (no WATCHDOG_USEC)';
+  else line = `systemd watchdog: every ${secs(w.period_ms)}, ping due every ${secs(w.ping_every_ms)} · ${w.pings} pings sent` + (w.last_ping_age_ms == null ? '' : `, last ${secs(w.last_ping_age_ms)} ago`);
+  if (!w.running) line += ' · health checks not running';
+  if (w.tripped) line += ` · STOPPED: loop ${w.tripped} hung, waiting for systemd to restart`;
+  $('watchdog').textContent = line;
+  $('watchdog').classList.toggle('bad', !!w.tripped);
+  const rows = w.beacons.map((b) => [b.name, secs(b.age_ms), secs(b.budget_ms), b.fresh ? 'fresh' : 'STALE']);
+  table($('beacons'), ['loop', 'last beat', 'budget', 'state'], rows);
+  for (const tr of $('beacons').querySelectorAll('tr')) if (tr.lastChild.textContent === 'STALE') tr.classList.add('stale');
+}
 
 function table(t, head, rows) {
   t.replaceChildren(el('tr', {}, ...head.map((h) => el('th', {}, h))), ...rows.map((r) => el('tr', {}, ...r.map((c) => el('td', {}, String(c))))));

@@ -15,7 +15,7 @@ use crate::config::Config;
 use crate::gpio::{OutputBackend, OutputDriver};
 use crate::health::beacon::BeaconGuard;
 use crate::ingest::stats::{StreamState, StreamStats};
-use crate::select::{DEFAULT_HISTORY, SelectError, Selector, Stamp};
+use crate::select::{DEFAULT_HISTORY, EventsReport, SelectError, Selector, Stamp};
 use crate::state::{LatchedAlarm, PersistedState, StateStore};
 
 /// How often stream health is polled for video-loss alarms.
@@ -65,6 +65,11 @@ pub enum Command {
     ApplyConfig(Box<Config>),
     /// The set of streams whose health is watched changed.
     WatchStreams(Vec<Arc<StreamStats>>),
+    /// The selector's event history (`GET /api/events`), rendered on demand.
+    Events {
+        /// The history.
+        reply: oneshot::Sender<EventsReport>,
+    },
 }
 
 /// One alarm as the status page shows it.
@@ -80,6 +85,8 @@ pub struct AlarmStatus {
     pub stream: String,
     /// When it was raised (wall µs), while it is not idle.
     pub since: Option<i64>,
+    /// Times it went from idle to active since start (`/metrics`), counted by the selector.
+    pub raised: u64,
 }
 
 /// What is shown, and why; published on every change.
@@ -163,6 +170,13 @@ impl Control {
         let alarm = alarm.to_string();
         self.ask(|reply| Command::Ack { alarm, reply }).await
     }
+
+    /// The selector's bounded history of selection and alarm events, oldest first.
+    pub async fn events(&self) -> Result<EventsReport, ControlError> {
+        let (reply, rx) = oneshot::channel();
+        self.send(Command::Events { reply }).await?;
+        rx.await.map_err(|_| ControlError::Closed)
+    }
 }
 
 /// Starts the control task with `config`, restoring the persisted state from `store`.
@@ -235,8 +249,9 @@ struct ControlTask {
     saved: PersistedState,
     /// Streams whose health feeds video-loss alarms, with the last health reported.
     watched: Vec<(Arc<StreamStats>, Option<bool>)>,
-    /// (view generation, state generation) last published; `None` forces a publish.
-    published: Option<(u64, u64)>,
+    /// (view generation, state generation, events recorded) last published; `None` forces
+    /// a publish. Every alarm change is recorded, so the alarm states follow the history.
+    published: Option<(u64, u64, u64)>,
     /// The task's watchdog slot, beaten on every loop iteration (the health poll makes
     /// that at least four times a second).
     beacon: Option<BeaconGuard>,
@@ -318,6 +333,9 @@ impl ControlTask {
             Command::WatchStreams(stats) => {
                 self.watched = stats.into_iter().map(|s| (s, None)).collect();
             }
+            Command::Events { reply } => {
+                let _ = reply.send(self.selector.events_report());
+            }
         }
     }
 
@@ -346,7 +364,11 @@ impl ControlTask {
 
     /// Publishes the view when it changed.
     fn publish(&mut self, tx: &watch::Sender<ActiveView>) {
-        let generations = (self.selector.view_generation(), self.selector.generation());
+        let generations = (
+            self.selector.view_generation(),
+            self.selector.generation(),
+            self.selector.history_total(),
+        );
         if Some(generations) == self.published {
             return;
         }
@@ -357,10 +379,18 @@ impl ControlTask {
             alarms: self.alarm_statuses(),
             generation: self.selector.generation(),
         };
-        if let Some(stream) = &view.stream {
-            tracing::info!(stream = %stream, reason = %view.reason, "active stream");
-        }
-        tx.send_replace(view);
+        tx.send_if_modified(|old| {
+            if *old == view {
+                return false;
+            }
+            if let Some(stream) = &view.stream
+                && (old.stream != view.stream || old.reason != view.reason)
+            {
+                tracing::info!(stream = %stream, reason = %view.reason, "active stream");
+            }
+            *old = view;
+            true
+        });
     }
 
     fn alarm_statuses(&self) -> Vec<AlarmStatus> {
@@ -375,6 +405,7 @@ impl ControlTask {
                     state: state.map_or("idle", |s| s.as_str()),
                     stream: a.stream.clone(),
                     since: self.selector.alarm_since_wall_us(i),
+                    raised: self.selector.alarm_raised_total(i),
                 }
             })
             .collect()
@@ -403,5 +434,70 @@ impl ControlTask {
             }
             Err(e) => tracing::warn!(error = %e, "state save task failed"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::ManualClock;
+    use crate::gpio::mock::MockOutputs;
+
+    const S: u64 = 1_000_000_000;
+
+    fn config(dir: &std::path::Path) -> Config {
+        let mut cfg: Config = toml::from_str(
+            "[[streams]]\nid = \"cam1\"\nkind = \"testpattern\"\n\n\
+             [[streams]]\nid = \"cam2\"\nkind = \"testpattern\"\n\n\
+             [[alarms]]\nid = \"door\"\nstream = \"cam2\"\nmode = \"hold\"\nhold_s = 2\n",
+        )
+        .unwrap();
+        cfg.paths.state_dir = dir.to_path_buf();
+        cfg.select.min_dwell_ms = 0;
+        cfg
+    }
+
+    /// A hold that runs out is recorded by the control task itself, with the injected clock's
+    /// wall time, although no command arrives; the raise count follows the same history.
+    #[tokio::test(start_paused = true)]
+    async fn hold_expiry_is_recorded_by_the_timer_with_the_clock_wall_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = Arc::new(ManualClock::new(1_000_000_000_000));
+        let (control, task) = spawn_control(
+            &config(dir.path()),
+            Arc::clone(&clock) as Arc<dyn Clock>,
+            StateStore::new(dir.path()),
+            Arc::new(MockOutputs::default()),
+            None,
+        );
+        control.trigger("door", None).await.unwrap();
+        control.clear("door").await.unwrap();
+        assert_eq!(control.view().stream.as_deref(), Some("cam2"));
+        let held = control.events().await.unwrap();
+        assert!(
+            !held.events.iter().any(|e| e.action == "hold-expired"),
+            "{held:?}"
+        );
+
+        clock.advance_ns(3 * S);
+        // Let the control task's timers run (paused time advances by itself).
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let report = control.events().await.unwrap();
+        let expired = report
+            .events
+            .iter()
+            .find(|e| e.action == "hold-expired")
+            .expect("the hold expiry is recorded");
+        assert_eq!(expired.alarm.as_deref(), Some("door"));
+        assert_eq!(expired.at_us, 1_000_000_000_000 + 3_000_000);
+        let back = report.events.last().unwrap();
+        assert_eq!(
+            (back.stream.as_deref(), back.cause),
+            (Some("cam1"), Some("return-after-clear"))
+        );
+        assert_eq!(control.view().stream.as_deref(), Some("cam1"));
+        assert_eq!(control.view().alarms[0].raised, 1);
+        drop(control);
+        task.await.unwrap();
     }
 }

@@ -17,7 +17,7 @@ use crate::clock::{Clock, SystemClock};
 use crate::config::{Config, ConfigError, FieldError, StreamConfig, StreamKind, Transport};
 use crate::health::beacon::BeaconTable;
 use crate::health::probe::spawn_web_probe;
-use crate::health::watchdog::spawn_watchdog;
+use crate::health::watchdog::{WatchdogStatus, spawn_watchdog};
 use crate::health::{BEACON_SLOTS, CONTROL_BUDGET, MAIN_BUDGET, WEB_BUDGET, notify};
 use crate::ingest::stats::StreamState;
 use crate::ring::{RingError, RingSpec};
@@ -138,6 +138,8 @@ pub struct Daemon {
     clock: Arc<dyn Clock>,
     /// Liveness beacons of the stream loops and the control task, for the watchdog.
     beacons: Arc<BeaconTable>,
+    /// What the watchdog task has done (pings, trip), for the System tab.
+    watchdog: Arc<WatchdogStatus>,
 }
 
 impl Daemon {
@@ -178,6 +180,7 @@ impl Daemon {
             gpio,
             clock,
             beacons,
+            watchdog: Arc::default(),
         };
         daemon.watch_streams().await;
         Ok(daemon)
@@ -229,6 +232,11 @@ impl Daemon {
     /// The liveness beacons of the daemon's loops.
     pub fn beacons(&self) -> Arc<BeaconTable> {
         Arc::clone(&self.beacons)
+    }
+
+    /// What the health watchdog has done; it runs once [`run`] starts it.
+    pub fn watchdog_status(&self) -> Arc<WatchdogStatus> {
+        Arc::clone(&self.watchdog)
     }
 
     /// Streams that are live, and all running streams.
@@ -321,6 +329,7 @@ pub async fn run(mode: Mode) -> Result<(), DaemonError> {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock::new());
     let daemon = Daemon::start(config, Arc::clone(&clock)).await?;
     let beacons = daemon.beacons();
+    let watchdog_status = daemon.watchdog_status();
     let view = daemon.control().view();
     tracing::info!(
         streams = daemon.streams().len(),
@@ -362,6 +371,7 @@ pub async fn run(mode: Mode) -> Result<(), DaemonError> {
         Arc::clone(&clock),
         notify::watchdog_period(),
         status_rx,
+        watchdog_status,
     );
     let mut stats = tokio::time::interval(STATS_LOG_PERIOD);
     stats.tick().await;

@@ -52,6 +52,19 @@ pub struct Stale {
     pub budget: Duration,
 }
 
+/// One loop as the System tab shows it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct BeaconReport {
+    /// The loop's name (`stream:cam1`, `control`, `live`).
+    pub name: String,
+    /// Time since its last beat, ms.
+    pub age_ms: u64,
+    /// Its staleness budget, ms.
+    pub budget_ms: u64,
+    /// Whether it beat within its budget (the watchdog pings only while all are).
+    pub fresh: bool,
+}
+
 /// A fixed table of beacons, shared as `Arc<BeaconTable>`.
 #[derive(Debug)]
 pub struct BeaconTable {
@@ -123,6 +136,34 @@ impl BeaconTable {
             age: Duration::from_nanos(age),
             budget: Duration::from_nanos(budget),
         })
+    }
+
+    /// The oldest last beat among the registered loops (`None` when none is registered): a
+    /// group of loops is as alive as its least recently beaten member.
+    pub fn oldest_beat(&self) -> Option<u64> {
+        self.slots
+            .iter()
+            .filter(|s| s.used.load(Ordering::Acquire))
+            .map(|s| s.last_beat_ns.load(Ordering::Relaxed))
+            .min()
+    }
+
+    /// Every registered loop with its age and budget at `now_ns` (allocates; for the API).
+    pub fn report(&self, now_ns: u64) -> Vec<BeaconReport> {
+        self.slots
+            .iter()
+            .filter(|s| s.used.load(Ordering::Acquire))
+            .map(|s| {
+                let age = now_ns.saturating_sub(s.last_beat_ns.load(Ordering::Relaxed));
+                let budget = s.budget_ns.load(Ordering::Relaxed);
+                BeaconReport {
+                    name: s.name.lock().unwrap_or_else(|e| e.into_inner()).clone(),
+                    age_ms: age / 1_000_000,
+                    budget_ms: budget / 1_000_000,
+                    fresh: age <= budget,
+                }
+            })
+            .collect()
     }
 
     /// Names of the registered loops (for logs and tests).
@@ -226,5 +267,34 @@ mod tests {
         g2.beacon().beat(200 * S);
         assert_eq!(t.stalest(200 * S), None);
         assert_eq!(t.names(), vec!["stream:cam2".to_string()]);
+    }
+
+    #[test]
+    fn reports_ages_and_the_oldest_beat() {
+        let t = BeaconTable::new(4);
+        assert_eq!(t.oldest_beat(), None);
+        let a = t.register("a", Duration::from_secs(2), S).unwrap();
+        let _b = t.register("b", Duration::from_secs(5), 2 * S).unwrap();
+        assert_eq!(t.oldest_beat(), Some(S));
+        a.beat(4 * S);
+        assert_eq!(t.oldest_beat(), Some(2 * S));
+        let r = t.report(7 * S);
+        assert_eq!(
+            r,
+            vec![
+                BeaconReport {
+                    name: "a".into(),
+                    age_ms: 3000,
+                    budget_ms: 2000,
+                    fresh: false
+                },
+                BeaconReport {
+                    name: "b".into(),
+                    age_ms: 5000,
+                    budget_ms: 5000,
+                    fresh: true
+                },
+            ]
+        );
     }
 }

@@ -8,18 +8,20 @@
 //!   (like a deadlocked `.await`); its beacon goes stale.
 //! * `panic:control` — the control task panics at its next checkpoint (`main` names the
 //!   daemon's main loop, `web` the web server's `/api/health` handler, which the self-probe
-//!   calls).
+//!   calls, `live` the live pusher's relay and `live:client` every `/api/live` client loop).
 //! * A suffix `@MS` delays the fault until `MS` milliseconds after the first checkpoint of the
 //!   process, e.g. `hang:stream:cam2@3000`, so a test can first see the healthy behaviour.
+//!
+//! In-process tests arm a fault with [`arm`] instead of the environment.
 
 /// Applies the configured fault, if it targets the loop `kind` (`stream`, `control`, `main`,
-/// `web`) with `id` (the stream id; empty for single loops).
+/// `web`, `live`) with `id` (the stream id, `client` for live clients; empty for single loops).
 #[cfg(not(feature = "fault-injection"))]
 #[inline(always)]
 pub async fn checkpoint(_kind: &str, _id: &str) {}
 
 /// Applies the configured fault, if it targets the loop `kind` (`stream`, `control`, `main`,
-/// `web`) with `id` (the stream id; empty for single loops).
+/// `web`, `live`) with `id` (the stream id, `client` for live clients; empty for single loops).
 #[cfg(feature = "fault-injection")]
 pub async fn checkpoint(kind: &str, id: &str) {
     let Some(fault) = imp::fault() else {
@@ -35,6 +37,18 @@ pub async fn checkpoint(kind: &str, id: &str) {
         }
         imp::Action::Panic => panic!("fault injection: panic in {kind} {id}"),
     }
+}
+
+/// Arms `spec` (same syntax as `EDGECAM_FAULT`) for this process, for in-process tests;
+/// it wins over the environment. Only the first call takes effect; `false` when `spec` does
+/// not parse or a fault was armed already.
+#[cfg(feature = "fault-injection")]
+pub fn arm(spec: &str) -> bool {
+    let Some(fault) = imp::Fault::parse(spec) else {
+        return false;
+    };
+    tracing::warn!(fault = ?fault, "fault injection armed in-process");
+    imp::ARMED.set(fault).is_ok()
 }
 
 #[cfg(feature = "fault-injection")]
@@ -92,8 +106,14 @@ mod imp {
         }
     }
 
-    /// The fault from the environment, read once.
+    /// A fault armed in-process ([`super::arm`]).
+    pub(super) static ARMED: OnceLock<Fault> = OnceLock::new();
+
+    /// The fault armed in-process, else the one from the environment (read once).
     pub(super) fn fault() -> Option<&'static Fault> {
+        if let Some(f) = ARMED.get() {
+            return Some(f);
+        }
         static FAULT: OnceLock<Option<Fault>> = OnceLock::new();
         FAULT
             .get_or_init(|| {
@@ -134,6 +154,12 @@ mod imp {
             assert!(!f.targets("stream", "control"));
             assert_eq!(Fault::parse("explode:control"), None);
             assert_eq!(Fault::parse("hang:control@soon"), None);
+            let f = Fault::parse("hang:live:client").unwrap();
+            assert!(f.targets("live", "client"));
+            assert!(!f.targets("live", ""), "the relay is another loop");
+            let f = Fault::parse("hang:live").unwrap();
+            assert!(f.targets("live", ""));
+            assert!(!f.targets("live", "client"));
         }
     }
 }

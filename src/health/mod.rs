@@ -4,8 +4,10 @@
 //! Who beats: each stream supervisor (through [`crate::ingest::stats::StreamStats`], at least
 //! once a second even while backing off), the control task (every loop iteration, at least
 //! four times a second), the daemon's main loop (once a second, through the web server's
-//! lock on the daemon) and the web server (a self-probe of `GET /api/health` every two
-//! seconds, [`probe`]). Budgets are below.
+//! lock on the daemon), the web server (a self-probe of `GET /api/health` every two
+//! seconds, [`probe`]) and the live pusher (every `/api/live` client loop beats its own slot
+//! of a member table; [`relay`] forwards the stalest one into the `live` beacon every second,
+//! and beats it while there is no client). Budgets are below.
 //!
 //! Panics: release builds use `panic = "abort"`, so a panic anywhere ends the process and
 //! systemd restarts it. In debug and test builds a panicking task just ends; its beacon goes
@@ -15,6 +17,7 @@ pub mod beacon;
 pub mod fault;
 pub mod notify;
 pub mod probe;
+pub mod relay;
 pub mod watchdog;
 
 use std::time::Duration;
@@ -34,3 +37,10 @@ pub const MAIN_BUDGET: Duration = Duration::from_secs(10);
 
 /// The web self-probe succeeds every two seconds; three misses in a row are tolerated.
 pub const WEB_BUDGET: Duration = Duration::from_secs(15);
+
+/// A live client loop iterates at least once a second (its ring recheck) and a send gives up
+/// after 5 s; a config change may hold the daemon lock for a while on top.
+pub const LIVE_BUDGET: Duration = Duration::from_secs(10);
+
+/// Live clients watched one by one; more still work but beat nothing (logged).
+pub const LIVE_CLIENT_SLOTS: usize = 128;

@@ -8,13 +8,16 @@
 //! `WatchdogSec` passes. A camera that is merely offline does not trip it: its supervisor
 //! keeps beating while it backs off.
 
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+use serde::Serialize;
 
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use super::beacon::{BeaconTable, Stale};
+use super::beacon::{BeaconReport, BeaconTable, Stale};
 use super::notify;
 use crate::clock::Clock;
 
@@ -61,6 +64,83 @@ impl WatchdogState {
     }
 }
 
+/// What the watchdog task has done, shared with the API (the System tab). Updated with
+/// atomics on every tick; the trip, which happens once, takes a lock.
+#[derive(Debug, Default)]
+pub struct WatchdogStatus {
+    /// The watchdog task has started.
+    running: AtomicBool,
+    /// `WATCHDOG_USEC` as nanoseconds; 0 when systemd asked for no watchdog.
+    period_ns: AtomicU64,
+    /// `WATCHDOG=1` pings sent.
+    pings: AtomicU64,
+    /// Clock time of the last ping (valid once `pings` > 0).
+    last_ping_ns: AtomicU64,
+    /// The loop that stopped the pings, once one did.
+    tripped: Mutex<Option<Stale>>,
+}
+
+impl WatchdogStatus {
+    /// The task started with systemd's `period` (`None`: no watchdog requested).
+    fn started(&self, period: Option<Duration>) {
+        let ns = period.map_or(0, |p| u64::try_from(p.as_nanos()).unwrap_or(u64::MAX));
+        self.period_ns.store(ns, Ordering::Relaxed);
+        self.running.store(true, Ordering::Release);
+    }
+
+    /// A ping was sent at `now_ns`.
+    fn pinged(&self, now_ns: u64) {
+        self.last_ping_ns.store(now_ns, Ordering::Relaxed);
+        self.pings.fetch_add(1, Ordering::Release);
+    }
+
+    /// `stale` stopped the pings.
+    fn trip(&self, stale: &Stale) {
+        *self.tripped.lock().unwrap_or_else(|e| e.into_inner()) = Some(stale.clone());
+    }
+
+    /// The watchdog's state and every beacon's at `now_ns`, as the API shows it.
+    pub fn report(&self, table: &BeaconTable, now_ns: u64) -> WatchdogReport {
+        let period_ns = self.period_ns.load(Ordering::Relaxed);
+        let pings = self.pings.load(Ordering::Acquire);
+        let period_ms = (period_ns > 0).then_some(period_ns / 1_000_000);
+        let tripped = self.tripped.lock().unwrap_or_else(|e| e.into_inner());
+        WatchdogReport {
+            running: self.running.load(Ordering::Acquire),
+            enabled: period_ns > 0,
+            period_ms,
+            ping_every_ms: period_ms.map(|p| p / 2),
+            pings,
+            last_ping_age_ms: (pings > 0).then(|| {
+                now_ns.saturating_sub(self.last_ping_ns.load(Ordering::Relaxed)) / 1_000_000
+            }),
+            tripped: tripped.as_ref().map(|s| s.name.clone()),
+            beacons: table.report(now_ns),
+        }
+    }
+}
+
+/// The watchdog as `/api/status` shows it (`watchdog`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct WatchdogReport {
+    /// The health watchdog task runs (it does under `edgecam run` and `demo`).
+    pub running: bool,
+    /// systemd asked for pings (`WATCHDOG_USEC` is set for this process).
+    pub enabled: bool,
+    /// `WATCHDOG_USEC` in ms.
+    pub period_ms: Option<u64>,
+    /// How often a ping is due (half the period).
+    pub ping_every_ms: Option<u64>,
+    /// `WATCHDOG=1` pings sent since start.
+    pub pings: u64,
+    /// Time since the last ping, ms.
+    pub last_ping_age_ms: Option<u64>,
+    /// The loop that stopped the pings for good, if one did (systemd will restart us).
+    pub tripped: Option<String>,
+    /// Every watched loop.
+    pub beacons: Vec<BeaconReport>,
+}
+
 /// The `STATUS=` line once a loop has tripped the watchdog.
 pub fn stale_status(stale: &Stale) -> String {
     format!(
@@ -73,14 +153,15 @@ pub fn stale_status(stale: &Stale) -> String {
 
 /// Runs the watchdog: checks `table` every half `period` (pinging systemd while all is
 /// well) or every second without a period, and forwards every new line of `status` as
-/// `STATUS=` until a loop trips it.
+/// `STATUS=` until a loop trips it. What it does is kept in `report` for the API.
 pub fn spawn_watchdog(
     table: Arc<BeaconTable>,
     clock: Arc<dyn Clock>,
     period: Option<Duration>,
     status: watch::Receiver<String>,
+    report: Arc<WatchdogStatus>,
 ) -> JoinHandle<()> {
-    tokio::spawn(run(table, clock, period, status))
+    tokio::spawn(run(table, clock, period, status, report))
 }
 
 async fn run(
@@ -88,7 +169,9 @@ async fn run(
     clock: Arc<dyn Clock>,
     period: Option<Duration>,
     status: watch::Receiver<String>,
+    report: Arc<WatchdogStatus>,
 ) {
+    report.started(period);
     let every = period.map_or(CHECK_WITHOUT_WATCHDOG, |p| p / 2);
     tracing::info!(
         watchdog_ms = period.map_or(0, |p| p.as_millis() as u64),
@@ -109,9 +192,11 @@ async fn run(
                 Verdict::Ping => {
                     if period.is_some() {
                         notify::watchdog();
+                        report.pinged(clock.mono_ns());
                     }
                 }
                 Verdict::Tripped(stale) => {
+                    report.trip(&stale);
                     tracing::error!(
                         loop = %stale.name,
                         age_ms = stale.age.as_millis() as u64,
@@ -175,5 +260,51 @@ mod tests {
         control.beat(9 * S);
         assert_eq!(wd.check(&table, 9 * S), Verdict::Silent);
         assert_eq!(wd.tripped().map(|s| s.name.as_str()), Some("stream:cam2"));
+    }
+
+    /// The task's record for the System tab: pings counted with their time while every beacon
+    /// is fresh, then the loop that stopped them. Paused tokio time drives the task's timer,
+    /// the manual clock the beacons.
+    #[tokio::test(start_paused = true)]
+    async fn the_status_counts_pings_and_names_the_loop_that_stopped_them() {
+        let clock = Arc::new(crate::clock::ManualClock::new(0));
+        let table = BeaconTable::new(2);
+        let cam = table
+            .register("stream:cam1", Duration::from_secs(5), 0)
+            .unwrap();
+        let status = Arc::new(WatchdogStatus::default());
+        let before = status.report(&table, 0);
+        assert!(!before.running && !before.enabled && before.last_ping_age_ms.is_none());
+        let (_tx, rx) = watch::channel(String::new());
+        let task = spawn_watchdog(
+            Arc::clone(&table),
+            clock.clone(),
+            Some(Duration::from_secs(2)),
+            rx,
+            Arc::clone(&status),
+        );
+        for _ in 0..3 {
+            clock.advance_ns(S);
+            cam.beat(clock.mono_ns());
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+        clock.advance_ns(S / 2);
+        let r = status.report(&table, clock.mono_ns());
+        assert!(r.running && r.enabled);
+        assert_eq!((r.period_ms, r.ping_every_ms), (Some(2000), Some(1000)));
+        assert!(r.pings >= 3, "{r:?}");
+        assert_eq!(r.last_ping_age_ms, Some(500));
+        assert_eq!(r.tripped, None);
+        assert!(r.beacons[0].fresh);
+        // The stream loop hangs: no beat for longer than its budget.
+        let pings = r.pings;
+        clock.advance_ns(6 * S);
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let r = status.report(&table, clock.mono_ns());
+        assert_eq!(r.tripped.as_deref(), Some("stream:cam1"));
+        assert_eq!(r.pings, pings, "no ping after the trip");
+        assert_eq!(r.beacons[0].name, "stream:cam1");
+        assert!(!r.beacons[0].fresh);
+        task.abort();
     }
 }

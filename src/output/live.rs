@@ -27,6 +27,7 @@ use super::jpeg::JpegWatch;
 use super::wire::{FLAG_CATCH_UP, FLAG_DISCONTINUITY, FrameHeader, avc_codec_string, encode_frame};
 use crate::daemon::control::{ActiveView, AlarmStatus};
 use crate::frame::{Codec, FrameMeta};
+use crate::health::beacon::BeaconGuard;
 use crate::ring::{FrameRing, Reader, Start};
 use crate::web::AppState;
 
@@ -154,6 +155,8 @@ struct Client {
     skipped: u64,
     /// Payload buffer reused for every frame read.
     buf: Vec<u8>,
+    /// This loop's watchdog slot, beaten every iteration and every send.
+    beacon: Option<BeaconGuard>,
 }
 
 /// Runs one client until it leaves, stops reading, or the daemon stops.
@@ -178,6 +181,8 @@ pub async fn serve(state: Arc<AppState>, mut ws: WebSocket, forced_jpeg: bool) {
             return;
         }
     };
+    // Registered before the client counts as connected, so the watchdog covers it throughout.
+    let beacon = state.live_beacon();
     let metrics = Arc::clone(&state.metrics);
     metrics.live_clients.inc();
     let mut client = Client {
@@ -189,6 +194,7 @@ pub async fn serve(state: Arc<AppState>, mut ws: WebSocket, forced_jpeg: bool) {
         current: None,
         skipped: 0,
         buf: Vec::with_capacity(256 * 1024),
+        beacon,
     };
     let end = client.run().await;
     metrics.live_clients.dec();
@@ -234,6 +240,9 @@ impl Client {
         let mut recheck = tokio::time::interval(RING_RECHECK);
         recheck.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         loop {
+            // `hang:live:client` (feature `fault-injection`) hangs every client loop here.
+            crate::health::fault::checkpoint("live", "client").await;
+            self.beat();
             // `changed()` below marks the value seen, so compare instead of asking.
             let view = {
                 let v = view_rx.borrow_and_update();
@@ -487,9 +496,21 @@ impl Client {
     async fn send(&mut self, msg: Message) -> Result<(), End> {
         let timeout = self.state.live_options().send_timeout;
         match tokio::time::timeout(timeout, self.ws.send(msg)).await {
-            Ok(Ok(())) => Ok(()),
+            Ok(Ok(())) => {
+                self.beat();
+                Ok(())
+            }
             Ok(Err(_)) => Err(End::Closed),
             Err(_) => Err(End::Stuck),
+        }
+    }
+}
+
+impl Client {
+    /// Tells the watchdog this loop is alive.
+    fn beat(&self) {
+        if let Some(b) = &self.beacon {
+            b.beat(self.state.clock.mono_ns());
         }
     }
 }

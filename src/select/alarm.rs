@@ -62,6 +62,20 @@ pub(crate) struct AlarmSlot {
     pub(crate) raised_seq: u64,
     /// When the alarm last became active; `None` while idle.
     pub(crate) since: Option<Stamp>,
+    /// Times the alarm went from idle to active (kept across config changes by id), for
+    /// `/metrics`.
+    pub(crate) raised_total: u64,
+}
+
+/// An alarm's levels before an operation, so the bookkeeping can tell what the operation did.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Levels {
+    /// Active by any rule.
+    pub(crate) active: bool,
+    /// An input (contact/API or video loss) was on.
+    pub(crate) input: bool,
+    /// Latched and not yet acknowledged.
+    pub(crate) latched: bool,
 }
 
 impl AlarmSlot {
@@ -83,6 +97,16 @@ impl AlarmSlot {
             latched: false,
             raised_seq: 0,
             since: None,
+            raised_total: 0,
+        }
+    }
+
+    /// The levels now, to compare with after an operation.
+    pub(crate) fn levels(&self) -> Levels {
+        Levels {
+            active: self.is_active(),
+            input: self.input || self.vl_input,
+            latched: self.latched,
         }
     }
 

@@ -5,6 +5,7 @@
 //! which keeps old entries readable after streams or alarms are renamed or removed.
 
 use super::Stamp;
+use super::alarm::AlarmState;
 
 /// Most alarm names a [`EventKind::ActiveChanged`] entry keeps for a `sequence` reason.
 pub const SEQUENCE_NAMES_MAX: usize = 8;
@@ -47,24 +48,41 @@ pub enum EventKind {
         reason: super::Reason,
         /// What allowed the change (for the anti-flicker rule and for humans).
         cause: super::ChangeCause,
+        /// The view left an alarm for the user's choice or the default because the alarms
+        /// ended (cleared or expired; an acknowledgement is the user's action and a config
+        /// change its own cause).
+        returned: bool,
     },
     /// The user chose a stream (or cleared the choice with `None`).
     UserSelected {
         /// The chosen stream.
         stream: Option<NameId>,
     },
-    /// An alarm became active.
+    /// An alarm went from idle to active (an input, an API pulse, video loss, or a latched
+    /// alarm restored at start-up).
     AlarmRaised {
         /// Which alarm.
         alarm: NameId,
+        /// Its state right after.
+        state: AlarmState,
     },
-    /// An alarm stopped being active.
+    /// An alarm's input cleared. The alarm may stay active: `state` is `holding` for a hold
+    /// alarm, `latched` for an unacknowledged latched one, `idle` otherwise.
     AlarmCleared {
         /// Which alarm.
         alarm: NameId,
+        /// Its state right after.
+        state: AlarmState,
     },
     /// A latched alarm was acknowledged.
     AlarmAcknowledged {
+        /// Which alarm.
+        alarm: NameId,
+        /// Its state right after (`idle`, or `active` while its input is still on).
+        state: AlarmState,
+    },
+    /// A hold (or an API pulse) ran out and the alarm became idle.
+    AlarmHoldExpired {
         /// Which alarm.
         alarm: NameId,
     },
@@ -144,7 +162,7 @@ mod tests {
     fn ev(ms: u64) -> HistoryEvent {
         HistoryEvent {
             at: Stamp::from_ms(ms),
-            kind: EventKind::AlarmCleared { alarm: NameId(0) },
+            kind: EventKind::AlarmHoldExpired { alarm: NameId(0) },
         }
     }
 

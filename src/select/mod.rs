@@ -39,12 +39,14 @@
 mod alarm;
 mod history;
 mod reason;
+mod report;
 mod rules;
 mod selector;
 
 pub use alarm::AlarmState;
 pub use history::{EventKind, HistoryEvent, NameId, SEQUENCE_NAMES_MAX};
 pub use reason::{ChangeCause, Reason};
+pub use report::{EventRecord, EventsReport};
 pub use selector::{DEFAULT_HISTORY, Selector};
 
 use thiserror::Error;

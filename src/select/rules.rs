@@ -1,6 +1,6 @@
 //! The rules: timers, what the view should be, and when the shown view may follow it.
 
-use super::alarm::AlarmSlot;
+use super::alarm::{AlarmSlot, Levels};
 use super::history::{EventKind, HistoryEvent, NameId, SEQUENCE_NAMES_MAX};
 use super::reason::{ChangeCause, Reason};
 use super::selector::Selector;
@@ -32,6 +32,17 @@ impl Force {
     }
 }
 
+/// What changed an alarm, for the history entry it gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum AlarmOp {
+    /// An input level (contact, API, video loss) or an API pulse.
+    Input,
+    /// A hold ran out.
+    Expire,
+    /// An operator acknowledged it.
+    Ack,
+}
+
 /// What the rules want to show right now (before the anti-flicker rule).
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Desired {
@@ -58,38 +69,39 @@ impl Selector {
     }
 
     /// Bookkeeping after an alarm changed, then re-evaluation.
-    pub(super) fn after_alarm(
-        &mut self,
-        alarm: usize,
-        latched_before: bool,
-        changed: bool,
-        now: Stamp,
-    ) {
-        self.after_alarm_quiet(alarm, latched_before, changed, now);
+    pub(super) fn after_alarm(&mut self, alarm: usize, before: Levels, op: AlarmOp, now: Stamp) {
+        self.after_alarm_quiet(alarm, before, op, now);
         self.evaluate(now, Force::No);
     }
 
-    /// Bookkeeping after an alarm changed: history and persistence generation.
+    /// Bookkeeping after `op` changed an alarm whose levels were `before`: the history entry
+    /// saying what happened, the raise count, and the persistence generation.
     pub(super) fn after_alarm_quiet(
         &mut self,
         alarm: usize,
-        latched_before: bool,
-        changed: bool,
+        before: Levels,
+        op: AlarmOp,
         now: Stamp,
     ) {
-        let slot = &self.alarms[alarm];
-        if slot.latched != latched_before {
+        let slot = &mut self.alarms[alarm];
+        let after = slot.levels();
+        if after.latched != before.latched {
             self.persist_gen += 1;
         }
-        if changed {
-            let id = slot.id;
-            let kind = if slot.is_active() {
-                EventKind::AlarmRaised { alarm: id }
-            } else {
-                EventKind::AlarmCleared { alarm: id }
-            };
-            self.record(now, kind);
-        }
+        let (id, state) = (slot.id, slot.state());
+        let kind = if !before.active && after.active {
+            slot.raised_total += 1;
+            EventKind::AlarmRaised { alarm: id, state }
+        } else if op == AlarmOp::Ack && before.latched && !after.latched {
+            EventKind::AlarmAcknowledged { alarm: id, state }
+        } else if before.input && !after.input {
+            EventKind::AlarmCleared { alarm: id, state }
+        } else if op == AlarmOp::Expire && before.active && !after.active {
+            EventKind::AlarmHoldExpired { alarm: id }
+        } else {
+            return;
+        };
+        self.record(now, kind);
     }
 
     /// Appends to the history.
@@ -108,9 +120,10 @@ impl Selector {
     /// applying their event, so that an event never lands on state that is already out of date.
     pub(super) fn run_timers(&mut self, now: Stamp) {
         for i in 0..self.alarms.len() {
-            let latched = self.alarms[i].latched;
-            let changed = self.alarms[i].expire(now);
-            self.after_alarm_quiet(i, latched, changed, now);
+            let before = self.alarms[i].levels();
+            if self.alarms[i].expire(now) {
+                self.after_alarm_quiet(i, before, AlarmOp::Expire, now);
+            }
             let a = &self.alarms[i];
             if let (Some(after), Some(s), false) = (a.video_loss_after_ns, a.stream, a.vl_input)
                 && let Some(since) = self.streams[s].lost_since
@@ -118,9 +131,9 @@ impl Selector {
             {
                 self.raise_counter += 1;
                 let seq = self.raise_counter;
-                let latched = self.alarms[i].latched;
-                let changed = self.alarms[i].set_input(true, true, now, seq);
-                self.after_alarm_quiet(i, latched, changed, now);
+                let before = self.alarms[i].levels();
+                self.alarms[i].set_input(true, true, now, seq);
+                self.after_alarm_quiet(i, before, AlarmOp::Input, now);
             }
         }
     }
@@ -157,6 +170,14 @@ impl Selector {
         cause: ChangeCause,
         stream_changed: bool,
     ) {
+        let from_alarm = matches!(
+            self.shown_reason,
+            Reason::Alarm(_) | Reason::Sequence { .. }
+        );
+        let to_base = matches!(d.reason, Reason::User | Reason::Default);
+        // An acknowledgement or a config change is its own cause, not the alarms ending.
+        let returned =
+            from_alarm && to_base && !matches!(cause, ChangeCause::User | ChangeCause::Config);
         self.shown = d.stream;
         self.shown_reason = d.reason;
         self.shown_rank = d.rank;
@@ -175,6 +196,7 @@ impl Selector {
                 stream,
                 reason: d.reason,
                 cause,
+                returned,
             },
         );
     }

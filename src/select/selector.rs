@@ -3,7 +3,7 @@
 use super::alarm::{AlarmSlot, AlarmState};
 use super::history::{EventKind, History, HistoryEvent, NameId, Names};
 use super::reason::{ChangeCause, Reason, write_reason};
-use super::rules::{BASE_RANK, Force};
+use super::rules::{AlarmOp, BASE_RANK, Force};
 use super::{SelectError, Stamp};
 use crate::config::{AlarmConfig, AlarmMode, Config, Multiple, SelectConfig};
 use std::fmt;
@@ -135,6 +135,7 @@ impl Selector {
                 slot.latched = old.latched && slot.mode == AlarmMode::Latched;
                 slot.raised_seq = old.raised_seq;
                 slot.since = old.since.filter(|_| slot.is_active());
+                slot.raised_total = old.raised_total;
             }
             targets.push(self.names.intern(&cfg.stream));
             table.push(slot);
@@ -216,6 +217,13 @@ impl Selector {
         self.alarms.get(index).map(|a| self.names.get(a.id))
     }
 
+    /// The stream id (interned) that the alarm with interned id `alarm` calls up, while that
+    /// alarm is configured.
+    pub(super) fn alarm_target(&self, alarm: NameId) -> Option<NameId> {
+        let i = self.alarms.iter().position(|a| a.id == alarm)?;
+        self.alarm_targets.get(i).copied()
+    }
+
     /// The text behind an interned id found in a [`Reason`] or [`HistoryEvent`].
     pub fn name(&self, id: NameId) -> &str {
         self.names.get(id)
@@ -258,9 +266,9 @@ impl Selector {
         self.run_timers(now);
         self.raise_counter += 1;
         let seq = self.raise_counter;
-        let latched = self.alarms[alarm].latched;
-        let changed = self.alarms[alarm].set_input(false, on, now, seq);
-        self.after_alarm(alarm, latched, changed, now);
+        let before = self.alarms[alarm].levels();
+        self.alarms[alarm].set_input(false, on, now, seq);
+        self.after_alarm(alarm, before, AlarmOp::Input, now);
         Ok(())
     }
 
@@ -279,10 +287,10 @@ impl Selector {
         self.run_timers(now);
         self.raise_counter += 1;
         let seq = self.raise_counter;
-        let latched = self.alarms[alarm].latched;
+        let before = self.alarms[alarm].levels();
         let hold_ns = u64::try_from(hold.as_nanos()).unwrap_or(u64::MAX);
-        let changed = self.alarms[alarm].pulse(hold_ns, now, seq);
-        self.after_alarm(alarm, latched, changed, now);
+        self.alarms[alarm].pulse(hold_ns, now, seq);
+        self.after_alarm(alarm, before, AlarmOp::Input, now);
         Ok(())
     }
 
@@ -305,13 +313,12 @@ impl Selector {
             self.evaluate(now, Force::No);
             return Ok(false);
         }
-        let id = slot.id;
         self.run_timers(now);
-        let changed = self.alarms[alarm].acknowledge(now);
-        self.record(now, EventKind::AlarmAcknowledged { alarm: id });
+        let before = self.alarms[alarm].levels();
+        self.alarms[alarm].acknowledge(now);
         // An acknowledgement is a deliberate operator action, not chatter: whatever comes
         // next is shown at once.
-        self.after_alarm_quiet(alarm, true, changed, now);
+        self.after_alarm_quiet(alarm, before, AlarmOp::Ack, now);
         self.evaluate(now, Force::Always(ChangeCause::User));
         Ok(true)
     }
@@ -333,9 +340,12 @@ impl Selector {
             slot.lost_since = None;
             for i in 0..self.alarms.len() {
                 if self.alarms[i].stream == Some(stream) && self.alarms[i].vl_input {
-                    let latched = self.alarms[i].latched;
-                    let changed = self.alarms[i].set_input(true, false, now, 0);
-                    self.after_alarm_quiet(i, latched, changed, now);
+                    let before = self.alarms[i].levels();
+                    self.alarms[i].set_input(true, false, now, 0);
+                    // Restoring is not a change to save: keep the persistence generation.
+                    let generation = self.persist_gen;
+                    self.after_alarm_quiet(i, before, AlarmOp::Input, now);
+                    self.persist_gen = generation;
                 }
             }
         } else if slot.lost_since.is_none() {
@@ -441,6 +451,12 @@ impl Selector {
         self.alarms.get(index)?.since.map(|s| s.wall_us)
     }
 
+    /// Times the alarm at `index` went from idle to active since the selector was made
+    /// (kept across config changes while its id stays), for `/metrics`.
+    pub fn alarm_raised_total(&self, index: usize) -> u64 {
+        self.alarms.get(index).map_or(0, |a| a.raised_total)
+    }
+
     /// Whether the GPIO output of the alarm at `index` should be on (configured and active).
     pub fn output_on(&self, index: usize) -> bool {
         self.alarms
@@ -519,14 +535,17 @@ impl Selector {
                 Some(i) if self.alarms[i].mode == AlarmMode::Latched => {
                     self.raise_counter += 1;
                     let seq = self.raise_counter;
+                    let before = self.alarms[i].levels();
                     let slot = &mut self.alarms[i];
                     slot.pulse(0, now, seq);
                     slot.since = Some(Stamp {
                         mono_ns: now.mono_ns,
                         wall_us: *since_wall_us,
                     });
-                    let alarm = slot.id;
-                    self.record(now, EventKind::AlarmRaised { alarm });
+                    // Restoring is not a change to save: keep the persistence generation.
+                    let generation = self.persist_gen;
+                    self.after_alarm_quiet(i, before, AlarmOp::Input, now);
+                    self.persist_gen = generation;
                 }
                 _ => tracing::warn!(alarm = %id, "saved latched alarm is unknown or not latched"),
             }

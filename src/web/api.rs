@@ -21,10 +21,10 @@ use super::error::{ApiError, JsonBody, parse_json};
 use super::metrics::{Sample, StreamSample};
 use super::session;
 use crate::config::{Config, Role, StreamConfig, StreamKind};
-use crate::daemon::control::ControlError;
+use crate::daemon::control::{Control, ControlError};
 use crate::ingest::stats::StreamState;
 use crate::output::jpeg::{self, JpegSettings};
-use crate::select::SelectError;
+use crate::select::{EventsReport, SelectError};
 
 /// Shorthand for handler results.
 type ApiResult<T> = Result<T, ApiError>;
@@ -135,7 +135,7 @@ struct StreamRow {
 
 /// `GET /api/status`.
 async fn status(State(st): St, _caller: Caller) -> ApiResult<Json<serde_json::Value>> {
-    let (view, streams) = st
+    let (view, streams, watchdog) = st
         .with_daemon(|d| {
             let view = d.control().view();
             let rows: Vec<StreamRow> = d
@@ -144,13 +144,10 @@ async fn status(State(st): St, _caller: Caller) -> ApiResult<Json<serde_json::Va
                 .iter()
                 .map(|c| stream_row(c, d.streams().get(&c.id)))
                 .collect();
-            (view, rows)
+            let watchdog = d.watchdog_status().report(&d.beacons(), st.clock.mono_ns());
+            (view, rows, watchdog)
         })
         .await?;
-    let watchdog = match std::env::var("WATCHDOG_USEC") {
-        Ok(v) => format!("requested by systemd every {v} µs"),
-        Err(_) => "not requested by the service manager".to_string(),
-    };
     Ok(Json(json!({
         "active": {"stream": view.stream, "reason": view.reason},
         "streams": streams,
@@ -275,6 +272,21 @@ struct TriggerBody {
     hold_s: Option<f64>,
 }
 
+/// Runs one alarm command as an operator: `call` gets the control handle; a refusal becomes
+/// the API's error (404 unknown alarm, 409 not latched).
+async fn alarm_call<T, Fut>(
+    st: &AppState,
+    caller: &Caller,
+    call: impl FnOnce(Control) -> Fut,
+) -> ApiResult<T>
+where
+    Fut: Future<Output = Result<T, ControlError>>,
+{
+    caller.require(Role::Operator)?;
+    let control = st.with_daemon(|d| d.control().clone()).await?;
+    call(control).await.map_err(|e| control_error(e, "id"))
+}
+
 /// `POST /api/alarms/{id}/trigger`.
 async fn alarm_trigger(
     State(st): St,
@@ -282,6 +294,7 @@ async fn alarm_trigger(
     Path(id): Path<String>,
     body: Bytes,
 ) -> ApiResult<Json<serde_json::Value>> {
+    // Roles first: a viewer learns nothing from how its body would have parsed.
     caller.require(Role::Operator)?;
     let body: TriggerBody = if body.iter().all(u8::is_ascii_whitespace) {
         TriggerBody::default()
@@ -298,11 +311,13 @@ async fn alarm_trigger(
         Some(s) => Some(Duration::from_secs_f64(s)),
         None => None,
     };
-    let control = st.with_daemon(|d| d.control().clone()).await?;
-    control
-        .trigger(&id, hold)
-        .await
-        .map_err(|e| control_error(e, "id"))?;
+    let alarm = id.clone();
+    alarm_call(
+        &st,
+        &caller,
+        |c| async move { c.trigger(&alarm, hold).await },
+    )
+    .await?;
     tracing::info!(alarm = %id, by = %caller.name, "alarm triggered from the API");
     Ok(Json(json!({"ok": true})))
 }
@@ -313,12 +328,7 @@ async fn alarm_clear(
     caller: Caller,
     Path(id): Path<String>,
 ) -> ApiResult<Json<serde_json::Value>> {
-    caller.require(Role::Operator)?;
-    let control = st.with_daemon(|d| d.control().clone()).await?;
-    control
-        .clear(&id)
-        .await
-        .map_err(|e| control_error(e, "id"))?;
+    alarm_call(&st, &caller, |c| async move { c.clear(&id).await }).await?;
     Ok(Json(json!({"ok": true})))
 }
 
@@ -328,16 +338,16 @@ async fn alarm_ack(
     caller: Caller,
     Path(id): Path<String>,
 ) -> ApiResult<Json<serde_json::Value>> {
-    caller.require(Role::Operator)?;
-    let control = st.with_daemon(|d| d.control().clone()).await?;
-    let dropped = control.ack(&id).await.map_err(|e| control_error(e, "id"))?;
+    let dropped = alarm_call(&st, &caller, |c| async move { c.ack(&id).await }).await?;
     Ok(Json(json!({"ok": true, "was_latched": dropped})))
 }
 
-/// `GET /api/events`.
-async fn events(State(st): St, _caller: Caller) -> Json<serde_json::Value> {
-    let (events, total) = st.events.snapshot();
-    Json(json!({"events": events, "total": total}))
+/// `GET /api/events`: the control task's bounded history (selections, view changes with
+/// their cause, alarm raises, clears, acknowledgements and hold expiries).
+async fn events(State(st): St, _caller: Caller) -> ApiResult<Json<EventsReport>> {
+    let control = st.with_daemon(|d| d.control().clone()).await?;
+    let report = control.events().await.map_err(|e| control_error(e, "id"))?;
+    Ok(Json(report))
 }
 
 /// Query of `/api/live`.
@@ -443,10 +453,7 @@ async fn metrics(State(st): St, _caller: Caller) -> ApiResult<Response> {
         .await?;
     let alarms = alarms
         .into_iter()
-        .map(|a| {
-            let n = st.events.raised(&a.id);
-            (a.id, a.state != "idle", n)
-        })
+        .map(|a| (a.id, a.state != "idle", a.raised))
         .collect();
     let text = st
         .metrics

@@ -9,7 +9,6 @@ pub mod api;
 pub mod assets;
 pub mod auth;
 pub mod error;
-pub mod events;
 pub mod metrics;
 pub mod session;
 
@@ -26,11 +25,13 @@ use tokio::task::JoinHandle;
 use crate::clock::Clock;
 use crate::daemon::Daemon;
 use crate::daemon::control::ActiveView;
+use crate::health::beacon::{BeaconGuard, BeaconTable};
+use crate::health::relay::spawn_relay;
+use crate::health::{LIVE_BUDGET, LIVE_CLIENT_SLOTS};
 use crate::output::LiveStream;
 use crate::output::jpeg::{JpegHub, JpegSettings};
 use crate::output::live::LiveOptions;
 use auth::Auth;
-use events::EventLog;
 use metrics::Metrics;
 
 /// Kernel send buffer per connection. Small on purpose: frames should wait in the ring (where a
@@ -61,12 +62,13 @@ pub struct AppState {
     pub(crate) metrics: Arc<Metrics>,
     /// Time source (wall clock for latency, same as ingest's).
     pub(crate) clock: Arc<dyn Clock>,
-    /// Recent selection and alarm events.
-    pub(crate) events: EventLog,
     /// Live push tuning.
     live: LiveOptions,
     /// Start time, for `uptime_s`.
     started: Instant,
+    /// One beacon slot per live client loop; the relay forwards the stalest into the
+    /// daemon's `live` beacon.
+    live_members: Arc<BeaconTable>,
     /// Flipped to true on shutdown; live clients watch it.
     shutdown: watch::Sender<bool>,
 }
@@ -130,6 +132,14 @@ impl AppState {
         self.jpeg.running()
     }
 
+    /// A beacon for one live client loop; `None` (logged) when every slot is taken.
+    pub(crate) fn live_beacon(&self) -> Option<BeaconGuard> {
+        self.live_members
+            .register("live client", LIVE_BUDGET, self.clock.mono_ns())
+            .inspect_err(|e| tracing::warn!(error = %e, "live client not watched"))
+            .ok()
+    }
+
     /// Seconds since the server started.
     pub(crate) fn uptime_s(&self) -> u64 {
         self.started.elapsed().as_secs()
@@ -144,8 +154,8 @@ pub struct WebServer {
     addr: SocketAddr,
     /// The axum server task.
     server: JoinHandle<()>,
-    /// The task recording view changes into the event log.
-    recorder: JoinHandle<()>,
+    /// The task beating the `live` beacon for the live client loops.
+    relay: Option<JoinHandle<()>>,
 }
 
 impl WebServer {
@@ -164,8 +174,23 @@ impl WebServer {
         {
             auth.set_one_time_hash(h);
         }
-        let view_rx = daemon.control().subscribe();
         let (shutdown, _) = watch::channel(false);
+        let live_members = BeaconTable::new(LIVE_CLIENT_SLOTS);
+        let relay = match daemon
+            .beacons()
+            .register("live", LIVE_BUDGET, clock.mono_ns())
+        {
+            Ok(group) => Some(spawn_relay(
+                "live",
+                Arc::clone(&live_members),
+                group,
+                Arc::clone(&clock),
+            )),
+            Err(e) => {
+                tracing::warn!(error = %e, "live pusher not watched");
+                None
+            }
+        };
         let state = Arc::new(AppState {
             daemon: RwLock::new(Some(daemon)),
             auth,
@@ -175,16 +200,11 @@ impl WebServer {
             }),
             metrics: Arc::new(Metrics::new()),
             clock,
-            events: EventLog::default(),
             live: options.live,
             started: Instant::now(),
+            live_members,
             shutdown,
         });
-        let recorder = tokio::spawn(events::record(
-            view_rx,
-            state.events.clone(),
-            Arc::clone(&state.clock),
-        ));
         let app = router(Arc::clone(&state));
         let mut stop = state.shutdown_signal();
         let server = tokio::spawn(async move {
@@ -209,7 +229,7 @@ impl WebServer {
             state,
             addr,
             server,
-            recorder,
+            relay,
         })
     }
 
@@ -226,6 +246,9 @@ impl WebServer {
     /// Stops the server (live clients first), then the daemon.
     pub async fn shutdown(self) {
         self.state.shutdown.send_replace(true);
+        if let Some(relay) = self.relay {
+            relay.abort();
+        }
         let mut server = self.server;
         if tokio::time::timeout(SHUTDOWN_GRACE, &mut server)
             .await
@@ -233,7 +256,6 @@ impl WebServer {
         {
             server.abort();
         }
-        self.recorder.abort();
         let daemon = self.state.daemon.write().await.take();
         if let Some(d) = daemon {
             d.shutdown().await;
