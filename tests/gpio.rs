@@ -9,6 +9,7 @@ use edgecam::gpio::{
     AlarmSignal, Backoff, Debouncer, GpioError, InputBackend, InputLine, InputState, InputStatus,
     OutputBackend, OutputDriver, errno_error, run_gpio_input,
 };
+use edgecam::health::beacon::BeaconTable;
 use edgecam::select::{Selector, Stamp};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -276,6 +277,67 @@ async fn mock_line_is_debounced_and_recovers_after_failure() {
     assert!(resync.on, "line still reads low = active");
     // Failed at 0 s, opened at 0.5 s, reopened after the break.
     assert_eq!(line.opens(), 3);
+}
+
+/// The input task beats its watchdog slot every second on a quiet line and while it waits to
+/// retry a missing chip; a stopped task (aborted here, hung in real life) goes stale.
+#[tokio::test(start_paused = true)]
+async fn input_task_beats_its_beacon_while_quiet_and_while_failing() {
+    let beacons = BeaconTable::new(4);
+    let clock = Arc::new(TokioClock(tokio::time::Instant::now()));
+    let budget = Duration::from_secs(5);
+
+    // A quiet line: no edge ever arrives after the first level report.
+    let quiet = MockInput::new(true);
+    let quiet_status = Arc::new(InputStatus::default());
+    let quiet_guard = beacons.register("gpio:door", budget, 0).unwrap();
+    quiet_status.watch_with(quiet_guard.beacon(), "door");
+    let (tx, mut rx) = mpsc::channel(8);
+    let quiet_task = tokio::spawn(run_gpio_input(
+        0,
+        input_cfg("line = 17"),
+        Arc::new(quiet.clone()),
+        clock.clone(),
+        quiet_status,
+        tx,
+        Backoff::default(),
+    ));
+
+    // A missing chip: every open fails, the task backs off up to 30 s between attempts.
+    let missing = MockInput::new(true);
+    missing.fail_opens(Some(GpioError::Io {
+        path: "/dev/gpiochip9".into(),
+        message: "gone".into(),
+    }));
+    let missing_status = Arc::new(InputStatus::default());
+    let missing_guard = beacons.register("gpio:gate", budget, 0).unwrap();
+    missing_status.watch_with(missing_guard.beacon(), "gate");
+    let (tx2, _rx2) = mpsc::channel(8);
+    tokio::spawn(run_gpio_input(
+        1,
+        input_cfg("line = 18"),
+        Arc::new(missing),
+        clock.clone(),
+        missing_status.clone(),
+        tx2,
+        Backoff::default(),
+    ));
+
+    assert_eq!(rx.recv().await.map(|s| s.on), Some(false));
+    for _ in 0..12 {
+        // 120 s in all: several 30 s backoff periods, far beyond the 5 s budget.
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        assert_eq!(beacons.stalest(clock.mono_ns()), None);
+    }
+    assert!(missing_status.failures() >= 5, "it kept retrying");
+
+    quiet_task.abort();
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let stale = beacons
+        .stalest(clock.mono_ns())
+        .expect("the stopped task is stale");
+    assert_eq!(stale.name, "gpio:door");
+    drop(missing_guard);
 }
 
 // ---- outputs ------------------------------------------------------------------------------

@@ -11,6 +11,8 @@ use crate::config::AlarmConfig;
 use crate::gpio::{
     AlarmSignal, Backoff, InputBackend, InputState, InputStatus, OutputBackend, run_gpio_input,
 };
+use crate::health::GPIO_BUDGET;
+use crate::health::beacon::{BeaconGuard, BeaconTable};
 
 use super::control::{Command, Control};
 
@@ -64,23 +66,36 @@ pub struct AlarmInputs {
     tasks: Vec<JoinHandle<()>>,
     /// Each GPIO alarm's input state (`ok`, `failed: why`), for the status page.
     statuses: Vec<(String, Arc<InputStatus>)>,
+    /// The input tasks' watchdog slots (`gpio:<alarm id>`), released with the tasks.
+    _beacons: Vec<BeaconGuard>,
 }
 
 impl AlarmInputs {
     /// Starts an input task for every alarm with a GPIO input; their debounced levels go to
-    /// `control` as [`Command::AlarmInput`].
+    /// `control` as [`Command::AlarmInput`]. Each task beats a `gpio:<alarm id>` slot of
+    /// `beacons` for the watchdog.
     pub fn start(
         alarms: &[AlarmConfig],
         backends: &GpioBackends,
         clock: Arc<dyn Clock>,
         control: Control,
+        beacons: &Arc<BeaconTable>,
     ) -> Self {
         let (tx, mut rx) = mpsc::channel::<AlarmSignal>(64);
         let mut tasks = Vec::new();
         let mut statuses = Vec::new();
+        let mut guards = Vec::new();
         for (index, alarm) in alarms.iter().enumerate() {
             let Some(gpio) = &alarm.gpio else { continue };
             let status = Arc::new(InputStatus::default());
+            let name = format!("gpio:{}", alarm.id);
+            match beacons.register(&name, GPIO_BUDGET, clock.mono_ns()) {
+                Ok(guard) => {
+                    status.watch_with(guard.beacon(), &alarm.id);
+                    guards.push(guard);
+                }
+                Err(e) => tracing::warn!(alarm = %alarm.id, error = %e, "GPIO input not watched"),
+            }
             statuses.push((alarm.id.clone(), Arc::clone(&status)));
             tasks.push(tokio::spawn(run_gpio_input(
                 index,
@@ -104,7 +119,11 @@ impl AlarmInputs {
                 }
             }
         }));
-        AlarmInputs { tasks, statuses }
+        AlarmInputs {
+            tasks,
+            statuses,
+            _beacons: guards,
+        }
     }
 
     /// Every GPIO alarm's id and input state.

@@ -170,7 +170,13 @@ impl Daemon {
             Arc::clone(&gpio.output),
             control_beacon,
         );
-        let inputs = AlarmInputs::start(&config.alarms, &gpio, Arc::clone(&clock), control.clone());
+        let inputs = AlarmInputs::start(
+            &config.alarms,
+            &gpio,
+            Arc::clone(&clock),
+            control.clone(),
+            &beacons,
+        );
         let daemon = Daemon {
             config,
             streams,
@@ -201,6 +207,7 @@ impl Daemon {
                 &self.gpio,
                 Arc::clone(&self.clock),
                 self.control.clone(),
+                &self.beacons,
             );
         }
         self.config = config;

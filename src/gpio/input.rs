@@ -3,10 +3,16 @@
 use super::{Debouncer, GpioError, InputBackend, InputLine};
 use crate::clock::Clock;
 use crate::config::GpioInputConfig;
+use crate::health::beacon::Beacon;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 use tokio::sync::mpsc;
+use tokio::time::{Instant, MissedTickBehavior};
+
+/// How often an input task beats its watchdog beacon, whether it is watching a quiet line or
+/// waiting to retry a failed one (see [`crate::health::GPIO_BUDGET`]).
+pub const HEARTBEAT: Duration = Duration::from_secs(1);
 
 /// A debounced, logical alarm input change, for the selector task.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,6 +43,10 @@ pub struct InputStatus {
     state: Mutex<InputState>,
     /// Failed attempts since start, for metrics.
     failures: AtomicU64,
+    /// The watchdog slot the task beats, and the alarm id that names it for fault injection;
+    /// set once by the daemon ([`InputStatus::watch_with`]). Unset in tests that need no
+    /// watchdog.
+    watched: OnceLock<(Beacon, String)>,
 }
 
 impl Default for InputStatus {
@@ -44,6 +54,7 @@ impl Default for InputStatus {
         InputStatus {
             state: Mutex::new(InputState::Starting),
             failures: AtomicU64::new(0),
+            watched: OnceLock::new(),
         }
     }
 }
@@ -60,6 +71,20 @@ impl InputStatus {
     /// Failed attempts since start.
     pub fn failures(&self) -> u64 {
         self.failures.load(Ordering::Relaxed)
+    }
+
+    /// Makes the input task beat `beacon` (at least every [`HEARTBEAT`]); `alarm_id` names the
+    /// loop for fault injection (`hang:gpio:<alarm id>`). Only the first call takes effect.
+    pub fn watch_with(&self, beacon: Beacon, alarm_id: &str) {
+        let _ = self.watched.set((beacon, alarm_id.to_string()));
+    }
+
+    /// Beats the beacon, if any, and passes the fault-injection checkpoint.
+    async fn beat(&self, now_ns: u64) {
+        if let Some((beacon, id)) = self.watched.get() {
+            beacon.beat(now_ns);
+            crate::health::fault::checkpoint("gpio", id).await;
+        }
     }
 
     fn set(&self, state: InputState) {
@@ -116,7 +141,7 @@ pub async fn run_gpio_input(
             Ok(line) => {
                 status.set(InputState::Ok);
                 tracing::info!(alarm, chip = %cfg.chip, line = %line_name, "GPIO input open");
-                match watch(alarm, &cfg, line, clock.as_ref(), &tx).await {
+                match watch(alarm, &cfg, line, clock.as_ref(), &status, &tx).await {
                     Ok(()) => return,
                     Err(e) => e,
                 }
@@ -130,7 +155,16 @@ pub async fn run_gpio_input(
         tracing::warn!(alarm, chip = %cfg.chip, line = %line_name, error = %err,
             retry_in_ms = delay.as_millis() as u64, "GPIO input failed");
         status.set(InputState::Failed(err.to_string()));
-        tokio::time::sleep(delay).await;
+        // Wait out the delay in heartbeat steps: a failed input is a healthy loop.
+        let retry_at = Instant::now() + delay;
+        loop {
+            status.beat(clock.mono_ns()).await;
+            let now = Instant::now();
+            if now >= retry_at {
+                break;
+            }
+            tokio::time::sleep_until(retry_at.min(now + HEARTBEAT)).await;
+        }
         delay = (delay * 2).min(backoff.max);
     }
 }
@@ -141,6 +175,7 @@ async fn watch(
     cfg: &GpioInputConfig,
     mut line: Box<dyn InputLine>,
     clock: &dyn Clock,
+    status: &InputStatus,
     tx: &mpsc::Sender<AlarmSignal>,
 ) -> Result<(), GpioError> {
     let period_ns = if line.debounced() {
@@ -157,18 +192,27 @@ async fn watch(
     if tx.send(send(deb.is_active())).await.is_err() {
         return Ok(());
     }
+    let mut heartbeat = tokio::time::interval(HEARTBEAT);
+    heartbeat.set_missed_tick_behavior(MissedTickBehavior::Delay);
     loop {
-        let changed = match deb.deadline() {
-            Some(deadline) => {
-                let wait = Duration::from_nanos(deadline.saturating_sub(clock.mono_ns()));
-                tokio::select! {
-                    edge = line.next_edge() => deb.edge(edge?, clock.mono_ns()),
-                    () = tokio::time::sleep(wait) => deb.poll(clock.mono_ns()),
+        let deadline = deb.deadline();
+        let settle = async {
+            match deadline {
+                Some(at) => {
+                    tokio::time::sleep(Duration::from_nanos(at.saturating_sub(clock.mono_ns())))
+                        .await
                 }
+                None => std::future::pending().await,
             }
-            None => {
-                let high = line.next_edge().await?;
-                deb.edge(high, clock.mono_ns())
+        };
+        // `next_edge` is cancel-safe (edges queue in the line), so losing the race costs
+        // nothing.
+        let changed = tokio::select! {
+            edge = line.next_edge() => deb.edge(edge?, clock.mono_ns()),
+            () = settle => deb.poll(clock.mono_ns()),
+            _ = heartbeat.tick() => {
+                status.beat(clock.mono_ns()).await;
+                None
             }
         };
         if let Some(on) = changed
