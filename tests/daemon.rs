@@ -127,6 +127,14 @@ async fn selection_and_latched_alarm_survive_a_restart() {
     daemon.control().trigger("door", None).await.unwrap();
     daemon.control().clear("door").await.unwrap();
     wait_view(&daemon, "cam3", "alarm:door").await;
+    // The input cleared: the published view says so although the shown stream did not move.
+    eventually("door shown as latched", || {
+        let view = daemon.control().view();
+        view.alarms
+            .iter()
+            .any(|a| a.id == "door" && a.state == "latched")
+    })
+    .await;
     assert!(
         daemon.control().select(Some("nope".into())).await.is_err(),
         "unknown stream is rejected"

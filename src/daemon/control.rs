@@ -15,7 +15,7 @@ use crate::config::Config;
 use crate::gpio::{OutputBackend, OutputDriver};
 use crate::health::beacon::BeaconGuard;
 use crate::ingest::stats::{StreamState, StreamStats};
-use crate::select::{DEFAULT_HISTORY, SelectError, Selector, Stamp};
+use crate::select::{AlarmState, DEFAULT_HISTORY, SelectError, Selector, Stamp};
 use crate::state::{LatchedAlarm, PersistedState, StateStore};
 
 /// How often stream health is polled for video-loss alarms.
@@ -196,6 +196,7 @@ pub fn spawn_control(
         saved,
         watched: Vec::new(),
         published: None,
+        published_alarms: Vec::new(),
         beacon,
     };
     let (view_tx, view) = watch::channel(ActiveView::default());
@@ -237,6 +238,10 @@ struct ControlTask {
     watched: Vec<(Arc<StreamStats>, Option<bool>)>,
     /// (view generation, state generation) last published; `None` forces a publish.
     published: Option<(u64, u64)>,
+    /// Each alarm's state as last published. Some changes move neither generation (a latched
+    /// alarm whose input clears goes from `active` to `latched`, a hold alarm to `holding`),
+    /// yet the status, the page's banner and the event log must show them.
+    published_alarms: Vec<Option<AlarmState>>,
     /// The task's watchdog slot, beaten on every loop iteration (the health poll makes
     /// that at least four times a second).
     beacon: Option<BeaconGuard>,
@@ -347,7 +352,8 @@ impl ControlTask {
     /// Publishes the view when it changed.
     fn publish(&mut self, tx: &watch::Sender<ActiveView>) {
         let generations = (self.selector.view_generation(), self.selector.generation());
-        if Some(generations) == self.published {
+        let alarms_changed = self.note_alarm_states();
+        if Some(generations) == self.published && !alarms_changed {
             return;
         }
         self.published = Some(generations);
@@ -361,6 +367,23 @@ impl ControlTask {
             tracing::info!(stream = %stream, reason = %view.reason, "active stream");
         }
         tx.send_replace(view);
+    }
+
+    /// Records every alarm's state; true when one differs from the last publish. Runs on
+    /// every loop iteration, so it compares in place and allocates only when the alarm
+    /// list grows.
+    fn note_alarm_states(&mut self) -> bool {
+        let n = self.alarms.len();
+        let mut changed = self.published_alarms.len() != n;
+        self.published_alarms.resize(n, None);
+        for (i, seen) in self.published_alarms.iter_mut().enumerate() {
+            let now = self.selector.alarm_state(i);
+            if *seen != now {
+                *seen = now;
+                changed = true;
+            }
+        }
+        changed
     }
 
     fn alarm_statuses(&self) -> Vec<AlarmStatus> {

@@ -228,15 +228,7 @@ impl TestServer {
         codecs: &[&str],
         query: &str,
     ) -> LiveClient {
-        let mut req = format!("ws://{}/api/live{query}", self.host)
-            .into_client_request()
-            .unwrap();
-        req.headers_mut()
-            .insert("authorization", format!("Bearer {token}").parse().unwrap());
-        let (mut ws, _) = tokio_tungstenite::client_async(req, stream).await.unwrap();
-        let hello = serde_json::json!({"type": "hello", "codecs": codecs}).to_string();
-        ws.send(Message::text(hello)).await.unwrap();
-        LiveClient { ws }
+        live_client(stream, &self.host, token, codecs, query).await
     }
 
     /// Stops the server and the daemon.
@@ -256,6 +248,26 @@ pub fn session_cookie(r: &reqwest::Response) -> String {
         .to_str()
         .unwrap();
     set.split(';').next().unwrap().to_string()
+}
+
+/// Opens `/api/live` on `host` over `stream` with a bearer token and sends `hello` with
+/// `codecs`. `query` is appended to the path (`""` or `?mode=jpeg`).
+pub async fn live_client(
+    stream: tokio::net::TcpStream,
+    host: &str,
+    token: &str,
+    codecs: &[&str],
+    query: &str,
+) -> LiveClient {
+    let mut req = format!("ws://{host}/api/live{query}")
+        .into_client_request()
+        .unwrap();
+    req.headers_mut()
+        .insert("authorization", format!("Bearer {token}").parse().unwrap());
+    let (mut ws, _) = tokio_tungstenite::client_async(req, stream).await.unwrap();
+    let hello = serde_json::json!({"type": "hello", "codecs": codecs}).to_string();
+    ws.send(Message::text(hello)).await.unwrap();
+    LiveClient { ws }
 }
 
 /// What a live client receives.
