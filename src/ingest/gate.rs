@@ -130,62 +130,51 @@ mod tests {
         }
     }
 
-    /// Pushes (keyframe, params_changed, payload length) in order; returns the outcomes.
-    fn run(
-        gate: &mut KeyframeGate,
-        sink: &mut Limited,
-        frames: &[(bool, bool, usize)],
-    ) -> Vec<Gated> {
-        frames
+    /// A frame to push: (keyframe, params_changed, payload length).
+    type Spec = (bool, bool, usize);
+    /// The test sink refuses payloads over this many bytes.
+    const MAX: usize = 10;
+    /// A keyframe and a delta frame that fit.
+    const KEY: Spec = (true, false, 1);
+    const DELTA: Spec = (false, false, 1);
+    /// Frames the sink refuses.
+    const BIG_KEY: Spec = (true, false, 50);
+    const BIG_DELTA: Spec = (false, false, 50);
+
+    /// Pushes `frames` through a new gate (frame `i` gets pts `i`); returns the outcomes, what
+    /// was stored as (pts, keyframe, params_changed), and the gate.
+    fn run(frames: &[Spec]) -> (Vec<Gated>, Vec<(i64, bool, bool)>, KeyframeGate) {
+        let mut gate = KeyframeGate::new();
+        let mut sink = Limited {
+            inner: VecSink::default(),
+            max: MAX,
+        };
+        let outcomes = frames
             .iter()
             .enumerate()
             .map(|(i, &(key, params, len))| {
                 let payload = vec![0u8; len];
-                gate.push(sink, "cam", &info(key, params, i as i64), &[&payload])
+                gate.push(&mut sink, "cam", &info(key, params, i as i64), &[&payload])
             })
-            .collect()
-    }
-
-    fn stored(sink: &Limited) -> Vec<(i64, bool, bool)> {
-        sink.inner
+            .collect();
+        let stored = sink
+            .inner
             .frames
             .iter()
             .map(|(m, _)| (m.info.pts_us, m.info.keyframe, m.info.params_changed))
-            .collect()
+            .collect();
+        (outcomes, stored, gate)
     }
 
     #[test]
     fn a_session_starts_at_its_first_keyframe_which_announces_parameters() {
-        let mut gate = KeyframeGate::new();
-        let mut sink = Limited {
-            inner: VecSink::default(),
-            max: 100,
-        };
-        assert!(!gate.admits(false));
-        let got = run(
-            &mut gate,
-            &mut sink,
-            &[
-                (false, false, 1),
-                (false, false, 1),
-                (true, false, 1),
-                (false, false, 1),
-                (true, false, 1),
-            ],
-        );
-        assert_eq!(
-            got,
-            [
-                Gated::Skipped,
-                Gated::Skipped,
-                Gated::Stored(0),
-                Gated::Stored(1),
-                Gated::Stored(2)
-            ]
-        );
+        assert!(!KeyframeGate::new().admits(false));
+        let (got, stored, gate) = run(&[DELTA, DELTA, KEY, DELTA, KEY]);
+        use Gated::*;
+        assert_eq!(got, [Skipped, Skipped, Stored(0), Stored(1), Stored(2)]);
         // Only the session's first keyframe says the parameters changed.
         assert_eq!(
-            stored(&sink),
+            stored,
             [(2, true, true), (3, false, false), (4, true, false)]
         );
         assert!(gate.admits(false));
@@ -193,95 +182,37 @@ mod tests {
 
     #[test]
     fn after_a_refusal_frames_are_dropped_until_the_next_keyframe() {
-        let mut gate = KeyframeGate::new();
-        let mut sink = Limited {
-            inner: VecSink::default(),
-            max: 10,
-        };
-        let got = run(
-            &mut gate,
-            &mut sink,
-            &[
-                (true, false, 1),
-                (false, false, 50),
-                (false, false, 1),
-                (false, false, 1),
-                (true, false, 1),
-                (false, false, 1),
-            ],
-        );
+        let (got, stored, gate) = run(&[KEY, BIG_DELTA, DELTA, DELTA, KEY, DELTA]);
+        use Gated::*;
         assert_eq!(
             got,
-            [
-                Gated::Stored(0),
-                Gated::Refused,
-                Gated::Skipped,
-                Gated::Skipped,
-                Gated::Stored(1),
-                Gated::Stored(2)
-            ]
+            [Stored(0), Refused, Skipped, Skipped, Stored(1), Stored(2)]
         );
-        assert_eq!(
-            stored(&sink).iter().map(|f| f.0).collect::<Vec<_>>(),
-            [0, 4, 5]
-        );
+        assert_eq!(stored.iter().map(|f| f.0).collect::<Vec<_>>(), [0, 4, 5]);
+        assert!(gate.admits(false));
     }
 
     #[test]
     fn a_refused_keyframe_keeps_the_gate_closed() {
-        let mut gate = KeyframeGate::new();
-        let mut sink = Limited {
-            inner: VecSink::default(),
-            max: 10,
-        };
-        let got = run(
-            &mut gate,
-            &mut sink,
-            &[(true, false, 50), (false, false, 1), (true, false, 1)],
-        );
+        let (got, stored, _) = run(&[BIG_KEY, DELTA, KEY]);
         assert_eq!(got, [Gated::Refused, Gated::Skipped, Gated::Stored(0)]);
         // The refused keyframe was the session's first: the stored one takes over its flag.
-        assert_eq!(stored(&sink), [(2, true, true)]);
+        assert_eq!(stored, [(2, true, true)]);
     }
 
     #[test]
     fn a_parameter_change_that_was_not_stored_moves_to_the_next_stored_keyframe() {
-        let mut gate = KeyframeGate::new();
-        let mut sink = Limited {
-            inner: VecSink::default(),
-            max: 10,
-        };
-        run(
-            &mut gate,
-            &mut sink,
-            &[
-                (true, false, 1),
-                (true, true, 50),
-                (false, false, 1),
-                (true, false, 1),
-                (true, false, 1),
-            ],
-        );
-        assert_eq!(
-            stored(&sink),
-            [(0, true, true), (3, true, true), (4, true, false)]
-        );
+        let big_new_key = (true, true, 50);
+        let (_, stored, _) = run(&[KEY, big_new_key, DELTA, KEY, KEY]);
+        assert_eq!(stored, [(0, true, true), (3, true, true), (4, true, false)]);
     }
 
     #[test]
     fn a_delta_frame_never_claims_a_parameter_change() {
-        let mut gate = KeyframeGate::new();
-        let mut sink = Limited {
-            inner: VecSink::default(),
-            max: 10,
-        };
-        run(
-            &mut gate,
-            &mut sink,
-            &[(true, false, 1), (false, true, 1), (true, false, 1)],
-        );
+        let new_delta = (false, true, 1);
+        let (_, stored, _) = run(&[KEY, new_delta, KEY]);
         assert_eq!(
-            stored(&sink),
+            stored,
             [(0, true, true), (1, false, false), (2, true, false)]
         );
     }
