@@ -10,6 +10,7 @@
 //! measured times are printed as one JSON line
 //! (`cargo test --test crash_recovery -- --nocapture`).
 
+mod common;
 mod webutil;
 
 use std::io::BufRead;

@@ -3,10 +3,12 @@
 //! login rate limit, first-use setup, the one-time password, and a live config change while
 //! a WebSocket client watches another stream.
 
+mod common;
 mod webutil;
 
 use std::time::Duration;
 
+use common::pattern;
 use edgecam::output::wire::FLAG_KEYFRAME;
 use edgecam::web::WebOptions;
 use reqwest::Method;

@@ -3,6 +3,7 @@
 //! and backpressure (a client that never reads is dropped without slowing ingest or others;
 //! a slow one skips to the newest keyframe).
 
+mod common;
 mod webutil;
 
 use std::time::Duration;

@@ -1,15 +1,14 @@
 //! Shared harness for the web tests: a daemon with test-pattern streams behind a real web
 //! server on a free port, and helpers for a real HTTP client (reqwest) and WebSocket client
-//! (tokio-tungstenite).
+//! (tokio-tungstenite). Config fixtures come from `tests/common`: a test that uses this module
+//! declares `mod common;` beside `mod webutil;`.
 #![allow(dead_code)] // Each test binary uses a different part of the harness.
 
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use edgecam::clock::{Clock, SystemClock};
-use edgecam::config::{
-    AlarmConfig, AlarmMode, Config, Role, StreamConfig, StreamKind, TokenConfig, Transport,
-};
+use edgecam::config::{Config, Role, TokenConfig};
 use edgecam::daemon::Daemon;
 use edgecam::output::live::LiveOptions;
 use edgecam::output::wire::FrameHeader;
@@ -34,29 +33,9 @@ pub fn admin_hash() -> String {
         .clone()
 }
 
-/// A small test-pattern stream.
-pub fn pattern(id: &str) -> StreamConfig {
-    StreamConfig {
-        id: id.to_string(),
-        name: Some(format!("Pattern {id}")),
-        kind: StreamKind::Testpattern,
-        url: None,
-        transport: Transport::Tcp,
-        device: None,
-        width: Some(160),
-        height: Some(96),
-        fps: Some(25),
-        bitrate_kbps: Some(200),
-        gop: Some(10),
-        connect_timeout_ms: 5000,
-        stall_timeout_ms: 5000,
-        enabled: true,
-    }
-}
-
-/// Three streams, a latched alarm `door` on cam3, one token per role, the admin hash.
+/// [`crate::common::three_cameras`] on any free port, one token per role, the admin hash.
 pub fn config(dir: &std::path::Path) -> Config {
-    let mut cfg = Config::default();
+    let mut cfg = crate::common::three_cameras(dir);
     cfg.web.listen = "127.0.0.1:0".into();
     cfg.web.admin_password_hash = Some(admin_hash());
     cfg.web.tokens = vec![
@@ -64,24 +43,6 @@ pub fn config(dir: &std::path::Path) -> Config {
         token("operator", OPERATOR_TOKEN, Role::Operator),
         token("admin", ADMIN_TOKEN, Role::Admin),
     ];
-    cfg.paths.state_dir = dir.to_path_buf();
-    cfg.ring.bytes_per_stream = 1024 * 1024;
-    cfg.ring.slots_per_stream = 128;
-    cfg.streams = vec![pattern("cam1"), pattern("cam2"), pattern("cam3")];
-    cfg.select.default = Some("cam1".into());
-    cfg.select.min_dwell_ms = 0;
-    cfg.alarms = vec![AlarmConfig {
-        id: "door".into(),
-        name: Some("Door contact".into()),
-        stream: "cam3".into(),
-        priority: 10,
-        mode: AlarmMode::Latched,
-        hold_s: 30,
-        video_loss: false,
-        video_loss_after_s: 10,
-        gpio: None,
-        output: None,
-    }];
     edgecam::config::validate(&cfg).expect("test config is valid");
     cfg
 }
