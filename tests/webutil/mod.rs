@@ -115,6 +115,39 @@ impl TestServer {
         format!("{}{}", self.base, path)
     }
 
+    /// A request to `path` with no credentials.
+    pub fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        self.http.request(method, self.url(path))
+    }
+
+    /// `GET path` with no credentials.
+    pub fn get(&self, path: &str) -> reqwest::RequestBuilder {
+        self.request(reqwest::Method::GET, path)
+    }
+
+    /// `POST path` with no credentials.
+    pub fn post(&self, path: &str) -> reqwest::RequestBuilder {
+        self.request(reqwest::Method::POST, path)
+    }
+
+    /// `POST /api/login` with `password`; the answer, whatever it is.
+    pub async fn login_as(&self, password: &str) -> reqwest::Response {
+        self.post("/api/login")
+            .json(&serde_json::json!({"password": password}))
+            .go()
+            .await
+    }
+
+    /// `GET path` with a token; the JSON body, whatever the status.
+    pub async fn get_json(&self, path: &str, token: &str) -> serde_json::Value {
+        self.with_token(reqwest::Method::GET, path, token)
+            .go()
+            .await
+            .json()
+            .await
+            .expect("a JSON body")
+    }
+
     /// A request with `Authorization: Bearer token`.
     pub fn with_token(
         &self,
@@ -122,20 +155,13 @@ impl TestServer {
         path: &str,
         token: &str,
     ) -> reqwest::RequestBuilder {
-        self.http
-            .request(method, self.url(path))
+        self.request(method, path)
             .header("authorization", format!("Bearer {token}"))
     }
 
     /// Logs in with the admin password; the `Cookie` header value for later requests.
     pub async fn login(&self) -> String {
-        let r = self
-            .http
-            .post(self.url("/api/login"))
-            .json(&serde_json::json!({"password": ADMIN_PASSWORD}))
-            .send()
-            .await
-            .unwrap();
+        let r = self.login_as(ADMIN_PASSWORD).await;
         assert_eq!(r.status(), 200, "login failed");
         session_cookie(&r)
     }
@@ -147,14 +173,7 @@ impl TestServer {
         f: impl Fn(&serde_json::Value) -> bool,
     ) -> serde_json::Value {
         for _ in 0..500 {
-            let st: serde_json::Value = self
-                .with_token(reqwest::Method::GET, "/api/status", ADMIN_TOKEN)
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
+            let st = self.get_json("/api/status", ADMIN_TOKEN).await;
             if f(&st) {
                 return st;
             }
@@ -197,6 +216,18 @@ impl TestServer {
         if let Some(s) = self.server.take() {
             s.shutdown().await;
         }
+    }
+}
+
+/// `send().await` for tests: the server must answer (any status).
+pub trait Go {
+    /// Sends the request; panics when there is no HTTP answer at all.
+    fn go(self) -> impl std::future::Future<Output = reqwest::Response>;
+}
+
+impl Go for reqwest::RequestBuilder {
+    async fn go(self) -> reqwest::Response {
+        self.send().await.expect("the server answers")
     }
 }
 
@@ -275,6 +306,24 @@ impl LiveClient {
                 return v;
             }
         }
+    }
+
+    /// The next `init` and the first frame after it, checked: the frame belongs to that
+    /// init's switch (`sid`) and is a keyframe. Frames before the `init` are skipped.
+    pub async fn init_and_keyframe(&mut self) -> (serde_json::Value, FrameHeader, Vec<u8>) {
+        let init = self.next_text("init").await;
+        let (h, payload) = self.next_frame().await;
+        assert_eq!(
+            Some(u64::from(h.sid)),
+            init["sid"].as_u64(),
+            "no frame of an earlier switch after the init: {init}"
+        );
+        assert_ne!(
+            h.flags & edgecam::output::wire::FLAG_KEYFRAME,
+            0,
+            "the first frame after an init is a keyframe"
+        );
+        (init, h, payload)
     }
 
     /// The next binary frame.
