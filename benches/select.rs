@@ -4,49 +4,17 @@
 //! each alarm edge to the new active decision and prints p50/p99/max as one JSON line.
 
 use criterion::{Criterion, Throughput, criterion_group};
-use edgecam::config::{AlarmConfig, AlarmMode, Config, StreamConfig, StreamKind};
+use edgecam::config::Config;
 use edgecam::select::{Selector, Stamp};
 use std::hint::black_box;
 use std::time::Instant;
 
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+/// The selector's reference load: 16 streams, 32 alarms.
 fn config() -> Config {
-    let mut cfg: Config = toml::from_str("").expect("empty config parses");
-    cfg.select.min_dwell_ms = 200;
-    cfg.select.dwell_s = 1;
-    cfg.streams = (0..16)
-        .map(|i| StreamConfig {
-            id: format!("cam{i}"),
-            name: None,
-            kind: StreamKind::Testpattern,
-            url: None,
-            transport: Default::default(),
-            device: None,
-            width: None,
-            height: None,
-            fps: None,
-            bitrate_kbps: None,
-            gop: None,
-            connect_timeout_ms: 5000,
-            stall_timeout_ms: 3000,
-            enabled: true,
-        })
-        .collect();
-    let modes = [AlarmMode::Transparent, AlarmMode::Hold, AlarmMode::Latched];
-    cfg.alarms = (0..32)
-        .map(|i| AlarmConfig {
-            id: format!("alarm{i}"),
-            name: None,
-            stream: format!("cam{}", i % 16),
-            priority: (i % 4) as i32,
-            mode: modes[i % 3],
-            hold_s: 2,
-            video_loss: i % 5 == 0,
-            video_loss_after_s: 1,
-            gpio: None,
-            output: None,
-        })
-        .collect();
-    cfg
+    common::sixteen_streams_32_alarms()
 }
 
 /// Pre-generated alarm edges: (alarm, on, time step in ms).

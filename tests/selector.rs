@@ -1,47 +1,16 @@
 //! Deterministic selector scenarios driven by an injected clock (`Stamp::from_ms`).
 
-use edgecam::config::{AlarmConfig, AlarmMode, Config, Multiple, StreamConfig, StreamKind};
+mod common;
+
+use common::{alarm, pattern};
+use edgecam::config::{AlarmConfig, AlarmMode, Config, Multiple};
 use edgecam::select::{AlarmState, ChangeCause, EventKind, Reason, SelectError, Selector, Stamp};
 use std::time::Duration;
-
-fn stream(id: &str) -> StreamConfig {
-    StreamConfig {
-        id: id.into(),
-        name: None,
-        kind: StreamKind::Testpattern,
-        url: None,
-        transport: Default::default(),
-        device: None,
-        width: None,
-        height: None,
-        fps: None,
-        bitrate_kbps: None,
-        gop: None,
-        connect_timeout_ms: 5000,
-        stall_timeout_ms: 3000,
-        enabled: true,
-    }
-}
-
-fn alarm(id: &str, stream: &str, priority: i32, mode: AlarmMode) -> AlarmConfig {
-    AlarmConfig {
-        id: id.into(),
-        name: None,
-        stream: stream.into(),
-        priority,
-        mode,
-        hold_s: 30,
-        video_loss: false,
-        video_loss_after_s: 10,
-        gpio: None,
-        output: None,
-    }
-}
 
 /// Streams a..d, no default (so the first), min dwell 1 s, dwell 5 s.
 fn config(alarms: Vec<AlarmConfig>) -> Config {
     let mut cfg: Config = toml::from_str("").expect("empty config parses");
-    cfg.streams = ["a", "b", "c", "d"].iter().map(|s| stream(s)).collect();
+    cfg.streams = ["a", "b", "c", "d"].map(pattern).to_vec();
     cfg.alarms = alarms;
     cfg
 }

@@ -1,7 +1,9 @@
 //! The selector's hot path does not allocate: a counting global allocator sees zero
 //! allocations over many events after warm-up.
 
-use edgecam::config::{AlarmConfig, AlarmMode, Config, Multiple, StreamConfig, StreamKind};
+mod common;
+
+use edgecam::config::{Config, Multiple};
 use edgecam::select::{Selector, Stamp};
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
@@ -43,44 +45,10 @@ unsafe impl GlobalAlloc for Counting {
 #[global_allocator]
 static GLOBAL: Counting = Counting;
 
+/// The selector's reference load ([`common::sixteen_streams_32_alarms`]) with `multiple`.
 fn config(multiple: Multiple) -> Config {
-    let mut cfg: Config = toml::from_str("").expect("empty config parses");
+    let mut cfg = common::sixteen_streams_32_alarms();
     cfg.select.multiple = multiple;
-    cfg.select.min_dwell_ms = 200;
-    cfg.select.dwell_s = 1;
-    cfg.streams = (0..16)
-        .map(|i| StreamConfig {
-            id: format!("cam{i}"),
-            name: None,
-            kind: StreamKind::Testpattern,
-            url: None,
-            transport: Default::default(),
-            device: None,
-            width: None,
-            height: None,
-            fps: None,
-            bitrate_kbps: None,
-            gop: None,
-            connect_timeout_ms: 5000,
-            stall_timeout_ms: 3000,
-            enabled: true,
-        })
-        .collect();
-    let modes = [AlarmMode::Transparent, AlarmMode::Hold, AlarmMode::Latched];
-    cfg.alarms = (0..32)
-        .map(|i| AlarmConfig {
-            id: format!("alarm{i}"),
-            name: None,
-            stream: format!("cam{}", i % 16),
-            priority: (i % 4) as i32,
-            mode: modes[i % 3],
-            hold_s: 2,
-            video_loss: i % 5 == 0,
-            video_loss_after_s: 1,
-            gpio: None,
-            output: None,
-        })
-        .collect();
     cfg
 }
 

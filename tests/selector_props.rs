@@ -10,7 +10,9 @@
 //!   or outranks it (alarm over user, higher priority over lower), or was an operator action;
 //! - the history never holds more than its bound.
 
-use edgecam::config::{AlarmConfig, AlarmMode, Config, Multiple, StreamConfig, StreamKind};
+mod common;
+
+use edgecam::config::{AlarmConfig, AlarmMode, Config, Multiple};
 use edgecam::select::{ChangeCause, EventKind, Reason, Selector, Stamp};
 use proptest::prelude::*;
 use std::time::Duration;
@@ -62,25 +64,7 @@ fn build(
     default: Option<usize>,
 ) -> Config {
     let mut cfg: Config = toml::from_str("").expect("empty config parses");
-    cfg.streams = STREAMS
-        .iter()
-        .map(|id| StreamConfig {
-            id: id.to_string(),
-            name: None,
-            kind: StreamKind::Testpattern,
-            url: None,
-            transport: Default::default(),
-            device: None,
-            width: None,
-            height: None,
-            fps: None,
-            bitrate_kbps: None,
-            gop: None,
-            connect_timeout_ms: 5000,
-            stall_timeout_ms: 3000,
-            enabled: true,
-        })
-        .collect();
+    cfg.streams = STREAMS.map(common::pattern).to_vec();
     cfg.select.multiple = if latest {
         Multiple::Latest
     } else {

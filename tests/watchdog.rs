@@ -9,6 +9,7 @@
 //! intervals are printed (`cargo test --all-features --test watchdog -- --nocapture`).
 #![cfg(feature = "fault-injection")]
 
+mod common;
 mod webutil;
 
 use std::net::{TcpListener, TcpStream};

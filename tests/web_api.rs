@@ -3,11 +3,12 @@
 //! login rate limit, first-use setup, the one-time password, and a live config change while
 //! a WebSocket client watches another stream.
 
+mod common;
 mod webutil;
 
 use std::time::Duration;
 
-use edgecam::output::wire::FLAG_KEYFRAME;
+use common::pattern;
 use edgecam::web::WebOptions;
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -20,7 +21,7 @@ async fn json_of(r: reqwest::Response) -> Value {
 #[tokio::test]
 async fn health_is_open_and_everything_else_needs_authentication() {
     let s = TestServer::start().await;
-    let r = s.http.get(s.url("/api/health")).send().await.unwrap();
+    let r = s.get("/api/health").go().await;
     assert_eq!(r.status(), 200);
     let body = json_of(r).await;
     assert_eq!(body["ok"], true);
@@ -37,7 +38,7 @@ async fn health_is_open_and_everything_else_needs_authentication() {
         "/metrics",
     ];
     for path in gets {
-        let r = s.http.get(s.url(path)).send().await.unwrap();
+        let r = s.get(path).go().await;
         assert_eq!(r.status(), 401, "{path}");
         let body = json_of(r).await;
         assert!(body["error"].is_string(), "{path}: {body}");
@@ -51,44 +52,33 @@ async fn health_is_open_and_everything_else_needs_authentication() {
         "/api/streams/test",
     ];
     for path in posts {
-        let r = s
-            .http
-            .post(s.url(path))
-            .json(&json!({}))
-            .send()
-            .await
-            .unwrap();
+        let r = s.post(path).json(&json!({})).go().await;
         assert_eq!(r.status(), 401, "{path}");
     }
     let r = s
-        .http
-        .put(s.url("/api/config"))
+        .request(Method::PUT, "/api/config")
         .json(&json!({}))
-        .send()
-        .await
-        .unwrap();
+        .go()
+        .await;
     assert_eq!(r.status(), 401);
     // A wrong token is no better than none; a bad cookie neither.
     let r = s
         .with_token(Method::GET, "/api/status", "not-a-token-at-all")
-        .send()
-        .await
-        .unwrap();
+        .go()
+        .await;
     assert_eq!(r.status(), 401);
     let r = s
-        .http
-        .get(s.url("/api/status"))
+        .get("/api/status")
         .header("cookie", "edgecam_session=forged")
-        .send()
-        .await
-        .unwrap();
+        .go()
+        .await;
     assert_eq!(r.status(), 401);
     // The page itself loads without a session (it then shows the login form).
-    let r = s.http.get(s.url("/")).send().await.unwrap();
+    let r = s.get("/").go().await;
     assert_eq!(r.status(), 200);
     assert!(r.text().await.unwrap().contains("<canvas id=\"video\""));
     for path in ["/app.js", "/style.css"] {
-        assert_eq!(s.http.get(s.url(path)).send().await.unwrap().status(), 200);
+        assert_eq!(s.get(path).go().await.status(), 200);
     }
     for path in [
         "/../Cargo.toml",
@@ -96,14 +86,13 @@ async fn health_is_open_and_everything_else_needs_authentication() {
         "/src/lib.rs",
         "/web/app.js",
     ] {
-        let r = s.http.get(s.url(path)).send().await.unwrap();
+        let r = s.get(path).go().await;
         assert_eq!(r.status(), 404, "{path}");
     }
     let r = s
         .with_token(Method::GET, "/api/nope", ADMIN_TOKEN)
-        .send()
-        .await
-        .unwrap();
+        .go()
+        .await;
     assert_eq!(r.status(), 404);
     assert!(json_of(r).await["error"].is_string());
     s.stop().await;
@@ -112,50 +101,20 @@ async fn health_is_open_and_everything_else_needs_authentication() {
 #[tokio::test]
 async fn login_gives_a_strict_http_only_session_cookie() {
     let s = TestServer::start().await;
-    let r = s
-        .http
-        .post(s.url("/api/login"))
-        .json(&json!({"password": "wrong password"}))
-        .send()
-        .await
-        .unwrap();
+    let r = s.login_as("wrong password").await;
     assert_eq!(r.status(), 401);
-    let r = s
-        .http
-        .post(s.url("/api/login"))
-        .json(&json!({"password": ADMIN_PASSWORD}))
-        .send()
-        .await
-        .unwrap();
+    let r = s.login_as(ADMIN_PASSWORD).await;
     assert_eq!(r.status(), 200);
     let set = r.headers()["set-cookie"].to_str().unwrap().to_string();
     assert!(set.contains("HttpOnly"), "{set}");
     assert!(set.contains("SameSite=Strict"), "{set}");
     let cookie = session_cookie(&r);
-    let r = s
-        .http
-        .get(s.url("/api/session"))
-        .header("cookie", &cookie)
-        .send()
-        .await
-        .unwrap();
+    let r = s.get("/api/session").header("cookie", &cookie).go().await;
     assert_eq!(r.status(), 200);
     assert_eq!(json_of(r).await["role"], "admin");
-    let r = s
-        .http
-        .post(s.url("/api/logout"))
-        .header("cookie", &cookie)
-        .send()
-        .await
-        .unwrap();
+    let r = s.post("/api/logout").header("cookie", &cookie).go().await;
     assert_eq!(r.status(), 200);
-    let r = s
-        .http
-        .get(s.url("/api/session"))
-        .header("cookie", &cookie)
-        .send()
-        .await
-        .unwrap();
+    let r = s.get("/api/session").header("cookie", &cookie).go().await;
     assert_eq!(r.status(), 401);
     s.stop().await;
 }
@@ -164,15 +123,9 @@ async fn login_gives_a_strict_http_only_session_cookie() {
 async fn every_endpoint_works_for_an_admin_session() {
     let s = TestServer::start().await;
     let cookie = s.login().await;
-    let get = |path: &str| {
-        s.http
-            .get(s.url(path))
-            .header("cookie", cookie.clone())
-            .send()
-    };
+    let get = |path: &str| s.get(path).header("cookie", cookie.clone()).send();
     let post = |path: &str, body: Value| {
-        s.http
-            .post(s.url(path))
+        s.post(path)
             .header("cookie", cookie.clone())
             .header("origin", s.base.clone())
             .json(&body)
@@ -348,13 +301,7 @@ async fn every_endpoint_works_for_an_admin_session() {
     assert_eq!(r.status(), 200);
     let live_cfg = std::fs::read_to_string(s.dir.path().join("config.toml")).unwrap();
     assert!(live_cfg.contains("$argon2id$"), "the new hash is persisted");
-    let r = s
-        .http
-        .post(s.url("/api/login"))
-        .json(&json!({"password": "another password"}))
-        .send()
-        .await
-        .unwrap();
+    let r = s.login_as("another password").await;
     assert_eq!(r.status(), 200);
     s.stop().await;
 }
@@ -363,11 +310,7 @@ async fn every_endpoint_works_for_an_admin_session() {
 async fn a_viewer_may_watch_but_not_change_anything() {
     let s = TestServer::start().await;
     for path in ["/api/status", "/api/events", "/metrics", "/api/session"] {
-        let r = s
-            .with_token(Method::GET, path, VIEWER_TOKEN)
-            .send()
-            .await
-            .unwrap();
+        let r = s.with_token(Method::GET, path, VIEWER_TOKEN).go().await;
         assert_eq!(r.status(), 200, "{path}");
     }
     let mutations: [(Method, &str, Value); 6] = [
@@ -382,17 +325,15 @@ async fn a_viewer_may_watch_but_not_change_anything() {
         let r = s
             .with_token(m.clone(), path, VIEWER_TOKEN)
             .json(body)
-            .send()
-            .await
-            .unwrap();
+            .go()
+            .await;
         assert_eq!(r.status(), 403, "{m} {path}");
         assert!(json_of(r).await["error"].is_string());
     }
     assert_eq!(
         s.with_token(Method::GET, "/api/config", VIEWER_TOKEN)
-            .send()
+            .go()
             .await
-            .unwrap()
             .status(),
         403
     );
@@ -400,16 +341,14 @@ async fn a_viewer_may_watch_but_not_change_anything() {
     let r = s
         .with_token(Method::POST, "/api/active", OPERATOR_TOKEN)
         .json(&json!({"stream": "cam2"}))
-        .send()
-        .await
-        .unwrap();
+        .go()
+        .await;
     assert_eq!(r.status(), 200);
     let r = s
         .with_token(Method::PUT, "/api/config", OPERATOR_TOKEN)
         .json(&json!({}))
-        .send()
-        .await
-        .unwrap();
+        .go()
+        .await;
     assert_eq!(r.status(), 403);
     let st = s
         .wait_status("the selection", |st| st["active"]["stream"] == "cam2")
@@ -423,14 +362,12 @@ async fn a_foreign_origin_is_refused_on_state_changes() {
     let s = TestServer::start().await;
     let cookie = s.login().await;
     let r = s
-        .http
-        .post(s.url("/api/active"))
+        .post("/api/active")
         .header("cookie", &cookie)
         .header("origin", "http://evil.example")
         .json(&json!({"stream": "cam2"}))
-        .send()
-        .await
-        .unwrap();
+        .go()
+        .await;
     assert_eq!(r.status(), 403);
     assert!(
         json_of(r).await["error"]
@@ -439,41 +376,34 @@ async fn a_foreign_origin_is_refused_on_state_changes() {
             .contains("origin")
     );
     let r = s
-        .http
-        .post(s.url("/api/login"))
+        .post("/api/login")
         .header("origin", "http://evil.example")
         .json(&json!({"password": ADMIN_PASSWORD}))
-        .send()
-        .await
-        .unwrap();
+        .go()
+        .await;
     assert_eq!(r.status(), 403);
     let r = s
         .with_token(Method::POST, "/api/alarms/door/trigger", OPERATOR_TOKEN)
         .header("origin", "https://evil.example")
-        .send()
-        .await
-        .unwrap();
+        .go()
+        .await;
     assert_eq!(r.status(), 403);
     // The same origin passes.
     let r = s
-        .http
-        .post(s.url("/api/active"))
+        .post("/api/active")
         .header("cookie", &cookie)
         .header("origin", &s.base)
         .json(&json!({"stream": "cam2"}))
-        .send()
-        .await
-        .unwrap();
+        .go()
+        .await;
     assert_eq!(r.status(), 200);
     // Reads are not state changes.
     let r = s
-        .http
-        .get(s.url("/api/status"))
+        .get("/api/status")
         .header("cookie", &cookie)
         .header("origin", "http://evil.example")
-        .send()
-        .await
-        .unwrap();
+        .go()
+        .await;
     assert_eq!(r.status(), 200);
     s.stop().await;
 }
@@ -485,45 +415,34 @@ async fn bad_json_and_invalid_configs_are_400_with_the_field() {
         .with_token(Method::POST, "/api/active", ADMIN_TOKEN)
         .body("{not json")
         .header("content-type", "application/json")
-        .send()
-        .await
-        .unwrap();
+        .go()
+        .await;
     assert_eq!(r.status(), 400);
     assert!(json_of(r).await["error"].as_str().unwrap().contains("JSON"));
     let r = s
         .with_token(Method::POST, "/api/active", ADMIN_TOKEN)
         .json(&json!({"stream": 5}))
-        .send()
-        .await
-        .unwrap();
+        .go()
+        .await;
     assert_eq!(r.status(), 400);
     assert_eq!(json_of(r).await["field"], "stream");
     let r = s
         .with_token(Method::POST, "/api/active", ADMIN_TOKEN)
         .json(&json!({"stream": "nope"}))
-        .send()
-        .await
-        .unwrap();
+        .go()
+        .await;
     assert_eq!(r.status(), 400);
     assert_eq!(json_of(r).await["field"], "stream");
 
-    let good: Value = s
-        .with_token(Method::GET, "/api/config", ADMIN_TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let good = s.get_json("/api/config", ADMIN_TOKEN).await;
     // A type error: the path of the bad field.
     let mut bad = good.clone();
     bad["streams"][1]["kind"] = json!("bogus");
     let r = s
         .with_token(Method::PUT, "/api/config", ADMIN_TOKEN)
         .json(&bad)
-        .send()
-        .await
-        .unwrap();
+        .go()
+        .await;
     assert_eq!(r.status(), 400);
     assert_eq!(json_of(r).await["field"], "streams[1].kind");
     // A semantic error: every problem, the first as `field`.
@@ -533,9 +452,8 @@ async fn bad_json_and_invalid_configs_are_400_with_the_field() {
     let r = s
         .with_token(Method::PUT, "/api/config", ADMIN_TOKEN)
         .json(&bad)
-        .send()
-        .await
-        .unwrap();
+        .go()
+        .await;
     assert_eq!(r.status(), 400);
     let body = json_of(r).await;
     assert_eq!(body["field"], "streams[0].width");
@@ -548,14 +466,7 @@ async fn bad_json_and_invalid_configs_are_400_with_the_field() {
     assert_eq!(fields, ["streams[0].width", "alarms[0].stream"]);
     // Nothing was applied or written.
     assert!(!s.dir.path().join("config.toml").exists());
-    let now: Value = s
-        .with_token(Method::GET, "/api/config", ADMIN_TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let now = s.get_json("/api/config", ADMIN_TOKEN).await;
     assert_eq!(now, good);
     s.stop().await;
 }
@@ -564,22 +475,10 @@ async fn bad_json_and_invalid_configs_are_400_with_the_field() {
 async fn failed_logins_are_rate_limited_per_client() {
     let s = TestServer::start().await;
     for _ in 0..5 {
-        let r = s
-            .http
-            .post(s.url("/api/login"))
-            .json(&json!({"password": "guess123"}))
-            .send()
-            .await
-            .unwrap();
+        let r = s.login_as("guess123").await;
         assert_eq!(r.status(), 401);
     }
-    let r = s
-        .http
-        .post(s.url("/api/login"))
-        .json(&json!({"password": ADMIN_PASSWORD}))
-        .send()
-        .await
-        .unwrap();
+    let r = s.login_as(ADMIN_PASSWORD).await;
     assert_eq!(r.status(), 429, "even the right password waits");
     assert!(r.headers().contains_key("retry-after"));
     assert!(
@@ -591,9 +490,8 @@ async fn failed_logins_are_rate_limited_per_client() {
     // Tokens are not affected.
     assert_eq!(
         s.with_token(Method::GET, "/api/status", VIEWER_TOKEN)
-            .send()
+            .go()
             .await
-            .unwrap()
             .status(),
         200
     );
@@ -611,49 +509,29 @@ async fn the_password_is_set_on_first_use_and_persisted() {
         WebOptions::default(),
     )
     .await;
-    let h: Value = s
-        .http
-        .get(s.url("/api/health"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let h: Value = s.get("/api/health").go().await.json().await.unwrap();
     assert_eq!(h["setup_required"], true);
-    let r = s
-        .http
-        .post(s.url("/api/login"))
-        .json(&json!({"password": "anything1"}))
-        .send()
-        .await
-        .unwrap();
+    let r = s.login_as("anything1").await;
     assert_eq!(r.status(), 403);
     let r = s
-        .http
-        .post(s.url("/api/setup"))
+        .post("/api/setup")
         .json(&json!({"password": "short"}))
-        .send()
-        .await
-        .unwrap();
+        .go()
+        .await;
     assert_eq!(r.status(), 400);
     assert_eq!(json_of(r).await["field"], "password");
     let r = s
-        .http
-        .post(s.url("/api/setup"))
+        .post("/api/setup")
         .json(&json!({"password": "first password"}))
-        .send()
-        .await
-        .unwrap();
+        .go()
+        .await;
     assert_eq!(r.status(), 200);
     let cookie = session_cookie(&r);
     assert_eq!(
-        s.http
-            .get(s.url("/api/status"))
+        s.get("/api/status")
             .header("cookie", &cookie)
-            .send()
+            .go()
             .await
-            .unwrap()
             .status(),
         200
     );
@@ -664,20 +542,12 @@ async fn the_password_is_set_on_first_use_and_persisted() {
         .expect("the hash is in the live config");
     assert!(edgecam::web::auth::verify_password("first password", &hash));
     let r = s
-        .http
-        .post(s.url("/api/setup"))
+        .post("/api/setup")
         .json(&json!({"password": "second password"}))
-        .send()
-        .await
-        .unwrap();
+        .go()
+        .await;
     assert_eq!(r.status(), 403, "setup works only once");
-    let r = s
-        .http
-        .post(s.url("/api/login"))
-        .json(&json!({"password": "first password"}))
-        .send()
-        .await
-        .unwrap();
+    let r = s.login_as("first password").await;
     assert_eq!(r.status(), 200);
     s.stop().await;
 }
@@ -697,50 +567,28 @@ async fn a_one_time_password_must_be_changed_before_anything_else() {
         },
     )
     .await;
-    let r = s
-        .http
-        .post(s.url("/api/login"))
-        .json(&json!({"password": "one-time-pass"}))
-        .send()
-        .await
-        .unwrap();
+    let r = s.login_as("one-time-pass").await;
     assert_eq!(r.status(), 200);
     let cookie = session_cookie(&r);
     assert_eq!(json_of(r).await["must_change_password"], true);
-    let r = s
-        .http
-        .get(s.url("/api/status"))
-        .header("cookie", &cookie)
-        .send()
-        .await
-        .unwrap();
+    let r = s.get("/api/status").header("cookie", &cookie).go().await;
     assert_eq!(r.status(), 403);
     let r = s
-        .http
-        .post(s.url("/api/password"))
+        .post("/api/password")
         .header("cookie", &cookie)
         .json(&json!({"new": "my own password"}))
-        .send()
-        .await
-        .unwrap();
+        .go()
+        .await;
     assert_eq!(r.status(), 200);
     assert_eq!(
-        s.http
-            .get(s.url("/api/status"))
+        s.get("/api/status")
             .header("cookie", &cookie)
-            .send()
+            .go()
             .await
-            .unwrap()
             .status(),
         200
     );
-    let r = s
-        .http
-        .post(s.url("/api/login"))
-        .json(&json!({"password": "one-time-pass"}))
-        .send()
-        .await
-        .unwrap();
+    let r = s.login_as("one-time-pass").await;
     assert_eq!(r.status(), 401, "the one-time password is gone");
     s.stop().await;
 }
@@ -749,29 +597,19 @@ async fn a_one_time_password_must_be_changed_before_anything_else() {
 async fn a_live_config_change_adds_and_removes_streams_while_a_client_watches_another() {
     let s = TestServer::start().await;
     let mut client = s.live(VIEWER_TOKEN, &["h264"], "").await;
-    let init = client.next_text("init").await;
+    let (init, first, _) = client.init_and_keyframe().await;
     assert_eq!(init["stream"], "cam1");
-    let sid = init["sid"].as_u64().unwrap() as u32;
-    let (first, _) = client.next_frame().await;
-    assert_ne!(first.flags & FLAG_KEYFRAME, 0);
+    let sid = first.sid;
 
-    let mut cfg: Value = s
-        .with_token(Method::GET, "/api/config", ADMIN_TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let mut cfg = s.get_json("/api/config", ADMIN_TOKEN).await;
     let streams = cfg["streams"].as_array_mut().unwrap();
     streams.retain(|x| x["id"] != "cam2");
     streams.push(serde_json::to_value(pattern("cam4")).unwrap());
     let r = s
         .with_token(Method::PUT, "/api/config", ADMIN_TOKEN)
         .json(&cfg)
-        .send()
-        .await
-        .unwrap();
+        .go()
+        .await;
     assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
 
     let st = s

@@ -3,6 +3,7 @@
 //! expires, a user selection, a latched alarm raised and acknowledged. The web layer sees
 //! none of these directly; every event must still be there, with its cause, in order.
 
+mod common;
 mod webutil;
 
 use std::sync::Arc;

@@ -178,6 +178,54 @@ fn resolve_stride(
     Ok(stride)
 }
 
+/// How a camera format lays one picture out in its buffer, for the size checks.
+#[derive(Clone, Copy)]
+struct Layout {
+    /// The format's name, for errors.
+    format: &'static str,
+    /// Bytes of one buffer line per pixel of picture width.
+    bytes_per_pixel: usize,
+    /// True when a half-height chroma plane follows the luma lines (with the same stride).
+    chroma_plane: bool,
+}
+
+/// YUYV: one plane, two bytes per pixel.
+const YUYV: Layout = Layout {
+    format: "YUYV",
+    bytes_per_pixel: 2,
+    chroma_plane: false,
+};
+
+/// NV12: a luma plane of one byte per pixel, then interleaved chroma at half height.
+const NV12: Layout = Layout {
+    format: "NV12",
+    bytes_per_pixel: 1,
+    chroma_plane: true,
+};
+
+/// The checks every converter starts with: `dst` is a valid picture, the stride (0 =
+/// packed) covers a line, and the buffer cut to `bytesused` holds every line of `layout`
+/// (the last one needs only its picture bytes). Returns the cut buffer and the stride.
+fn checked_source<'a>(
+    layout: Layout,
+    src: &'a [u8],
+    bytesused: usize,
+    stride: usize,
+    dst: &I420Frame,
+) -> Result<(&'a [u8], usize), CodecError> {
+    dst.check_planes()?;
+    let line = layout.bytes_per_pixel * dst.width as usize;
+    let mut lines = dst.height as usize;
+    if layout.chroma_plane {
+        lines += dst.chroma_height();
+    }
+    let stride = resolve_stride(layout.format, stride, line, dst.width)?;
+    // Saturating: a driver's absurd stride is a short buffer, not an overflow.
+    let need = stride.saturating_mul(lines - 1).saturating_add(line);
+    let src = cut(layout.format, src, bytesused, need, dst)?;
+    Ok((src, stride))
+}
+
 /// Converts packed YUYV 4:2:2 (`Y0 U Y1 V` per pixel pair) into `dst`, whose size says the
 /// picture size. `stride` is bytes per line (0 = `2 * width`). Chroma of each pair of lines
 /// is averaged to get 4:2:0.
@@ -187,10 +235,8 @@ pub fn yuyv_to_i420(
     stride: usize,
     dst: &mut I420Frame,
 ) -> Result<(), CodecError> {
-    dst.check_planes()?;
-    let (w, h) = (dst.width as usize, dst.height as usize);
-    let stride = resolve_stride("YUYV", stride, 2 * w, dst.width)?;
-    let src = cut("YUYV", src, bytesused, stride * (h - 1) + 2 * w, dst)?;
+    let (src, stride) = checked_source(YUYV, src, bytesused, stride, dst)?;
+    let w = dst.width as usize;
     let cw = dst.chroma_width();
     for cy in 0..dst.chroma_height() {
         let top = &src[2 * cy * stride..][..2 * w];
@@ -219,17 +265,9 @@ pub fn nv12_to_i420(
     stride: usize,
     dst: &mut I420Frame,
 ) -> Result<(), CodecError> {
-    dst.check_planes()?;
+    let (src, stride) = checked_source(NV12, src, bytesused, stride, dst)?;
     let (w, h) = (dst.width as usize, dst.height as usize);
-    let stride = resolve_stride("NV12", stride, w, dst.width)?;
     let ch = dst.chroma_height();
-    let src = cut(
-        "NV12",
-        src,
-        bytesused,
-        stride * h + stride * (ch - 1) + w,
-        dst,
-    )?;
     for row in 0..h {
         dst.y[row * w..][..w].copy_from_slice(&src[row * stride..][..w]);
     }
@@ -285,4 +323,39 @@ pub fn i420_to_rgb(frame: &I420Frame, out: &mut Vec<u8>) -> Result<(), CodecErro
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `(have, need)` of a [`CodecError::ShortBuffer`]; `None` for any other outcome.
+    fn short(r: Result<(), CodecError>) -> Option<(usize, usize)> {
+        match r {
+            Err(CodecError::ShortBuffer { have, need, .. }) => Some((have, need)),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn an_absurd_stride_is_a_short_buffer_not_an_overflow() {
+        let mut dst = I420Frame::new(4, 2).unwrap();
+        let src = [0u8; 64];
+        for convert in [yuyv_to_i420, nv12_to_i420] {
+            let r = convert(&src, src.len(), usize::MAX, &mut dst);
+            assert_eq!(short(r), Some((64, usize::MAX)));
+        }
+    }
+
+    #[test]
+    fn each_layout_needs_every_line_but_the_last_ones_padding() {
+        let mut dst = I420Frame::new(4, 2).unwrap();
+        let src = [0u8; 20];
+        // YUYV 4x2, stride 12: one padded line of 12, then 8 bytes.
+        assert!(yuyv_to_i420(&src, 20, 12, &mut dst).is_ok());
+        assert_eq!(short(yuyv_to_i420(&src, 19, 12, &mut dst)), Some((19, 20)));
+        // NV12 4x2, stride 6: two luma lines and one chroma line, the last needing 4 bytes.
+        assert!(nv12_to_i420(&src, 16, 6, &mut dst).is_ok());
+        assert_eq!(short(nv12_to_i420(&src, 15, 6, &mut dst)), Some((15, 16)));
+    }
 }

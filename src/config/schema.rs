@@ -219,6 +219,28 @@ pub struct StreamConfig {
 }
 
 impl StreamConfig {
+    /// A test-pattern camera of `width`x`height` at `fps`, every other key at its default, as
+    /// if the TOML entry gave only these. Tests, benchmarks and tools start from it and set
+    /// what they need (`StreamConfig { gop: Some(10), ..StreamConfig::testpattern(..) }`).
+    pub fn testpattern(id: impl Into<String>, width: u32, height: u32, fps: u32) -> StreamConfig {
+        StreamConfig {
+            id: id.into(),
+            name: None,
+            kind: StreamKind::Testpattern,
+            url: None,
+            transport: Transport::default(),
+            device: None,
+            width: Some(width),
+            height: Some(height),
+            fps: Some(fps),
+            bitrate_kbps: None,
+            gop: None,
+            connect_timeout_ms: default_connect_timeout_ms(),
+            stall_timeout_ms: default_stall_timeout_ms(),
+            enabled: true,
+        }
+    }
+
     /// The name to show: `name`, or the id when none is set.
     pub fn display_name(&self) -> &str {
         self.name.as_deref().unwrap_or(&self.id)
@@ -448,4 +470,18 @@ fn default_debounce_ms() -> u32 {
 }
 fn default_output_active() -> ActiveLevel {
     ActiveLevel::High
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn testpattern_is_what_the_toml_with_those_keys_gives() {
+        let parsed: StreamConfig = toml::from_str(
+            "id = \"cam1\"\nkind = \"testpattern\"\nwidth = 320\nheight = 180\nfps = 10",
+        )
+        .unwrap();
+        assert_eq!(StreamConfig::testpattern("cam1", 320, 180, 10), parsed);
+    }
 }

@@ -5,6 +5,7 @@
 //! owns timeouts, backoff, restarts and the per-stream statistics.
 
 pub mod font;
+pub mod gate;
 pub mod testpattern;
 #[cfg(feature = "v4l2")]
 pub mod v4l2;

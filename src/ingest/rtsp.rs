@@ -4,8 +4,9 @@
 //! stream (TCP interleaved by default, UDP on request), `PLAY`, then frames until the session
 //! breaks. Frames arrive as Annex B access units with SPS/PPS in front of every keyframe
 //! (retina's [`FrameFormat::SIMPLE`]); they are copied into the sink and retina's buffer is
-//! dropped. Frames before the first keyframe of a session are dropped, so every session
-//! starts decodable.
+//! dropped. Frames pass a [`super::gate::KeyframeGate`]: those before the first keyframe of
+//! a session, and those after a frame the ring refused until the next keyframe, are dropped,
+//! so what is stored always decodes.
 //!
 //! Receive times come from retina's packet context: the time the last packet of the frame
 //! was read from the socket. The clock in [`SourceCtx`] has its own origin, so the packet's
@@ -16,6 +17,7 @@
 //! Credentials are taken out of the URL and handed to retina as [`Credentials`]; the URL that
 //! goes on the wire and into every log line and error has no password.
 
+use super::gate::KeyframeGate;
 use super::redact::redact_url;
 use super::{Source, SourceCtx, SourceError};
 use crate::config::schema::{StreamConfig, Transport};
@@ -180,8 +182,9 @@ impl RtspSource {
             .map_err(|e| self.human_error(&e, Phase::Setup))?;
         tracing::info!(stream = %id, url = %self.url, "rtsp session playing");
 
-        // False until the first keyframe of this session; everything before it is dropped.
-        let mut started = false;
+        // Drops everything before the session's first keyframe, and after a refused frame
+        // until the next one (a camera cannot be asked for an early keyframe over RTSP).
+        let mut gate = KeyframeGate::new();
         while let Some(item) = demuxed.next().await {
             let frame = match item {
                 Ok(CodecItem::VideoFrame(frame)) => frame,
@@ -191,11 +194,9 @@ impl RtspSource {
             if frame.stream_id() != index {
                 continue;
             }
-            let first = !started && frame.is_random_access_point();
-            if !started && !first {
+            if !gate.admits(frame.is_random_access_point()) {
                 continue;
             }
-            started = true;
             if frame.loss() > 0 {
                 tracing::debug!(stream = %id, lost = frame.loss(), "rtp packets lost before frame");
             }
@@ -204,16 +205,14 @@ impl RtspSource {
             let info = FrameInfo {
                 codec: Codec::H264,
                 keyframe: frame.is_random_access_point(),
-                params_changed: first || frame.has_new_parameters(),
+                params_changed: frame.has_new_parameters(),
                 pts_us: (i128::from(ts.elapsed()) * 1_000_000 / i128::from(ts.clock_rate().get()))
                     as i64,
                 recv_mono_ns: ctx.clock.mono_ns().saturating_sub(age.as_nanos() as u64),
                 recv_wall_us: ctx.clock.wall_us() - age.as_micros() as i64,
                 epoch: ctx.epoch,
             };
-            if let Err(e) = ctx.sink.push_frame(&info, &[frame.data()]) {
-                tracing::debug!(stream = %id, error = %e, "frame refused by the ring");
-            }
+            gate.push(ctx.sink, id, &info, &[frame.data()]);
         }
         Err(SourceError::Stream(format!(
             "camera at {} ended the session",

@@ -6,6 +6,7 @@
 //! output buffers circulate between the two sides, so the steady state allocates nothing.
 
 use super::font;
+use super::gate::{Gated, KeyframeGate};
 use super::{Source, SourceCtx, SourceError};
 use crate::codec::yuv::{I420Frame, check_dimensions, rgb_to_yuv};
 use crate::codec::{EncoderSettings, H264Encoder};
@@ -274,10 +275,7 @@ impl TestPatternSource {
             tokio::time::interval(Duration::from_nanos(1_000_000_000 / u64::from(s.fps)));
         interval.set_missed_tick_behavior(MissedTickBehavior::Skip);
         let start = tokio::time::Instant::now();
-        let mut first_keyframe = true;
-        let mut need_keyframe = true;
-        // A refusal was logged and no frame has been stored since.
-        let mut refusal_logged = false;
+        let mut gate = KeyframeGate::new();
         loop {
             let tick = interval.tick().await;
             let frame = match filled_rx.recv().await {
@@ -289,32 +287,19 @@ impl TestPatternSource {
                     ));
                 }
             };
-            if need_keyframe && !frame.keyframe {
-                let _ = free_tx.try_send(frame);
-                continue;
-            }
-            let info = FrameInfo {
-                codec: Codec::H264,
-                keyframe: frame.keyframe,
-                params_changed: frame.keyframe && first_keyframe,
-                pts_us: tick.duration_since(start).as_micros() as i64,
-                recv_mono_ns: ctx.clock.mono_ns(),
-                recv_wall_us: ctx.clock.wall_us(),
-                epoch: ctx.epoch,
-            };
-            match ctx.sink.push_frame(&info, &[&frame.data]) {
-                Ok(_) => {
-                    need_keyframe = false;
-                    refusal_logged = false;
-                    first_keyframe &= !frame.keyframe;
-                }
-                Err(e) => {
-                    // Once per run of refused frames, not once per frame.
-                    if !refusal_logged {
-                        tracing::warn!(stream = %ctx.id, error = %e, "frame dropped; asking for a keyframe");
-                        refusal_logged = true;
-                    }
-                    need_keyframe = true;
+            if gate.admits(frame.keyframe) {
+                let info = FrameInfo {
+                    codec: Codec::H264,
+                    keyframe: frame.keyframe,
+                    // The gate flags the session's first keyframe; the encoder's parameters
+                    // never change within a session.
+                    params_changed: false,
+                    pts_us: tick.duration_since(start).as_micros() as i64,
+                    recv_mono_ns: ctx.clock.mono_ns(),
+                    recv_wall_us: ctx.clock.wall_us(),
+                    epoch: ctx.epoch,
+                };
+                if gate.push(ctx.sink, ctx.id, &info, &[&frame.data]) == Gated::Refused {
                     force_keyframe.store(true, Ordering::Relaxed);
                 }
             }

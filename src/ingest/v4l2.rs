@@ -6,6 +6,7 @@
 //! Finished frames travel to the async side in recycled buffers; it stamps receive times
 //! and pushes them into the sink.
 
+use super::gate::{Gated, KeyframeGate};
 use super::{Source, SourceCtx, SourceError};
 use crate::codec::{CaptureFormat, CaptureProcessor, EncoderSettings};
 use crate::config::schema::StreamConfig;
@@ -126,45 +127,24 @@ impl V4l2Source {
             .spawn(move || thread.run())
             .map_err(|e| SourceError::Connect(format!("cannot start the capture thread: {e}")))?;
 
-        let mut need_keyframe = true;
-        // A refusal was logged and no frame has been stored since.
-        let mut refusal_logged = false;
-        // A refused frame that said "params changed" passes that on to the next keyframe.
-        let mut carry_params_changed = false;
+        let mut gate = KeyframeGate::new();
         loop {
             let frame = match filled_rx.recv().await {
                 Some(Msg::Frame(f)) => f,
                 Some(Msg::Failed(e)) => return Err(e),
                 None => return Err(SourceError::Stream("capture thread stopped".to_string())),
             };
-            if !need_keyframe || frame.keyframe {
-                let info = FrameInfo {
-                    codec: frame.codec,
-                    keyframe: frame.keyframe,
-                    params_changed: frame.keyframe
-                        && (frame.params_changed || carry_params_changed),
-                    pts_us: frame.pts_us,
-                    recv_mono_ns: ctx.clock.mono_ns(),
-                    recv_wall_us: ctx.clock.wall_us(),
-                    epoch: ctx.epoch,
-                };
-                match ctx.sink.push_frame(&info, &[&frame.data]) {
-                    Ok(_) => {
-                        need_keyframe = false;
-                        refusal_logged = false;
-                        carry_params_changed &= !frame.keyframe;
-                    }
-                    Err(e) => {
-                        // Once per run of refused frames, not once per frame.
-                        if !refusal_logged {
-                            tracing::warn!(stream = %ctx.id, error = %e, "frame dropped; waiting for a keyframe");
-                            refusal_logged = true;
-                        }
-                        need_keyframe = true;
-                        carry_params_changed |= frame.params_changed;
-                        want_keyframe.store(true, Ordering::Relaxed);
-                    }
-                }
+            let info = FrameInfo {
+                codec: frame.codec,
+                keyframe: frame.keyframe,
+                params_changed: frame.params_changed,
+                pts_us: frame.pts_us,
+                recv_mono_ns: ctx.clock.mono_ns(),
+                recv_wall_us: ctx.clock.wall_us(),
+                epoch: ctx.epoch,
+            };
+            if gate.push(ctx.sink, ctx.id, &info, &[&frame.data]) == Gated::Refused {
+                want_keyframe.store(true, Ordering::Relaxed);
             }
             // Never full: at most BUFFERS frames exist and this one is back from the sink.
             let _ = free_tx.try_send(frame);

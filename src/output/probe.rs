@@ -138,24 +138,13 @@ fn check(cfg: &StreamConfig) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{StreamKind, Transport};
+    use crate::config::StreamKind;
 
     fn pattern() -> StreamConfig {
         StreamConfig {
-            id: "t".into(),
-            name: None,
-            kind: StreamKind::Testpattern,
-            url: None,
-            transport: Transport::Tcp,
-            device: None,
-            width: Some(160),
-            height: Some(96),
-            fps: Some(25),
             bitrate_kbps: Some(200),
             gop: Some(10),
-            connect_timeout_ms: 5000,
-            stall_timeout_ms: 5000,
-            enabled: true,
+            ..StreamConfig::testpattern("t", 160, 96, 25)
         }
     }
 

@@ -1,15 +1,14 @@
 //! Shared harness for the web tests: a daemon with test-pattern streams behind a real web
 //! server on a free port, and helpers for a real HTTP client (reqwest) and WebSocket client
-//! (tokio-tungstenite).
+//! (tokio-tungstenite). Config fixtures come from `tests/common`: a test that uses this module
+//! declares `mod common;` beside `mod webutil;`.
 #![allow(dead_code)] // Each test binary uses a different part of the harness.
 
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use edgecam::clock::{Clock, SystemClock};
-use edgecam::config::{
-    AlarmConfig, AlarmMode, Config, Role, StreamConfig, StreamKind, TokenConfig, Transport,
-};
+use edgecam::config::{Config, Role, TokenConfig};
 use edgecam::daemon::Daemon;
 use edgecam::output::live::LiveOptions;
 use edgecam::output::wire::FrameHeader;
@@ -34,29 +33,9 @@ pub fn admin_hash() -> String {
         .clone()
 }
 
-/// A small test-pattern stream.
-pub fn pattern(id: &str) -> StreamConfig {
-    StreamConfig {
-        id: id.to_string(),
-        name: Some(format!("Pattern {id}")),
-        kind: StreamKind::Testpattern,
-        url: None,
-        transport: Transport::Tcp,
-        device: None,
-        width: Some(160),
-        height: Some(96),
-        fps: Some(25),
-        bitrate_kbps: Some(200),
-        gop: Some(10),
-        connect_timeout_ms: 5000,
-        stall_timeout_ms: 5000,
-        enabled: true,
-    }
-}
-
-/// Three streams, a latched alarm `door` on cam3, one token per role, the admin hash.
+/// [`crate::common::three_cameras`] on any free port, one token per role, the admin hash.
 pub fn config(dir: &std::path::Path) -> Config {
-    let mut cfg = Config::default();
+    let mut cfg = crate::common::three_cameras(dir);
     cfg.web.listen = "127.0.0.1:0".into();
     cfg.web.admin_password_hash = Some(admin_hash());
     cfg.web.tokens = vec![
@@ -64,24 +43,6 @@ pub fn config(dir: &std::path::Path) -> Config {
         token("operator", OPERATOR_TOKEN, Role::Operator),
         token("admin", ADMIN_TOKEN, Role::Admin),
     ];
-    cfg.paths.state_dir = dir.to_path_buf();
-    cfg.ring.bytes_per_stream = 1024 * 1024;
-    cfg.ring.slots_per_stream = 128;
-    cfg.streams = vec![pattern("cam1"), pattern("cam2"), pattern("cam3")];
-    cfg.select.default = Some("cam1".into());
-    cfg.select.min_dwell_ms = 0;
-    cfg.alarms = vec![AlarmConfig {
-        id: "door".into(),
-        name: Some("Door contact".into()),
-        stream: "cam3".into(),
-        priority: 10,
-        mode: AlarmMode::Latched,
-        hold_s: 30,
-        video_loss: false,
-        video_loss_after_s: 10,
-        gpio: None,
-        output: None,
-    }];
     edgecam::config::validate(&cfg).expect("test config is valid");
     cfg
 }
@@ -154,6 +115,39 @@ impl TestServer {
         format!("{}{}", self.base, path)
     }
 
+    /// A request to `path` with no credentials.
+    pub fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        self.http.request(method, self.url(path))
+    }
+
+    /// `GET path` with no credentials.
+    pub fn get(&self, path: &str) -> reqwest::RequestBuilder {
+        self.request(reqwest::Method::GET, path)
+    }
+
+    /// `POST path` with no credentials.
+    pub fn post(&self, path: &str) -> reqwest::RequestBuilder {
+        self.request(reqwest::Method::POST, path)
+    }
+
+    /// `POST /api/login` with `password`; the answer, whatever it is.
+    pub async fn login_as(&self, password: &str) -> reqwest::Response {
+        self.post("/api/login")
+            .json(&serde_json::json!({"password": password}))
+            .go()
+            .await
+    }
+
+    /// `GET path` with a token; the JSON body, whatever the status.
+    pub async fn get_json(&self, path: &str, token: &str) -> serde_json::Value {
+        self.with_token(reqwest::Method::GET, path, token)
+            .go()
+            .await
+            .json()
+            .await
+            .expect("a JSON body")
+    }
+
     /// A request with `Authorization: Bearer token`.
     pub fn with_token(
         &self,
@@ -161,20 +155,13 @@ impl TestServer {
         path: &str,
         token: &str,
     ) -> reqwest::RequestBuilder {
-        self.http
-            .request(method, self.url(path))
+        self.request(method, path)
             .header("authorization", format!("Bearer {token}"))
     }
 
     /// Logs in with the admin password; the `Cookie` header value for later requests.
     pub async fn login(&self) -> String {
-        let r = self
-            .http
-            .post(self.url("/api/login"))
-            .json(&serde_json::json!({"password": ADMIN_PASSWORD}))
-            .send()
-            .await
-            .unwrap();
+        let r = self.login_as(ADMIN_PASSWORD).await;
         assert_eq!(r.status(), 200, "login failed");
         session_cookie(&r)
     }
@@ -186,14 +173,7 @@ impl TestServer {
         f: impl Fn(&serde_json::Value) -> bool,
     ) -> serde_json::Value {
         for _ in 0..500 {
-            let st: serde_json::Value = self
-                .with_token(reqwest::Method::GET, "/api/status", ADMIN_TOKEN)
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
+            let st = self.get_json("/api/status", ADMIN_TOKEN).await;
             if f(&st) {
                 return st;
             }
@@ -228,15 +208,7 @@ impl TestServer {
         codecs: &[&str],
         query: &str,
     ) -> LiveClient {
-        let mut req = format!("ws://{}/api/live{query}", self.host)
-            .into_client_request()
-            .unwrap();
-        req.headers_mut()
-            .insert("authorization", format!("Bearer {token}").parse().unwrap());
-        let (mut ws, _) = tokio_tungstenite::client_async(req, stream).await.unwrap();
-        let hello = serde_json::json!({"type": "hello", "codecs": codecs}).to_string();
-        ws.send(Message::text(hello)).await.unwrap();
-        LiveClient { ws }
+        live_client(stream, &self.host, token, codecs, query).await
     }
 
     /// Stops the server and the daemon.
@@ -244,6 +216,18 @@ impl TestServer {
         if let Some(s) = self.server.take() {
             s.shutdown().await;
         }
+    }
+}
+
+/// `send().await` for tests: the server must answer (any status).
+pub trait Go {
+    /// Sends the request; panics when there is no HTTP answer at all.
+    fn go(self) -> impl std::future::Future<Output = reqwest::Response>;
+}
+
+impl Go for reqwest::RequestBuilder {
+    async fn go(self) -> reqwest::Response {
+        self.send().await.expect("the server answers")
     }
 }
 
@@ -256,6 +240,26 @@ pub fn session_cookie(r: &reqwest::Response) -> String {
         .to_str()
         .unwrap();
     set.split(';').next().unwrap().to_string()
+}
+
+/// Opens `/api/live` on `host` over `stream` with a bearer token and sends `hello` with
+/// `codecs`. `query` is appended to the path (`""` or `?mode=jpeg`).
+pub async fn live_client(
+    stream: tokio::net::TcpStream,
+    host: &str,
+    token: &str,
+    codecs: &[&str],
+    query: &str,
+) -> LiveClient {
+    let mut req = format!("ws://{host}/api/live{query}")
+        .into_client_request()
+        .unwrap();
+    req.headers_mut()
+        .insert("authorization", format!("Bearer {token}").parse().unwrap());
+    let (mut ws, _) = tokio_tungstenite::client_async(req, stream).await.unwrap();
+    let hello = serde_json::json!({"type": "hello", "codecs": codecs}).to_string();
+    ws.send(Message::text(hello)).await.unwrap();
+    LiveClient { ws }
 }
 
 /// What a live client receives.
@@ -302,6 +306,24 @@ impl LiveClient {
                 return v;
             }
         }
+    }
+
+    /// The next `init` and the first frame after it, checked: the frame belongs to that
+    /// init's switch (`sid`) and is a keyframe. Frames before the `init` are skipped.
+    pub async fn init_and_keyframe(&mut self) -> (serde_json::Value, FrameHeader, Vec<u8>) {
+        let init = self.next_text("init").await;
+        let (h, payload) = self.next_frame().await;
+        assert_eq!(
+            Some(u64::from(h.sid)),
+            init["sid"].as_u64(),
+            "no frame of an earlier switch after the init: {init}"
+        );
+        assert_ne!(
+            h.flags & edgecam::output::wire::FLAG_KEYFRAME,
+            0,
+            "the first frame after an init is a keyframe"
+        );
+        (init, h, payload)
     }
 
     /// The next binary frame.
