@@ -165,6 +165,10 @@ build_seed() {
   mkdir -p "$VM/seed/etc/modules-load.d" "$VM/seed/etc/modprobe.d"
   echo vivid >"$VM/seed/etc/modules-load.d/edgecam-vm-vivid.conf"
   echo 'options vivid n_devs=1' >"$VM/seed/etc/modprobe.d/edgecam-vm-vivid.conf"
+  # Host services that have no business in the test guest (network time, mDNS).
+  for u in systemd-timesyncd.service avahi-daemon.service avahi-daemon.socket; do
+    ln -sfn /dev/null "$VM/seed/etc/systemd/system/$u"
+  done
   # The host's fstab (unconfigured in a container) must not send systemd looking for disks.
   printf '# edgecam VM: the root is the host over 9p with a tmpfs overlay\n' >"$VM/seed/etc/fstab"
 }
