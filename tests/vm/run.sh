@@ -214,6 +214,8 @@ main() {
     *) die "usage: $0 build|1|2|3|all" ;;
   esac
   local t0=$SECONDS
+  mkdir -p "$VM/logs"
+  rm -f "$VM/logs/summary.txt"
   build_guest
   build_seed
   log "guest ready in $((SECONDS - t0))s (kernel $KVER)"
@@ -225,7 +227,7 @@ main() {
   done
   echo
   printf 'VM summary:\n'
-  printf '  %s\n' "${RESULTS[@]}"
+  printf '  %s\n' "${RESULTS[@]}" | tee "$VM/logs/summary.txt"
   return "$failed"
 }
 
