@@ -213,7 +213,6 @@ def scenario1():
                  not os.path.exists("/sys/module/vivid"), 30, 0.5)
         say("rmmod vivid: done")
         sh("modprobe vivid n_devs=1")
-        t_back = time.monotonic()
         say("modprobe vivid: /dev/video0 is back")
         _, t_relive = wait_for(
             "cam1 live again", lambda: stream_state(status(), "cam1") == "live", 120, 0.1
@@ -225,7 +224,6 @@ def scenario1():
             raise Fail(f"reconnects = {row['reconnects']} after the device came back")
         if not d.alive():
             raise Fail("the daemon exited")
-        del t_back
         return (
             f"device=/dev/video0 ({card}) time_to_live={t_live:.2f}s snapshot={w}x{h} "
             f"unplug->backoff ok, modprobe->live={t_relive:.2f}s reconnects={row['reconnects']}"
@@ -358,7 +356,7 @@ def scenario2():
         sel_ms = (log_time(d.log_has("active stream", "stream=cam2")[-1]) - t_wall) * 1000
         say(f"door raised: cam2 selected {sel_ms:.0f} ms after the line went high (daemon log), "
             f"seen in /api/status after {api_s * 1000:.0f} ms ({status()['active']['reason']})")
-        _, _ = wait_for("output line 4 high", lambda: alarms.value(4) == 1, 10, 0.02)
+        wait_for("output line 4 high", lambda: alarms.value(4) == 1, 10, 0.02)
         say(f"alarm output {alarms.chip} line 4 value=1 while the door alarm is active")
         alarms.pull(0, False)
         wait_for("back to cam1", lambda: status()["active"]["stream"] == "cam1", 30, 0.02)
