@@ -77,6 +77,35 @@ async fn rings_fill_keyframe_first_for_every_stream() {
     daemon.shutdown().await;
 }
 
+/// Found by the system-test VM (tests/vm, scenario 3): `POST /api/active` answered with the
+/// old view because the control task replied before publishing the new one. Every answer
+/// must come after the view it caused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_view_is_published_before_a_command_is_answered() {
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(config(dir.path()), clock()).await.unwrap();
+    wait_view(&daemon, "cam1", "default").await;
+    let control = daemon.control();
+    // Each change is persisted (with fsync), so a few rounds keep the test quick.
+    for i in 0..20 {
+        let want = if i % 2 == 0 { "cam2" } else { "cam1" };
+        control.select(Some(want.into())).await.unwrap();
+        let view = control.view();
+        assert_eq!(
+            view.stream.as_deref(),
+            Some(want),
+            "after select #{i}: {view:?}"
+        );
+        assert_eq!(view.reason, "user");
+    }
+    control.trigger("door", None).await.unwrap();
+    assert_eq!(control.view().stream.as_deref(), Some("cam3"));
+    control.clear("door").await.unwrap();
+    assert!(control.ack("door").await.unwrap());
+    assert_eq!(control.view().stream.as_deref(), Some("cam1"));
+    daemon.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn selection_and_latched_alarm_survive_a_restart() {
     let dir = tempfile::tempdir().unwrap();

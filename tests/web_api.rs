@@ -307,6 +307,51 @@ async fn every_endpoint_works_for_an_admin_session() {
 }
 
 #[tokio::test]
+async fn a_gpio_input_on_a_missing_chip_is_reported_in_the_status() {
+    let s = TestServer::start_with(
+        |dir| {
+            let mut cfg = config(dir);
+            cfg.alarms[0].gpio = Some(edgecam::config::GpioInputConfig {
+                chip: "/nonexistent/gpiochip9".into(),
+                line: edgecam::config::LineRef::Offset(0),
+                active: edgecam::config::ActiveLevel::Low,
+                bias: edgecam::config::Bias::PullUp,
+                debounce_ms: 20,
+            });
+            cfg
+        },
+        WebOptions::default(),
+    )
+    .await;
+    let mut st = Value::Null;
+    for _ in 0..100 {
+        let r = s.with_token(Method::GET, "/api/status", VIEWER_TOKEN);
+        st = json_of(r.send().await.unwrap()).await;
+        if st["inputs"][0]["state"] == "failed" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(st["inputs"][0]["alarm"], "door", "{st}");
+    assert_eq!(st["inputs"][0]["state"], "failed", "{st}");
+    let error = st["inputs"][0]["error"].as_str().unwrap_or_default();
+    if cfg!(feature = "rppal") {
+        // The server uses the machine's backend, which the `rppal` feature makes rppal; off a
+        // Raspberry Pi it refuses the board itself.
+        assert!(error.contains("Raspberry Pi"), "{error}");
+    } else {
+        assert!(
+            error.contains("/nonexistent/gpiochip9") && error.contains("no such GPIO chip"),
+            "{error}"
+        );
+    }
+    // The daemon goes on: the API still answers and the other streams run.
+    let r = s.with_token(Method::GET, "/api/status", VIEWER_TOKEN);
+    assert_eq!(r.send().await.unwrap().status(), 200);
+    s.stop().await;
+}
+
+#[tokio::test]
 async fn a_viewer_may_watch_but_not_change_anything() {
     let s = TestServer::start().await;
     for path in ["/api/status", "/api/events", "/metrics", "/api/session"] {

@@ -269,7 +269,7 @@ impl ControlTask {
             let sleep = self.sleep_until_deadline();
             tokio::select! {
                 cmd = rx.recv() => match cmd {
-                    Some(cmd) => self.handle(cmd),
+                    Some(cmd) => self.handle(cmd, &view_tx),
                     None => break,
                 },
                 _ = sleep => self.selector.tick(self.now()),
@@ -297,24 +297,32 @@ impl ControlTask {
         tokio::time::sleep(wait)
     }
 
-    fn handle(&mut self, cmd: Command) {
+    /// Applies one command. A command with a reply is answered only after the new view is
+    /// published, so a caller that reads [`Control::view`] right after the answer (as the
+    /// `POST /api/active` handler does) sees its own change.
+    fn handle(&mut self, cmd: Command, view_tx: &watch::Sender<ActiveView>) {
         let now = self.now();
         match cmd {
             Command::Select { stream, reply } => {
-                let _ = reply.send(self.selector.select(stream.as_deref(), now));
+                let r = self.selector.select(stream.as_deref(), now);
+                self.publish(view_tx);
+                let _ = reply.send(r);
             }
             Command::Trigger { alarm, hold, reply } => {
                 let r = self
                     .alarm(&alarm)
                     .and_then(|i| self.selector.trigger(i, hold, now));
+                self.publish(view_tx);
                 let _ = reply.send(r);
             }
             Command::Clear { alarm, reply } => {
                 let r = self.alarm(&alarm).and_then(|i| self.selector.clear(i, now));
+                self.publish(view_tx);
                 let _ = reply.send(r);
             }
             Command::Ack { alarm, reply } => {
                 let r = self.alarm(&alarm).and_then(|i| self.selector.ack(i, now));
+                self.publish(view_tx);
                 let _ = reply.send(r);
             }
             Command::AlarmInput { alarm, on } => {

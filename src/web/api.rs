@@ -22,6 +22,7 @@ use super::metrics::{Sample, StreamSample};
 use super::session;
 use crate::config::{Config, Role, StreamConfig, StreamKind};
 use crate::daemon::control::{Control, ControlError};
+use crate::gpio::InputState;
 use crate::ingest::stats::StreamState;
 use crate::output::jpeg::{self, JpegSettings};
 use crate::select::{EventsReport, SelectError};
@@ -133,9 +134,36 @@ struct StreamRow {
     ring_lagged: u64,
 }
 
+/// One GPIO alarm input in `GET /api/status`: a missing chip or a permission problem shows
+/// here (the input is retried; the daemon keeps running).
+#[derive(Debug, Serialize)]
+struct InputRow {
+    /// The alarm the input belongs to.
+    alarm: String,
+    /// `starting`, `ok` or `failed`.
+    state: &'static str,
+    /// Why it failed, for the operator.
+    error: Option<String>,
+}
+
+impl InputRow {
+    fn new(alarm: &str, state: InputState) -> Self {
+        let (state, error) = match state {
+            InputState::Starting => ("starting", None),
+            InputState::Ok => ("ok", None),
+            InputState::Failed(why) => ("failed", Some(why)),
+        };
+        InputRow {
+            alarm: alarm.to_string(),
+            state,
+            error,
+        }
+    }
+}
+
 /// `GET /api/status`.
 async fn status(State(st): St, _caller: Caller) -> ApiResult<Json<serde_json::Value>> {
-    let (view, streams, watchdog) = st
+    let (view, streams, watchdog, inputs) = st
         .with_daemon(|d| {
             let view = d.control().view();
             let rows: Vec<StreamRow> = d
@@ -145,13 +173,19 @@ async fn status(State(st): St, _caller: Caller) -> ApiResult<Json<serde_json::Va
                 .map(|c| stream_row(c, d.streams().get(&c.id)))
                 .collect();
             let watchdog = d.watchdog_status().report(&d.beacons(), st.clock.mono_ns());
-            (view, rows, watchdog)
+            let inputs: Vec<InputRow> = d
+                .alarm_inputs()
+                .statuses()
+                .map(|(alarm, state)| InputRow::new(alarm, state))
+                .collect();
+            (view, rows, watchdog, inputs)
         })
         .await?;
     Ok(Json(json!({
         "active": {"stream": view.stream, "reason": view.reason},
         "streams": streams,
         "alarms": view.alarms,
+        "inputs": inputs,
         "uptime_s": st.uptime_s(),
         "version": env!("CARGO_PKG_VERSION"),
         "watchdog": watchdog,
