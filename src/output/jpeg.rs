@@ -248,6 +248,12 @@ impl Decoder {
 
 impl Work {
     /// Decodes every stored frame after the cursor and publishes the newest as JPEG.
+    ///
+    /// It works in rounds: a round ends at the ring's head as it was when the round began,
+    /// and the frame there is published even if newer frames arrived meanwhile (they are the
+    /// next round). So a burst (the GOP after a switch) shows its picture as soon as it is
+    /// decoded, and a decoder slower than the camera still shows a picture every round
+    /// instead of none until it catches up.
     fn decode_available(
         &mut self,
         ring: &FrameRing,
@@ -255,11 +261,16 @@ impl Work {
         settings: JpegSettings,
         tx: &watch::Sender<Option<Arc<JpegFrame>>>,
     ) {
+        let mut round_end = ring.head();
+        let mut round = (std::time::Instant::now(), 0u32);
         loop {
             if ring.head().saturating_sub(self.reader.cursor()) > MAX_BEHIND
                 && self.reader.jump_to_latest_keyframe()
             {
                 self.synced = false;
+            }
+            if self.reader.cursor() >= round_end {
+                round_end = ring.head();
             }
             let meta = match self.reader.next_into(&mut self.buf) {
                 Ok(Some(meta)) => meta,
@@ -269,7 +280,8 @@ impl Work {
                     continue;
                 }
             };
-            let newest = meta.seq + 1 >= ring.head();
+            round.1 += 1;
+            let newest = meta.seq + 1 >= round_end;
             let publish = |width, height, data: &[u8]| {
                 tx.send_replace(Some(Arc::new(JpegFrame {
                     stream: stream.to_string(),
@@ -313,6 +325,11 @@ impl Work {
                         }
                     }
                 }
+            }
+            if newest {
+                let us = round.0.elapsed().as_micros() as u64;
+                tracing::trace!(stream = %stream, frames = round.1, us, "JPEG decoder round");
+                round = (std::time::Instant::now(), 0);
             }
         }
     }
