@@ -335,11 +335,15 @@ async function refreshStatus() {
     }
     el.querySelector('.name').textContent = s.name;
     const b = el.querySelector('.badge'); b.textContent = s.state; b.className = 'badge ' + s.state;
-    if (thumbTick % 3 === 0 && s.state === 'live') el.querySelector('img').src = `/api/streams/${encodeURIComponent(s.id)}/snapshot.jpg?t=${Date.now()}`;
+    if (thumbTick % 3 === 0 && s.state === 'live' && thumbsDue()) el.querySelector('img').src = `/api/streams/${encodeURIComponent(s.id)}/snapshot.jpg?t=${Date.now()}`;
     el.classList.toggle('active', s.id === view.stream);
   }
-  thumbTick++;
+  if (thumbsDue()) thumbTick++;
 }
+
+// Thumbnails wait for the live view's first frame (or 3 s): each one costs the box a GOP
+// decode, which would compete with the live picture while the page connects.
+function thumbsDue() { return stats.firstPaintMs !== null || performance.now() > 3000; }
 setInterval(refreshStatus, 1500);
 
 async function selectStream(id) {
