@@ -324,7 +324,6 @@ impl TestPatternSource {
     }
 }
 
-/// Renders and encodes frames into recycled buffers until the async side goes away.
 /// Lowers the calling thread's CPU priority (nice 10; Linux gives every thread its own). The
 /// test pattern stands in for a camera's own encoder, which costs a real box nothing, so on a
 /// busy machine it must not hold up the live view or the JPEG decoder it feeds.
@@ -340,6 +339,7 @@ fn yield_cpu_to_the_pipeline() {
     }
 }
 
+/// Renders and encodes frames into recycled buffers until the async side goes away.
 fn render_thread(
     mut pattern: TestPattern,
     settings: EncoderSettings,
