@@ -19,7 +19,10 @@ const stats = {
   marks: [],            // {label, stream, ms}: click/alarm to new stream painted
   stream: null,         // stream currently painted
   lastPaintAt: 0,       // performance.now() of the last paint
+  connectMs: null,      // performance.now() when the live WebSocket was opened
 };
+// Where a switch's time goes, for the marks: when the `init` came, frames received since.
+const burst = { initAt: 0, frames: 0, firstRxAt: 0 };
 const pending = [];     // {label, stream, t0}: waiting for a stream to be painted
 window.edgecam = {
   stats,
@@ -132,27 +135,25 @@ function showTab(name) {
 
 // ---------------------------------------------------------------- live view
 
-let ws = null, sid = 0, codec = null, decoder = null, info = new Map();
+let ws = null, sid = 0, codec = null, decoder = null, info = new Map(), chunkTs = 0;
 let view = { stream: null, reason: '', alarms: [] };
 let fpsCount = 0, fps = 0;
 const canvas = $('video'), g2d = canvas.getContext('2d');
 
+// Whether this browser decodes H.264 with WebCodecs (secure contexts only: localhost or
+// HTTPS; not every build has H.264). Asked once, at load, so that connecting never waits.
+const h264Supported = (!FORCE_JPEG && 'VideoDecoder' in window)
+  ? VideoDecoder.isConfigSupported({ codec: 'avc1.42e01f' }).then((r) => r.supported, () => false)
+  : Promise.resolve(false);
+
 function connectLive() {
   if (ws) return;
   const proto = location.protocol === 'https:' ? 'wss:' : 'ws:';
+  stats.connectMs = performance.now();
   ws = new WebSocket(`${proto}//${location.host}/api/live${FORCE_JPEG ? '?mode=jpeg' : ''}`);
   ws.binaryType = 'arraybuffer';
   ws.onopen = async () => {
-    // WebCodecs exists only in secure contexts (localhost or HTTPS), and not every build
-    // decodes H.264: ask before offering it.
-    const codecs = [];
-    if (!FORCE_JPEG && 'VideoDecoder' in window) {
-      try {
-        const r = await VideoDecoder.isConfigSupported({ codec: 'avc1.42e01f' });
-        if (r.supported) codecs.push('h264');
-      } catch (_) { /* not supported */ }
-    }
-    codecs.push('jpeg');
+    const codecs = (await h264Supported) ? ['h264', 'jpeg'] : ['jpeg'];
     ws.send(JSON.stringify({ type: 'hello', codecs }));
   };
   ws.onmessage = (ev) => (typeof ev.data === 'string' ? onText(JSON.parse(ev.data)) : onFrame(ev.data));
@@ -162,9 +163,9 @@ function connectLive() {
 function onText(msg) {
   if (msg.type === 'init') {
     sid = msg.sid; codec = msg.codec;
+    burst.initAt = performance.now(); burst.frames = 0;
     stats.path = codec ? (codec === 'jpeg' ? 'jpeg' : 'h264') : stats.path;
-    closeDecoder();
-    if (codec && codec !== 'jpeg') openDecoder(codec);
+    if (codec && codec !== 'jpeg') openDecoder(codec); else closeDecoder();
     $('nosignal').hidden = !!codec;
   }
   if (msg.type === 'init' || msg.type === 'view') {
@@ -173,18 +174,29 @@ function onText(msg) {
   }
 }
 
+// A decoder for codec string `c`. A switch keeps the running decoder when the codec is the
+// same (making a new one costs more than the switch itself); the new stream starts on its
+// keyframe, and frames of the old stream still being decoded are dropped by their sid.
 function openDecoder(c) {
+  if (decoder && decoder.state === 'configured' && decoder.codec === c) {
+    // A long queue of the old stream's frames would delay the new keyframe: drop it.
+    if (decoder.decodeQueueSize > 2) { decoder.reset(); decoder.configure({ codec: c, optimizeForLatency: true }); info.clear(); }
+    decoder.needKey = true;
+    return;
+  }
+  closeDecoder();
   decoder = new VideoDecoder({
     // A catch-up burst (the GOP sent on connect or switch) is decoded but only its newest
     // frame is painted.
     output: (frame) => {
       const i = info.get(frame.timestamp); info.delete(frame.timestamp);
-      if (!i || !i.catchUp) paint(frame, frame.displayWidth, frame.displayHeight, i);
+      if (i && i.sid === sid && !i.catchUp) paint(frame, frame.displayWidth, frame.displayHeight, i);
       frame.close();
     },
     error: (e) => { console.warn('decoder error', e); closeDecoder(); },
   });
   decoder.configure({ codec: c, optimizeForLatency: true });
+  decoder.codec = c;
   decoder.needKey = true;
 }
 
@@ -197,11 +209,13 @@ function onFrame(buf) {
   if (buf.byteLength < HEADER_LEN) return;
   const dv = new DataView(buf);
   const fcodec = dv.getUint8(1), flags = dv.getUint8(2), fsid = dv.getUint32(4, true);
-  const seq = Number(dv.getBigUint64(8, true)), recvUs = Number(dv.getBigInt64(16, true));
+  const recvUs = Number(dv.getBigInt64(16, true));
   stats.skipped = dv.getUint32(24, true);
   if (fsid !== sid) return;
   stats.frames++;
-  const meta = { recvUs, catchUp: (flags & FLAG_CATCH_UP) !== 0, stream: view.stream };
+  const rxAt = performance.now();
+  if (burst.frames++ === 0) burst.firstRxAt = rxAt;
+  const meta = { recvUs, sid: fsid, rxAt, burst: burst.frames, catchUp: (flags & FLAG_CATCH_UP) !== 0, stream: view.stream };
   const payload = new Uint8Array(buf, HEADER_LEN);
   if (fcodec === 1) {
     createImageBitmap(new Blob([payload], { type: 'image/jpeg' })).then((bm) => {
@@ -214,10 +228,12 @@ function onFrame(buf) {
   const key = (flags & FLAG_KEY) !== 0;
   if (decoder.needKey && !key) return;
   decoder.needKey = false;
-  info.set(seq, meta);
+  // Chunk timestamps count on across streams (ring sequence numbers would collide).
+  const ts = ++chunkTs;
+  info.set(ts, meta);
   if (info.size > 500) info.clear();
   try {
-    decoder.decode(new EncodedVideoChunk({ type: key ? 'key' : 'delta', timestamp: seq, data: payload }));
+    decoder.decode(new EncodedVideoChunk({ type: key ? 'key' : 'delta', timestamp: ts, data: payload }));
   } catch (e) { console.warn('decode failed', e); closeDecoder(); }
 }
 
@@ -226,7 +242,11 @@ function paint(img, w, h, meta) {
   g2d.drawImage(img, 0, 0, w, h);
   const t = performance.now();
   stats.painted++; fpsCount++; stats.lastPaintAt = t;
-  if (stats.firstPaintMs === null) stats.firstPaintMs = Math.round(t);
+  if (stats.firstPaintMs === null) {
+    stats.firstPaintMs = Math.round(t);
+    stats.firstPaintAt = t;
+    stats.firstBurst = { initAt: burst.initAt, firstRxAt: burst.firstRxAt, rxAt: meta && meta.rxAt, frames: meta && meta.burst };
+  }
   if (meta) {
     stats.stream = meta.stream;
     if (!meta.catchUp) {
@@ -235,8 +255,13 @@ function paint(img, w, h, meta) {
       if (stats.latencies.length > 500) stats.latencies.shift();
     }
     for (let i = pending.length - 1; i >= 0; i--) {
-      if (pending[i].stream === meta.stream) {
-        stats.marks.push({ label: pending[i].label, stream: meta.stream, ms: Math.round(t - pending[i].t0) });
+      const p = pending[i];
+      if (p.stream === meta.stream) {
+        // ms: the measurement; init/first/rx: when the `init`, the first frame and the
+        // painted frame arrived (ms after t0); frames: how many came from `init` to it.
+        const since = (x) => Math.round(x - p.t0);
+        stats.marks.push({ label: p.label, stream: meta.stream, ms: Math.round(t - p.t0),
+          init: since(burst.initAt), first: since(burst.firstRxAt), rx: since(meta.rxAt), frames: meta.burst });
         pending.splice(i, 1);
       }
     }
@@ -310,11 +335,15 @@ async function refreshStatus() {
     }
     el.querySelector('.name').textContent = s.name;
     const b = el.querySelector('.badge'); b.textContent = s.state; b.className = 'badge ' + s.state;
-    if (thumbTick % 3 === 0 && s.state === 'live') el.querySelector('img').src = `/api/streams/${encodeURIComponent(s.id)}/snapshot.jpg?t=${Date.now()}`;
+    if (thumbTick % 3 === 0 && s.state === 'live' && thumbsDue()) el.querySelector('img').src = `/api/streams/${encodeURIComponent(s.id)}/snapshot.jpg?t=${Date.now()}`;
     el.classList.toggle('active', s.id === view.stream);
   }
-  thumbTick++;
+  if (thumbsDue()) thumbTick++;
 }
+
+// Thumbnails wait for the live view's first frame (or 3 s): each one costs the box a GOP
+// decode, which would compete with the live picture while the page connects.
+function thumbsDue() { return stats.firstPaintMs !== null || performance.now() > 3000; }
 setInterval(refreshStatus, 1500);
 
 async function selectStream(id) {

@@ -14,7 +14,7 @@ use thiserror::Error;
 use tokio::task::JoinHandle;
 
 use crate::clock::{Clock, SystemClock};
-use crate::config::{Config, ConfigError, FieldError, StreamConfig, StreamKind, Transport};
+use crate::config::{Config, ConfigError, FieldError, StreamConfig};
 use crate::health::beacon::BeaconTable;
 use crate::health::probe::spawn_web_probe;
 use crate::health::watchdog::{WatchdogStatus, spawn_watchdog};
@@ -100,20 +100,13 @@ pub fn demo_config(n: u32, listen: SocketAddr, state_dir: &Path) -> Config {
     cfg.ring.bytes_per_stream = 8 * 1024 * 1024;
     cfg.streams = (1..=n)
         .map(|i| StreamConfig {
-            id: format!("cam{i}"),
             name: Some(format!("Test pattern {i}")),
-            kind: StreamKind::Testpattern,
-            url: None,
-            transport: Transport::Tcp,
-            device: None,
-            width: Some(640),
-            height: Some(360),
-            fps: Some(25),
             bitrate_kbps: Some(1000),
-            gop: Some(50),
-            connect_timeout_ms: 5000,
+            // A 1 s GOP, as many cameras are set: a switch or a first frame decodes the GOP
+            // from its keyframe, so the GOP bounds that cost (README, "Latency").
+            gop: Some(25),
             stall_timeout_ms: 3000,
-            enabled: true,
+            ..StreamConfig::testpattern(format!("cam{i}"), 640, 360, 25)
         })
         .collect();
     cfg.select.default = Some("cam1".to_string());

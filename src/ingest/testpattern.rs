@@ -309,6 +309,21 @@ impl TestPatternSource {
     }
 }
 
+/// Lowers the calling thread's CPU priority (nice 10; Linux gives every thread its own). The
+/// test pattern stands in for a camera's own encoder, which costs a real box nothing, so on a
+/// busy machine it must not hold up the live view or the JPEG decoder it feeds.
+fn yield_cpu_to_the_pipeline() {
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: gettid and setpriority take and return plain integers; no memory is shared.
+        let r = unsafe { libc::setpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t, 10) };
+        if r != 0 {
+            let error = std::io::Error::last_os_error();
+            tracing::debug!(%error, "cannot lower the test pattern's priority");
+        }
+    }
+}
+
 /// Renders and encodes frames into recycled buffers until the async side goes away.
 fn render_thread(
     mut pattern: TestPattern,
@@ -317,6 +332,7 @@ fn render_thread(
     filled: mpsc::Sender<Msg>,
     force_keyframe: Arc<AtomicBool>,
 ) {
+    yield_cpu_to_the_pipeline();
     let mut encoder = match H264Encoder::new(settings) {
         Ok(e) => e,
         Err(e) => {

@@ -181,6 +181,8 @@ struct Work {
     out: Vec<u8>,
     /// The decoder has seen a keyframe since the last reset or skip.
     synced: bool,
+    /// The decoder has decoded nothing yet, so it needs no reset before its first keyframe.
+    fresh: bool,
 }
 
 impl Decoder {
@@ -199,6 +201,7 @@ impl Decoder {
             buf: Vec::new(),
             out: Vec::new(),
             synced: false,
+            fresh: true,
         };
         loop {
             if self.tx.receiver_count() == 0 && self.stop_if_unwatched() {
@@ -248,6 +251,12 @@ impl Decoder {
 
 impl Work {
     /// Decodes every stored frame after the cursor and publishes the newest as JPEG.
+    ///
+    /// It works in rounds: a round ends at the ring's head as it was when the round began,
+    /// and the frame there is published even if newer frames arrived meanwhile (they are the
+    /// next round). So a burst (the GOP after a switch) shows its picture as soon as it is
+    /// decoded, and a decoder slower than the camera still shows a picture every round
+    /// instead of none until it catches up.
     fn decode_available(
         &mut self,
         ring: &FrameRing,
@@ -255,11 +264,16 @@ impl Work {
         settings: JpegSettings,
         tx: &watch::Sender<Option<Arc<JpegFrame>>>,
     ) {
+        let mut round_end = ring.head();
+        let mut round = (std::time::Instant::now(), 0u32);
         loop {
             if ring.head().saturating_sub(self.reader.cursor()) > MAX_BEHIND
                 && self.reader.jump_to_latest_keyframe()
             {
                 self.synced = false;
+            }
+            if self.reader.cursor() >= round_end {
+                round_end = ring.head();
             }
             let meta = match self.reader.next_into(&mut self.buf) {
                 Ok(Some(meta)) => meta,
@@ -269,7 +283,8 @@ impl Work {
                     continue;
                 }
             };
-            let newest = meta.seq + 1 >= ring.head();
+            round.1 += 1;
+            let newest = meta.seq + 1 >= round_end;
             let publish = |width, height, data: &[u8]| {
                 tx.send_replace(Some(Arc::new(JpegFrame {
                     stream: stream.to_string(),
@@ -291,12 +306,15 @@ impl Work {
                         if !meta.info.keyframe {
                             continue;
                         }
-                        if let Err(e) = d.reset() {
+                        if !self.fresh
+                            && let Err(e) = d.reset()
+                        {
                             tracing::warn!(stream = %stream, error = %e, "decoder reset failed");
                             continue;
                         }
                         self.synced = true;
                     }
+                    self.fresh = false;
                     match d.decode(&self.buf) {
                         Ok(Some(pic)) if newest => {
                             match encode_i420(pic, settings, &mut self.out) {
@@ -313,6 +331,11 @@ impl Work {
                         }
                     }
                 }
+            }
+            if newest {
+                let us = round.0.elapsed().as_micros() as u64;
+                tracing::trace!(stream = %stream, frames = round.1, us, "JPEG decoder round");
+                round = (std::time::Instant::now(), 0);
             }
         }
     }
@@ -407,16 +430,43 @@ struct ScaledI420<'a> {
 }
 
 /// Video-range luma to full range.
-fn full_y(v: u8) -> u8 {
-    ((i32::from(v) - 16) * 255 / 219).clamp(0, 255) as u8
+const fn full_y(v: u8) -> u8 {
+    let y = (v as i32 - 16) * 255 / 219;
+    if y < 0 {
+        0
+    } else if y > 255 {
+        255
+    } else {
+        y as u8
+    }
 }
 
 /// Video-range chroma to full range.
-fn full_c(v: u8) -> u8 {
-    let x = (i32::from(v) - 128) * 255;
+const fn full_c(v: u8) -> u8 {
+    let x = (v as i32 - 128) * 255;
     // Rounded to nearest (integer division alone truncates towards zero).
-    ((x + x.signum() * 112) / 224 + 128).clamp(0, 255) as u8
+    let c = (x + x.signum() * 112) / 224 + 128;
+    if c < 0 {
+        0
+    } else if c > 255 {
+        255
+    } else {
+        c as u8
+    }
 }
+
+/// [`full_y`] and [`full_c`] for every value: one table lookup per sample instead of a
+/// multiply and a divide (the conversion runs for every pixel of every JPEG).
+const FULL_RANGE: ([u8; 256], [u8; 256]) = {
+    let (mut y, mut c) = ([0u8; 256], [0u8; 256]);
+    let mut i = 0;
+    while i < 256 {
+        y[i] = full_y(i as u8);
+        c[i] = full_c(i as u8);
+        i += 1;
+    }
+    (y, c)
+};
 
 impl ImageBuffer for ScaledI420<'_> {
     fn get_jpeg_color_type(&self) -> JpegColorType {
@@ -438,11 +488,19 @@ impl ImageBuffer for ScaledI420<'_> {
         let yrow = &self.pic.y[sy * pw..][..pw];
         let urow = &self.pic.u[(sy / 2) * cw..][..cw];
         let vrow = &self.pic.v[(sy / 2) * cw..][..cw];
-        for x in 0..usize::from(self.width) {
+        let (ly, lc) = (&FULL_RANGE.0, &FULL_RANGE.1);
+        let n = usize::from(self.width);
+        if self.step == 1 && n <= pw {
+            buffers[0].extend(yrow[..n].iter().map(|&v| ly[usize::from(v)]));
+            buffers[1].extend((0..n).map(|x| lc[usize::from(urow[x / 2])]));
+            buffers[2].extend((0..n).map(|x| lc[usize::from(vrow[x / 2])]));
+            return;
+        }
+        for x in 0..n {
             let sx = (x * self.step).min(pw - 1);
-            buffers[0].push(full_y(yrow[sx]));
-            buffers[1].push(full_c(urow[sx / 2]));
-            buffers[2].push(full_c(vrow[sx / 2]));
+            buffers[0].push(ly[usize::from(yrow[sx])]);
+            buffers[1].push(lc[usize::from(urow[sx / 2])]);
+            buffers[2].push(lc[usize::from(vrow[sx / 2])]);
         }
     }
 }
@@ -479,5 +537,40 @@ mod tests {
         assert_eq!(full_c(128), 128);
         assert_eq!(full_c(16), 0);
         assert_eq!(full_c(240), 255);
+        assert_eq!(FULL_RANGE.0[126], full_y(126));
+        assert_eq!(FULL_RANGE.1[0], 0);
+        assert_eq!(FULL_RANGE.1[255], 255);
+    }
+
+    #[test]
+    fn full_size_and_downscaled_rows_hold_the_same_samples() {
+        let mut pic = I420Frame::new(8, 4).unwrap();
+        for (i, y) in pic.y.iter_mut().enumerate() {
+            *y = 16 + i as u8 * 3;
+        }
+        for (i, u) in pic.u.iter_mut().enumerate() {
+            *u = 100 + i as u8 * 7;
+        }
+        let row = |step: usize, width: u16| {
+            let img = ScaledI420 {
+                pic: &pic,
+                step,
+                width,
+                height: 1,
+            };
+            let mut b: [Vec<u8>; 4] = Default::default();
+            img.fill_buffers(0, &mut b);
+            b
+        };
+        let full = row(1, 8);
+        assert_eq!(
+            full[0],
+            pic.y[..8].iter().map(|&v| full_y(v)).collect::<Vec<_>>()
+        );
+        assert_eq!(full[1][2..4], [full_c(pic.u[1]), full_c(pic.u[1])]);
+        let half = row(2, 4);
+        let every_other = |v: &Vec<u8>| v.iter().step_by(2).copied().collect::<Vec<_>>();
+        assert_eq!(half[0], every_other(&full[0]));
+        assert_eq!(half[1], every_other(&full[1]));
     }
 }

@@ -157,6 +157,9 @@ struct Client {
     buf: Vec<u8>,
     /// This loop's watchdog slot, beaten every iteration and every send.
     beacon: Option<BeaconGuard>,
+    /// Catch-up frames were queued on the socket without a flush (a burst goes out in one
+    /// write, and the browser gets it at once).
+    unflushed: bool,
 }
 
 /// Runs one client until it leaves, stops reading, or the daemon stops.
@@ -195,6 +198,7 @@ pub async fn serve(state: Arc<AppState>, mut ws: WebSocket, forced_jpeg: bool) {
         skipped: 0,
         buf: Vec::with_capacity(256 * 1024),
         beacon,
+        unflushed: false,
     };
     let end = client.run().await;
     metrics.live_clients.dec();
@@ -351,7 +355,21 @@ impl Client {
         }
     }
 
+    /// Sends the H.264 frames that are ready; a catch-up burst is queued and flushed once.
     async fn pump_h264(&mut self) -> Result<(), End> {
+        let sent = self.pump_h264_frames().await;
+        if std::mem::take(&mut self.unflushed) {
+            let timeout = self.state.live_options().send_timeout;
+            match tokio::time::timeout(timeout, futures::SinkExt::flush(&mut self.ws)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) => return Err(End::Closed),
+                Err(_) => return Err(End::Stuck),
+            }
+        }
+        sent
+    }
+
+    async fn pump_h264_frames(&mut self) -> Result<(), End> {
         let queue = self.state.live_options().queue_frames;
         for _ in 0..BURST_LIMIT {
             let Some(cur) = self.current.as_mut() else {
@@ -454,14 +472,28 @@ impl Client {
         self.send(Message::Binary(msg.into())).await
     }
 
-    /// Sends the frame in `self.buf` with its header.
+    /// Sends the frame in `self.buf` with its header. A catch-up frame is only queued: the
+    /// newest frame of the burst (or [`Client::pump_h264`]) flushes them all in one write.
     async fn send_frame(&mut self, meta: &FrameMeta, flags: u8) -> Result<(), End> {
         let header = FrameHeader::for_frame(meta, self.sid, flags, self.skipped as u32);
         // One allocation per message: the socket takes ownership of its bytes.
         let mut msg = Vec::new();
         encode_frame(&header, &self.buf, &mut msg);
         self.observe_latency(meta);
-        self.send(Message::Binary(msg.into())).await
+        let msg = Message::Binary(msg.into());
+        if flags & FLAG_CATCH_UP == 0 {
+            self.unflushed = false;
+            return self.send(msg).await;
+        }
+        let timeout = self.state.live_options().send_timeout;
+        match tokio::time::timeout(timeout, futures::SinkExt::feed(&mut self.ws, msg)).await {
+            Ok(Ok(())) => {
+                self.unflushed = true;
+                Ok(())
+            }
+            Ok(Err(_)) => Err(End::Closed),
+            Err(_) => Err(End::Stuck),
+        }
     }
 
     fn observe_latency(&self, meta: &FrameMeta) {

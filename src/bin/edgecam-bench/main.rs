@@ -9,6 +9,7 @@
 //!
 //! See `bench/README.md` for what each benchmark measures and the numbers of record.
 
+mod browser;
 mod child;
 mod ingest;
 mod procfs;
@@ -34,6 +35,9 @@ enum Command {
     /// CPU and memory of the daemon ingesting N RTSP streams with no viewer, against one
     /// full ffmpeg decoder per stream (what OpenCV-based stream managers do).
     Ingest(ingest::IngestArgs),
+    /// Live-view latency in headless Chromium (first frame, switch, alarm, ingest to paint)
+    /// on the WebCodecs and JPEG paths, against `edgecam demo --streams 4`.
+    Browser(browser::BrowserArgs),
 }
 
 fn main() -> ExitCode {
@@ -41,6 +45,7 @@ fn main() -> ExitCode {
     child::catch_signals();
     let result = match &cli.command {
         Command::Ingest(args) => ingest::run(args),
+        Command::Browser(args) => browser::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,0 +1,197 @@
+// Latency benchmark of the edgecam page in one headless Chromium, driven by playwright-core
+// (Debian's /usr/bin/chromium). Started by `edgecam-bench browser` with a running
+// `edgecam demo --streams 4`:
+//
+//   node bench.mjs <base url> <one-time password> <iterations> <steady seconds> [gop]
+//
+// It logs in with the one-time password and sets a new one (through the page, as a user
+// would), adds a transparent alarm on the last stream, and then, for the WebCodecs path and
+// for the JPEG path (forced with ?mode=jpeg), measures `iterations` times each:
+//   - first frame: page connect (the live WebSocket is opened) to the first frame painted;
+//   - switch: click on a stream's thumbnail to that stream's first frame painted;
+//   - alarm: the alarm API call (issued from the page) to the alarm stream's first frame painted;
+// and, for `steady seconds` on one stream, ingest-to-paint of every painted frame (the receive
+// wall time in the frame header against the paint time; both clocks are this machine's).
+// Pauses between iterations are random, so switches land at every position in the GOP.
+// With `gop`, every stream's keyframe interval is set to that many frames first.
+// It prints the raw samples as one line: `RESULT {...}`.
+import { chromium } from 'playwright-core';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+
+const [base, oneTime, itersArg, steadyArg, gopArg] = process.argv.slice(2);
+if (!base || !oneTime) {
+  console.error('usage: node bench.mjs <base url> <one-time password> [iterations] [steady seconds]');
+  process.exit(2);
+}
+const ITERS = Number(itersArg || 30);
+const STEADY_S = Number(steadyArg || 10);
+const GOP = gopArg ? Number(gopArg) : null;
+const NEW_PASSWORD = 'browser-bench-password';
+const TIMEOUT = 30000;
+const ALARM_STREAM = 'cam4';
+const USER_STREAMS = ['cam1', 'cam2', 'cam3'];
+
+// Before the page's own script runs: note when each WebSocket is created, so connect-to-paint
+// can be measured even on a page build that does not record it itself.
+function recordSockets() {
+  const Orig = window.WebSocket;
+  window.__benchSockets = [];
+  window.WebSocket = class extends Orig {
+    constructor(...args) {
+      super(...args);
+      window.__benchSockets.push(performance.now());
+    }
+  };
+}
+
+const profile = fs.mkdtempSync(path.join(os.tmpdir(), 'edgecam-bench-chromium-'));
+const context = await chromium.launchPersistentContext(profile, {
+  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
+  headless: true,
+  args: ['--headless', '--no-sandbox', '--disable-gpu', '--no-first-run',
+    '--disable-background-networking', '--disable-component-update', '--disable-sync',
+    '--disable-quic'],
+  viewport: { width: 1280, height: 900 },
+});
+await context.addInitScript(recordSockets);
+// Development aid: EDGECAM_APP_JS serves a working-tree app.js instead of the embedded one,
+// to try page changes without rebuilding the daemon. Not for numbers of record.
+if (process.env.EDGECAM_APP_JS) {
+  const body = fs.readFileSync(process.env.EDGECAM_APP_JS, 'utf8');
+  await context.route('**/app.js', (route) => route.fulfill({ body, contentType: 'text/javascript' }));
+}
+let failed = false;
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+// A random pause, so that measurements fall on random positions in the 2 s GOP.
+const pause = () => sleep(200 + Math.random() * 600);
+const log = (s) => console.error(`[bench ${new Date().toISOString().slice(11, 19)}] ${s}`);
+
+async function waitMark(page, label) {
+  await page.waitForFunction((l) => window.edgecam.stats.marks.some((m) => m.label === l), label, { timeout: TIMEOUT });
+  return page.evaluate((l) => {
+    const m = window.edgecam.stats.marks.filter((x) => x.label === l).pop();
+    window.edgecam.stats.marks = window.edgecam.stats.marks.filter((x) => x.label !== l);
+    return m;
+  }, label);
+}
+
+// The page shows `stream`, painted, with no measurement pending.
+async function waitShowing(page, stream) {
+  await page.waitForFunction((s) => window.edgecam.stats.stream === s, stream, { timeout: TIMEOUT });
+}
+
+async function login(page) {
+  await page.goto(base + '/');
+  await page.waitForSelector('#auth-form', { state: 'visible', timeout: TIMEOUT });
+  await page.fill('#auth-password', oneTime);
+  await page.click('#auth-submit');
+  await page.waitForFunction(() => document.getElementById('auth-title').textContent.includes('new admin password'), null, { timeout: TIMEOUT });
+  await page.fill('#auth-password', NEW_PASSWORD);
+  await page.fill('#auth-repeat', NEW_PASSWORD);
+  await page.click('#auth-submit');
+  await page.waitForSelector('#tab-live:not([hidden])', { timeout: TIMEOUT });
+  // The bench alarm (transparent: on while triggered), and no minimum dwell: the dwell is a
+  // deliberate hold against flicker, not latency, and would only slow the iterations down.
+  const status = await page.evaluate(async ([stream, gop]) => {
+    const cfg = await (await fetch('/api/config')).json();
+    if (gop) for (const s of cfg.streams) s.gop = gop;
+    cfg.alarms = [{ id: 'bench', name: 'Bench alarm', stream, priority: 10, mode: 'transparent', hold_s: 30, video_loss: false, video_loss_after_s: 10, gpio: null, output: null }];
+    cfg.select.min_dwell_ms = 0;
+    const r = await fetch('/api/config', { method: 'PUT', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify(cfg) });
+    return r.status + ' ' + await r.text();
+  }, [ALARM_STREAM, GOP]);
+  if (!status.startsWith('200')) throw new Error('PUT /api/config failed: ' + status);
+  // Restarted streams need a moment and a keyframe.
+  if (GOP) await sleep(3000);
+}
+
+// Selects `stream` through the API (not measured) and waits until it is painted.
+async function select(page, stream) {
+  await page.evaluate((s) => fetch('/api/active', { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ stream: s }) }), stream);
+  await waitShowing(page, stream);
+}
+
+async function measurePath(page, label, url) {
+  const r = { first_frame_ms: [], first_frame_from_navigation_ms: [], switch_ms: [], alarm_ms: [], ingest_to_paint_ms: [], detail: { first_frame: [], switch: [], alarm: [] } };
+  // 1. First frame: a fresh page load each time; measured from the WebSocket's creation.
+  await select(page, 'cam1');
+  for (let i = 0; i < ITERS; i++) {
+    await page.goto(base + url);
+    await page.waitForFunction(() => window.edgecam.stats.painted >= 1, null, { timeout: TIMEOUT });
+    const s = await page.evaluate(() => ({
+      first: window.edgecam.stats.firstPaintAt ?? window.edgecam.stats.firstPaintMs,
+      connect: window.edgecam.stats.connectMs ?? window.__benchSockets[0],
+      path: window.edgecam.stats.path,
+      burst: window.edgecam.stats.firstBurst,
+    }));
+    if (s.path !== (label === 'jpeg' ? 'jpeg' : 'h264')) throw new Error(`${label}: the page uses the ${s.path} path`);
+    r.first_frame_ms.push(s.first - s.connect);
+    r.first_frame_from_navigation_ms.push(s.first);
+    const since = (x) => (x == null ? null : Math.round(x - s.connect));
+    r.detail.first_frame.push({ ms: Math.round(s.first - s.connect), connect_at: Math.round(s.connect),
+      init: since(s.burst && s.burst.initAt), first: since(s.burst && s.burst.firstRxAt), rx: since(s.burst && s.burst.rxAt), frames: s.burst && s.burst.frames });
+    await pause();
+  }
+  log(`${label}: first frame done`);
+  // 2. Switch: a click on another stream's thumbnail.
+  await page.waitForSelector(`.thumb[data-stream="${USER_STREAMS[2]}"]`, { timeout: TIMEOUT });
+  let current = 'cam1';
+  for (let i = 0; i < ITERS; i++) {
+    const next = USER_STREAMS[(USER_STREAMS.indexOf(current) + 1) % USER_STREAMS.length];
+    await page.click(`.thumb[data-stream="${next}"]`);
+    const m = await waitMark(page, 'click');
+    r.switch_ms.push(m.ms);
+    r.detail.switch.push(m);
+    current = next;
+    await pause();
+  }
+  log(`${label}: switch done`);
+  // 3. Alarm: the API call to the alarm stream painted; then clear it and return.
+  for (let i = 0; i < ITERS; i++) {
+    await page.evaluate((s) => {
+      window.edgecam.expect('alarm', s);
+      return fetch('/api/alarms/bench/trigger', { method: 'POST' });
+    }, ALARM_STREAM);
+    const m = await waitMark(page, 'alarm');
+    r.alarm_ms.push(m.ms);
+    r.detail.alarm.push(m);
+    await pause();
+    await page.evaluate(() => fetch('/api/alarms/bench/clear', { method: 'POST' }));
+    await waitShowing(page, current);
+    await pause();
+  }
+  log(`${label}: alarm done`);
+  // 4. Steady state on one stream.
+  await sleep(1000);
+  await page.evaluate(() => { window.edgecam.stats.latencies.length = 0; });
+  const painted0 = await page.evaluate(() => window.edgecam.stats.painted);
+  await sleep(STEADY_S * 1000);
+  const s = await page.evaluate(() => JSON.parse(JSON.stringify(window.edgecam.stats)));
+  r.ingest_to_paint_ms = s.latencies;
+  r.steady_painted_fps = (s.painted - painted0) / STEADY_S;
+  r.skipped = s.skipped;
+  log(`${label}: steady state done (${s.latencies.length} frames)`);
+  return r;
+}
+
+try {
+  const page = await context.newPage();
+  page.on('console', (m) => { if (m.type() === 'error' || m.type() === 'warning') console.error('page:', m.text()); });
+  await login(page);
+  log('logged in; alarm configured');
+  const result = { chromium: context.browser() ? context.browser().version() : null, iterations: ITERS, steady_s: STEADY_S };
+  result.webcodecs = await measurePath(page, 'webcodecs', '/');
+  result.jpeg = await measurePath(page, 'jpeg', '/?mode=jpeg');
+  result.chromium_version = await page.evaluate(() => navigator.userAgent);
+  console.log('RESULT ' + JSON.stringify(result));
+} catch (e) {
+  failed = true;
+  console.error('FAILED: ' + (e && e.stack || e));
+} finally {
+  await context.close();
+  fs.rmSync(profile, { recursive: true, force: true });
+}
+process.exit(failed ? 1 : 0);
