@@ -3,18 +3,24 @@
 //! criterion bench.
 //!
 //! ```sh
-//! cargo build --release --bins
-//! cargo run --release --bin edgecam-bench -- ingest
+//! cargo build --release --features bench --bins
+//! cargo run --release --features bench --bin edgecam-bench -- ingest
 //! ```
 //!
 //! See `bench/README.md` for what each benchmark measures and the numbers of record.
 
 mod child;
+mod e2e;
+mod e2e_report;
+mod http;
 mod ingest;
+mod peers;
+mod plot;
 mod procfs;
 mod rates;
 mod report;
 mod server;
+mod wsclient;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -34,6 +40,9 @@ enum Command {
     /// CPU and memory of the daemon ingesting N RTSP streams with no viewer, against one
     /// full ffmpeg decoder per stream (what OpenCV-based stream managers do).
     Ingest(ingest::IngestArgs),
+    /// End to end against decode-all and a GStreamer MJPEG switcher, for several camera
+    /// counts: CPU, RSS, first-frame, switch, alarm and ingest-to-receive latency.
+    E2e(e2e::E2eArgs),
 }
 
 fn main() -> ExitCode {
@@ -41,6 +50,7 @@ fn main() -> ExitCode {
     child::catch_signals();
     let result = match &cli.command {
         Command::Ingest(args) => ingest::run(args),
+        Command::E2e(args) => e2e::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
