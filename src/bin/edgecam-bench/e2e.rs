@@ -26,6 +26,8 @@ use std::time::{Duration, Instant};
 pub const TOKEN: &str = "edgecam-bench-e2e-token-0123456789";
 /// How long every stream may take to go live.
 const LIVE_TIMEOUT: Duration = Duration::from_secs(90);
+/// How long the rings may take to wrap (16 MiB at 4 Mbit/s: about 32 s).
+const RING_WRAP_TIMEOUT: Duration = Duration::from_secs(180);
 /// How long a probe may wait for its frame.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(10);
 /// After this many probes without a frame, the remaining probes of a phase are skipped.
@@ -225,9 +227,15 @@ impl Daemon {
     /// Writes a config for `urls` (with the bench token, one alarm `a<i>` per stream and no
     /// anti-flicker delay), starts the daemon and waits until every stream is live. Returns it
     /// and the ring arena size per stream.
-    pub fn start(exe: &Path, urls: &[String], work: &Path) -> anyhow::Result<(Daemon, u64)> {
+    /// `ring_bytes` overrides the ring arena per stream.
+    pub fn start(
+        exe: &Path,
+        urls: &[String],
+        work: &Path,
+        ring_bytes: Option<u64>,
+    ) -> anyhow::Result<(Daemon, u64)> {
         let port = ingest::free_port()?;
-        let (config, ring_bytes) = config(urls, &work.join("state"), port)?;
+        let (config, ring_bytes) = config(urls, &work.join("state"), port, ring_bytes)?;
         let path = work.join("edgecam-e2e.toml");
         std::fs::write(&path, config)
             .with_context(|| format!("cannot write {}", path.display()))?;
@@ -283,7 +291,12 @@ impl Daemon {
 }
 
 /// The daemon config for the e2e bench; returns the TOML and the ring arena per stream.
-fn config(urls: &[String], state_dir: &Path, port: u16) -> anyhow::Result<(String, u64)> {
+fn config(
+    urls: &[String],
+    state_dir: &Path,
+    port: u16,
+    ring_bytes: Option<u64>,
+) -> anyhow::Result<(String, u64)> {
     let quote = |s: &str| toml::Value::String(s.to_string()).to_string();
     let state = state_dir.to_str().context("temporary path is not UTF-8")?;
     let mut text = format!(
@@ -293,6 +306,9 @@ fn config(urls: &[String], state_dir: &Path, port: u16) -> anyhow::Result<(Strin
         quote(TOKEN),
         quote(state)
     );
+    if let Some(b) = ring_bytes {
+        text += &format!("\n[ring]\nbytes_per_stream = {b}\n");
+    }
     for (i, url) in urls.iter().enumerate() {
         text += &format!(
             "\n[[streams]]\nid = \"cam{i}\"\nkind = \"rtsp\"\nurl = {}\ntransport = \"tcp\"\n",
@@ -344,8 +360,24 @@ fn measure_edgecam(
 ) -> anyhow::Result<(Edgecam, f64, u64)> {
     let urls: Vec<String> = (0..n).map(|i| server.url(i)).collect();
     eprintln!("edgecam: waiting for {n} streams to go live");
-    let (mut d, ring_bytes) = Daemon::start(&env.daemon_exe, &urls, &env.work.0)?;
+    let (mut d, ring_bytes) = Daemon::start(&env.daemon_exe, &urls, &env.work.0, None)?;
     child::sleep(Duration::from_secs(args.warmup))?;
+    // Warm means every ring has wrapped once: until then its arena is still being paged in.
+    eprintln!("edgecam: waiting for every ring to wrap (RSS steady)");
+    let metrics = d.metrics()?;
+    let wrapped = |text: &str| {
+        let v = http::metric_values(text, "edgecam_ring_overwritten_frames_total");
+        v.len() >= urls.len() && v.iter().all(|&x| x > 0.0)
+    };
+    if !wrapped(&metrics) {
+        let addr = d.addr;
+        wait_until(
+            "every ring to wrap",
+            RING_WRAP_TIMEOUT,
+            || d.ensure_running(),
+            || http::ok(addr, "GET", "/metrics", Some(TOKEN), None).is_ok_and(|m| wrapped(&m)),
+        )?;
+    }
     let pid = d.guard.pid();
 
     eprintln!("edgecam: no viewer, {} s", args.seconds);
@@ -523,11 +555,12 @@ mod tests {
             "rtsp://127.0.0.1:1/cam0".to_string(),
             "rtsp://127.0.0.1:1/cam1".to_string(),
         ];
-        let (text, _) = config(&urls, Path::new("/tmp/s"), 9000).unwrap();
+        let (text, _) = config(&urls, Path::new("/tmp/s"), 9000, Some(1 << 20)).unwrap();
         let cfg = edgecam::config::parse(&text).unwrap();
         assert_eq!(cfg.web.tokens[0].token, TOKEN);
         assert_eq!(cfg.alarms.len(), 2);
         assert_eq!(cfg.alarms[1].stream, "cam1");
         assert_eq!(cfg.select.min_dwell_ms, 0);
+        assert_eq!(cfg.ring.bytes_per_stream, 1 << 20);
     }
 }

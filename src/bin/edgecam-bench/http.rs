@@ -117,21 +117,24 @@ fn dechunk(mut rest: &[u8]) -> anyhow::Result<Vec<u8>> {
     }
 }
 
+/// The value of every label set of one metric.
+pub fn metric_values(text: &str, name: &str) -> Vec<f64> {
+    text.lines()
+        .filter_map(|line| {
+            let rest = line.strip_prefix(name)?;
+            if !(rest.starts_with(' ') || rest.starts_with('{')) {
+                return None;
+            }
+            rest.rsplit(' ').next()?.parse::<f64>().ok()
+        })
+        .collect()
+}
+
 /// The value of a Prometheus sample line `name{labels} value` or `name value`, summed over
 /// every label set.
 pub fn metric_sum(text: &str, name: &str) -> Option<f64> {
-    let mut found = None;
-    for line in text.lines() {
-        let Some(rest) = line.strip_prefix(name) else {
-            continue;
-        };
-        if !(rest.starts_with(' ') || rest.starts_with('{')) {
-            continue;
-        }
-        let value = rest.rsplit(' ').next()?.parse::<f64>().ok()?;
-        *found.get_or_insert(0.0) += value;
-    }
-    found
+    let v = metric_values(text, name);
+    (!v.is_empty()).then(|| v.iter().sum())
 }
 
 #[cfg(test)]
@@ -160,5 +163,9 @@ mod tests {
         );
         assert_eq!(metric_sum(text, "edgecam_live_clients"), Some(1.0));
         assert_eq!(metric_sum(text, "missing"), None);
+        assert_eq!(
+            metric_values(text, "edgecam_ring_overwritten_frames_total"),
+            vec![3.0, 4.0]
+        );
     }
 }

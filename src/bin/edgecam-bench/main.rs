@@ -20,6 +20,7 @@ mod procfs;
 mod rates;
 mod report;
 mod server;
+mod soak;
 mod wsclient;
 
 use clap::{Parser, Subcommand};
@@ -43,6 +44,9 @@ enum Command {
     /// End to end against decode-all and a GStreamer MJPEG switcher, for several camera
     /// counts: CPU, RSS, first-frame, switch, alarm and ingest-to-receive latency.
     E2e(e2e::E2eArgs),
+    /// A long run with one viewer while the server drops every stream periodically: RSS,
+    /// open fds, threads and runtime tasks must stay flat.
+    Soak(soak::SoakArgs),
 }
 
 fn main() -> ExitCode {
@@ -51,6 +55,7 @@ fn main() -> ExitCode {
     let result = match &cli.command {
         Command::Ingest(args) => ingest::run(args),
         Command::E2e(args) => e2e::run(args),
+        Command::Soak(args) => soak::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
