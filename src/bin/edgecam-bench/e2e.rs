@@ -71,6 +71,9 @@ pub struct E2eArgs {
     /// Skip the two peers (edgecam only).
     #[arg(long)]
     pub no_peers: bool,
+    /// Skip the callgrind instruction count (`ring-instr`, needs valgrind).
+    #[arg(long)]
+    pub no_ring_instr: bool,
     /// Directory for the results [default: bench/results in the source tree].
     #[arg(long)]
     pub out_dir: Option<PathBuf>,
@@ -133,6 +136,11 @@ pub fn run(args: &E2eArgs) -> anyhow::Result<()> {
         &cache,
         &env.work.0.join("server.log"),
     )?;
+    let ring_instructions_per_frame = if args.no_ring_instr {
+        None
+    } else {
+        Some(crate::ringinstr::measure(&exe, 2000)?)
+    };
     let mut results = Vec::new();
     let mut ring_bytes = 0;
     for &n in &args.streams {
@@ -189,7 +197,7 @@ pub fn run(args: &E2eArgs) -> anyhow::Result<()> {
             profile: args.profile.clone(),
             ring_bytes_per_stream: ring_bytes,
         },
-        ring_instructions_per_frame: None,
+        ring_instructions_per_frame,
         results,
     };
     println!("{}", report.markdown());

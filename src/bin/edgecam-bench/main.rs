@@ -19,6 +19,7 @@ mod plot;
 mod procfs;
 mod rates;
 mod report;
+mod ringinstr;
 mod server;
 mod soak;
 mod wsclient;
@@ -47,6 +48,11 @@ enum Command {
     /// A long run with one viewer while the server drops every stream periodically: RSS,
     /// open fds, threads and runtime tasks must stay flat.
     Soak(soak::SoakArgs),
+    /// Instructions per ingested 64 KiB frame (ring write + bookkeeping), by callgrind.
+    RingInstr(ringinstr::RingInstrArgs),
+    /// The loop `ring-instr` runs under callgrind.
+    #[command(hide = true)]
+    RingLoop(ringinstr::RingLoopArgs),
 }
 
 fn main() -> ExitCode {
@@ -56,6 +62,8 @@ fn main() -> ExitCode {
         Command::Ingest(args) => ingest::run(args),
         Command::E2e(args) => e2e::run(args),
         Command::Soak(args) => soak::run(args),
+        Command::RingInstr(args) => ringinstr::run(args),
+        Command::RingLoop(args) => ringinstr::ring_loop(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
