@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 pub const TOKEN: &str = "edgecam-bench-e2e-token-0123456789";
 /// How long every stream may take to go live.
 const LIVE_TIMEOUT: Duration = Duration::from_secs(90);
-/// How long the rings may take to wrap (16 MiB at 4 Mbit/s: about 32 s).
+/// How long the ring arenas may take to fill (16 MiB at 4 Mbit/s: about 32 s).
 const RING_WRAP_TIMEOUT: Duration = Duration::from_secs(180);
 /// How long a probe may wait for its frame.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -370,22 +370,21 @@ fn measure_edgecam(
     eprintln!("edgecam: waiting for {n} streams to go live");
     let (mut d, ring_bytes) = Daemon::start(&env.daemon_exe, &urls, &env.work.0, None)?;
     child::sleep(Duration::from_secs(args.warmup))?;
-    // Warm means every ring has wrapped once: until then its arena is still being paged in.
-    eprintln!("edgecam: waiting for every ring to wrap (RSS steady)");
-    let metrics = d.metrics()?;
-    let wrapped = |text: &str| {
-        let v = http::metric_values(text, "edgecam_ring_overwritten_frames_total");
-        v.len() >= urls.len() && v.iter().all(|&x| x > 0.0)
+    // Warm means every ring's arena has been written through once: until then its pages are
+    // still being touched and RSS grows. (Overwritten frames are not enough: the slot table
+    // can wrap before the arena does.)
+    eprintln!("edgecam: waiting until every ring arena has been filled once (RSS steady)");
+    let filled = |text: &str| {
+        let v = http::metric_values(text, "edgecam_stream_bytes_total");
+        v.len() >= urls.len() && v.iter().all(|&x| x >= ring_bytes as f64)
     };
-    if !wrapped(&metrics) {
-        let addr = d.addr;
-        wait_until(
-            "every ring to wrap",
-            RING_WRAP_TIMEOUT,
-            || d.ensure_running(),
-            || http::ok(addr, "GET", "/metrics", Some(TOKEN), None).is_ok_and(|m| wrapped(&m)),
-        )?;
-    }
+    let addr = d.addr;
+    wait_until(
+        "every ring arena to fill",
+        RING_WRAP_TIMEOUT,
+        || d.ensure_running(),
+        || http::ok(addr, "GET", "/metrics", Some(TOKEN), None).is_ok_and(|m| filled(&m)),
+    )?;
     let pid = d.guard.pid();
 
     eprintln!("edgecam: no viewer, {} s", args.seconds);

@@ -300,6 +300,10 @@ impl E2eReport {
                 format!("{:.1} ({:.1})", f.cpu_pct, f.cpu_pct_per_stream)
             })
         });
+        row(
+            "ffmpeg decoded frames/s per stream (25 = keeping up)",
+            &|r| opt(r.ffmpeg.as_ref().and_then(|f| f.mean_fps), 1),
+        );
         row("GStreamer MJPEG switcher CPU, one viewer", &|r| {
             r.gstreamer
                 .as_ref()

@@ -124,7 +124,8 @@ fn chart(path: &Path, title: &str, y_label: &str, series: &[Series]) -> anyhow::
         .filter(|v| *v > 0.0)
         .fold((f64::MAX, 0.0f64), |(lo, hi), v| (lo.min(v), hi.max(v)));
     let (y_min, y_max) = if y_max > 0.0 {
-        (y_min / 2.0, y_max * 2.0)
+        // Head room above the data for the legend (log scale: a factor, not an offset).
+        (y_min / 2.0, y_max * 25.0)
     } else {
         (0.1, 10.0)
     };
