@@ -602,6 +602,108 @@ mod tests {
         assert!(Pcts::of(&[]).is_none());
     }
 
+    fn usage(cpu_pct: f64, rss_mib: f64) -> Usage {
+        Usage {
+            processes: 1,
+            window_s: 30.0,
+            cpu: CpuShare {
+                user_pct: cpu_pct,
+                system_pct: 0.0,
+            },
+            cpu_pct,
+            cpu_pct_per_stream: cpu_pct / 16.0,
+            rss_mib,
+            rss_peak_mib: rss_mib,
+            rss_spread_mib: 0.5,
+        }
+    }
+
+    fn viewer(path: &str, cpu: f64, switch_p95: f64) -> Viewer {
+        let p = Pcts::of(&[1.0, switch_p95]);
+        Viewer {
+            path: path.into(),
+            usage: usage(cpu, 270.0),
+            fps: 25.0,
+            ingest_to_recv_ms: Pcts::of(&[0.2, 0.4]),
+            first_frame_ms: p,
+            switch_ms: p,
+            alarm_ms: p,
+            client_skipped: 0,
+            ring_overwritten: 100,
+            probes_timed_out: 0,
+        }
+    }
+
+    fn report(jpeg_cpu: f64, switch_p95: f64) -> E2eReport {
+        E2eReport {
+            bench: "e2e",
+            edgecam_version: "test",
+            started_utc: "now".into(),
+            machine: Machine {
+                host: "box".into(),
+                cpu_model: "cpu".into(),
+                cores: 4,
+                kernel: "6.1".into(),
+            },
+            load_avg_start: [1.0; 3],
+            load_avg_end: [1.0; 3],
+            params: E2eParams {
+                counts: vec![16],
+                seconds: 30,
+                warmup_s: 5,
+                probes: 2,
+                width: 1920,
+                height: 1080,
+                fps: 25,
+                bitrate_kbps: 4000,
+                profile: "high".into(),
+                ring_bytes_per_stream: 16 << 20,
+            },
+            ring_instructions_per_frame: Some(1234.0),
+            results: vec![AtN {
+                streams: 16,
+                edgecam: Edgecam {
+                    idle: usage(4.0, 270.0),
+                    idle_ring_overwritten: 10,
+                    h264: viewer("h264", 5.0, switch_p95),
+                    jpeg: viewer("jpeg", jpeg_cpu, switch_p95),
+                    reconnects: 0,
+                },
+                ffmpeg: None,
+                gstreamer: Some(GstSwitcher {
+                    usage: usage(100.0, 600.0),
+                    fps: 25.0,
+                    first_frame_ms: None,
+                    switch_ms: None,
+                    probes_timed_out: 0,
+                }),
+                server_cpu_pct: 1.0,
+                load_avg: 1.0,
+            }],
+        }
+    }
+
+    #[test]
+    fn the_table_shows_ratios_and_the_verdicts_follow_the_numbers() {
+        let md = report(40.0, 20.0).markdown();
+        assert!(md.contains("| N = 16 |"), "{md}");
+        assert!(
+            md.contains("| ratio edgecam JPEG / GStreamer | **0.40x** |"),
+            "{md}"
+        );
+        assert!(md.contains("under 8 % of one core (4.00): met"), "{md}");
+        assert!(md.contains("(N=16: 0.40x): met"), "{md}");
+        assert!(
+            md.contains("H.264 switch under 100 ms at p95 (N=16: 20 ms): met"),
+            "{md}"
+        );
+        assert!(md.contains("decode-all (n/a): not measured"), "{md}");
+        assert!(md.contains("**1234 instructions**"), "{md}");
+        let md = report(80.0, 150.0).markdown();
+        assert!(md.contains("(N=16: 0.80x): **not met**"), "{md}");
+        assert!(md.contains("(N=16: 150 ms): **not met**"), "{md}");
+    }
+
     #[test]
     fn usage_takes_cpu_from_the_ends_and_spread_from_every_sample() {
         let t0 = Instant::now();
