@@ -153,6 +153,9 @@ pub struct Metrics {
     pub dropped_clients: Counter,
     /// Seconds from ingest (ring receive time) to the frame being handed to the socket.
     pub ingest_to_send: Histogram,
+    /// Tasks alive in the daemon's tokio runtime, refreshed at every scrape: a leak check
+    /// (the soak benchmark watches it across camera reconnects).
+    pub alive_tasks: Gauge,
 }
 
 impl Default for Metrics {
@@ -171,6 +174,12 @@ impl Metrics {
         let dropped_clients = Counter::default();
         // 1 ms .. ~16 s.
         let ingest_to_send = Histogram::new(exponential_buckets(0.001, 2.0, 15));
+        let alive_tasks = Gauge::default();
+        registry.register(
+            "edgecam_runtime_alive_tasks",
+            "Tasks alive in the daemon's tokio runtime",
+            alive_tasks.clone(),
+        );
         registry.register(
             "edgecam_live_clients",
             "Open live WebSocket connections",
@@ -208,12 +217,17 @@ impl Metrics {
             sent_frames,
             dropped_clients,
             ingest_to_send,
+            alive_tasks,
         }
     }
 
     /// The text exposition with `sample` as the stream and alarm values.
     pub fn render(&self, sample: Sample) -> Result<String, std::fmt::Error> {
         *self.sample.lock().unwrap_or_else(|p| p.into_inner()) = sample;
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            self.alive_tasks
+                .set(i64::try_from(rt.metrics().num_alive_tasks()).unwrap_or(i64::MAX));
+        }
         let mut out = String::new();
         prometheus_client::encoding::text::encode(&mut out, &self.registry)?;
         Ok(out)
@@ -223,6 +237,21 @@ impl Metrics {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn counts_the_runtime_tasks_at_scrape_time() {
+        let m = Metrics::new();
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            let _ = rx.await;
+        });
+        let text = m.render(Sample::default()).unwrap();
+        assert!(text.contains("edgecam_runtime_alive_tasks 1\n"), "{text}");
+        tx.send(()).unwrap();
+        task.await.unwrap();
+        let text = m.render(Sample::default()).unwrap();
+        assert!(text.contains("edgecam_runtime_alive_tasks 0\n"), "{text}");
+    }
 
     #[test]
     fn renders_streams_alarms_and_live_metrics() {

@@ -65,7 +65,7 @@ if (process.env.EDGECAM_APP_JS) {
 let failed = false;
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-// A random pause, so that measurements fall on random positions in the 2 s GOP.
+// A random pause, so that measurements fall on random positions in the GOP.
 const pause = () => sleep(200 + Math.random() * 600);
 const log = (s) => console.error(`[bench ${new Date().toISOString().slice(11, 19)}] ${s}`);
 

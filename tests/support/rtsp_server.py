@@ -12,7 +12,7 @@ line:
   pause   stop producing frames on every mount, without closing any session
   resume  produce frames again
   quit    exit
-EOF stdin also exits. Run it with Debian's /usr/bin/python3 (the gi bindings live there).
+EOF stdin also exits. `--drop-every S` closes every client connection each S seconds. Run it with Debian's /usr/bin/python3 (the gi bindings live there).
 """
 
 import argparse
@@ -60,6 +60,13 @@ def parse_args():
         "--audio-mount",
         action="store_true",
         help="also serve /audio: G.711 A-law audio and no video (a camera without H.264)",
+    )
+    p.add_argument(
+        "--drop-every",
+        type=int,
+        default=0,
+        help="close every client's session every this many seconds, like a camera that "
+        "reboots (0 = never; the soak benchmark)",
     )
     p.add_argument("--cache-dir", default=os.path.join(tempfile.gettempdir(), "edgecam-rtsp-clips"))
     return p.parse_args()
@@ -225,6 +232,18 @@ class Server:
             self.valves.append(valve)
             valve.set_property("drop", self.paused)
 
+    def drop_all(self):
+        """Closes every client connection; clients see their session end and reconnect."""
+        n = [0]
+
+        def remove(_server, _client):
+            n[0] += 1
+            return GstRtspServer.RTSPFilterResult.REMOVE
+
+        self.server.client_filter(remove)
+        print(f"dropped {n[0]} clients", file=sys.stderr, flush=True)
+        return True
+
     def set_paused(self, paused):
         with self.lock:
             self.paused = paused
@@ -243,6 +262,8 @@ def main():
         print("ERROR could not bind", flush=True)
         sys.exit(2)
     print(f"READY port={srv.server.get_bound_port()}", flush=True)
+    if a.drop_every > 0:
+        GLib.timeout_add_seconds(a.drop_every, srv.drop_all)
 
     def read_commands():
         for raw in sys.stdin:

@@ -322,8 +322,8 @@ mod tests {
     fn the_format_comes_from_the_demo_config() {
         let f = stream_format(4, None);
         assert!(f.starts_with("640x360, 25 fps"), "{f}");
-        assert!(f.contains("GOP 50 frames"), "{f}");
-        assert!(stream_format(4, Some(25)).ends_with("GOP 25 frames"));
+        assert!(f.contains("GOP 25 frames"), "{f}");
+        assert!(stream_format(4, Some(50)).ends_with("GOP 50 frames"));
     }
 
     #[test]

@@ -58,10 +58,11 @@ pub struct IngestArgs {
 }
 
 /// A scratch directory for the run (config, state, logs), removed when dropped.
-struct WorkDir(PathBuf);
+pub(crate) struct WorkDir(pub(crate) PathBuf);
 
 impl WorkDir {
-    fn create() -> anyhow::Result<WorkDir> {
+    /// Creates `$TMPDIR/edgecam-bench-<pid>`.
+    pub(crate) fn create() -> anyhow::Result<WorkDir> {
         let dir = std::env::temp_dir().join(format!("edgecam-bench-{}", std::process::id()));
         std::fs::create_dir_all(&dir)
             .with_context(|| format!("cannot create {}", dir.display()))?;
@@ -117,12 +118,18 @@ pub fn run(args: &IngestArgs) -> anyhow::Result<()> {
             bitrate_kbps: args.bitrate,
             clip_seconds: args.clip_seconds,
             profile: args.profile.clone(),
+            drop_every_s: 0,
         },
         &cache,
         &work.0.join("server.log"),
     )?;
     let (edgecam, ring_bytes) = measure_edgecam(args, &daemon_exe, &mut server, &work.0, tck)?;
-    let ffmpeg = measure_ffmpeg(args, &mut server, tck)?;
+    let plan = FfmpegPlan {
+        streams: args.streams,
+        warmup: args.warmup,
+        seconds: args.seconds,
+    };
+    let ffmpeg = measure_ffmpeg(&plan, &mut server, tck)?;
     drop(server);
 
     let params = Params {
@@ -154,7 +161,7 @@ pub fn run(args: &IngestArgs) -> anyhow::Result<()> {
 }
 
 /// Fails with the install hint unless `ffmpeg` runs.
-fn check_ffmpeg() -> anyhow::Result<()> {
+pub(crate) fn check_ffmpeg() -> anyhow::Result<()> {
     match Command::new("ffmpeg")
         .arg("-version")
         .stdout(Stdio::null())
@@ -171,7 +178,7 @@ fn check_ffmpeg() -> anyhow::Result<()> {
 }
 
 /// A TCP port on 127.0.0.1 that was free a moment ago, for the daemon's web server.
-fn free_port() -> anyhow::Result<u16> {
+pub(crate) fn free_port() -> anyhow::Result<u16> {
     let l = TcpListener::bind("127.0.0.1:0").context("cannot find a free port")?;
     Ok(l.local_addr()?.port())
 }
@@ -283,6 +290,16 @@ fn measure_edgecam(
     Ok((measured, ring_bytes))
 }
 
+/// How many decoders to run and for how long (shared with `e2e`).
+pub(crate) struct FfmpegPlan {
+    /// Decoders, one per mount `/cam0` ..
+    pub streams: u32,
+    /// Seconds after every decoder outputs frames before the window.
+    pub warmup: u64,
+    /// Window length, seconds.
+    pub seconds: u64,
+}
+
 /// One full ffmpeg decoder per stream: the baseline.
 struct Decoder {
     /// The stream id it decodes.
@@ -305,8 +322,8 @@ impl Decoder {
 }
 
 /// Runs `ffmpeg -rtsp_transport tcp -i URL -f null -` on every stream and measures them.
-fn measure_ffmpeg(
-    args: &IngestArgs,
+pub(crate) fn measure_ffmpeg(
+    args: &FfmpegPlan,
     server: &mut RtspServer,
     tck: u64,
 ) -> anyhow::Result<Measured> {
@@ -385,7 +402,7 @@ fn measure_ffmpeg(
 }
 
 /// Samples every process under test, then the server, then reads the load average.
-fn sample_all(
+pub(crate) fn sample_all(
     pids: &[u32],
     server_pid: u32,
 ) -> anyhow::Result<(Vec<ProcSample>, ProcSample, [f64; 3])> {

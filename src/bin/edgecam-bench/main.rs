@@ -3,19 +3,27 @@
 //! criterion bench.
 //!
 //! ```sh
-//! cargo build --release --bins
-//! cargo run --release --bin edgecam-bench -- ingest
+//! cargo build --release --features bench --bins
+//! cargo run --release --features bench --bin edgecam-bench -- ingest
 //! ```
 //!
 //! See `bench/README.md` for what each benchmark measures and the numbers of record.
 
 mod browser;
 mod child;
+mod e2e;
+mod e2e_report;
+mod http;
 mod ingest;
+mod peers;
+mod plot;
 mod procfs;
 mod rates;
 mod report;
+mod ringinstr;
 mod server;
+mod soak;
+mod wsclient;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -38,6 +46,17 @@ enum Command {
     /// Live-view latency in headless Chromium (first frame, switch, alarm, ingest to paint)
     /// on the WebCodecs and JPEG paths, against `edgecam demo --streams 4`.
     Browser(browser::BrowserArgs),
+    /// End to end against decode-all and a GStreamer MJPEG switcher, for several camera
+    /// counts: CPU, RSS, first-frame, switch, alarm and ingest-to-receive latency.
+    E2e(e2e::E2eArgs),
+    /// A long run with one viewer while the server drops every stream periodically: RSS,
+    /// open fds, threads and runtime tasks must stay flat.
+    Soak(soak::SoakArgs),
+    /// Instructions per ingested 64 KiB frame (ring write + bookkeeping), by callgrind.
+    RingInstr(ringinstr::RingInstrArgs),
+    /// The loop `ring-instr` runs under callgrind.
+    #[command(hide = true)]
+    RingLoop(ringinstr::RingLoopArgs),
 }
 
 fn main() -> ExitCode {
@@ -46,6 +65,10 @@ fn main() -> ExitCode {
     let result = match &cli.command {
         Command::Ingest(args) => ingest::run(args),
         Command::Browser(args) => browser::run(args),
+        Command::E2e(args) => e2e::run(args),
+        Command::Soak(args) => soak::run(args),
+        Command::RingInstr(args) => ringinstr::run(args),
+        Command::RingLoop(args) => ringinstr::ring_loop(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -35,6 +35,9 @@ pub struct ServerOpts {
     pub clip_seconds: u32,
     /// H.264 profile of the clip (`baseline`, `main` or `high`).
     pub profile: String,
+    /// Close every client's session every this many seconds (0 = never): the soak's camera
+    /// outages.
+    pub drop_every_s: u32,
 }
 
 /// A running server; dropping it kills the process.
@@ -60,6 +63,7 @@ impl RtspServer {
             .args(["--bitrate", &opts.bitrate_kbps.to_string()])
             .args(["--clip-seconds", &opts.clip_seconds.to_string()])
             .args(["--profile", &opts.profile])
+            .args(["--drop-every", &opts.drop_every_s.to_string()])
             .arg("--cache-dir")
             .arg(cache_dir)
             .stdin(Stdio::piped())
