@@ -11,10 +11,9 @@ use std::time::Duration;
 
 use edgecam::clock::{Clock, SystemClock};
 use edgecam::config::{ActiveLevel, AlarmConfig, AlarmMode, Bias, GpioInputConfig, LineRef};
-use edgecam::daemon::Daemon;
 use edgecam::daemon::alarms::GpioBackends;
 use edgecam::gpio::mock::{MockInput, MockOutputs};
-use edgecam::web::{WebOptions, WebServer};
+use edgecam::web::WebOptions;
 use reqwest::Method;
 use serde_json::{Value, json};
 use webutil::*;
@@ -46,28 +45,11 @@ fn gate_config(dir: &std::path::Path) -> edgecam::config::Config {
 
 /// A server over a daemon whose GPIO is `contact`.
 async fn start(contact: &MockInput) -> TestServer {
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = gate_config(dir.path());
-    let clock: Arc<dyn Clock> = Arc::new(SystemClock::new());
     let gpio = GpioBackends {
         input: Arc::new(contact.clone()),
         output: Arc::new(MockOutputs::default()),
     };
-    let daemon = Daemon::start_with(cfg, Arc::clone(&clock), gpio)
-        .await
-        .unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let server = WebServer::start(daemon, listener, WebOptions::default(), clock)
-        .await
-        .unwrap();
-    let host = server.local_addr().to_string();
-    TestServer {
-        server: Some(server),
-        base: format!("http://{host}"),
-        host,
-        dir,
-        http: reqwest::Client::new(),
-    }
+    TestServer::start_with_gpio(gate_config, WebOptions::default(), gpio).await
 }
 
 /// One event as `kind:action:alarm-or-stream:detail:cause`.

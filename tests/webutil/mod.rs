@@ -10,6 +10,7 @@ use std::time::Duration;
 use edgecam::clock::{Clock, SystemClock};
 use edgecam::config::{Config, Role, TokenConfig};
 use edgecam::daemon::Daemon;
+use edgecam::daemon::alarms::GpioBackends;
 use edgecam::output::live::LiveOptions;
 use edgecam::output::wire::FrameHeader;
 use edgecam::web::{WebOptions, WebServer};
@@ -72,13 +73,24 @@ pub struct TestServer {
 impl TestServer {
     /// Starts a daemon with `cfg` (its state dir is replaced by a fresh one) and serves it.
     pub async fn start_with(
+        cfg_fn: impl FnMut(&std::path::Path) -> Config,
+        options: WebOptions,
+    ) -> TestServer {
+        Self::start_with_gpio(cfg_fn, options, GpioBackends::system()).await
+    }
+
+    /// Like [`TestServer::start_with`], over the GPIO backends `gpio` (mock lines).
+    pub async fn start_with_gpio(
         mut cfg_fn: impl FnMut(&std::path::Path) -> Config,
         options: WebOptions,
+        gpio: GpioBackends,
     ) -> TestServer {
         let dir = tempfile::tempdir().unwrap();
         let cfg = cfg_fn(dir.path());
         let clock: Arc<dyn Clock> = Arc::new(SystemClock::new());
-        let daemon = Daemon::start(cfg, Arc::clone(&clock)).await.unwrap();
+        let daemon = Daemon::start_with(cfg, Arc::clone(&clock), gpio)
+            .await
+            .unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let server = WebServer::start(daemon, listener, options, clock)
             .await

@@ -87,23 +87,11 @@ impl Drop for WorkDir {
 pub fn run(args: &BrowserArgs) -> anyhow::Result<()> {
     let (date, started_utc) = procfs::utc_now();
     let load_avg_start = procfs::load_avg();
-    let exe = std::env::current_exe().context("cannot find this program's path")?;
     let daemon_exe = match &args.edgecam {
-        Some(p) => p.clone(),
-        None => exe
-            .parent()
-            .context("this program has no directory")?
-            .join("edgecam"),
+        Some(p) if p.is_file() => p.clone(),
+        Some(p) => bail!("{} not found", p.display()),
+        None => child::sibling_daemon()?,
     };
-    if !daemon_exe.is_file() {
-        bail!(
-            "{} not found: build it with `cargo build --release --bins`",
-            daemon_exe.display()
-        );
-    }
-    if cfg!(debug_assertions) && args.edgecam.is_none() {
-        eprintln!("warning: this is a debug build; latency numbers mean little without --release");
-    }
     let script_dir = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/browser"));
     let chromium = std::env::var_os("CHROMIUM")
         .map_or_else(|| PathBuf::from("/usr/bin/chromium"), PathBuf::from);
@@ -132,11 +120,7 @@ pub fn run(args: &BrowserArgs) -> anyhow::Result<()> {
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    let mut demo = Guard::spawn(
-        "edgecam demo",
-        &mut demo_cmd,
-        "build it with `cargo build --release --bins`",
-    )?;
+    let mut demo = Guard::spawn("edgecam demo", &mut demo_cmd, child::BUILD_HINT)?;
     let stdout = Lines::capture(
         demo.child_mut().stdout.take().context("no stdout pipe")?,
         None,

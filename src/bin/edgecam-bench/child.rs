@@ -10,6 +10,52 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+/// How to build the daemon beside this program, for "not found" errors.
+pub const BUILD_HINT: &str =
+    "build both binaries with `cargo build --release --features bench --bins`";
+
+/// The `edgecam` daemon built beside this program (same target dir and profile): the bench
+/// measures that build. Warns when this is a debug build, whose numbers mean little.
+pub fn sibling_daemon() -> anyhow::Result<PathBuf> {
+    let exe = std::env::current_exe().context("cannot find this program's path")?;
+    let daemon = exe
+        .parent()
+        .context("this program has no directory")?
+        .join("edgecam");
+    if !daemon.is_file() {
+        bail!("{} not found: {BUILD_HINT}", daemon.display());
+    }
+    if cfg!(debug_assertions) {
+        eprintln!("warning: this is a debug build; its numbers mean little without --release");
+    }
+    Ok(daemon)
+}
+
+/// Writes `config` to `<work>/<name>.toml` and starts `exe run --config` on it (log level
+/// info, no colours), its stderr captured into `<work>/<name>.log`.
+pub fn spawn_daemon(
+    exe: &std::path::Path,
+    work: &std::path::Path,
+    name: &str,
+    config: &str,
+) -> anyhow::Result<(Guard, Lines)> {
+    let path = work.join(format!("{name}.toml"));
+    std::fs::write(&path, config).with_context(|| format!("cannot write {}", path.display()))?;
+    let mut cmd = Command::new(exe);
+    cmd.arg("run")
+        .arg("--config")
+        .arg(&path)
+        .env("RUST_LOG", "info")
+        .env("NO_COLOR", "1")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped());
+    let mut guard = Guard::spawn("edgecam", &mut cmd, BUILD_HINT)?;
+    let stderr = guard.child_mut().stderr.take().context("no stderr pipe")?;
+    let log = Lines::capture(stderr, Some(work.join(format!("{name}.log"))))?;
+    Ok((guard, log))
+}
+
 /// Set by the signal thread on Ctrl-C or SIGTERM; every wait in the bench checks it.
 static STOP: AtomicBool = AtomicBool::new(false);
 

@@ -19,7 +19,6 @@ use crate::wsclient::LiveClient;
 use anyhow::{Context, anyhow, bail};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// The bearer token written into the daemon's config for the bench's API calls.
@@ -95,18 +94,11 @@ struct Env {
 /// Runs the benchmark, prints the table, writes JSON, Markdown and plots.
 pub fn run(args: &E2eArgs) -> anyhow::Result<()> {
     let (date, started) = procfs::utc_now();
-    let exe = std::env::current_exe().context("cannot find this program's path")?;
-    let bin_dir = exe.parent().context("this program has no directory")?;
-    let daemon_exe = bin_dir.join("edgecam");
-    if !daemon_exe.is_file() {
-        bail!(
-            "{} not found: build both binaries with `cargo build --release --features bench --bins`",
-            daemon_exe.display()
-        );
-    }
-    if cfg!(debug_assertions) {
-        eprintln!("warning: this is a debug build; CPU numbers mean nothing without --release");
-    }
+    let daemon_exe = child::sibling_daemon()?;
+    let bin_dir = daemon_exe
+        .parent()
+        .context("the daemon has no directory")?
+        .to_path_buf();
     if args.streams.is_empty() || args.streams.iter().any(|&n| n == 0 || n > 64) {
         bail!("--streams takes counts from 1 to 64");
     }
@@ -119,7 +111,7 @@ pub fn run(args: &E2eArgs) -> anyhow::Result<()> {
         work: WorkDir::create()?,
         tck: procfs::clock_ticks(),
     };
-    let cache = bin_dir.parent().unwrap_or(bin_dir).join("bench-cache");
+    let cache = bin_dir.parent().unwrap_or(&bin_dir).join("bench-cache");
     let mounts = args.streams.iter().copied().max().unwrap_or(1);
     eprintln!("starting the RTSP server with {mounts} mounts");
     let mut server = RtspServer::start(
@@ -139,7 +131,7 @@ pub fn run(args: &E2eArgs) -> anyhow::Result<()> {
     let ring_instructions_per_frame = if args.no_ring_instr {
         None
     } else {
-        Some(crate::ringinstr::measure(&exe, 2000)?)
+        Some(crate::ringinstr::measure(&std::env::current_exe()?, 2000)?)
     };
     let mut results = Vec::new();
     let mut ring_bytes = 0;
@@ -244,21 +236,7 @@ impl Daemon {
     ) -> anyhow::Result<(Daemon, u64)> {
         let port = ingest::free_port()?;
         let (config, ring_bytes) = config(urls, &work.join("state"), port, ring_bytes)?;
-        let path = work.join("edgecam-e2e.toml");
-        std::fs::write(&path, config)
-            .with_context(|| format!("cannot write {}", path.display()))?;
-        let mut cmd = Command::new(exe);
-        cmd.arg("run")
-            .arg("--config")
-            .arg(&path)
-            .env("RUST_LOG", "info")
-            .env("NO_COLOR", "1")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
-        let mut guard = Guard::spawn("edgecam", &mut cmd, "cargo build --release --bins")?;
-        let stderr = guard.child_mut().stderr.take().context("no stderr pipe")?;
-        let log = Lines::capture(stderr, Some(work.join("edgecam-e2e.log")))?;
+        let (guard, log) = child::spawn_daemon(exe, work, "edgecam-e2e", &config)?;
         let mut d = Daemon {
             guard,
             log,

@@ -2,8 +2,7 @@
 //! one JPEG viewer) beside the two peers, as a JSON document and a Markdown table.
 
 use crate::procfs::{CpuShare, Machine, ProcSample};
-use crate::report::Measured;
-use anyhow::Context;
+use crate::report::{Measured, nearest_rank, write_results};
 use serde::Serialize;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -32,12 +31,11 @@ impl Pcts {
         }
         let mut v = ms.to_vec();
         v.sort_by(f64::total_cmp);
-        let rank = |p: f64| v[((p / 100.0 * v.len() as f64).ceil() as usize).clamp(1, v.len()) - 1];
         Some(Pcts {
             n: v.len(),
-            p50: rank(50.0),
-            p95: rank(95.0),
-            p99: rank(99.0),
+            p50: nearest_rank(&v, 0.50),
+            p95: nearest_rank(&v, 0.95),
+            p99: nearest_rank(&v, 0.99),
             max: v[v.len() - 1],
         })
     }
@@ -555,20 +553,8 @@ impl E2eReport {
     /// Writes `e2e-<date>-<host>.json` (never overwriting an earlier run) and
     /// `e2e-latest.md` into `dir`; returns the JSON path.
     pub fn write(&self, dir: &Path, date: &str) -> anyhow::Result<PathBuf> {
-        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
         let stem = format!("e2e-{date}-{}", self.machine.host);
-        let json_path = (1..)
-            .map(|n| match n {
-                1 => dir.join(format!("{stem}.json")),
-                n => dir.join(format!("{stem}-{n}.json")),
-            })
-            .find(|p| !p.exists())
-            .context("no free results file name")?;
-        std::fs::write(&json_path, serde_json::to_string_pretty(self)? + "\n")
-            .with_context(|| format!("cannot write {}", json_path.display()))?;
-        let md_path = dir.join("e2e-latest.md");
-        std::fs::write(&md_path, self.markdown())
-            .with_context(|| format!("cannot write {}", md_path.display()))?;
+        let (json_path, _) = write_results(dir, &stem, "e2e-latest.md", self, &self.markdown())?;
         Ok(json_path)
     }
 }

@@ -79,18 +79,8 @@ impl Drop for WorkDir {
 /// Runs the benchmark, prints the JSON and the table, and writes both under `out_dir`.
 pub fn run(args: &IngestArgs) -> anyhow::Result<()> {
     let (date, started) = procfs::utc_now();
-    let exe = std::env::current_exe().context("cannot find this program's path")?;
-    let bin_dir = exe.parent().context("this program has no directory")?;
-    let daemon_exe = bin_dir.join("edgecam");
-    if !daemon_exe.is_file() {
-        bail!(
-            "{} not found: build both binaries with `cargo build --release --bins`",
-            daemon_exe.display()
-        );
-    }
-    if cfg!(debug_assertions) {
-        eprintln!("warning: this is a debug build; CPU numbers mean nothing without --release");
-    }
+    let daemon_exe = child::sibling_daemon()?;
+    let bin_dir = daemon_exe.parent().context("the daemon has no directory")?;
     check_ffmpeg()?;
     let machine = Machine::detect();
     let tck = procfs::clock_ticks();
@@ -225,25 +215,7 @@ fn measure_edgecam(
 ) -> anyhow::Result<(Measured, u64)> {
     let urls: Vec<String> = (0..args.streams).map(|i| server.url(i)).collect();
     let (config, ring_bytes) = daemon_config(&urls, &work.join("state"), free_port()?)?;
-    let config_path = work.join("edgecam.toml");
-    std::fs::write(&config_path, config)
-        .with_context(|| format!("cannot write {}", config_path.display()))?;
-    let mut cmd = Command::new(exe);
-    cmd.arg("run")
-        .arg("--config")
-        .arg(&config_path)
-        .env("RUST_LOG", "info")
-        .env("NO_COLOR", "1")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-    let mut daemon = Guard::spawn(
-        "edgecam",
-        &mut cmd,
-        "build it with `cargo build --release --bins`",
-    )?;
-    let stderr = daemon.child_mut().stderr.take().context("no stderr pipe")?;
-    let log = Lines::capture(stderr, Some(work.join("edgecam.log")))?;
+    let (mut daemon, log) = child::spawn_daemon(exe, work, "edgecam", &config)?;
     let died = |e: anyhow::Error, log: &Lines| anyhow!("{e}; its log ends with:\n{}", log.tail(20));
 
     eprintln!("edgecam: waiting for {} streams to go live", args.streams);

@@ -318,23 +318,41 @@ impl IngestReport {
     /// Writes `ingest-<date>-<host>.json` (a `-2`, `-3` ... suffix keeps earlier runs of
     /// the same day) and `ingest-latest.md` into `dir`; returns the JSON path.
     pub fn write(&self, dir: &Path, date: &str) -> anyhow::Result<PathBuf> {
-        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
         let stem = format!("ingest-{date}-{}", self.machine.host);
-        let json_path = (1..)
-            .map(|n| match n {
-                1 => dir.join(format!("{stem}.json")),
-                n => dir.join(format!("{stem}-{n}.json")),
-            })
-            .find(|p| !p.exists())
-            .context("no free results file name")?;
-        let json = serde_json::to_string_pretty(self)?;
-        std::fs::write(&json_path, json + "\n")
-            .with_context(|| format!("cannot write {}", json_path.display()))?;
-        let md_path = dir.join("ingest-latest.md");
-        std::fs::write(&md_path, self.markdown())
-            .with_context(|| format!("cannot write {}", md_path.display()))?;
+        let (json_path, _) = write_results(dir, &stem, "ingest-latest.md", self, &self.markdown())?;
         Ok(json_path)
     }
+}
+
+/// Writes `doc` as `<stem>.json` into `dir` (`<stem>-2.json`, `-3` ... when that exists: a
+/// result of record is never overwritten) and `markdown` as `latest`; returns both paths.
+pub fn write_results(
+    dir: &Path,
+    stem: &str,
+    latest: &str,
+    doc: &impl Serialize,
+    markdown: &str,
+) -> anyhow::Result<(PathBuf, PathBuf)> {
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let json_path = (1..)
+        .map(|n| match n {
+            1 => dir.join(format!("{stem}.json")),
+            n => dir.join(format!("{stem}-{n}.json")),
+        })
+        .find(|p| !p.exists())
+        .context("no free results file name")?;
+    std::fs::write(&json_path, serde_json::to_string_pretty(doc)? + "\n")
+        .with_context(|| format!("cannot write {}", json_path.display()))?;
+    let md_path = dir.join(latest);
+    std::fs::write(&md_path, markdown)
+        .with_context(|| format!("cannot write {}", md_path.display()))?;
+    Ok((json_path, md_path))
+}
+
+/// The nearest-rank `q` quantile (`0.0..=1.0`) of `sorted`, which must not be empty.
+pub fn nearest_rank(sorted: &[f64], q: f64) -> f64 {
+    let n = sorted.len();
+    sorted[((q * n as f64).ceil() as usize).clamp(1, n) - 1]
 }
 
 /// The command that reproduces a run with these parameters.

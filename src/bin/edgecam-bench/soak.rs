@@ -73,12 +73,8 @@ struct Point {
 
 /// Runs the soak and prints the curve.
 pub fn run(args: &SoakArgs) -> anyhow::Result<()> {
-    let exe = std::env::current_exe().context("cannot find this program's path")?;
-    let bin_dir = exe.parent().context("this program has no directory")?;
-    let daemon_exe = bin_dir.join("edgecam");
-    if !daemon_exe.is_file() {
-        bail!("{} not found: build both binaries", daemon_exe.display());
-    }
+    let daemon_exe = child::sibling_daemon()?;
+    let bin_dir = daemon_exe.parent().context("the daemon has no directory")?;
     let work = WorkDir::create()?;
     let cache = bin_dir.parent().unwrap_or(bin_dir).join("bench-cache");
     let mut server = RtspServer::start(

@@ -2,6 +2,7 @@
 //! issue's targets, a JSON document for `bench/results/` and a Markdown table for the README.
 
 use crate::procfs::Machine;
+use crate::report::{nearest_rank, write_results};
 use anyhow::{Context, bail};
 use serde::Serialize;
 use std::fmt::Write as _;
@@ -45,12 +46,11 @@ impl Summary {
         }
         let mut v = samples.to_vec();
         v.sort_by(f64::total_cmp);
-        let rank = |p: f64| v[((p * v.len() as f64).ceil() as usize).clamp(1, v.len()) - 1];
         Some(Summary {
             n: v.len(),
-            p50: rank(0.50),
-            p95: rank(0.95),
-            p99: rank(0.99),
+            p50: nearest_rank(&v, 0.50),
+            p95: nearest_rank(&v, 0.95),
+            p99: nearest_rank(&v, 0.99),
             min: v[0],
             max: v[v.len() - 1],
             mean: v.iter().sum::<f64>() / v.len() as f64,
@@ -296,25 +296,11 @@ impl BrowserReport {
     /// Writes `browser-<date>-<host>[-<label>].json` (a `-2`, `-3` ... suffix keeps earlier
     /// runs) and `browser-latest.md` into `dir`; returns both paths.
     pub fn write(&self, dir: &Path, date: &str) -> anyhow::Result<(PathBuf, PathBuf)> {
-        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
         let mut stem = format!("browser-{date}-{}", self.machine.host);
         if let Some(l) = &self.label {
             stem = format!("{stem}-{l}");
         }
-        let json_path = (1..)
-            .map(|n| match n {
-                1 => dir.join(format!("{stem}.json")),
-                n => dir.join(format!("{stem}-{n}.json")),
-            })
-            .find(|p| !p.exists())
-            .context("no free results file name")?;
-        let json = serde_json::to_string_pretty(self)?;
-        std::fs::write(&json_path, json + "\n")
-            .with_context(|| format!("cannot write {}", json_path.display()))?;
-        let md_path = dir.join("browser-latest.md");
-        std::fs::write(&md_path, self.markdown())
-            .with_context(|| format!("cannot write {}", md_path.display()))?;
-        Ok((json_path, md_path))
+        write_results(dir, &stem, "browser-latest.md", self, &self.markdown())
     }
 }
 
