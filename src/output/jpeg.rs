@@ -257,6 +257,10 @@ impl Work {
     /// next round). So a burst (the GOP after a switch) shows its picture as soon as it is
     /// decoded, and a decoder slower than the camera still shows a picture every round
     /// instead of none until it catches up.
+    ///
+    /// The keyframe the decoder (re)starts from is published at once as well: after a switch
+    /// the viewer sees the new camera after one decode (the GOP's first picture, at most a
+    /// GOP old) instead of after the whole burst, which then replaces it with the newest.
     fn decode_available(
         &mut self,
         ring: &FrameRing,
@@ -302,7 +306,8 @@ impl Work {
                 }
                 Codec::H264 => {
                     let Some(d) = self.dec.as_mut() else { continue };
-                    if !self.synced {
+                    let starting = !self.synced;
+                    if starting {
                         if !meta.info.keyframe {
                             continue;
                         }
@@ -316,7 +321,7 @@ impl Work {
                     }
                     self.fresh = false;
                     match d.decode(&self.buf) {
-                        Ok(Some(pic)) if newest => {
+                        Ok(Some(pic)) if newest || starting => {
                             match encode_i420(pic, settings, &mut self.out) {
                                 Ok((w, h)) => publish(w, h, &self.out),
                                 Err(e) => {
@@ -508,6 +513,62 @@ impl ImageBuffer for ScaledI420<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::codec::{EncoderSettings, H264Encoder};
+    use crate::frame::{FrameInfo, FrameSink};
+    use crate::ring::RingSpec;
+
+    /// A decoder starting on a GOP whose later frames cannot be decoded still shows the
+    /// keyframe's picture: the first picture after a switch does not wait for the burst.
+    #[test]
+    fn the_starting_keyframe_is_published_before_the_burst_is_decoded() {
+        let (mut writer, ring) = FrameRing::new(RingSpec {
+            arena_bytes: 1 << 20,
+            slots: 64,
+        })
+        .unwrap();
+        let mut enc = H264Encoder::new(EncoderSettings {
+            width: 64,
+            height: 48,
+            fps: 25,
+            bitrate_kbps: 200,
+            gop: 50,
+        })
+        .unwrap();
+        let pic = I420Frame::new(64, 48).unwrap();
+        let key = enc.encode(&pic, true).unwrap().unwrap();
+        assert!(key.keyframe);
+        let info = |keyframe| FrameInfo {
+            codec: Codec::H264,
+            keyframe,
+            params_changed: keyframe,
+            pts_us: 0,
+            recv_mono_ns: 0,
+            recv_wall_us: 0,
+            epoch: 1,
+        };
+        let key_seq = writer.push_frame(&info(true), &[key.data]).unwrap();
+        // Deltas that are not H.264 at all: the newest frame yields no picture.
+        for _ in 0..5 {
+            writer
+                .push_frame(&info(false), &[&[0, 0, 0, 1, 0x41, 0xff, 0x00, 0x13, 0x37]])
+                .unwrap();
+        }
+        let mut work = Work {
+            dec: Some(H264Decoder::new().unwrap()),
+            reader: ring.reader(Start::LatestKeyframe),
+            buf: Vec::new(),
+            out: Vec::new(),
+            synced: false,
+            fresh: true,
+        };
+        let (tx, rx) = watch::channel(None);
+        work.decode_available(&ring, "cam1", JpegSettings::default(), &tx);
+        let shown = rx.borrow().clone().expect("a picture was published");
+        assert_eq!(shown.meta.seq, key_seq);
+        assert!(shown.meta.info.keyframe);
+        assert_eq!((shown.width, shown.height), (64, 48));
+        assert!(shown.data.starts_with(&[0xff, 0xd8]), "a JPEG");
+    }
 
     #[test]
     fn encodes_a_downscaled_jpeg_of_the_picture() {
