@@ -38,7 +38,7 @@ fn supervise(id: &str, url: &str, transport: Transport) -> (SupervisorHandle, Sh
 }
 
 /// Checks what every consumer relies on: keyframe first with SPS+PPS+IDR, Annex B,
-/// sequence numbers without gaps, receive times that never go back, one epoch.
+/// sequence numbers without gaps, receive times and pts that never go back, one epoch.
 fn check_frames(sink: &SharedSink) {
     let frames = sink.snapshot();
     let first = &frames[0];
@@ -62,9 +62,11 @@ fn check_frames(sink: &SharedSink) {
             w[1].meta.info.recv_mono_ns >= w[0].meta.info.recv_mono_ns,
             "receive time went back"
         );
+        // Never backwards. Equal is allowed: a camera may stamp two access units alike (the
+        // GStreamer server's live encoder did once in CI, on its first two frames).
         assert!(
-            w[1].meta.info.pts_us > w[0].meta.info.pts_us,
-            "pts not increasing at {i}: {:?}",
+            w[1].meta.info.pts_us >= w[0].meta.info.pts_us,
+            "pts went back at {i}: {:?}",
             frames
                 .iter()
                 .take(i + 3)
