@@ -31,6 +31,13 @@ pub fn sibling_daemon() -> anyhow::Result<PathBuf> {
     Ok(daemon)
 }
 
+/// Where the RTSP test server's encoded clips are cached: `target/bench-cache`, beside the
+/// profile directory that holds `daemon` (see [`sibling_daemon`]).
+pub fn bench_cache(daemon: &std::path::Path) -> PathBuf {
+    let bin_dir = daemon.parent().unwrap_or(daemon);
+    bin_dir.parent().unwrap_or(bin_dir).join("bench-cache")
+}
+
 /// Writes `config` to `<work>/<name>.toml` and starts `exe run --config` on it (log level
 /// info, no colours), its stderr captured into `<work>/<name>.log`.
 pub fn spawn_daemon(

@@ -95,10 +95,6 @@ struct Env {
 pub fn run(args: &E2eArgs) -> anyhow::Result<()> {
     let (date, started) = procfs::utc_now();
     let daemon_exe = child::sibling_daemon()?;
-    let bin_dir = daemon_exe
-        .parent()
-        .context("the daemon has no directory")?
-        .to_path_buf();
     if args.streams.is_empty() || args.streams.iter().any(|&n| n == 0 || n > 64) {
         bail!("--streams takes counts from 1 to 64");
     }
@@ -111,7 +107,7 @@ pub fn run(args: &E2eArgs) -> anyhow::Result<()> {
         work: WorkDir::create()?,
         tck: procfs::clock_ticks(),
     };
-    let cache = bin_dir.parent().unwrap_or(&bin_dir).join("bench-cache");
+    let cache = child::bench_cache(&env.daemon_exe);
     let mounts = args.streams.iter().copied().max().unwrap_or(1);
     eprintln!("starting the RTSP server with {mounts} mounts");
     let mut server = RtspServer::start(

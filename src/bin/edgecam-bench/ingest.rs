@@ -80,13 +80,11 @@ impl Drop for WorkDir {
 pub fn run(args: &IngestArgs) -> anyhow::Result<()> {
     let (date, started) = procfs::utc_now();
     let daemon_exe = child::sibling_daemon()?;
-    let bin_dir = daemon_exe.parent().context("the daemon has no directory")?;
     check_ffmpeg()?;
     let machine = Machine::detect();
     let tck = procfs::clock_ticks();
     let work = WorkDir::create()?;
-    // target/<profile>/edgecam-bench -> target/bench-cache
-    let cache = bin_dir.parent().unwrap_or(bin_dir).join("bench-cache");
+    let cache = child::bench_cache(&daemon_exe);
 
     eprintln!(
         "starting the RTSP server: {} x {}x{}@{} {} kbit/s (the first run encodes a {} s clip \

@@ -74,9 +74,8 @@ struct Point {
 /// Runs the soak and prints the curve.
 pub fn run(args: &SoakArgs) -> anyhow::Result<()> {
     let daemon_exe = child::sibling_daemon()?;
-    let bin_dir = daemon_exe.parent().context("the daemon has no directory")?;
     let work = WorkDir::create()?;
-    let cache = bin_dir.parent().unwrap_or(bin_dir).join("bench-cache");
+    let cache = child::bench_cache(&daemon_exe);
     let mut server = RtspServer::start(
         &ServerOpts {
             mounts: args.streams,
