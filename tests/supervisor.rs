@@ -26,6 +26,8 @@ enum Step {
     Frames(u32, Duration),
     /// Never return (a camera that keeps the session open but sends nothing).
     Hang,
+    /// Name the step the attempt is in (what a connect timeout then reports).
+    Phase(&'static str),
     /// Return this error.
     Fail(fn(String) -> SourceError, &'static str),
     /// Panic with this message.
@@ -96,6 +98,7 @@ impl Source for Scripted {
                         }
                     }
                     Step::Hang => futures::future::pending::<()>().await,
+                    Step::Phase(step) => ctx.phase.set(step),
                     Step::Fail(kind, msg) => return Err(kind(msg.to_string())),
                     Step::Panic(msg) => panic!("{msg}"),
                 }
@@ -215,6 +218,27 @@ async fn no_first_frame_within_the_connect_timeout_is_a_retried_failure() {
         Some("timed out: no video within 5.0 s of connecting")
     );
     assert_eq!(stats.stalls(), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_connect_timeout_names_the_step_the_source_was_in() {
+    let src = Scripted::new(vec![vec![
+        Step::Phase("opening /dev/video0"),
+        Step::Phase("waiting for the first frame from /dev/video0"),
+        Step::Hang,
+    ]]);
+    let t0 = Instant::now();
+    let (h, _sink, log) = start(src.clone(), paused_cfg());
+    let stats = h.stats();
+    assert!(wait_until(Duration::from_secs(60), || stats.reconnects() >= 1).await);
+    assert_eq!(nth(&log, Backoff, 0) - t0, Duration::from_secs(5));
+    assert_eq!(
+        stats.last_error().as_deref(),
+        Some(
+            "timed out: no video within 5.0 s of connecting, still waiting for the first \
+             frame from /dev/video0"
+        )
+    );
 }
 
 #[tokio::test(start_paused = true)]

@@ -53,6 +53,7 @@ async fn capture(id: &str, budget: usize) -> VecSink {
         sink: &mut sink,
         clock: &clock,
         epoch: 3,
+        phase: Default::default(),
     };
     tokio::select! {
         r = source.run(ctx) => panic!("source ended early: {r:?}"),
@@ -194,6 +195,7 @@ async fn a_refused_frame_brings_an_early_keyframe() {
         sink: &mut sink,
         clock: &clock,
         epoch: 0,
+        phase: Default::default(),
     };
     tokio::select! {
         r = source.run(ctx) => panic!("source ended early: {r:?}"),
@@ -234,6 +236,7 @@ async fn unusable_settings_are_permanent_config_errors() {
             sink: &mut sink,
             clock: &clock,
             epoch: 0,
+            phase: Default::default(),
         };
         let e = TestPatternSource::with_settings("bad", settings)
             .run(ctx)
@@ -278,6 +281,7 @@ fn dropping_the_future_stops_the_render_thread() {
             sink: &mut sink,
             clock: &clock,
             epoch: 0,
+            phase: Default::default(),
         };
         let run = source.run(ctx);
         tokio::pin!(run);

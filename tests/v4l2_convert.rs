@@ -352,6 +352,7 @@ mod device {
             sink,
             clock: &clock,
             epoch: 1,
+            phase: Default::default(),
         };
         source.run(ctx).await
     }

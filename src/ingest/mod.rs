@@ -6,12 +6,14 @@
 
 pub mod font;
 pub mod gate;
+pub mod phase;
 pub mod testpattern;
 #[cfg(feature = "v4l2")]
 pub mod v4l2;
 
 use crate::clock::Clock;
 use crate::frame::FrameSink;
+pub use phase::AttemptPhase;
 use thiserror::Error;
 
 /// What a source gets from its supervisor for one connection attempt.
@@ -24,6 +26,9 @@ pub struct SourceCtx<'a> {
     pub clock: &'a dyn Clock,
     /// Epoch of this attempt; every frame's [`crate::frame::FrameInfo::epoch`] carries it.
     pub epoch: u32,
+    /// Where the source says which step it is in, so a connect timeout can name what it
+    /// waited for. Sources that never set it get the generic timeout message.
+    pub phase: AttemptPhase,
 }
 
 /// Why a connection attempt ended.

@@ -35,7 +35,7 @@
 
 use super::backoff::{Backoff, BackoffConfig};
 use super::stats::{StreamState, StreamStats};
-use super::{Source, SourceCtx, SourceError};
+use super::{AttemptPhase, Source, SourceCtx, SourceError};
 use crate::clock::Clock;
 use crate::config::schema::StreamConfig;
 use crate::frame::{FrameInfo, FrameSink, SinkError};
@@ -151,8 +151,8 @@ enum AttemptEnd {
     Returned(Result<(), SourceError>),
     /// The source panicked; the message if it was a string.
     Panicked(String),
-    /// No frame within the connect timeout.
-    ConnectTimeout,
+    /// No frame within the connect timeout; the step the source was in, if it said.
+    ConnectTimeout(Option<String>),
     /// No frame within the stall timeout of the previous one.
     Stalled,
 }
@@ -208,8 +208,12 @@ impl Supervisor {
                     self.stats.record_panic();
                     format!("source panicked: {p}")
                 }
-                AttemptEnd::ConnectTimeout => format!(
+                AttemptEnd::ConnectTimeout(None) => format!(
                     "timed out: no video within {:.1} s of connecting",
+                    self.cfg.connect_timeout.as_secs_f64()
+                ),
+                AttemptEnd::ConnectTimeout(Some(step)) => format!(
+                    "timed out: no video within {:.1} s of connecting, still {step}",
                     self.cfg.connect_timeout.as_secs_f64()
                 ),
                 AttemptEnd::Stalled => {
@@ -243,11 +247,13 @@ impl Supervisor {
             inner: sink,
             sup: self,
         };
+        let phase = AttemptPhase::new();
         let ctx = SourceCtx {
             id,
             sink: &mut counting,
             clock: &*self.clock,
             epoch,
+            phase: phase.clone(),
         };
         let run = AssertUnwindSafe(self.source.run(ctx)).catch_unwind();
         let end = tokio::select! {
@@ -255,7 +261,10 @@ impl Supervisor {
                 Ok(result) => AttemptEnd::Returned(result),
                 Err(payload) => AttemptEnd::Panicked(panic_message(&*payload)),
             },
-            end = self.watch(started) => end,
+            end = self.watch(started) => match end {
+                AttemptEnd::ConnectTimeout(_) => AttemptEnd::ConnectTimeout(phase.get()),
+                other => other,
+            },
         };
         // Live from the first frame to the last one; zero if the attempt never went live.
         let live_for = match (self.live_since(), self.last_frame()) {
@@ -290,7 +299,7 @@ impl Supervisor {
             };
             if now >= deadline {
                 return match self.last_frame() {
-                    None => AttemptEnd::ConnectTimeout,
+                    None => AttemptEnd::ConnectTimeout(None),
                     Some(_) => {
                         self.stats.set_state(StreamState::Stalled);
                         AttemptEnd::Stalled

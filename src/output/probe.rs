@@ -79,11 +79,13 @@ pub async fn probe(cfg: &StreamConfig) -> ProbeReport {
     };
     let clock = SystemClock::new();
     let limit = Duration::from_millis(cfg.connect_timeout_ms).clamp(PROBE_MIN, PROBE_MAX);
+    let phase = crate::ingest::AttemptPhase::new();
     let ctx = SourceCtx {
         id: &cfg.id,
         sink: &mut sink,
         clock: &clock,
         epoch: 0,
+        phase: phase.clone(),
     };
     let run = source.run(ctx);
     let got_key = async {
@@ -100,7 +102,10 @@ pub async fn probe(cfg: &StreamConfig) -> ProbeReport {
             Err(e) => e.to_string(),
         }),
         _ = got_key => None,
-        _ = tokio::time::sleep(limit) => Some(format!("no keyframe within {} s", limit.as_secs())),
+        _ = tokio::time::sleep(limit) => Some(match phase.get() {
+            Some(step) => format!("no keyframe within {} s, still {step}", limit.as_secs()),
+            None => format!("no keyframe within {} s", limit.as_secs()),
+        }),
     };
     let seen = seen.lock().unwrap_or_else(|p| p.into_inner());
     let (codec, codec_string, bytes) = match &seen.key {

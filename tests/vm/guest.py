@@ -28,6 +28,10 @@ class Fail(Exception):
     """A check failed; the message is the VM-RESULT detail."""
 
 
+class Seen(Exception):
+    """Not there yet: what a wait_for predicate saw instead (shown if the wait times out)."""
+
+
 def say(msg):
     """One line on the serial console (and stdout, the journal in scenario 3)."""
     line = f"[guest +{time.monotonic() - T0:6.1f}s] {msg}"
@@ -74,11 +78,29 @@ def status():
     return json.loads(body)
 
 
-def stream_state(st, sid):
+def stream_row(st, sid):
     for s in st["streams"]:
         if s["id"] == sid:
-            return s["state"]
+            return s
     raise Fail(f"stream {sid} missing from /api/status")
+
+
+def stream_state(st, sid):
+    return stream_row(st, sid)["state"]
+
+
+def stream_is(sid, state):
+    """A predicate for wait_for: true once `sid` is in `state`. While it is not, the stream's
+    own state and last_error become the wait's "last seen", so a timeout says what the daemon
+    reported rather than only that the wait ran out."""
+
+    def pred():
+        row = stream_row(status(), sid)
+        if row["state"] == state:
+            return True
+        raise Seen(f"{sid} is {row['state']}, last_error: {row.get('last_error')!r}")
+
+    return pred
 
 
 def wait_for(what, pred, timeout, every=0.05):
@@ -90,10 +112,10 @@ def wait_for(what, pred, timeout, every=0.05):
             v = pred()
             if v:
                 return v, time.monotonic() - start
-        except (OSError, ValueError, Fail) as e:
+        except (OSError, ValueError, Fail, Seen) as e:
             last_err = e
         time.sleep(every)
-    raise Fail(f"timed out after {timeout:.0f}s waiting for {what} (last error: {last_err})")
+    raise Fail(f"timed out after {timeout:.0f}s waiting for {what} (last seen: {last_err})")
 
 
 def jpeg_size(data):
@@ -185,7 +207,7 @@ def scenario1():
     )
     try:
         _, t_live = wait_for(
-            "cam1 live", lambda: stream_state(status(), "cam1") == "live", 120, every=0.1
+            "cam1 live", stream_is("cam1", "live"), 120, every=0.1
         )
         say(f"cam1 live {t_live:.2f}s after the daemon started")
         fmt = d.log_has("format") or d.log_has("YUYV")
@@ -205,7 +227,7 @@ def scenario1():
         # keeps the module in use), then rmmod it, then load it again.
         write("/sys/bus/platform/drivers/vivid/unbind", "vivid.0")
         say("vivid.0 unbound from its driver: /dev/video0 is gone")
-        wait_for("cam1 backoff", lambda: stream_state(status(), "cam1") == "backoff", 60, 0.1)
+        wait_for("cam1 backoff", stream_is("cam1", "backoff"), 60, 0.1)
         st = status()
         err = [s.get("last_error") for s in st["streams"] if s["id"] == "cam1"][0]
         say(f"cam1 backoff, last_error: {err}")
@@ -215,7 +237,7 @@ def scenario1():
         sh("modprobe vivid n_devs=1")
         say("modprobe vivid: /dev/video0 is back")
         _, t_relive = wait_for(
-            "cam1 live again", lambda: stream_state(status(), "cam1") == "live", 120, 0.1
+            "cam1 live again", stream_is("cam1", "live"), 120, 0.1
         )
         say(f"cam1 live again {t_relive:.2f}s after modprobe")
         st = status()
@@ -404,7 +426,7 @@ def scenario3():
     _, t = wait_for("edgecam.service active", lambda: show("ActiveState")["ActiveState"] == "active", 180, 0.2)
     p = show("ActiveState", "SubState", "MainPID", "StatusText", "NRestarts", "Type")
     say(f"edgecam.service: {p}")
-    wait_for("cam1 live", lambda: stream_state(status(), "cam1") == "live", 120, 0.2)
+    wait_for("cam1 live", stream_is("cam1", "live"), 120, 0.2)
     wait_for("STATUS= with 2/2 live", lambda: "2/2 live" in show("StatusText")["StatusText"], 30, 0.5)
     st_out = sh("SYSTEMD_COLORS=0 systemctl status --no-pager -n 0 edgecam.service", check=False)
     for l in st_out.splitlines():
@@ -458,6 +480,21 @@ def scenario3():
     )
 
 
+def dump_unit_state():
+    """After a failed scenario 3: the daemon's side of the story on the serial console (the
+    unit's journal and the API's stream rows), so the failure explains itself."""
+    with open(CONSOLE, "w") as c:
+        c.write("----- journalctl -u edgecam.service (last 150 lines) -----\n")
+        out = sh("journalctl -b --no-pager -o short-monotonic -u edgecam.service -n 150", check=False)
+        c.write(out + "\n")
+        try:
+            for row in status()["streams"]:
+                c.write(f"/api/status stream: {json.dumps(row)}\n")
+        except (OSError, ValueError, Fail) as e:
+            c.write(f"/api/status: {e}\n")
+        c.write("----- end of the daemon's side -----\n")
+
+
 def poweroff():
     sys.stdout.flush()
     os.sync()
@@ -483,6 +520,8 @@ def main():
         result = f"VM-RESULT: FAIL scenario{n} {e}"
     except Exception as e:  # noqa: BLE001 - any crash of the driver is a failed scenario
         result = f"VM-RESULT: FAIL scenario{n} driver crashed: {type(e).__name__}: {e}"
+    if n == "3" and not result.startswith("VM-RESULT: PASS"):
+        dump_unit_state()
     print(result, flush=True)
     if n == "3":
         # Straight to the console too, in case the journal holds stdout back.

@@ -33,13 +33,28 @@ die() {
   exit 1
 }
 
-# The kernel version: the newest installed linux-headers-<ver>-amd64, so the out-of-tree
-# module is built against exactly the kernel that boots.
+# The guest kernel recorded in tests/vm/kernel.lock: "<abi name> <package version>".
+LOCKED_KVER="$(awk '!/^#/ && NF == 2 { print $1; exit }' "$HERE/kernel.lock")"
+LOCKED_KPKG="$(awk '!/^#/ && NF == 2 { print $2; exit }' "$HERE/kernel.lock")"
+[ -n "$LOCKED_KVER" ] && [ -n "$LOCKED_KPKG" ] || die "tests/vm/kernel.lock has no '<abi> <version>' line"
+# Set by kernel_version when the guest does not boot the recorded kernel; shown in the summary.
+KERNEL_NOTE=""
+
+# The kernel version: the recorded one when its headers are installed at the recorded
+# version, otherwise the newest installed linux-headers-<ver>-amd64 (a clear note, not a
+# failure: Debian drops old kernels from its archive). Either way the out-of-tree module is
+# built against exactly the kernel that boots.
 kernel_version() {
-  local d
+  local d kver
+  if [ "$(dpkg-query -W -f='${Version}' "linux-headers-$LOCKED_KVER" 2>/dev/null)" = "$LOCKED_KPKG" ]; then
+    echo "$LOCKED_KVER"
+    return
+  fi
   d="$(ls -d /usr/src/linux-headers-*-amd64 2>/dev/null | sort -V | tail -n 1)"
-  [ -n "$d" ] || die "no /usr/src/linux-headers-*-amd64: apt-get install linux-headers-amd64"
-  echo "${d#/usr/src/linux-headers-}"
+  [ -n "$d" ] || die "no /usr/src/linux-headers-*-amd64: apt-get install linux-headers-$LOCKED_KVER (or linux-headers-amd64)"
+  kver="${d#/usr/src/linux-headers-}"
+  KERNEL_NOTE="NOTE: the guest boots kernel $kver $(dpkg-query -W -f='${Version}' "linux-headers-$kver"), not the recorded $LOCKED_KVER $LOCKED_KPKG (tests/vm/kernel.lock; its headers are not installed, and Debian may no longer serve it). If the scenarios pass, record the new kernel there."
+  echo "$kver"
 }
 
 # Kernel and modules from the linux-image .deb of the same version as the headers.
@@ -125,9 +140,15 @@ build_initramfs() {
 build_guest() {
   command -v qemu-system-x86_64 >/dev/null || die "qemu-system-x86_64 missing: apt-get install qemu-system-x86"
   command -v cpio >/dev/null || die "cpio missing: apt-get install cpio"
+  # The guest boots the host's root: without udev there, /dev/video0 stays root-only and the
+  # service user of scenario 3 cannot open it (as on a box without udev).
+  [ -x /lib/systemd/systemd-udevd ] || [ -x /usr/lib/systemd/systemd-udevd ] ||
+    die "udev missing (the guest's systemd needs it to give /dev/video* to the video group): apt-get install udev"
   [ "$(dpkg-query -W -f='${db:Status-Status}' busybox-static 2>/dev/null)" = installed ] ||
     die "a static /bin/busybox is needed: apt-get install busybox-static"
-  KVER="$(kernel_version)"
+  kernel_version >"$VM/kver" # not $(...): KERNEL_NOTE must reach this shell
+  KVER="$(cat "$VM/kver")"
+  [ -z "$KERNEL_NOTE" ] || log "$KERNEL_NOTE"
   build_kernel "$KVER"
   build_gpio_sim "$KVER"
   if [ ! -f "$VM/kernel/lib/modules/$KVER/modules.dep" ] ||
@@ -228,7 +249,7 @@ main() {
   rm -f "$VM/logs/summary.txt"
   build_guest
   build_seed
-  log "guest ready in $((SECONDS - t0))s (kernel $KVER)"
+  log "guest ready in $((SECONDS - t0))s (kernel $KVER $(dpkg-query -W -f='${Version}' "linux-headers-$KVER"); recorded: $LOCKED_KVER $LOCKED_KPKG)"
   [ "$what" = build ] && return 0
   local scenarios=("$what")
   [ "$what" = all ] && scenarios=(1 2 3)
@@ -236,6 +257,7 @@ main() {
     run_scenario "$n" || failed=1
   done
   echo
+  RESULTS+=("kernel $KVER $(dpkg-query -W -f='${Version}' "linux-headers-$KVER")${KERNEL_NOTE:+ -- $KERNEL_NOTE}")
   printf 'VM summary:\n'
   printf '  %s\n' "${RESULTS[@]}" | tee "$VM/logs/summary.txt"
   return "$failed"
