@@ -1,8 +1,9 @@
 //! Loom model of the ring's publish/validate protocol (only built with `--cfg edgecam_loom`,
 //! where the ring's atomics, fences and arena bytes come from loom; see `src/ring/sync.rs`).
 //!
-//! Run with:
-//! `RUSTFLAGS="--cfg edgecam_loom" CARGO_TARGET_DIR=/work/main/target/loom cargo test --release --test ring_loom`
+//! Run from the repository root (a separate target dir, since the `--cfg` changes every
+//! crate's fingerprint):
+//! `RUSTFLAGS="--cfg edgecam_loom" CARGO_TARGET_DIR=target/loom cargo test --release --test ring_loom`
 //!
 //! Two tiny scenarios keep the state space small, each checking that every frame a reader
 //! accepts has exactly the bytes and descriptor the writer stored for that sequence number,

@@ -1,8 +1,12 @@
 //! The shipped systemd files work: the unit passes `systemd-analyze verify` and scores at
 //! most 2.5 in `systemd-analyze security` (the test prints the score); the sysusers.d and
 //! tmpfiles.d files create the user, its groups and the directories in a temporary root; the
-//! udev rule hands GPIO chips to group `gpio`. Checks that need systemd tools (or root, for
-//! tmpfiles' chown) are skipped with a note where those are missing.
+//! udev rule hands GPIO chips to group `gpio`.
+//!
+//! The systemd tools are required, not optional, like every other suite's prerequisites: a
+//! missing `systemd-analyze`, `systemd-sysusers` or `systemd-tmpfiles` fails the test with the
+//! Debian package to install (`systemd`), and the tmpfiles check fails unless it runs as root
+//! (tmpfiles chowns the directories; CI runs as root).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -28,15 +32,17 @@ fn unit_copy(dir: &Path) -> PathBuf {
     path
 }
 
-fn have_systemd_analyze() -> bool {
-    let ok = Command::new("systemd-analyze")
+/// The Debian package with `systemd-analyze`, `systemd-sysusers` and `systemd-tmpfiles`.
+const SYSTEMD_PACKAGE: &str = "systemd";
+
+/// Fails the test, naming the package to install, unless `tool --version` runs.
+#[track_caller]
+fn require_tool(tool: &str) {
+    let ok = Command::new(tool)
         .arg("--version")
         .output()
         .is_ok_and(|o| o.status.success());
-    if !ok {
-        eprintln!("systemd-analyze not found; unit checks skipped");
-    }
-    ok
+    assert!(ok, "{tool} is missing: apt-get install {SYSTEMD_PACKAGE}");
 }
 
 #[test]
@@ -67,9 +73,7 @@ fn the_unit_declares_the_appliance_settings() {
 
 #[test]
 fn systemd_analyze_verify_accepts_the_unit() {
-    if !have_systemd_analyze() {
-        return;
-    }
+    require_tool("systemd-analyze");
     let dir = tempfile::tempdir().unwrap();
     let unit = unit_copy(dir.path());
     let out = Command::new("systemd-analyze")
@@ -87,9 +91,7 @@ fn systemd_analyze_verify_accepts_the_unit() {
 
 #[test]
 fn systemd_analyze_security_scores_the_unit_as_hardened() {
-    if !have_systemd_analyze() {
-        return;
-    }
+    require_tool("systemd-analyze");
     let dir = tempfile::tempdir().unwrap();
     let unit = unit_copy(dir.path());
     let out = Command::new("systemd-analyze")
@@ -129,14 +131,12 @@ fn running_as_root() -> bool {
 
 #[test]
 fn sysusers_and_tmpfiles_create_the_user_groups_and_directories() {
-    let have = Command::new("systemd-sysusers")
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !have || !running_as_root() {
-        eprintln!("systemd-sysusers missing or not root (tmpfiles chowns); skipped");
-        return;
-    }
+    require_tool("systemd-sysusers");
+    require_tool("systemd-tmpfiles");
+    assert!(
+        running_as_root(),
+        "this test must run as root: systemd-tmpfiles chowns the directories to edgecam"
+    );
     let root = tempfile::tempdir().unwrap();
     let r = root.path();
     std::fs::create_dir_all(r.join("etc")).unwrap();

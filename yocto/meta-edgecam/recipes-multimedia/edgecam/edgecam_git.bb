@@ -7,7 +7,7 @@ DESCRIPTION = "Ingests RTSP, V4L2 and test-pattern streams into preallocated fra
                health-gated watchdog."
 SECTION = "multimedia"
 
-# Cargo.toml: license = "MIT OR Apache-2.0". The repository has no LICENSE files, so the
+# Cargo.toml: license = "MIT OR Apache-2.0" (texts in LICENSE-MIT and LICENSE-APACHE). The
 # checksum covers that line of Cargo.toml (tests/yocto.rs recomputes it).
 LICENSE = "MIT | Apache-2.0"
 LIC_FILES_CHKSUM = "file://Cargo.toml;beginline=6;endline=6;md5=86b31c7756a1a7962f28b62856ed4f05"
