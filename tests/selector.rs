@@ -140,13 +140,9 @@ fn latched_alarm_needs_ack_and_ack_semantics() {
     let mut sel = Selector::new(&cfg, 64, t(0));
     let fire = sel.alarm_index("fire").unwrap();
     let door = sel.alarm_index("door").unwrap();
-    // Ack of a non-latched alarm is a typed error.
-    assert_eq!(
-        sel.ack(door, t(0)),
-        Err(SelectError::NotLatched("door".into()))
-    );
-    // Nothing to acknowledge: a no-op.
+    // Nothing to acknowledge: a no-op, for a latched and for a hold alarm.
     assert_eq!(sel.ack(fire, t(0)), Ok(false));
+    assert_eq!(sel.ack(door, t(0)), Ok(false));
 
     sel.alarm_input(fire, true, t(1000)).unwrap();
     sel.alarm_input(fire, false, t(2000)).unwrap();
@@ -172,6 +168,66 @@ fn latched_alarm_needs_ack_and_ack_semantics() {
         sel.history()
             .any(|e| matches!(e.kind, EventKind::AlarmAcknowledged { .. }))
     );
+}
+
+#[test]
+fn ack_ends_a_hold_and_transparent_alarms_have_nothing_to_acknowledge() {
+    let cfg = config(vec![
+        alarm("door", "b", 5, AlarmMode::Hold),
+        alarm("beam", "c", 1, AlarmMode::Transparent),
+    ]);
+    let mut sel = Selector::new(&cfg, 64, t(0));
+    let door = sel.alarm_index("door").unwrap();
+    let beam = sel.alarm_index("beam").unwrap();
+
+    // The contact opens and closes: the hold (30 s) keeps the door camera up ...
+    sel.alarm_input(door, true, t(1000)).unwrap();
+    sel.alarm_input(door, false, t(2000)).unwrap();
+    assert!(matches!(
+        sel.alarm_state(door),
+        Some(AlarmState::Holding { .. })
+    ));
+    assert_eq!(active(&sel), "b");
+    // ... until the guard acknowledges: the hold ends and the view returns at once.
+    assert_eq!(sel.ack(door, t(3000)), Ok(true));
+    assert_eq!(sel.alarm_state(door), Some(AlarmState::Idle));
+    assert_eq!(active(&sel), "a");
+    assert!(sel.history().any(|e| matches!(
+        e.kind,
+        EventKind::AlarmAcknowledged { .. }
+    )));
+
+    // Acknowledged while the contact is still open: it ends when the contact closes, no hold.
+    sel.alarm_input(door, true, t(10_000)).unwrap();
+    assert_eq!(sel.ack(door, t(10_500)), Ok(true));
+    assert_eq!(sel.alarm_state(door), Some(AlarmState::Active));
+    assert_eq!(active(&sel), "b");
+    assert_eq!(sel.ack(door, t(10_600)), Ok(false), "nothing more to acknowledge");
+    sel.alarm_input(door, false, t(11_000)).unwrap();
+    assert_eq!(sel.alarm_state(door), Some(AlarmState::Idle));
+    assert_eq!(active(&sel), "a");
+    // The waiver was for that activation only: the next one holds again.
+    sel.alarm_input(door, true, t(20_000)).unwrap();
+    sel.alarm_input(door, false, t(21_000)).unwrap();
+    assert!(matches!(
+        sel.alarm_state(door),
+        Some(AlarmState::Holding { .. })
+    ));
+
+    // A transparent alarm ends with its input: acknowledging it is a typed error ...
+    assert_eq!(
+        sel.ack(beam, t(22_000)),
+        Err(SelectError::NotAcknowledgeable("beam".into()))
+    );
+    // ... unless an API pulse holds it up, which an acknowledgement ends.
+    sel.trigger(beam, Some(Duration::from_secs(60)), t(23_000))
+        .unwrap();
+    assert!(matches!(
+        sel.alarm_state(beam),
+        Some(AlarmState::Holding { .. })
+    ));
+    assert_eq!(sel.ack(beam, t(24_000)), Ok(true));
+    assert_eq!(sel.alarm_state(beam), Some(AlarmState::Idle));
 }
 
 #[test]

@@ -58,6 +58,9 @@ pub(crate) struct AlarmSlot {
     pub(crate) hold_until: Option<u64>,
     /// Latched and not yet acknowledged.
     pub(crate) latched: bool,
+    /// A `hold` alarm acknowledged while its input was still on: this activation ends when the
+    /// input clears, without a hold. Reset by the next raise.
+    pub(crate) hold_waived: bool,
     /// Order of the latest raise, for `latest` (bigger is newer).
     pub(crate) raised_seq: u64,
     /// When the alarm last became active; `None` while idle.
@@ -95,6 +98,7 @@ impl AlarmSlot {
             vl_input: false,
             hold_until: None,
             latched: false,
+            hold_waived: false,
             raised_seq: 0,
             since: None,
             raised_total: 0,
@@ -140,10 +144,11 @@ impl AlarmSlot {
         let after = self.input || self.vl_input;
         if !before && after {
             self.raised_seq = seq;
+            self.hold_waived = false;
             if self.mode == AlarmMode::Latched {
                 self.latched = true;
             }
-        } else if before && !after && self.mode == AlarmMode::Hold {
+        } else if before && !after && self.mode == AlarmMode::Hold && !self.hold_waived {
             // The hold restarts from this clear; a longer pulse from the API still runs out.
             let end = now.mono_ns.saturating_add(self.hold_ns);
             self.hold_until = Some(self.hold_until.map_or(end, |h| h.max(end)));
@@ -163,10 +168,31 @@ impl AlarmSlot {
         self.note_activity(was_active, now)
     }
 
-    /// Drops the latch; returns true when the alarm's activity changed.
+    /// Whether an acknowledgement applies: latched alarms, `hold` alarms, and any alarm whose
+    /// hold (or API pulse) is running. A `transparent` alarm ends with its input; there is
+    /// nothing to acknowledge.
+    pub(crate) fn acknowledgeable(&self) -> bool {
+        matches!(self.mode, AlarmMode::Latched | AlarmMode::Hold) || self.hold_until.is_some()
+    }
+
+    /// Whether an acknowledgement now would change anything: a latch to drop, a hold to end,
+    /// or (a `hold` alarm whose input is on) a coming hold to waive.
+    pub(crate) fn ack_pending(&self) -> bool {
+        self.latched
+            || self.hold_until.is_some()
+            || (self.mode == AlarmMode::Hold && self.input && !self.hold_waived)
+    }
+
+    /// Drops the latch and ends a running hold (an operator has seen the alarm); a `hold`
+    /// alarm whose input is still on will end with it, without a hold. Returns true when the
+    /// alarm's activity changed.
     pub(crate) fn acknowledge(&mut self, now: Stamp) -> bool {
         let was_active = self.is_active();
         self.latched = false;
+        self.hold_until = None;
+        if self.mode == AlarmMode::Hold && (self.input || self.vl_input) {
+            self.hold_waived = true;
+        }
         self.note_activity(was_active, now)
     }
 

@@ -25,8 +25,12 @@
 //! - `hold`: stays active `hold_s` after the input clears; a re-trigger restarts the hold.
 //! - `latched`: stays active until acknowledged. Acknowledging while the input is still active
 //!   turns it transparent for the rest of that activation (it ends when the input clears).
-//!   Acknowledging an alarm that is not latched is an error ([`SelectError::NotLatched`]);
-//!   acknowledging a latched alarm that has nothing pending is a no-op that returns `false`.
+//! - Acknowledging a `hold` alarm ends its hold at once (the view returns, as an operator who
+//!   has seen the alarm expects of an NVR); acknowledged while its input is still on, it ends
+//!   when the input clears, without a hold. An API pulse (below) on any alarm is ended the same
+//!   way. A `transparent` alarm with no pulse running has nothing to acknowledge: that is an
+//!   error ([`SelectError::NotAcknowledgeable`]). An acknowledgement with nothing pending is a
+//!   no-op that returns `false`.
 //! - A raise with a hold override (the HTTP API's `hold_s`) is a pulse: the alarm is active for
 //!   that long without an input to clear (latched alarms latch as usual).
 //! - Video loss: an alarm with `video_loss = true` gets an input that turns on when its stream has
@@ -87,7 +91,9 @@ pub enum SelectError {
     /// An alarm id (or index) that is not in the config.
     #[error("unknown alarm `{0}`")]
     UnknownAlarm(String),
-    /// Only latched alarms can be acknowledged.
-    #[error("alarm `{0}` is not latched; only latched alarms can be acknowledged")]
-    NotLatched(String),
+    /// A `transparent` alarm with no hold running: it ends with its input.
+    #[error(
+        "alarm `{0}` is transparent: it ends when its input clears, there is nothing to acknowledge"
+    )]
+    NotAcknowledgeable(String),
 }

@@ -92,7 +92,7 @@ impl Selector {
         let kind = if !before.active && after.active {
             slot.raised_total += 1;
             EventKind::AlarmRaised { alarm: id, state }
-        } else if op == AlarmOp::Ack && before.latched && !after.latched {
+        } else if op == AlarmOp::Ack {
             EventKind::AlarmAcknowledged { alarm: id, state }
         } else if before.input && !after.input {
             EventKind::AlarmCleared { alarm: id, state }

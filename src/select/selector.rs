@@ -299,17 +299,20 @@ impl Selector {
         self.alarm_input(alarm, false, now)
     }
 
-    /// Acknowledges a latched alarm. Returns `Ok(true)` when a latch was dropped, `Ok(false)`
-    /// when there was nothing to acknowledge. If the input is still active the alarm stays
-    /// active, as if transparent, until the input clears. Errors for non-latched alarms.
+    /// Acknowledges an alarm: drops a latch and ends a running hold (or API pulse). Returns
+    /// `Ok(true)` when that changed something, `Ok(false)` when there was nothing to
+    /// acknowledge. If the input is still active the alarm stays active, as if transparent,
+    /// until the input clears. Errors for a `transparent` alarm with no hold running.
     /// Like a click, the resulting view change is not held back by the minimum dwell.
     pub fn ack(&mut self, alarm: usize, now: Stamp) -> Result<bool, SelectError> {
         self.check_alarm(alarm)?;
         let slot = &self.alarms[alarm];
-        if slot.mode != AlarmMode::Latched {
-            return Err(SelectError::NotLatched(self.names.get(slot.id).to_string()));
+        if !slot.acknowledgeable() {
+            return Err(SelectError::NotAcknowledgeable(
+                self.names.get(slot.id).to_string(),
+            ));
         }
-        if !slot.latched {
+        if !slot.ack_pending() {
             self.evaluate(now, Force::No);
             return Ok(false);
         }

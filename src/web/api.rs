@@ -257,7 +257,7 @@ fn control_error(e: ControlError, field: &str) -> ApiError {
         ControlError::Rejected(SelectError::UnknownAlarm(a)) => {
             ApiError::not_found(format!("unknown alarm `{a}`"))
         }
-        ControlError::Rejected(e @ SelectError::NotLatched(_)) => {
+        ControlError::Rejected(e @ SelectError::NotAcknowledgeable(_)) => {
             ApiError::new(StatusCode::CONFLICT, e.to_string())
         }
         ControlError::Closed => ApiError::shutting_down(),
@@ -307,7 +307,7 @@ struct TriggerBody {
 }
 
 /// Runs one alarm command as an operator: `call` gets the control handle; a refusal becomes
-/// the API's error (404 unknown alarm, 409 not latched).
+/// the API's error (404 unknown alarm, 409 nothing to acknowledge on a transparent alarm).
 async fn alarm_call<T, Fut>(
     st: &AppState,
     caller: &Caller,
