@@ -374,7 +374,7 @@ function field(obj, key, label, kind, path) {
   if (kind === 'bool') {
     input = el('input', { type: 'checkbox' }); input.checked = !!v;
     input.addEventListener('change', () => { obj[key] = input.checked; });
-    return el('label', { 'data-path': path }, input, ' ' + label);
+    return el('label', { 'data-path': path, 'data-label': label }, input, ' ' + label);
   }
   if (kind.startsWith('select:')) {
     input = el('select');
@@ -391,7 +391,46 @@ function field(obj, key, label, kind, path) {
       else obj[key] = s === '' && key !== 'id' && key !== 'token' ? null : s;
     });
   }
-  return el('label', { 'data-path': path }, label, input);
+  return el('label', { 'data-path': path, 'data-label': label }, label, input);
+}
+
+// The fields each camera kind has; the others are cleared when the kind changes, so the
+// config holds exactly what the form shows.
+const KIND_FIELDS = {
+  rtsp: ['url', 'transport'],
+  v4l2: ['device', 'width', 'height', 'fps', 'bitrate_kbps', 'gop'],
+  testpattern: ['width', 'height', 'fps', 'bitrate_kbps', 'gop'],
+};
+const KIND_SPECIFIC = ['url', 'transport', 'device', 'width', 'height', 'fps', 'bitrate_kbps', 'gop'];
+
+function setKind(s, kind) {
+  s.kind = kind;
+  for (const k of KIND_SPECIFIC) if (!KIND_FIELDS[kind].includes(k)) s[k] = null;
+  if (kind === 'rtsp' && !s.transport) s.transport = 'tcp';
+  if (kind === 'v4l2' && !s.device) s.device = '/dev/video0';
+}
+
+// A server error about `streams[0].url` (the test endpoint sees one stream) or
+// `streams[3].url` (the whole config) as the user sees it: the label of the field in this
+// camera's form, highlighted.
+function showFieldErrors(box, errors, prefix) {
+  const words = [];
+  for (const fe of errors) {
+    const path = fe.field ? fe.field.replace(/^streams\[\d+\]/, prefix) : null;
+    const t = path && box.querySelector(`[data-path="${CSS.escape(path)}"]`);
+    if (t) t.classList.add('field-error');
+    const label = t ? t.dataset.label : fe.field;
+    words.push((label ? label + ': ' : '') + fe.message);
+  }
+  return words.join('; ');
+}
+
+function probeResult(r) {
+  if (!r.ok) return `Failed: ${r.error}`;
+  const parts = [r.codec_string || r.codec];
+  if (r.width && r.height) parts.push(`${r.width}×${r.height}`);
+  if (r.fps) parts.push(`${r.fps.toFixed(1)} fps`);
+  return `OK: ${parts.join(', ')} (first keyframe after ${r.elapsed_ms} ms)`;
 }
 
 function renderCameras() {
@@ -399,32 +438,50 @@ function renderCameras() {
   config.streams.forEach((s, i) => {
     const p = `streams[${i}]`;
     const result = el('span', { class: 'msg' });
+    const entry = el('div', { class: 'entry' });
+    const clearResult = () => {
+      result.className = 'msg'; result.textContent = '';
+      for (const e of entry.querySelectorAll('.field-error')) e.classList.remove('field-error');
+    };
     const test = el('button', {}, 'Test connection');
     test.addEventListener('click', async () => {
-      result.className = 'msg'; result.textContent = 'testing…';
+      clearResult(); result.textContent = 'testing…';
+      test.disabled = true;
       try {
         const r = await api('POST', '/api/streams/test', s);
         result.className = 'msg ' + (r.ok ? 'good' : 'bad');
-        result.textContent = r.ok ? `OK: ${r.codec_string || r.codec}, keyframe ${r.keyframe_bytes} bytes, ${r.elapsed_ms} ms` : `Failed: ${r.error}`;
-      } catch (e) { result.className = 'msg bad'; result.textContent = (e.field ? e.field + ': ' : '') + e.message; }
+        result.textContent = r.ok || !r.errors ? probeResult(r) : showFieldErrors(entry, r.errors, p);
+      } catch (e) {
+        result.className = 'msg bad';
+        result.textContent = showFieldErrors(entry, e.errors.length ? e.errors : [{ field: e.field, message: e.message }], p);
+      } finally { test.disabled = false; }
     });
     const remove = el('button', { class: 'danger' }, 'Remove');
     remove.addEventListener('click', () => { config.streams.splice(i, 1); renderCameras(); });
     const kind = field(s, 'kind', 'Kind', 'select:rtsp|v4l2|testpattern', p + '.kind');
-    kind.querySelector('select').addEventListener('change', () => renderCameras());
+    kind.querySelector('select').addEventListener('change', (ev) => { setKind(s, ev.target.value); renderCameras(); });
     const grid = el('div', { class: 'grid' },
       field(s, 'id', 'Id', 'text', p + '.id'), field(s, 'name', 'Name', 'text', p + '.name'), kind);
-    if (s.kind === 'rtsp') grid.append(field(s, 'url', 'RTSP URL', 'text', p + '.url'), field(s, 'transport', 'Transport', 'select:tcp|udp', p + '.transport'));
-    if (s.kind === 'v4l2') grid.append(field(s, 'device', 'Device', 'text', p + '.device'));
-    if (s.kind !== 'rtsp') for (const [k, l] of [['width', 'Width'], ['height', 'Height'], ['fps', 'FPS'], ['bitrate_kbps', 'Bitrate kbit/s'], ['gop', 'GOP']]) grid.append(field(s, k, l, 'number', `${p}.${k}`));
+    const labels = { url: 'RTSP URL', transport: 'Transport', device: 'Device', width: 'Width', height: 'Height', fps: 'FPS', bitrate_kbps: 'Bitrate kbit/s', gop: 'Keyframe interval (frames)' };
+    for (const k of KIND_FIELDS[s.kind] || []) {
+      const kindOf = k === 'transport' ? 'select:tcp|udp' : ['url', 'device'].includes(k) ? 'text' : 'number';
+      const f = field(s, k, labels[k], kindOf, `${p}.${k}`);
+      if (k === 'url') f.querySelector('input').placeholder = 'rtsp://user:password@camera:554/stream1';
+      grid.append(f);
+    }
     grid.append(field(s, 'enabled', 'Enabled', 'bool', p + '.enabled'));
-    box.append(el('div', { class: 'entry' }, grid, el('div', { class: 'row' }, test, remove, result)));
+    // A result belongs to the settings it was made with: any edit clears it.
+    grid.addEventListener('input', clearResult);
+    grid.addEventListener('change', clearResult);
+    entry.append(grid, el('div', { class: 'row' }, test, remove, result));
+    box.append(entry);
   });
 }
 
 $('camera-add').addEventListener('click', () => {
   const n = config.streams.length + 1;
-  config.streams.push({ id: `cam${n}`, name: null, kind: 'testpattern', url: null, transport: 'tcp', device: null, width: 640, height: 360, fps: 25, bitrate_kbps: 1000, gop: 50, connect_timeout_ms: 5000, stall_timeout_ms: 3000, enabled: true });
+  const s = { id: `cam${n}`, name: null, kind: 'rtsp', url: '', transport: 'tcp', device: null, width: null, height: null, fps: null, bitrate_kbps: null, gop: null, connect_timeout_ms: 5000, stall_timeout_ms: 3000, enabled: true };
+  config.streams.push(s);
   renderCameras();
 });
 
