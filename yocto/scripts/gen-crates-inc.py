@@ -4,8 +4,10 @@
 The output has the layout of openembedded-core's `bitbake -c update_crates <recipe>`
 (cargo-update-recipe-crates.bbclass): one `crate://crates.io/<name>/<version>;name=<name>-<version>`
 line per registry package in SRC_URI, then one `SRC_URI[<name>-<version>.sha256sum]` line per
-package with the checksum Cargo.lock records. Packages without a source (edgecam itself, path
-dependencies) are skipped: they come with the recipe's own git checkout.
+package with the checksum Cargo.lock records. Packages without a source (the workspace's members:
+edgecam itself, edgecam-bench, edgecam-testkit) are skipped: they come with the recipe's own git
+checkout. Every registry package of the lock is listed, also those only the bench or the tests
+use: cargo resolves the whole workspace from Cargo.lock even when it builds only the daemon.
 
 Usage, from anywhere in the repository:
 
@@ -49,7 +51,7 @@ def crates(lock: dict) -> list[tuple[str, str, str]]:
         name, version = pkg["name"], pkg["version"]
         source = pkg.get("source")
         if source is None:
-            # The workspace itself (edgecam) or a path dependency: part of the checkout.
+            # A workspace member (edgecam, edgecam-bench, edgecam-testkit): part of the checkout.
             continue
         if source in CRATES_IO_SOURCES:
             checksum = pkg.get("checksum")

@@ -47,7 +47,7 @@ def edgecam_cargo_features(d):
     features = (d.getVar('PACKAGECONFIG') or '').split()
     return '--features ' + ','.join(features) if features else ''
 
-# Only the daemon: the package also has a benchmark driver binary (edgecam-bench).
+# Only the daemon: cargo builds the workspace's root package alone (not bench/ or testkit/).
 CARGO_BUILD_FLAGS:append = " --bin edgecam ${@edgecam_cargo_features(d)}"
 
 # bindgen (feature v4l2) parses <linux/videodev2.h> with clang-native's libclang; the target's

@@ -3,6 +3,7 @@
 
 use crate::procfs::{CpuShare, Machine, ProcSample};
 use crate::rates::{StreamRate, mean_fps, mean_kbps};
+use crate::stats::Usage;
 use anyhow::Context;
 use serde::Serialize;
 use std::fmt::Write as _;
@@ -71,20 +72,9 @@ pub struct Params {
 /// CPU, memory and rates of one side (the daemon, or all the decoders together).
 #[derive(Debug, Clone, Serialize)]
 pub struct Measured {
-    /// Processes measured (1 daemon, or one ffmpeg per stream).
-    pub processes: usize,
-    /// Mean wall time between the start and end samples, seconds.
-    pub window_s: f64,
-    /// CPU split into user and kernel time, % of one core.
-    pub cpu: CpuShare,
-    /// Total CPU, % of one core (100 = one core fully busy).
-    pub cpu_pct: f64,
-    /// Total CPU divided by the number of streams.
-    pub cpu_pct_per_stream: f64,
-    /// Resident memory at the end of the window, summed over the processes, MiB.
-    pub rss_mib: f64,
-    /// Peak resident memory (`VmHWM`), summed over the processes, MiB.
-    pub rss_peak_mib: f64,
+    /// CPU and memory of the side's processes (1 daemon, or one ffmpeg per stream).
+    #[serde(flatten)]
+    pub usage: Usage,
     /// Mean frames per second per stream during the window.
     pub mean_fps: Option<f64>,
     /// Mean received kbit/s per stream (daemon only).
@@ -102,40 +92,26 @@ pub struct Measured {
 }
 
 /// The samples and readings one side produced, before they are reduced to a [`Measured`].
-pub struct Window<'a> {
+pub struct Window {
     /// Processes under test at the start of the window.
-    pub start: &'a [ProcSample],
+    pub start: Vec<ProcSample>,
     /// The same processes at the end, in the same order.
-    pub end: &'a [ProcSample],
+    pub end: Vec<ProcSample>,
     /// The RTSP server at the start and end.
     pub server: (ProcSample, ProcSample),
+    /// Load average at start and end.
+    pub load: ([f64; 3], [f64; 3]),
     /// Per-stream rates.
     pub streams: Vec<StreamRate>,
     /// Reconnects or exits.
     pub restarts: usize,
-    /// Load average at start and end.
-    pub load: ([f64; 3], [f64; 3]),
 }
 
 impl Measured {
     /// Reduces a window's samples; `streams` is the number of camera streams served.
-    pub fn from_window(w: Window<'_>, streams: u32, tck: u64) -> Measured {
-        let cpu = CpuShare::between(w.start, w.end, tck);
-        let mib = |kib: u64| kib as f64 / 1024.0;
-        let walls: Vec<f64> = w
-            .start
-            .iter()
-            .zip(w.end)
-            .map(|(s, e)| e.at.saturating_duration_since(s.at).as_secs_f64())
-            .collect();
+    pub fn from_window(w: Window, streams: u32, tck: u64) -> Measured {
         Measured {
-            processes: w.start.len(),
-            window_s: walls.iter().sum::<f64>() / walls.len().max(1) as f64,
-            cpu,
-            cpu_pct: cpu.total_pct(),
-            cpu_pct_per_stream: cpu.total_pct() / f64::from(streams.max(1)),
-            rss_mib: mib(w.end.iter().map(|s| s.rss_kib).sum()),
-            rss_peak_mib: mib(w.end.iter().map(|s| s.hwm_kib).sum()),
+            usage: Usage::between(&w.start, &w.end, streams, tck),
             mean_fps: mean_fps(&w.streams),
             mean_kbps: mean_kbps(&w.streams),
             restarts: w.restarts,
@@ -149,7 +125,7 @@ impl Measured {
     /// CPU (% of one core) per frame per second handled, or `None` without frame rates.
     fn cpu_per_fps(&self) -> Option<f64> {
         let total_fps: f64 = self.streams.iter().filter_map(|s| s.fps).sum();
-        (total_fps > 0.0).then(|| self.cpu_pct / total_fps)
+        (total_fps > 0.0).then(|| self.usage.cpu_pct / total_fps)
     }
 }
 
@@ -176,7 +152,7 @@ impl IngestReport {
         edgecam: Measured,
         ffmpeg: Measured,
     ) -> IngestReport {
-        let ratio = ffmpeg.cpu_pct / edgecam.cpu_pct.max(f64::EPSILON);
+        let ratio = ffmpeg.usage.cpu_pct / edgecam.usage.cpu_pct.max(f64::EPSILON);
         let ratio_per_frame = match (ffmpeg.cpu_per_fps(), edgecam.cpu_per_fps()) {
             (Some(f), Some(e)) if e > 0.0 => Some(f / e),
             _ => None,
@@ -184,7 +160,7 @@ impl IngestReport {
         let targets = Targets {
             max_pct_per_stream: TARGET_MAX_PCT_PER_STREAM,
             min_ratio: TARGET_MIN_RATIO,
-            per_stream_met: edgecam.cpu_pct_per_stream <= TARGET_MAX_PCT_PER_STREAM,
+            per_stream_met: edgecam.usage.cpu_pct_per_stream <= TARGET_MAX_PCT_PER_STREAM,
             ratio_met: ratio >= TARGET_MIN_RATIO,
         };
         IngestReport {
@@ -232,25 +208,31 @@ impl IngestReport {
         row("---", "---:".into(), "---:".into());
         row(
             "CPU, % of one core",
-            format!("{:.2}", e.cpu_pct),
-            format!("{:.1}", f.cpu_pct),
+            format!("{:.2}", e.usage.cpu_pct),
+            format!("{:.1}", f.usage.cpu_pct),
         );
         row(
             "CPU per stream, % of one core",
-            format!("**{:.3}**", e.cpu_pct_per_stream),
-            format!("**{:.2}**", f.cpu_pct_per_stream),
+            format!("**{:.3}**", e.usage.cpu_pct_per_stream),
+            format!("**{:.2}**", f.usage.cpu_pct_per_stream),
         );
         row(
             "of which user / kernel",
-            format!("{:.2} / {:.2}", e.cpu.user_pct, e.cpu.system_pct),
-            format!("{:.1} / {:.1}", f.cpu.user_pct, f.cpu.system_pct),
+            format!(
+                "{:.2} / {:.2}",
+                e.usage.cpu.user_pct, e.usage.cpu.system_pct
+            ),
+            format!(
+                "{:.1} / {:.1}",
+                f.usage.cpu.user_pct, f.usage.cpu.system_pct
+            ),
         );
         row(
             "RSS, MiB (end of window / peak)",
-            format!("{:.1} / {:.1}", e.rss_mib, e.rss_peak_mib),
+            format!("{:.1} / {:.1}", e.usage.rss_mib, e.usage.rss_peak_mib),
             format!(
                 "{:.1} / {:.1} ({} processes)",
-                f.rss_mib, f.rss_peak_mib, f.processes
+                f.usage.rss_mib, f.usage.rss_peak_mib, f.usage.processes
             ),
         );
         row(
@@ -288,7 +270,7 @@ impl IngestReport {
                 .map_or("n/a".to_string(), |r| format!("{r:.0}x")),
             self.targets.max_pct_per_stream,
             verdict(self.targets.per_stream_met),
-            e.cpu_pct_per_stream,
+            e.usage.cpu_pct_per_stream,
             self.targets.min_ratio,
             verdict(self.targets.ratio_met),
         );
@@ -349,19 +331,78 @@ pub fn write_results(
     Ok((json_path, md_path))
 }
 
-/// The nearest-rank `q` quantile (`0.0..=1.0`) of `sorted`, which must not be empty.
-pub fn nearest_rank(sorted: &[f64], q: f64) -> f64 {
-    let n = sorted.len();
-    sorted[((q * n as f64).ceil() as usize).clamp(1, n) - 1]
-}
-
 /// The command that reproduces a run with these parameters.
 fn command_line(p: &Params) -> String {
     format!(
-        "cargo run --release --bin edgecam-bench -- ingest --streams {} --seconds {} --width {} \
+        "cargo run --release -p edgecam-bench -- ingest --streams {} --seconds {} --width {} \
          --height {} --fps {} --bitrate {}",
         p.streams, p.seconds, p.width, p.height, p.fps, p.bitrate_kbps
     )
+}
+
+/// Test support: the JSON layout of the results of record in `bench/results/`, which a run's
+/// document must keep (field names and nesting) so that old and new runs compare.
+#[cfg(test)]
+pub(crate) mod record {
+    use serde_json::Value;
+
+    /// The differences between the layout of `ours` and that of the latest `<kind>-*.json`
+    /// result of record (by `started_utc`; earlier runs may predate a field), one line each;
+    /// empty when they agree. A null (a measurement not taken) or an empty list on either side
+    /// matches anything; `raw` (a browser page's own data) is not compared.
+    pub fn layout_differences(ours: &Value, kind: &str) -> Vec<String> {
+        let dir = crate::bench_dir().join("results");
+        let latest = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| {
+                let name = p.file_name().unwrap().to_string_lossy();
+                name.starts_with(&format!("{kind}-")) && name.ends_with(".json")
+            })
+            .map(|p| {
+                let doc: Value = serde_json::from_str(&std::fs::read_to_string(&p).unwrap())
+                    .unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+                (
+                    doc["started_utc"].as_str().unwrap_or_default().to_string(),
+                    p,
+                    doc,
+                )
+            })
+            .max_by(|a, b| a.0.cmp(&b.0));
+        let Some((_, path, record)) = latest else {
+            panic!("no {kind}-*.json in {}", dir.display());
+        };
+        let mut out = Vec::new();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        walk(ours, &record, &name, &mut out);
+        out
+    }
+
+    fn walk(ours: &Value, record: &Value, at: &str, out: &mut Vec<String>) {
+        match (ours, record) {
+            (Value::Object(a), Value::Object(b)) => {
+                for k in a.keys().filter(|k| !b.contains_key(*k)) {
+                    out.push(format!("{at}: `{k}` is new"));
+                }
+                for k in b.keys().filter(|k| !a.contains_key(*k)) {
+                    out.push(format!("{at}: `{k}` is gone"));
+                }
+                for (k, v) in a.iter().filter(|(k, _)| *k != "raw") {
+                    if let Some(w) = b.get(k) {
+                        walk(v, w, &format!("{at}.{k}"), out);
+                    }
+                }
+            }
+            (Value::Array(a), Value::Array(b)) => {
+                if let (Some(v), Some(w)) = (a.first(), b.first()) {
+                    walk(v, w, &format!("{at}[0]"), out);
+                }
+            }
+            (Value::Null, _) | (_, Value::Null) => {}
+            (a, b) if std::mem::discriminant(a) == std::mem::discriminant(b) => {}
+            (a, b) => out.push(format!("{at}: {a} here, {b} in the record")),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -396,12 +437,12 @@ mod tests {
             .collect();
         Measured::from_window(
             Window {
-                start: &start,
-                end: &end,
+                start,
+                end,
                 server: (sample(t0, 0, 0), sample(t1, 10, 0)),
+                load: ([1.0; 3], [2.0; 3]),
                 streams,
                 restarts: 0,
-                load: ([1.0; 3], [2.0; 3]),
             },
             2,
             100,
@@ -437,12 +478,13 @@ mod tests {
         let t0 = Instant::now();
         // edgecam: one process, 6 + 3 ticks in 10 s = 0.9 % of one core, 0.45 % per stream.
         let e = side(t0, 6, 1, 25.0);
-        assert!((e.cpu_pct - 0.9).abs() < 1e-9, "{e:?}");
-        assert!((e.cpu_pct_per_stream - 0.45).abs() < 1e-9);
-        assert!((e.rss_mib - 1.0).abs() < 1e-9 && (e.rss_peak_mib - 2.0).abs() < 1e-9);
+        let u = &e.usage;
+        assert!((u.cpu_pct - 0.9).abs() < 1e-9, "{e:?}");
+        assert!((u.cpu_pct_per_stream - 0.45).abs() < 1e-9);
+        assert!((u.rss_mib - 1.0).abs() < 1e-9 && (u.rss_peak_mib - 2.0).abs() < 1e-9);
         // ffmpeg: two processes at 100 + 50 ticks each = 30 % of one core, decoding at half speed.
         let f = side(t0, 100, 2, 12.5);
-        assert!((f.cpu_pct - 30.0).abs() < 1e-9);
+        assert!((f.usage.cpu_pct - 30.0).abs() < 1e-9);
         let r = IngestReport::new("now".into(), machine(), 100, params(), e, f);
         assert!((r.ratio - 30.0 / 0.9).abs() < 1e-9);
         // Per frame, the starved decoder is twice as expensive again.
@@ -464,6 +506,19 @@ mod tests {
         let r = IngestReport::new("now".into(), machine(), 100, params(), e, f);
         assert!(!r.targets.per_stream_met && !r.targets.ratio_met);
         assert!(r.markdown().contains("NOT met"));
+    }
+
+    #[test]
+    fn the_document_keeps_the_layout_of_the_results_of_record() {
+        let t0 = Instant::now();
+        let (e, f) = (side(t0, 6, 1, 25.0), side(t0, 100, 2, 25.0));
+        let r = IngestReport::new("now".into(), machine(), 100, params(), e, f);
+        let ours = serde_json::to_value(&r).unwrap();
+        let diff = record::layout_differences(&ours, "ingest");
+        assert!(diff.is_empty(), "{diff:#?}");
+        // The window's CPU and memory sit beside the rates, as before `Usage` was shared.
+        assert!(ours["edgecam"]["cpu_pct"].is_f64() && ours["ffmpeg"]["restarts"].is_u64());
+        assert!(ours["edgecam"].get("rss_spread_mib").is_none());
     }
 
     #[test]

@@ -1,8 +1,9 @@
 //! The end-to-end benchmark's results: per camera count, edgecam (no viewer, one H.264 viewer,
 //! one JPEG viewer) beside the two peers, as a JSON document and a Markdown table.
 
-use crate::procfs::{CpuShare, Machine, ProcSample};
-use crate::report::{Measured, nearest_rank, write_results};
+use crate::procfs::Machine;
+use crate::report::{Measured, write_results};
+use crate::stats::{Ranks, Usage};
 use serde::Serialize;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -11,31 +12,19 @@ use std::time::Duration;
 /// Percentiles of a set of durations, milliseconds.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
 pub struct Pcts {
-    /// Samples.
-    pub n: usize,
-    /// Median.
-    pub p50: f64,
-    /// 95th percentile.
-    pub p95: f64,
-    /// 99th percentile.
-    pub p99: f64,
+    /// Samples and their nearest-rank p50, p95, p99.
+    #[serde(flatten)]
+    pub ranks: Ranks,
     /// Largest sample.
     pub max: f64,
 }
 
 impl Pcts {
-    /// Nearest-rank percentiles of `ms`; `None` without samples.
+    /// Percentiles of `ms`; `None` without samples.
     pub fn of(ms: &[f64]) -> Option<Pcts> {
-        if ms.is_empty() {
-            return None;
-        }
-        let mut v = ms.to_vec();
-        v.sort_by(f64::total_cmp);
+        let (v, ranks) = Ranks::of(ms)?;
         Some(Pcts {
-            n: v.len(),
-            p50: nearest_rank(&v, 0.50),
-            p95: nearest_rank(&v, 0.95),
-            p99: nearest_rank(&v, 0.99),
+            ranks,
             max: v[v.len() - 1],
         })
     }
@@ -43,58 +32,6 @@ impl Pcts {
     /// Percentiles of durations.
     pub fn of_durations(d: &[Duration]) -> Option<Pcts> {
         Pcts::of(&d.iter().map(|d| d.as_secs_f64() * 1e3).collect::<Vec<_>>())
-    }
-}
-
-/// CPU and memory of one process (or group) over a window, with the RSS curve's spread.
-#[derive(Debug, Clone, Serialize)]
-pub struct Usage {
-    /// Processes in the group.
-    pub processes: usize,
-    /// Wall time of the window, seconds.
-    pub window_s: f64,
-    /// User and kernel CPU, % of one core.
-    pub cpu: CpuShare,
-    /// Total CPU, % of one core.
-    pub cpu_pct: f64,
-    /// Total CPU per camera stream.
-    pub cpu_pct_per_stream: f64,
-    /// RSS at the end of the window (steady state), MiB, summed over the group.
-    pub rss_mib: f64,
-    /// Peak RSS (`VmHWM`) at the end of the window, MiB.
-    pub rss_peak_mib: f64,
-    /// Largest minus smallest RSS sampled each second in the window, MiB: flatness.
-    pub rss_spread_mib: f64,
-}
-
-impl Usage {
-    /// Reduces per-second samples of the group (`samples[i]` = every process at tick `i`).
-    pub fn from_samples(samples: &[Vec<ProcSample>], streams: u32, tck: u64) -> Usage {
-        let mib = |kib: u64| kib as f64 / 1024.0;
-        let (first, last) = match (samples.first(), samples.last()) {
-            (Some(f), Some(l)) => (f.as_slice(), l.as_slice()),
-            _ => (&[][..], &[][..]),
-        };
-        let cpu = CpuShare::between(first, last, tck);
-        let totals: Vec<u64> = samples
-            .iter()
-            .map(|s| s.iter().map(|p| p.rss_kib).sum())
-            .collect();
-        let spread = totals.iter().max().unwrap_or(&0) - totals.iter().min().unwrap_or(&0);
-        let window = match (first.first(), last.first()) {
-            (Some(a), Some(b)) => b.at.saturating_duration_since(a.at).as_secs_f64(),
-            _ => 0.0,
-        };
-        Usage {
-            processes: last.len(),
-            window_s: window,
-            cpu,
-            cpu_pct: cpu.total_pct(),
-            cpu_pct_per_stream: cpu.total_pct() / f64::from(streams.max(1)),
-            rss_mib: mib(last.iter().map(|s| s.rss_kib).sum()),
-            rss_peak_mib: mib(last.iter().map(|s| s.hwm_kib).sum()),
-            rss_spread_mib: mib(spread),
-        }
     }
 }
 
@@ -295,7 +232,7 @@ impl E2eReport {
         });
         row("ffmpeg decode-all CPU (per stream)", &|r| {
             r.ffmpeg.as_ref().map_or("n/a".into(), |f| {
-                format!("{:.1} ({:.1})", f.cpu_pct, f.cpu_pct_per_stream)
+                format!("{:.1} ({:.1})", f.usage.cpu_pct, f.usage.cpu_pct_per_stream)
             })
         });
         row(
@@ -311,7 +248,7 @@ impl E2eReport {
             r.ffmpeg.as_ref().map_or("n/a".into(), |f| {
                 format!(
                     "**{:.0}x**",
-                    f.cpu_pct / r.edgecam.idle.cpu_pct.max(f64::EPSILON)
+                    f.usage.cpu_pct / r.edgecam.idle.cpu_pct.max(f64::EPSILON)
                 )
             })
         });
@@ -326,8 +263,10 @@ impl E2eReport {
         row("edgecam RSS MiB: steady / peak / spread", &|r| {
             let u = &r.edgecam.idle;
             format!(
-                "{:.1} / {:.1} / {:.1}",
-                u.rss_mib, u.rss_peak_mib, u.rss_spread_mib
+                "{:.1} / {:.1} / {}",
+                u.rss_mib,
+                u.rss_peak_mib,
+                opt(u.rss_spread_mib, 1)
             )
         });
         row("edgecam RSS MiB with JPEG viewer: steady / peak", &|r| {
@@ -337,7 +276,7 @@ impl E2eReport {
         row("ffmpeg RSS MiB (all processes)", &|r| {
             r.ffmpeg
                 .as_ref()
-                .map_or("n/a".into(), |f| format!("{:.0}", f.rss_mib))
+                .map_or("n/a".into(), |f| format!("{:.0}", f.usage.rss_mib))
         });
         row("GStreamer RSS MiB", &|r| {
             r.gstreamer
@@ -350,22 +289,27 @@ impl E2eReport {
         ] {
             row(&format!("{name} first frame ms p50 / p95"), &|r| {
                 let v = &get(r).first_frame_ms;
-                format!("{} / {}", p(v, |x| x.p50), p(v, |x| x.p95))
+                format!("{} / {}", p(v, |x| x.ranks.p50), p(v, |x| x.ranks.p95))
             });
             row(&format!("{name} switch ms p50 / p95"), &|r| {
                 let v = &get(r).switch_ms;
-                format!("{} / {}", p(v, |x| x.p50), p(v, |x| x.p95))
+                format!("{} / {}", p(v, |x| x.ranks.p50), p(v, |x| x.ranks.p95))
             });
             row(&format!("{name} alarm ms p50 / p95"), &|r| {
                 let v = &get(r).alarm_ms;
-                format!("{} / {}", p(v, |x| x.p50), p(v, |x| x.p95))
+                format!("{} / {}", p(v, |x| x.ranks.p50), p(v, |x| x.ranks.p95))
             });
             row(
                 &format!("{name} ingest to receive ms p50 / p95 / p99"),
                 &|r| {
                     let v = &get(r).ingest_to_recv_ms;
                     let f = |g: fn(&Pcts) -> f64| opt(v.as_ref().map(g), 1);
-                    format!("{} / {} / {}", f(|x| x.p50), f(|x| x.p95), f(|x| x.p99))
+                    format!(
+                        "{} / {} / {}",
+                        f(|x| x.ranks.p50),
+                        f(|x| x.ranks.p95),
+                        f(|x| x.ranks.p99)
+                    )
                 },
             );
             row(&format!("{name} frames/s received"), &|r| {
@@ -381,11 +325,11 @@ impl E2eReport {
         }
         row("GStreamer first frame ms p50 / p95", &|r| {
             let v = r.gstreamer.as_ref().and_then(|g| g.first_frame_ms);
-            format!("{} / {}", p(&v, |x| x.p50), p(&v, |x| x.p95))
+            format!("{} / {}", p(&v, |x| x.ranks.p50), p(&v, |x| x.ranks.p95))
         });
         row("GStreamer switch ms p50 / p95", &|r| {
             let v = r.gstreamer.as_ref().and_then(|g| g.switch_ms);
-            format!("{} / {}", p(&v, |x| x.p50), p(&v, |x| x.p95))
+            format!("{} / {}", p(&v, |x| x.ranks.p50), p(&v, |x| x.ranks.p95))
         });
         row("GStreamer frames/s received / probes timed out", &|r| {
             r.gstreamer.as_ref().map_or("n/a".into(), |g| {
@@ -404,7 +348,7 @@ impl E2eReport {
         }
         let _ = writeln!(
             md,
-            "\nCommand: `cargo run --release --features bench --bin edgecam-bench -- e2e \
+            "\nCommand: `cargo run --release -p edgecam-bench -- e2e \
              --streams {} --seconds {}`",
             pr.counts
                 .iter()
@@ -443,7 +387,7 @@ impl E2eReport {
                 let f = r.ffmpeg.as_ref()?;
                 Some((
                     r.streams,
-                    f.cpu_pct / r.edgecam.idle.cpu_pct.max(f64::EPSILON),
+                    f.usage.cpu_pct / r.edgecam.idle.cpu_pct.max(f64::EPSILON),
                 ))
             })
             .collect();
@@ -507,19 +451,19 @@ impl E2eReport {
         let flat: Vec<(u32, f64)> = self
             .results
             .iter()
-            .map(|r| (r.streams, r.edgecam.idle.rss_spread_mib))
+            .filter_map(|r| Some((r.streams, r.edgecam.idle.rss_spread_mib?)))
             .collect();
         say(
             format!(
                 "RSS flat within {RSS_FLAT_MIB} MiB over the idle window ({})",
                 list(&flat, |v| format!("{v:.1}"))
             ),
-            Some(flat.iter().all(|r| r.1 <= RSS_FLAT_MIB)),
+            (!flat.is_empty()).then(|| flat.iter().all(|r| r.1 <= RSS_FLAT_MIB)),
         );
         let h = |f: fn(&Viewer) -> Option<Pcts>| -> Vec<(u32, f64)> {
             self.results
                 .iter()
-                .filter_map(|r| Some((r.streams, f(&r.edgecam.h264)?.p95)))
+                .filter_map(|r| Some((r.streams, f(&r.edgecam.h264)?.ranks.p95)))
                 .collect()
         };
         for (what, v) in [
@@ -538,7 +482,7 @@ impl E2eReport {
         let ing: Vec<(u32, f64)> = self
             .results
             .iter()
-            .filter_map(|r| Some((r.streams, r.edgecam.h264.ingest_to_recv_ms?.p99)))
+            .filter_map(|r| Some((r.streams, r.edgecam.h264.ingest_to_recv_ms?.ranks.p99)))
             .collect();
         say(
             format!(
@@ -573,20 +517,7 @@ fn list(v: &[(u32, f64)], f: impl Fn(f64) -> String) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Instant;
-
-    #[test]
-    fn percentiles_use_nearest_rank() {
-        let v: Vec<f64> = (1..=100).map(f64::from).collect();
-        let p = Pcts::of(&v).unwrap();
-        assert_eq!(
-            (p.n, p.p50, p.p95, p.p99, p.max),
-            (100, 50.0, 95.0, 99.0, 100.0)
-        );
-        let one = Pcts::of(&[7.0]).unwrap();
-        assert_eq!((one.p50, one.p99), (7.0, 7.0));
-        assert!(Pcts::of(&[]).is_none());
-    }
+    use crate::procfs::CpuShare;
 
     fn usage(cpu_pct: f64, rss_mib: f64) -> Usage {
         Usage {
@@ -600,7 +531,7 @@ mod tests {
             cpu_pct_per_stream: cpu_pct / 16.0,
             rss_mib,
             rss_peak_mib: rss_mib,
-            rss_spread_mib: 0.5,
+            rss_spread_mib: Some(0.5),
         }
     }
 
@@ -669,6 +600,58 @@ mod tests {
         }
     }
 
+    /// The decode-all side as ingest measures it: 16 decoders, 10 s, 50 % of one core each.
+    fn ffmpeg() -> Measured {
+        use crate::procfs::ProcSample;
+        use crate::rates::StreamRate;
+        use crate::report::Window;
+        let t0 = std::time::Instant::now();
+        let s = |secs: u64, ticks: u64| ProcSample {
+            at: t0 + Duration::from_secs(secs),
+            utime: ticks,
+            stime: 0,
+            rss_kib: 40 << 10,
+            hwm_kib: 50 << 10,
+        };
+        let stream = StreamRate {
+            id: "cam0".into(),
+            fps: Some(25.0),
+            kbps: None,
+            span_s: Some(10.0),
+            ring_overwritten: None,
+        };
+        Measured::from_window(
+            Window {
+                start: vec![s(0, 0); 16],
+                end: vec![s(10, 500); 16],
+                server: (s(0, 0), s(10, 10)),
+                load: ([1.0; 3], [1.0; 3]),
+                streams: vec![stream],
+                restarts: 0,
+            },
+            16,
+            100,
+        )
+    }
+
+    #[test]
+    fn the_document_keeps_the_layout_of_the_results_of_record() {
+        let mut r = report(40.0, 20.0);
+        r.results[0].ffmpeg = Some(ffmpeg());
+        let ours = serde_json::to_value(&r).unwrap();
+        let diff = crate::report::record::layout_differences(&ours, "e2e");
+        assert!(diff.is_empty(), "{diff:#?}");
+        let at = &ours["results"][0];
+        assert_eq!(at["edgecam"]["h264"]["switch_ms"]["p95"], 20.0);
+        assert_eq!(at["edgecam"]["idle"]["rss_spread_mib"], 0.5);
+        assert!(at["ffmpeg"]["cpu_pct"].is_f64() && at["ffmpeg"].get("rss_spread_mib").is_none());
+        assert!((r.results[0].ffmpeg.as_ref().unwrap().usage.cpu_pct - 800.0).abs() < 1e-9);
+        assert!(
+            r.markdown()
+                .contains("| ratio ffmpeg / edgecam (no viewer) | **200x** |")
+        );
+    }
+
     #[test]
     fn the_table_shows_ratios_and_the_verdicts_follow_the_numbers() {
         let md = report(40.0, 20.0).markdown();
@@ -688,28 +671,5 @@ mod tests {
         let md = report(80.0, 150.0).markdown();
         assert!(md.contains("(N=16: 0.80x): **not met**"), "{md}");
         assert!(md.contains("(N=16: 150 ms): **not met**"), "{md}");
-    }
-
-    #[test]
-    fn usage_takes_cpu_from_the_ends_and_spread_from_every_sample() {
-        let t0 = Instant::now();
-        let s = |secs: u64, ticks: u64, rss: u64| ProcSample {
-            at: t0 + Duration::from_secs(secs),
-            utime: ticks,
-            stime: 0,
-            rss_kib: rss,
-            hwm_kib: 4096,
-        };
-        let samples = vec![
-            vec![s(0, 0, 2048)],
-            vec![s(1, 5, 3072)],
-            vec![s(10, 20, 2048)],
-        ];
-        let u = Usage::from_samples(&samples, 4, 100);
-        assert!((u.cpu_pct - 2.0).abs() < 1e-9, "{u:?}");
-        assert!((u.cpu_pct_per_stream - 0.5).abs() < 1e-9);
-        assert!((u.rss_mib - 2.0).abs() < 1e-9 && (u.rss_spread_mib - 1.0).abs() < 1e-9);
-        assert!((u.rss_peak_mib - 4.0).abs() < 1e-9);
-        assert!((u.window_s - 10.0).abs() < 1e-9);
     }
 }

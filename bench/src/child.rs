@@ -4,24 +4,30 @@
 
 use anyhow::{Context, anyhow, bail};
 use std::io::{BufRead, BufReader, Read, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// How to build the daemon beside this program, for "not found" errors.
-pub const BUILD_HINT: &str =
-    "build both binaries with `cargo build --release --features bench --bins`";
+/// How to get the daemon beside this program, for "not found" errors.
+pub const BUILD_HINT: &str = "run the bench as `cargo run --release -p edgecam-bench -- ...` \
+     (it builds the daemon first), or build the daemon in the same profile yourself: \
+     `cargo build --release` at the repository root";
 
 /// The `edgecam` daemon built beside this program (same target dir and profile): the bench
-/// measures that build. Warns when this is a debug build, whose numbers mean little.
+/// measures that build. When cargo started this program (`cargo run -p edgecam-bench`, which
+/// builds only the bench and the edgecam library), the daemon is built first with
+/// `cargo build -p edgecam --bin edgecam` in the same profile and target directory, so the bench
+/// never measures a stale or missing binary. Run directly (as CI's soak stage does), it takes
+/// the binary that is there. Warns when this is a debug build, whose numbers mean little.
 pub fn sibling_daemon() -> anyhow::Result<PathBuf> {
     let exe = std::env::current_exe().context("cannot find this program's path")?;
-    let daemon = exe
-        .parent()
-        .context("this program has no directory")?
-        .join("edgecam");
+    let bin_dir = exe.parent().context("this program has no directory")?;
+    if let Some(cargo) = std::env::var_os("CARGO") {
+        build_daemon(Path::new(&cargo), bin_dir)?;
+    }
+    let daemon = bin_dir.join("edgecam");
     if !daemon.is_file() {
         bail!("{} not found: {BUILD_HINT}", daemon.display());
     }
@@ -29,6 +35,49 @@ pub fn sibling_daemon() -> anyhow::Result<PathBuf> {
         eprintln!("warning: this is a debug build; its numbers mean little without --release");
     }
     Ok(daemon)
+}
+
+/// `cargo build -p edgecam --bin edgecam` into `bin_dir` (`<target dir>/<profile dir>`), the
+/// daemon's default features. A cross build's layout (`<target dir>/<triple>/<profile>`) is
+/// left alone: the daemon must already be there.
+fn build_daemon(cargo: &Path, bin_dir: &Path) -> anyhow::Result<()> {
+    let (Some(target_dir), Some(profile_dir)) = (bin_dir.parent(), bin_dir.file_name()) else {
+        return Ok(());
+    };
+    // Cargo marks the root of every target directory with this file.
+    if !target_dir.join("CACHEDIR.TAG").is_file() {
+        return Ok(());
+    }
+    let profile = match profile_dir.to_str() {
+        Some("debug") => "dev",
+        Some(p) => p,
+        None => return Ok(()),
+    };
+    let manifest = crate::repo_dir().join("Cargo.toml");
+    eprintln!(
+        "edgecam-bench: building the daemon it measures (cargo build --profile {profile} \
+         -p edgecam --bin edgecam)"
+    );
+    let status = Command::new(cargo)
+        .args([
+            "build",
+            "--profile",
+            profile,
+            "-p",
+            "edgecam",
+            "--bin",
+            "edgecam",
+        ])
+        .arg("--manifest-path")
+        .arg(&manifest)
+        .arg("--target-dir")
+        .arg(target_dir)
+        .status()
+        .with_context(|| format!("cannot run {}", cargo.display()))?;
+    if !status.success() {
+        bail!("building the daemon failed ({status})");
+    }
+    Ok(())
 }
 
 /// Where the RTSP test server's encoded clips are cached: `target/bench-cache`, beside the

@@ -8,13 +8,14 @@
 //! (`bench/mjpeg_switcher.py`) with one HTTP client.
 
 use crate::child::{self, Guard, Lines, wait_until};
-use crate::e2e_report::{AtN, E2eParams, E2eReport, Edgecam, Pcts, Usage, Viewer};
+use crate::e2e_report::{AtN, E2eParams, E2eReport, Edgecam, Pcts, Viewer};
 use crate::http;
 use crate::ingest::{self, FfmpegPlan, WorkDir};
 use crate::peers::{self, SwitcherPlan};
 use crate::procfs::{self, Machine, ProcSample};
 use crate::rates;
-use crate::server::{RtspServer, ServerOpts};
+use crate::server::{self, RtspServer, ServerOpts};
+use crate::stats::Usage;
 use crate::wsclient::LiveClient;
 use anyhow::{Context, anyhow, bail};
 use std::net::SocketAddr;
@@ -110,16 +111,14 @@ pub fn run(args: &E2eArgs) -> anyhow::Result<()> {
     let cache = child::bench_cache(&env.daemon_exe);
     let mounts = args.streams.iter().copied().max().unwrap_or(1);
     eprintln!("starting the RTSP server with {mounts} mounts");
-    let mut server = RtspServer::start(
-        &ServerOpts {
+    let mut server = server::start(
+        ServerOpts {
             mounts,
             width: args.width,
             height: args.height,
             fps: args.fps,
             bitrate_kbps: args.bitrate,
-            clip_seconds: args.clip_seconds,
-            profile: args.profile.clone(),
-            drop_every_s: 0,
+            ..server::clip(args.clip_seconds, &args.profile)
         },
         &cache,
         &env.work.0.join("server.log"),
@@ -189,13 +188,12 @@ pub fn run(args: &E2eArgs) -> anyhow::Result<()> {
         results,
     };
     println!("{}", report.markdown());
-    let src = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let out = args
-        .out_dir
-        .clone()
-        .unwrap_or_else(|| src.join("bench/results"));
+    let out = crate::results_dir(args.out_dir.as_deref());
     let json = report.write(&out, &date)?;
-    let plots = args.plot_dir.clone().unwrap_or_else(|| src.join("docs"));
+    let plots = args
+        .plot_dir
+        .clone()
+        .unwrap_or_else(|| crate::repo_dir().join("docs"));
     let pngs = crate::plot::render(&report, &plots)?;
     eprintln!(
         "wrote {}, {} and {}",
@@ -503,10 +501,10 @@ fn viewer_phase(
          alarm p95 {} ms, ingest->recv p99 {} ms",
         v.usage.cpu_pct,
         v.fps,
-        show(v.first_frame_ms.map(|p| p.p95)),
-        show(v.switch_ms.map(|p| p.p95)),
-        show(v.alarm_ms.map(|p| p.p95)),
-        show(v.ingest_to_recv_ms.map(|p| p.p99)),
+        show(v.first_frame_ms.map(|p| p.ranks.p95)),
+        show(v.switch_ms.map(|p| p.ranks.p95)),
+        show(v.alarm_ms.map(|p| p.ranks.p95)),
+        show(v.ingest_to_recv_ms.map(|p| p.ranks.p99)),
     );
     Ok(v)
 }

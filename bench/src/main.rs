@@ -3,9 +3,11 @@
 //! criterion bench.
 //!
 //! ```sh
-//! cargo build --release --features bench --bins
-//! cargo run --release --features bench --bin edgecam-bench -- ingest
+//! cargo run --release -p edgecam-bench -- ingest
 //! ```
+//!
+//! Run that way, it first builds the `edgecam` daemon it measures in the same profile and
+//! target directory (see `child::sibling_daemon`).
 //!
 //! See `bench/README.md` for what each benchmark measures and the numbers of record.
 
@@ -23,10 +25,28 @@ mod report;
 mod ringinstr;
 mod server;
 mod soak;
+mod stats;
 mod wsclient;
 
 use clap::{Parser, Subcommand};
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+
+/// This package's directory in the source tree (`bench/`): the results of record, the fonts,
+/// the MJPEG switcher.
+pub fn bench_dir() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// `--out-dir`, or the results of record in the source tree (`bench/results`).
+pub fn results_dir(out_dir: Option<&Path>) -> PathBuf {
+    out_dir.map_or_else(|| bench_dir().join("results"), Path::to_path_buf)
+}
+
+/// The repository root: the browser test's scripts (`tests/browser`) and `docs/` for the plots.
+pub fn repo_dir() -> &'static Path {
+    bench_dir().parent().unwrap_or(bench_dir())
+}
 
 /// Whole-process benchmarks of edgecam.
 #[derive(Debug, Parser)]

@@ -8,7 +8,7 @@ use crate::child;
 use crate::e2e::{Daemon, sample_window};
 use crate::ingest::WorkDir;
 use crate::procfs;
-use crate::server::{RtspServer, ServerOpts};
+use crate::server::{self, ServerOpts};
 use crate::wsclient::LiveClient;
 use anyhow::{Context, bail};
 use std::time::{Duration, Instant};
@@ -76,16 +76,15 @@ pub fn run(args: &SoakArgs) -> anyhow::Result<()> {
     let daemon_exe = child::sibling_daemon()?;
     let work = WorkDir::create()?;
     let cache = child::bench_cache(&daemon_exe);
-    let mut server = RtspServer::start(
-        &ServerOpts {
+    let mut server = server::start(
+        ServerOpts {
             mounts: args.streams,
             width: args.width,
             height: args.height,
             fps: 25,
             bitrate_kbps: args.bitrate,
-            clip_seconds: 4,
-            profile: "high".into(),
             drop_every_s: args.drop_every,
+            ..server::clip(4, "high")
         },
         &cache,
         &work.0.join("server.log"),

@@ -7,7 +7,7 @@ use plotters::prelude::*;
 use std::path::{Path, PathBuf};
 
 /// DejaVu Sans (Bitstream Vera licence, `bench/fonts/LICENSE-DejaVu.txt`).
-const FONT: &[u8] = include_bytes!("../../../bench/fonts/DejaVuSans.ttf");
+const FONT: &[u8] = include_bytes!("../fonts/DejaVuSans.ttf");
 
 /// Plot size in pixels.
 const SIZE: (u32, u32) = (960, 600);
@@ -46,7 +46,7 @@ pub fn render(report: &E2eReport, dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
         (
             "ffmpeg decode-all".into(),
             RGBColor(213, 94, 0),
-            line(&|x| x.ffmpeg.as_ref().map(|f| f.cpu_pct)),
+            line(&|x| x.ffmpeg.as_ref().map(|f| f.usage.cpu_pct)),
         ),
         (
             "GStreamer MJPEG switcher, one viewer".into(),
@@ -61,7 +61,7 @@ pub fn render(report: &E2eReport, dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
     let cpu_path = dir.join("e2e-cpu.png");
     chart(&cpu_path, &title, "% of one core (log scale)", &cpu)?;
 
-    let p95 = |v: &Option<Pcts>| v.map(|p| p.p95);
+    let p95 = |v: &Option<Pcts>| v.map(|p| p.ranks.p95);
     let lat: Vec<Series> = vec![
         (
             "H.264 first frame p95".into(),
@@ -81,7 +81,7 @@ pub fn render(report: &E2eReport, dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
         (
             "H.264 ingest to receive p99".into(),
             RGBColor(120, 120, 120),
-            line(&|x| x.edgecam.h264.ingest_to_recv_ms.map(|p| p.p99)),
+            line(&|x| x.edgecam.h264.ingest_to_recv_ms.map(|p| p.ranks.p99)),
         ),
         (
             "JPEG switch p95".into(),
@@ -91,7 +91,7 @@ pub fn render(report: &E2eReport, dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
         (
             "JPEG ingest to receive p99".into(),
             RGBColor(230, 159, 0),
-            line(&|x| x.edgecam.jpeg.ingest_to_recv_ms.map(|p| p.p99)),
+            line(&|x| x.edgecam.jpeg.ingest_to_recv_ms.map(|p| p.ranks.p99)),
         ),
         (
             "GStreamer switch p95".into(),

@@ -92,7 +92,7 @@ pub fn run(args: &BrowserArgs) -> anyhow::Result<()> {
         Some(p) => bail!("{} not found", p.display()),
         None => child::sibling_daemon()?,
     };
-    let script_dir = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/browser"));
+    let script_dir = &crate::repo_dir().join("tests/browser");
     let chromium = std::env::var_os("CHROMIUM")
         .map_or_else(|| PathBuf::from("/usr/bin/chromium"), PathBuf::from);
     check_tools(script_dir, &chromium)?;
@@ -173,9 +173,7 @@ pub fn run(args: &BrowserArgs) -> anyhow::Result<()> {
     println!("{}", serde_json::to_string_pretty(&report)?);
     println!();
     print!("{}", report.markdown());
-    let out = args.out_dir.clone().unwrap_or_else(|| {
-        Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/bench/results")).to_path_buf()
-    });
+    let out = crate::results_dir(args.out_dir.as_deref());
     let (json, md) = report.write(&out, &date)?;
     eprintln!("\nwrote {} and {}", json.display(), md.display());
     Ok(())
@@ -286,7 +284,7 @@ fn stream_format(streams: u32, gop: Option<u32>) -> String {
 /// The command that reproduces a run with these options.
 fn command_line(args: &BrowserArgs) -> String {
     let mut c = format!(
-        "cargo run --release --bin edgecam-bench -- browser --iterations {} --steady {} --streams {}",
+        "cargo run --release -p edgecam-bench -- browser --iterations {} --steady {} --streams {}",
         args.iterations, args.steady, args.streams
     );
     if let Some(g) = args.gop {
@@ -323,7 +321,7 @@ mod tests {
         };
         assert_eq!(
             command_line(&args),
-            "cargo run --release --bin edgecam-bench -- browser --iterations 5 --steady 3 \
+            "cargo run --release -p edgecam-bench -- browser --iterations 5 --steady 3 \
              --streams 4 --gop 25 --label before"
         );
     }

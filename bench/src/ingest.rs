@@ -10,7 +10,7 @@ use crate::child::{self, Guard, Lines, wait_until};
 use crate::procfs::{self, Machine, ProcSample};
 use crate::rates;
 use crate::report::{IngestReport, Measured, Params, Window};
-use crate::server::{RtspServer, ServerOpts};
+use crate::server::{self, RtspServer, ServerOpts};
 use anyhow::{Context, anyhow, bail};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -97,16 +97,14 @@ pub fn run(args: &IngestArgs) -> anyhow::Result<()> {
         args.clip_seconds,
         cache.display()
     );
-    let mut server = RtspServer::start(
-        &ServerOpts {
+    let mut server = server::start(
+        ServerOpts {
             mounts: args.streams,
             width: args.width,
             height: args.height,
             fps: args.fps,
             bitrate_kbps: args.bitrate,
-            clip_seconds: args.clip_seconds,
-            profile: args.profile.clone(),
-            drop_every_s: 0,
+            ..server::clip(args.clip_seconds, &args.profile)
         },
         &cache,
         &work.0.join("server.log"),
@@ -136,9 +134,7 @@ pub fn run(args: &IngestArgs) -> anyhow::Result<()> {
     println!("{}", serde_json::to_string_pretty(&report)?);
     println!();
     print!("{}", report.markdown());
-    let out = args.out_dir.clone().unwrap_or_else(|| {
-        Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/bench/results")).to_path_buf()
-    });
+    let out = crate::results_dir(args.out_dir.as_deref());
     let json = report.write(&out, &date)?;
     eprintln!(
         "\nwrote {} and {}",
@@ -230,33 +226,17 @@ fn measure_edgecam(
     );
     child::sleep(Duration::from_secs(args.warmup))?;
 
-    let pids = [daemon.pid()];
-    let (start, server0, load0) = sample_all(&pids, server.pid())?;
-    child::sleep(Duration::from_secs(args.seconds))?;
-    // Checked before sampling: a dead process has no VmRSS, and this error says why.
-    daemon.ensure_running().map_err(|e| died(e, &log))?;
-    server.ensure_running()?;
-    let (end, server1, load1) = sample_all(&pids, server.pid())?;
+    let mut window = measure_window(&[daemon.pid()], server, args.seconds, || {
+        daemon.ensure_running().map_err(|e| died(e, &log))
+    })?;
     // The last stats line of the window may still be in the pipe.
     child::sleep(Duration::from_millis(200))?;
     let lines = log.snapshot();
-    let (t0, t1) = (start[0].at, end[0].at);
-    let measured = Measured::from_window(
-        Window {
-            start: &start,
-            end: &end,
-            server: (server0, server1),
-            streams: rates::daemon_rates(&lines, t0, t1),
-            restarts: rates::daemon_restarts(&lines, t0, t1),
-            load: (load0, load1),
-        },
-        args.streams,
-        tck,
-    );
-    eprintln!(
-        "edgecam: {:.2} % of one core ({:.3} per stream), RSS {:.1} MiB",
-        measured.cpu_pct, measured.cpu_pct_per_stream, measured.rss_mib
-    );
+    let (t0, t1) = (window.start[0].at, window.end[0].at);
+    window.streams = rates::daemon_rates(&lines, t0, t1);
+    window.restarts = rates::daemon_restarts(&lines, t0, t1);
+    let measured = Measured::from_window(window, args.streams, tck);
+    say("edgecam", &measured);
     Ok((measured, ring_bytes))
 }
 
@@ -341,47 +321,58 @@ pub(crate) fn measure_ffmpeg(
     child::sleep(Duration::from_secs(args.warmup))?;
 
     let pids: Vec<u32> = decoders.iter().map(|d| d.guard.pid()).collect();
-    let (start, server0, load0) = sample_all(&pids, server.pid())?;
-    child::sleep(Duration::from_secs(args.seconds))?;
-    // Checked before sampling: a dead process has no VmRSS, and this error says why.
-    decoders.iter_mut().try_for_each(Decoder::ensure_running)?;
-    server.ensure_running()?;
-    let (end, server1, load1) = sample_all(&pids, server.pid())?;
-    let streams = decoders
+    let mut window = measure_window(&pids, server, args.seconds, || {
+        decoders.iter_mut().try_for_each(Decoder::ensure_running)
+    })?;
+    window.streams = decoders
         .iter()
-        .zip(start.iter().zip(&end))
+        .zip(window.start.iter().zip(&window.end))
         .map(|(d, (s, e))| rates::ffmpeg_rate(&d.id, &d.progress.snapshot(), s.at, e.at))
         .collect();
-    let measured = Measured::from_window(
-        Window {
-            start: &start,
-            end: &end,
-            server: (server0, server1),
-            streams,
-            restarts: 0,
-            load: (load0, load1),
-        },
-        args.streams,
-        tck,
-    );
-    eprintln!(
-        "ffmpeg: {:.1} % of one core ({:.2} per stream), RSS {:.1} MiB",
-        measured.cpu_pct, measured.cpu_pct_per_stream, measured.rss_mib
-    );
+    let measured = Measured::from_window(window, args.streams, tck);
+    say("ffmpeg", &measured);
     Ok(measured)
 }
 
-/// Samples every process under test, then the server, then reads the load average.
-pub(crate) fn sample_all(
+/// Samples `pids`, the server and the load average, waits `seconds`, and samples them again.
+/// `alive` runs before the second samples: a dead process has no VmRSS, and its error says
+/// why. The window's rates and restarts are left for the caller to fill in.
+fn measure_window(
     pids: &[u32],
-    server_pid: u32,
-) -> anyhow::Result<(Vec<ProcSample>, ProcSample, [f64; 3])> {
-    let procs = pids
-        .iter()
-        .map(|&pid| procfs::sample(pid))
-        .collect::<anyhow::Result<Vec<_>>>()?;
-    let server = procfs::sample(server_pid)?;
-    Ok((procs, server, procfs::load_avg()))
+    server: &mut RtspServer,
+    seconds: u64,
+    mut alive: impl FnMut() -> anyhow::Result<()>,
+) -> anyhow::Result<Window> {
+    let sample_all = |server: &RtspServer| -> anyhow::Result<(Vec<ProcSample>, ProcSample)> {
+        let procs = pids
+            .iter()
+            .map(|&pid| procfs::sample(pid))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        Ok((procs, procfs::sample(server.pid())?))
+    };
+    let (start, server0) = sample_all(server)?;
+    let load0 = procfs::load_avg();
+    child::sleep(Duration::from_secs(seconds))?;
+    alive()?;
+    server.ensure_running()?;
+    let (end, server1) = sample_all(server)?;
+    Ok(Window {
+        start,
+        end,
+        server: (server0, server1),
+        load: (load0, procfs::load_avg()),
+        streams: Vec::new(),
+        restarts: 0,
+    })
+}
+
+/// One line on stderr with what a side cost.
+fn say(side: &str, m: &Measured) {
+    let u = &m.usage;
+    eprintln!(
+        "{side}: {:.2} % of one core ({:.3} per stream), RSS {:.1} MiB",
+        u.cpu_pct, u.cpu_pct_per_stream, u.rss_mib
+    );
 }
 
 #[cfg(test)]

@@ -2,7 +2,8 @@
 //! issue's targets, a JSON document for `bench/results/` and a Markdown table for the README.
 
 use crate::procfs::Machine;
-use crate::report::{nearest_rank, write_results};
+use crate::report::write_results;
+use crate::stats::Ranks;
 use anyhow::{Context, bail};
 use serde::Serialize;
 use std::fmt::Write as _;
@@ -22,14 +23,9 @@ pub const TARGET_INGEST_JPEG_MS: f64 = 80.0;
 /// Percentiles of one metric, milliseconds.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct Summary {
-    /// Samples.
-    pub n: usize,
-    /// Median.
-    pub p50: f64,
-    /// 95th percentile (nearest rank): the targets are stated at p95.
-    pub p95: f64,
-    /// 99th percentile; with fewer than 100 samples this is the maximum.
-    pub p99: f64,
+    /// Samples and their nearest-rank p50, p95 (the targets are stated at p95), p99.
+    #[serde(flatten)]
+    pub ranks: Ranks,
     /// Smallest sample.
     pub min: f64,
     /// Largest sample.
@@ -39,18 +35,11 @@ pub struct Summary {
 }
 
 impl Summary {
-    /// Nearest-rank percentiles of `samples`; `None` when there are none (or any is not finite).
+    /// Percentiles of `samples`; `None` when there are none (or any is not finite).
     pub fn of(samples: &[f64]) -> Option<Summary> {
-        if samples.is_empty() || samples.iter().any(|v| !v.is_finite()) {
-            return None;
-        }
-        let mut v = samples.to_vec();
-        v.sort_by(f64::total_cmp);
+        let (v, ranks) = Ranks::of(samples)?;
         Some(Summary {
-            n: v.len(),
-            p50: nearest_rank(&v, 0.50),
-            p95: nearest_rank(&v, 0.95),
-            p99: nearest_rank(&v, 0.99),
+            ranks,
             min: v[0],
             max: v[v.len() - 1],
             mean: v.iter().sum::<f64>() / v.len() as f64,
@@ -65,7 +54,7 @@ pub struct Metric {
     pub summary: Summary,
     /// The p95 target, ms.
     pub target_p95_ms: f64,
-    /// `summary.p95 < target_p95_ms`.
+    /// `summary.ranks.p95 < target_p95_ms`.
     pub met: bool,
 }
 
@@ -77,7 +66,7 @@ impl Metric {
         Ok(Metric {
             summary,
             target_p95_ms: target,
-            met: summary.p95 < target,
+            met: summary.ranks.p95 < target,
         })
     }
 }
@@ -286,8 +275,16 @@ impl BrowserReport {
             opt(self.jpeg.steady_painted_fps, 1),
             self.webcodecs.skipped.map_or("?".into(), |s| s.to_string()),
             self.jpeg.skipped.map_or("?".into(), |s| s.to_string()),
-            opt(self.webcodecs.first_frame_from_navigation.map(|s| s.p50), 0),
-            opt(self.jpeg.first_frame_from_navigation.map(|s| s.p50), 0),
+            opt(
+                self.webcodecs
+                    .first_frame_from_navigation
+                    .map(|s| s.ranks.p50),
+                0
+            ),
+            opt(
+                self.jpeg.first_frame_from_navigation.map(|s| s.ranks.p50),
+                0
+            ),
         );
         let _ = writeln!(md, "\nCommand: `{}`", self.command);
         md
@@ -323,7 +320,7 @@ pub struct ReportHead {
 
 /// `p50 / p95 / p99`, the p95 in bold when it meets the target.
 fn cell(m: &Metric) -> String {
-    let s = &m.summary;
+    let s = &m.summary.ranks;
     let p95 = if m.met {
         format!("**{:.0}**", s.p95)
     } else {
@@ -344,10 +341,13 @@ mod tests {
     fn nearest_rank_percentiles() {
         let v: Vec<f64> = (1..=100).rev().map(f64::from).collect();
         let s = Summary::of(&v).unwrap();
-        assert_eq!((s.n, s.p50, s.p95, s.p99), (100, 50.0, 95.0, 99.0));
+        assert_eq!((s.ranks.n, s.ranks.p50, s.ranks.p95), (100, 50.0, 95.0));
         assert_eq!((s.min, s.max, s.mean), (1.0, 100.0, 50.5));
         let s = Summary::of(&[7.0, 3.0]).unwrap();
-        assert_eq!((s.p50, s.p95, s.p99), (3.0, 7.0, 7.0));
+        assert_eq!(
+            (s.ranks.p50, s.ranks.p99, s.min, s.max),
+            (3.0, 7.0, 3.0, 7.0)
+        );
         assert_eq!(Summary::of(&[]), None);
         assert_eq!(Summary::of(&[1.0, f64::NAN]), None);
     }
@@ -387,14 +387,19 @@ mod tests {
         }
     }
 
-    #[test]
-    fn targets_are_judged_per_path_and_shown_in_the_table() {
+    /// WebCodecs within every target, JPEG missing first frame and ingest to paint.
+    fn report() -> BrowserReport {
         let raw = serde_json::json!({
             "chromium": "156",
             "webcodecs": raw_path(100.0, 20.0),
             "jpeg": raw_path(200.0, 90.0),
         });
-        let r = BrowserReport::new(&raw, head(), [4.0, 5.0, 6.0]).unwrap();
+        BrowserReport::new(&raw, head(), [4.0, 5.0, 6.0]).unwrap()
+    }
+
+    #[test]
+    fn targets_are_judged_per_path_and_shown_in_the_table() {
+        let r = report();
         assert!(r.webcodecs.first_frame.met && r.webcodecs.ingest_to_paint.met);
         assert!(!r.jpeg.first_frame.met, "200 ms misses the 150 ms target");
         assert!(
@@ -413,6 +418,15 @@ mod tests {
             md.contains("load average 1.00 / 2.00 / 3.00 at the start"),
             "{md}"
         );
+    }
+
+    #[test]
+    fn the_document_keeps_the_layout_of_the_results_of_record() {
+        let ours = serde_json::to_value(report()).unwrap();
+        let diff = crate::report::record::layout_differences(&ours, "browser");
+        assert!(diff.is_empty(), "{diff:#?}");
+        assert_eq!(ours["webcodecs"]["switch"]["summary"]["p95"], 60.0);
+        assert_eq!(ours["webcodecs"]["switch"]["summary"]["min"], 40.0);
     }
 
     #[test]

@@ -4,8 +4,9 @@
 
 use crate::child::{self, Guard, Lines, wait_until};
 use crate::e2e::{GIVE_UP, keep, sample_window};
-use crate::e2e_report::{GstSwitcher, Pcts, Usage};
+use crate::e2e_report::{GstSwitcher, Pcts};
 use crate::http;
+use crate::stats::Usage;
 use anyhow::{Context, anyhow, bail};
 use std::io::{BufRead, BufReader, Read};
 use std::net::{SocketAddr, TcpStream};
@@ -17,7 +18,7 @@ use std::time::{Duration, Instant};
 /// The interpreter with Debian's GObject bindings.
 const PYTHON: &str = "/usr/bin/python3";
 /// The switcher script, in this source tree.
-const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/bench/mjpeg_switcher.py");
+const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/mjpeg_switcher.py");
 /// How long a probe may wait for its picture.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -293,9 +294,9 @@ pub fn measure_switcher(plan: &SwitcherPlan<'_>) -> anyhow::Result<GstSwitcher> 
         g.usage.cpu_pct,
         g.usage.rss_mib,
         g.fps,
-        g.first_frame_ms.map_or(0.0, |p| p.p95),
+        g.first_frame_ms.map_or(0.0, |p| p.ranks.p95),
         g.switch_ms
-            .map_or("n/a".to_string(), |p| format!("{:.0}", p.p95))
+            .map_or("n/a".to_string(), |p| format!("{:.0}", p.ranks.p95))
     );
     Ok(g)
 }
