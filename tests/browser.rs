@@ -14,6 +14,8 @@
 //! Needs: `/usr/bin/chromium` (Debian `chromium`), Node, and `npm ci` in `tests/browser`
 //! (done here when `node_modules` is missing).
 
+mod support;
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -54,8 +56,8 @@ fn free_port() -> u16 {
         .port()
 }
 
-#[test]
-fn the_page_in_headless_chromium() {
+/// Checks the browser and the script's node modules; returns the script folder.
+fn browser_ready() -> (PathBuf, PathBuf) {
     let browser = chromium();
     assert!(
         browser.exists(),
@@ -64,13 +66,17 @@ fn the_page_in_headless_chromium() {
     );
     let script_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser");
     ensure_node_modules(&script_dir);
+    (browser, script_dir)
+}
 
+/// Starts `edgecam demo` with `streams` test patterns on `port`; returns it (killed on drop),
+/// its state dir and the one-time password it printed.
+fn start_demo(streams: u32, port: u16) -> (Demo, tempfile::TempDir, String) {
     let state = tempfile::tempdir().unwrap();
-    let port = free_port();
     // EDGECAM_BIN runs another build (e.g. target/release/edgecam for representative numbers).
     let bin = std::env::var("EDGECAM_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_edgecam").into());
     let mut child = Command::new(bin)
-        .args(["demo", "--streams", "3", "--listen"])
+        .args(["demo", "--streams", &streams.to_string(), "--listen"])
         .arg(format!("127.0.0.1:{port}"))
         .arg("--state-dir")
         .arg(state.path())
@@ -92,6 +98,50 @@ fn the_page_in_headless_chromium() {
     let password = rx
         .recv_timeout(Duration::from_secs(60))
         .expect("demo prints a one-time admin password");
+    (demo, state, password)
+}
+
+/// The installer's path from a LAN origin (`tests/browser/installer.mjs`): first password,
+/// an RTSP camera added and tested on the Cameras tab against the real test RTSP server,
+/// saved, and shown live.
+#[test]
+fn the_installer_adds_an_rtsp_camera_from_a_lan_origin() {
+    let (browser, script_dir) = browser_ready();
+    let camera = support::RtspServer::start(support::ServerOpts {
+        width: 640,
+        height: 360,
+        bitrate_kbps: 800,
+        ..support::ServerOpts::default()
+    });
+    let port = free_port();
+    let (demo, _state, password) = start_demo(1, port);
+    let artifacts = Path::new(env!("CARGO_TARGET_TMPDIR")).join("browser");
+    let out = Command::new("node")
+        .arg(script_dir.join("installer.mjs"))
+        .arg(port.to_string())
+        .arg(&password)
+        .arg(camera.url(0))
+        .arg(&artifacts)
+        .env("CHROMIUM", &browser)
+        .current_dir(&script_dir)
+        .output()
+        .expect("node runs");
+    println!("{}", String::from_utf8_lossy(&out.stdout));
+    eprintln!("{}", String::from_utf8_lossy(&out.stderr));
+    drop(demo);
+    assert!(
+        out.status.success(),
+        "the installer's browser test failed (screenshots in {})",
+        artifacts.display()
+    );
+    assert!(artifacts.join("installer-camera-live.png").exists());
+}
+
+#[test]
+fn the_page_in_headless_chromium() {
+    let (browser, script_dir) = browser_ready();
+    let port = free_port();
+    let (demo, _state, password) = start_demo(3, port);
 
     let artifacts = Path::new(env!("CARGO_TARGET_TMPDIR")).join("browser");
     let out = Command::new("node")

@@ -192,17 +192,21 @@ fn ack_ends_a_hold_and_transparent_alarms_have_nothing_to_acknowledge() {
     assert_eq!(sel.ack(door, t(3000)), Ok(true));
     assert_eq!(sel.alarm_state(door), Some(AlarmState::Idle));
     assert_eq!(active(&sel), "a");
-    assert!(sel.history().any(|e| matches!(
-        e.kind,
-        EventKind::AlarmAcknowledged { .. }
-    )));
+    assert!(
+        sel.history()
+            .any(|e| matches!(e.kind, EventKind::AlarmAcknowledged { .. }))
+    );
 
     // Acknowledged while the contact is still open: it ends when the contact closes, no hold.
     sel.alarm_input(door, true, t(10_000)).unwrap();
     assert_eq!(sel.ack(door, t(10_500)), Ok(true));
     assert_eq!(sel.alarm_state(door), Some(AlarmState::Active));
     assert_eq!(active(&sel), "b");
-    assert_eq!(sel.ack(door, t(10_600)), Ok(false), "nothing more to acknowledge");
+    assert_eq!(
+        sel.ack(door, t(10_600)),
+        Ok(false),
+        "nothing more to acknowledge"
+    );
     sel.alarm_input(door, false, t(11_000)).unwrap();
     assert_eq!(sel.alarm_state(door), Some(AlarmState::Idle));
     assert_eq!(active(&sel), "a");

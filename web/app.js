@@ -416,11 +416,11 @@ function setKind(s, kind) {
 function showFieldErrors(box, errors, prefix) {
   const words = [];
   for (const fe of errors) {
-    const path = fe.field ? fe.field.replace(/^streams\[\d+\]/, prefix) : null;
+    const path = fe.field && prefix ? fe.field.replace(/^streams\[\d+\]/, prefix) : fe.field;
     const t = path && box.querySelector(`[data-path="${CSS.escape(path)}"]`);
     if (t) t.classList.add('field-error');
     const label = t ? t.dataset.label : fe.field;
-    words.push((label ? label + ': ' : '') + fe.message);
+    words.push((label ? label + ': ' : '') + (fe.error || fe.message));
   }
   return words.join('; ');
 }
@@ -450,10 +450,10 @@ function renderCameras() {
       try {
         const r = await api('POST', '/api/streams/test', s);
         result.className = 'msg ' + (r.ok ? 'good' : 'bad');
-        result.textContent = r.ok || !r.errors ? probeResult(r) : showFieldErrors(entry, r.errors, p);
+        result.textContent = r.ok || !r.errors ? probeResult(r) : 'Not tested: ' + showFieldErrors(entry, r.errors, p);
       } catch (e) {
         result.className = 'msg bad';
-        result.textContent = showFieldErrors(entry, e.errors.length ? e.errors : [{ field: e.field, message: e.message }], p);
+        result.textContent = showFieldErrors(entry, e.errors.length ? e.errors : [{ field: e.field, error: e.message }], p);
       } finally { test.disabled = false; }
     });
     const remove = el('button', { class: 'danger' }, 'Remove');
@@ -545,11 +545,7 @@ async function saveConfig(msgId) {
     loadConfig();
   } catch (e) {
     msg.className = 'msg bad';
-    msg.textContent = (e.field ? e.field + ': ' : '') + e.message + (e.errors.length > 1 ? ` (+${e.errors.length - 1} more)` : '');
-    for (const fe of e.errors.length ? e.errors : [{ field: e.field }]) {
-      const t = fe.field && document.querySelector(`[data-path="${CSS.escape(fe.field)}"]`);
-      if (t) t.classList.add('field-error');
-    }
+    msg.textContent = showFieldErrors(document, e.errors.length ? e.errors : [{ field: e.field, error: e.message }], null);
   }
 }
 $('cameras-save').addEventListener('click', () => saveConfig('cameras-msg'));
