@@ -7,9 +7,11 @@
 //! [`config`], [`state`] and [`clock`] serve all of them.
 #![deny(missing_docs)]
 
+pub mod backoff;
 pub mod clock;
 pub mod codec;
 pub mod config;
+pub mod control;
 pub mod daemon;
 pub mod frame;
 pub mod gpio;
@@ -18,6 +20,7 @@ pub mod ingest;
 pub mod output;
 pub mod persist;
 pub mod ring;
+pub mod secret;
 pub mod select;
 pub mod state;
 pub mod web;

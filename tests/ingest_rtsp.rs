@@ -5,7 +5,7 @@ mod support;
 
 use edgecam::clock::{Clock, SystemClock};
 use edgecam::config::schema::Transport;
-use edgecam::ingest::backoff::BackoffConfig;
+use edgecam::backoff::BackoffConfig;
 use edgecam::ingest::rtsp::RtspSource;
 use edgecam::ingest::stats::StreamState;
 use edgecam::ingest::supervisor::{SupervisorConfig, SupervisorHandle, spawn_supervisor};

@@ -8,13 +8,14 @@ use tokio::task::JoinHandle;
 
 use crate::clock::Clock;
 use crate::config::AlarmConfig;
+use crate::backoff::BackoffConfig;
 use crate::gpio::{
-    AlarmSignal, Backoff, InputBackend, InputState, InputStatus, OutputBackend, run_gpio_input,
+    AlarmSignal, InputBackend, InputState, InputStatus, OutputBackend, run_gpio_input,
 };
 use crate::health::GPIO_BUDGET;
 use crate::health::beacon::{BeaconGuard, BeaconTable};
 
-use super::control::{Command, Control};
+use crate::control::{Command, Control};
 
 /// The GPIO backends the daemon uses.
 #[derive(Clone)]
@@ -104,7 +105,7 @@ impl AlarmInputs {
                 Arc::clone(&clock),
                 status,
                 tx.clone(),
-                Backoff::default(),
+                BackoffConfig::default(),
             )));
         }
         drop(tx);

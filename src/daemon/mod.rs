@@ -2,7 +2,6 @@
 //! together and runs until SIGTERM or Ctrl-C.
 
 pub mod alarms;
-pub mod control;
 pub mod streams;
 
 use std::net::SocketAddr;
@@ -24,7 +23,7 @@ use crate::ring::{RingError, RingSpec};
 use crate::state::StateStore;
 use crate::web::{WebOptions, WebServer};
 use alarms::{AlarmInputs, GpioBackends};
-use control::{Command, Control, spawn_control};
+use crate::control::{Command, Control, spawn_control};
 use streams::StreamSet;
 
 /// How often the ring and stream statistics are logged.
@@ -423,9 +422,9 @@ async fn status_now(server: &WebServer) -> String {
 /// A random one-time admin password (16 hex digits) and its Argon2 hash.
 fn one_time_password() -> Result<(String, String), DaemonError> {
     let token =
-        crate::web::auth::random_token().map_err(|e| DaemonError::Password(e.to_string()))?;
+        crate::secret::random_token().map_err(|e| DaemonError::Password(e.to_string()))?;
     let password = token[..16].to_string();
-    let hash = crate::web::auth::hash_password(&password)
+    let hash = crate::secret::hash_password(&password)
         .map_err(|e| DaemonError::Password(e.to_string()))?;
     Ok((password, hash))
 }

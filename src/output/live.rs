@@ -24,8 +24,9 @@ use axum::extract::ws::{Message, Utf8Bytes, WebSocket};
 use serde::{Deserialize, Serialize};
 
 use super::jpeg::JpegWatch;
-use super::wire::{FLAG_CATCH_UP, FLAG_DISCONTINUITY, FrameHeader, avc_codec_string, encode_frame};
-use crate::daemon::control::{ActiveView, AlarmStatus};
+use super::wire::{FLAG_CATCH_UP, FLAG_DISCONTINUITY, FrameHeader, encode_frame};
+use crate::codec::h264::avc_codec_string;
+use crate::select::{ActiveView, AlarmStatus};
 use crate::frame::{Codec, FrameMeta};
 use crate::health::beacon::BeaconGuard;
 use crate::ring::{FrameRing, Reader, Start};

@@ -4,7 +4,6 @@
 pub mod jpeg;
 pub mod live;
 pub mod mjpeg;
-pub mod probe;
 pub mod wire;
 
 use std::sync::Arc;

@@ -42,12 +42,14 @@ mod reason;
 mod report;
 mod rules;
 mod selector;
+mod view;
 
 pub use alarm::AlarmState;
 pub use history::{EventKind, HistoryEvent, NameId, SEQUENCE_NAMES_MAX};
 pub use reason::{ChangeCause, Reason};
 pub use report::{EventRecord, EventsReport};
 pub use selector::{DEFAULT_HISTORY, Selector};
+pub use view::{ActiveView, AlarmStatus};
 
 use thiserror::Error;
 

@@ -21,7 +21,7 @@ use super::error::{ApiError, JsonBody, parse_json};
 use super::metrics::{Sample, StreamSample};
 use super::session;
 use crate::config::{Config, Role, StreamConfig, StreamKind};
-use crate::daemon::control::{Control, ControlError};
+use crate::control::{Control, ControlError};
 use crate::gpio::InputState;
 use crate::ingest::stats::StreamState;
 use crate::output::jpeg::{self, JpegSettings};
@@ -456,7 +456,7 @@ async fn test_stream(
     JsonBody(cfg): JsonBody<StreamConfig>,
 ) -> ApiResult<Json<serde_json::Value>> {
     caller.require(Role::Admin)?;
-    let report = crate::output::probe::probe(&cfg).await;
+    let report = crate::ingest::probe::probe(&cfg).await;
     Ok(Json(serde_json::to_value(report).unwrap_or_default()))
 }
 

@@ -24,7 +24,7 @@ use tokio::task::JoinHandle;
 
 use crate::clock::Clock;
 use crate::daemon::Daemon;
-use crate::daemon::control::ActiveView;
+use crate::select::ActiveView;
 use crate::health::beacon::{BeaconGuard, BeaconTable};
 use crate::health::relay::spawn_relay;
 use crate::health::{LIVE_BUDGET, LIVE_CLIENT_SLOTS};

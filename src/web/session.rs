@@ -14,9 +14,10 @@ use serde_json::json;
 
 use super::AppState;
 use super::api::apply_config;
-use super::auth::{self, Caller, hash_password, role_name};
+use super::auth::{self, Caller, role_name};
 use super::error::{ApiError, JsonBody};
 use crate::config::Role;
+use crate::secret::{PasswordError, hash_password, verify_password};
 
 /// Shorthand for handler results.
 type ApiResult<T> = Result<T, ApiError>;
@@ -113,7 +114,7 @@ pub(crate) async fn change_password(
             .current
             .ok_or_else(|| ApiError::field("current", "the current password is required"))?;
         let old = st.auth.admin_hash().unwrap_or_default();
-        let ok = tokio::task::spawn_blocking(move || auth::verify_password(&current, &old))
+        let ok = tokio::task::spawn_blocking(move || verify_password(&current, &old))
             .await
             .unwrap_or(false);
         if !ok {
@@ -131,7 +132,7 @@ async fn hash_blocking(password: String) -> ApiResult<String> {
         .await
         .map_err(|e| ApiError::internal("password hashing failed", &e))?
         .map_err(|e| match e {
-            auth::PasswordError::TooShort => ApiError::field("password", e.to_string()),
+            PasswordError::TooShort => ApiError::field("password", e.to_string()),
             other => ApiError::internal("password hashing failed", &other),
         })
 }

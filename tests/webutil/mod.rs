@@ -30,7 +30,7 @@ pub const ADMIN_TOKEN: &str = "admin-token-0123456789ab";
 /// The Argon2 hash of [`ADMIN_PASSWORD`], computed once per test binary.
 pub fn admin_hash() -> String {
     static HASH: OnceLock<String> = OnceLock::new();
-    HASH.get_or_init(|| edgecam::web::auth::hash_password(ADMIN_PASSWORD).unwrap())
+    HASH.get_or_init(|| edgecam::secret::hash_password(ADMIN_PASSWORD).unwrap())
         .clone()
 }
 

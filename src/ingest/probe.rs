@@ -9,7 +9,9 @@ use serde::Serialize;
 use crate::clock::SystemClock;
 use crate::config::StreamConfig;
 use crate::frame::{Codec, FrameInfo, FrameSink, SinkError};
-use crate::ingest::SourceCtx;
+use super::SourceCtx;
+use super::sources::source_for;
+use crate::codec::h264::avc_codec_string;
 
 /// Shortest and longest time a probe may take.
 const PROBE_MIN: Duration = Duration::from_secs(2);
@@ -56,7 +58,7 @@ impl FrameSink for ProbeSink {
         seen.frames += 1;
         if info.keyframe && seen.key.is_none() {
             let au = parts.concat();
-            let cs = super::wire::avc_codec_string(&au);
+            let cs = avc_codec_string(&au);
             seen.key = Some((info.codec, cs, au.len()));
         }
         Ok(seen.frames - 1)
@@ -72,7 +74,7 @@ pub async fn probe(cfg: &StreamConfig) -> ProbeReport {
             ..ProbeReport::default()
         };
     }
-    let source = crate::daemon::streams::source_for(cfg);
+    let source = source_for(cfg);
     let seen = Arc::new(Mutex::new(Seen::default()));
     let mut sink = ProbeSink {
         seen: Arc::clone(&seen),
