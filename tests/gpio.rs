@@ -367,7 +367,7 @@ fn output_driver_follows_selector_outputs() {
     let mock = MockOutputs::default();
     let (mut driver, errors) = OutputDriver::open(&mock, alarms);
     assert!(errors.is_empty());
-    let mut sel = Selector::new(&cfg, 16, Stamp::from_ms(0));
+    let mut sel = Selector::<16>::new(&cfg, Stamp::from_ms(0));
     driver.apply(sel.outputs()).unwrap();
     assert!(mock.log().is_empty(), "already off: nothing written");
     sel.alarm_input(0, true, Stamp::from_ms(1)).unwrap();

@@ -69,6 +69,10 @@ pub enum Command {
         /// The history.
         reply: oneshot::Sender<EventsReport>,
     },
+    /// Save the state one last time and end, although handles may still exist (the web
+    /// server's, held by a connection that has not ended yet). Commands queued before it are
+    /// served first; later ones find the task gone ([`ControlError::Closed`]).
+    Stop,
 }
 
 /// The control task is gone (the daemon is shutting down).

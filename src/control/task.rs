@@ -13,7 +13,7 @@ use crate::config::Config;
 use crate::gpio::{OutputBackend, OutputDriver};
 use crate::health::beacon::BeaconGuard;
 use crate::ingest::stats::{StreamState, StreamStats};
-use crate::select::{ActiveView, AlarmStatus, DEFAULT_HISTORY, SelectError, Selector, Stamp};
+use crate::select::{ActiveView, AlarmStatus, SelectError, Selector, Stamp};
 use crate::state::{LatchedAlarm, PersistedState, StateStore};
 
 /// How often stream health is polled for video-loss alarms.
@@ -28,7 +28,7 @@ pub fn spawn_control(
     beacon: Option<BeaconGuard>,
 ) -> (Control, JoinHandle<()>) {
     let now = Stamp::now(clock.as_ref());
-    let mut selector = Selector::new(config, DEFAULT_HISTORY, now);
+    let mut selector: Selector = Selector::new(config, now);
     let mut saved = store.load().into_state();
     for msg in saved.reconcile(config) {
         tracing::warn!("{msg}");
@@ -109,8 +109,8 @@ impl ControlTask {
             let sleep = self.sleep_until_deadline();
             tokio::select! {
                 cmd = rx.recv() => match cmd {
+                    Some(Command::Stop) | None => break,
                     Some(cmd) => self.handle(cmd, &view_tx),
-                    None => break,
                 },
                 _ = sleep => self.selector.tick(self.now()),
                 _ = health.tick() => self.poll_health(),
@@ -184,6 +184,8 @@ impl ControlTask {
             Command::Events { reply } => {
                 let _ = reply.send(self.selector.events_report());
             }
+            // The loop ends on it before calling this.
+            Command::Stop => {}
         }
     }
 

@@ -6,9 +6,9 @@ use std::sync::Arc;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
+use crate::backoff::BackoffConfig;
 use crate::clock::Clock;
 use crate::config::AlarmConfig;
-use crate::backoff::BackoffConfig;
 use crate::gpio::{
     AlarmSignal, InputBackend, InputState, InputStatus, OutputBackend, run_gpio_input,
 };
@@ -130,6 +130,11 @@ impl AlarmInputs {
     /// Every GPIO alarm's id and input state.
     pub fn statuses(&self) -> impl Iterator<Item = (&str, InputState)> {
         self.statuses.iter().map(|(id, s)| (id.as_str(), s.state()))
+    }
+
+    /// Every GPIO alarm's id and shared input status, for the status published to the web.
+    pub fn status_handles(&self) -> Vec<(String, Arc<InputStatus>)> {
+        self.statuses.clone()
     }
 }
 

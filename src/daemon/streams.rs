@@ -11,9 +11,9 @@ use crate::clock::Clock;
 use crate::config::StreamConfig;
 use crate::health::STREAM_BUDGET;
 use crate::health::beacon::{BeaconGuard, BeaconTable};
+use crate::ingest::sources::source_for;
 use crate::ingest::stats::StreamStats;
 use crate::ingest::supervisor::{SupervisorConfig, SupervisorHandle, spawn_supervisor};
-use crate::ingest::sources::source_for;
 use crate::ring::{FrameRing, RingError, RingSpec};
 
 /// One running stream.

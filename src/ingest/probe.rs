@@ -6,12 +6,12 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::clock::SystemClock;
-use crate::config::StreamConfig;
-use crate::frame::{Codec, FrameInfo, FrameSink, SinkError};
 use super::SourceCtx;
 use super::sources::source_for;
+use crate::clock::SystemClock;
 use crate::codec::h264::avc_codec_string;
+use crate::config::StreamConfig;
+use crate::frame::{Codec, FrameInfo, FrameSink, SinkError};
 
 /// Shortest and longest time a probe may take.
 const PROBE_MIN: Duration = Duration::from_secs(2);

@@ -33,8 +33,9 @@
 //!   been lost for `video_loss_after_s`, and off when the stream is live again.
 //!
 //! The hot path does not allocate: streams and alarms are addressed by index
-//! ([`Selector::stream_index`], [`Selector::alarm_index`]), the alarm table and the history ring
-//! are sized at construction, and names are interned once; strings are produced only on demand.
+//! ([`Selector::stream_index`], [`Selector::alarm_index`]), the alarm table is sized at
+//! construction, the history ring is inline with a compile-time bound, and names are interned
+//! once; strings are produced only on demand.
 
 mod alarm;
 mod history;

@@ -140,7 +140,7 @@ async fn hash_blocking(password: String) -> ApiResult<String> {
 /// Writes the hash into the live config (atomically) and applies it; every session but
 /// `keep_session` is closed.
 async fn store_password(st: &AppState, hash: String, keep_session: Option<&str>) -> ApiResult<()> {
-    let mut cfg = st.with_daemon(|d| d.config().clone()).await?;
+    let mut cfg = st.status().config.clone();
     cfg.web.admin_password_hash = Some(hash);
     apply_config(st, cfg, keep_session).await
 }
