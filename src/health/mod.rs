@@ -4,10 +4,10 @@
 //! Who beats: each stream supervisor (through [`crate::ingest::stats::StreamStats`], at least
 //! once a second even while backing off), the control task (every loop iteration, at least
 //! four times a second), the daemon's main loop (once a second; it also applies config
-//! changes, so an apply that hangs stops it), the web server (a self-probe of `GET /api/health` every two
-//! seconds, [`probe`]) and the live pusher (every `/api/live` client loop beats its own slot
-//! of a member table; [`relay`] forwards the stalest one into the `live` beacon every second,
-//! and beats it while there is no client), and each GPIO alarm input task (every second, also
+//! changes, so an apply that hangs stops it), the web server (a self-probe of
+//! `GET /api/health` every two seconds, [`probe`]) and the live pusher (every `/api/live`
+//! client loop beats its own slot of a member table; [`relay`] forwards the stalest one into
+//! the `live` beacon every second, and beats it while there is no client), and each GPIO alarm input task (every second, also
 //! while its chip is missing and it waits to retry). Budgets are below.
 //!
 //! Panics: release builds use `panic = "abort"`, so a panic anywhere ends the process and
