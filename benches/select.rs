@@ -30,7 +30,7 @@ fn bench(c: &mut Criterion) {
     let evs = edges(1000);
     let mut g = c.benchmark_group("select");
     g.throughput(Throughput::Elements(evs.len() as u64));
-    let mut sel = Selector::new(&cfg, 256, Stamp::from_ms(0));
+    let mut sel = Selector::<256>::new(&cfg, Stamp::from_ms(0));
     let mut now_ms = 0u64;
     g.bench_function("alarm_edges_x1000", |b| {
         b.iter(|| {
@@ -52,7 +52,7 @@ fn bench(c: &mut Criterion) {
 /// Edge-to-decision latency percentiles, printed as JSON.
 fn latency() {
     let cfg = config();
-    let mut sel = Selector::new(&cfg, 256, Stamp::from_ms(0));
+    let mut sel = Selector::<256>::new(&cfg, Stamp::from_ms(0));
     let evs = edges(200_000);
     let mut samples: Vec<u64> = Vec::with_capacity(evs.len());
     let mut now_ms = 0u64;

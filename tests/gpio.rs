@@ -1,12 +1,13 @@
 //! GPIO: debounce on simulated edge streams, the gpiocdev backend's error paths on a host
 //! without GPIO, and the input task's retry and reporting under tokio's paused time.
 
+use edgecam::backoff::BackoffConfig;
 use edgecam::clock::Clock;
 use edgecam::config::{ActiveLevel, AlarmConfig, Config, GpioInputConfig, GpioOutputConfig};
 use edgecam::gpio::gpiocdev::GpiocdevBackend;
 use edgecam::gpio::mock::{MockInput, MockOutputs};
 use edgecam::gpio::{
-    AlarmSignal, Backoff, Debouncer, GpioError, InputBackend, InputLine, InputState, InputStatus,
+    AlarmSignal, Debouncer, GpioError, InputBackend, InputLine, InputState, InputStatus,
     OutputBackend, OutputDriver, errno_error, run_gpio_input,
 };
 use edgecam::health::beacon::BeaconTable;
@@ -189,9 +190,10 @@ async fn missing_chip_marks_failed_and_keeps_retrying_with_capped_backoff() {
     let status = Arc::new(InputStatus::default());
     let (tx, mut rx) = mpsc::channel(8);
     let clock = Arc::new(TokioClock(tokio::time::Instant::now()));
-    let backoff = Backoff {
-        initial: Duration::from_millis(500),
-        max: Duration::from_secs(4),
+    let backoff = BackoffConfig {
+        base: Duration::from_millis(500),
+        cap: Duration::from_secs(4),
+        stable_after: Duration::from_secs(4),
     };
     let task = tokio::spawn(run_gpio_input(
         3,
@@ -235,7 +237,7 @@ async fn mock_line_is_debounced_and_recovers_after_failure() {
         clock,
         status.clone(),
         tx,
-        Backoff::default(),
+        BackoffConfig::default(),
     ));
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert!(matches!(status.state(), InputState::Failed(m) if m.contains("gpio group")));
@@ -300,7 +302,7 @@ async fn input_task_beats_its_beacon_while_quiet_and_while_failing() {
         clock.clone(),
         quiet_status,
         tx,
-        Backoff::default(),
+        BackoffConfig::default(),
     ));
 
     // A missing chip: every open fails, the task backs off up to 30 s between attempts.
@@ -320,7 +322,7 @@ async fn input_task_beats_its_beacon_while_quiet_and_while_failing() {
         clock.clone(),
         missing_status.clone(),
         tx2,
-        Backoff::default(),
+        BackoffConfig::default(),
     ));
 
     assert_eq!(rx.recv().await.map(|s| s.on), Some(false));
@@ -365,7 +367,7 @@ fn output_driver_follows_selector_outputs() {
     let mock = MockOutputs::default();
     let (mut driver, errors) = OutputDriver::open(&mock, alarms);
     assert!(errors.is_empty());
-    let mut sel = Selector::new(&cfg, 16, Stamp::from_ms(0));
+    let mut sel = Selector::<16>::new(&cfg, Stamp::from_ms(0));
     driver.apply(sel.outputs()).unwrap();
     assert!(mock.log().is_empty(), "already off: nothing written");
     sel.alarm_input(0, true, Stamp::from_ms(1)).unwrap();

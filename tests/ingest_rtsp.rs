@@ -3,9 +3,9 @@
 
 mod support;
 
+use edgecam::backoff::BackoffConfig;
 use edgecam::clock::{Clock, SystemClock};
 use edgecam::config::schema::Transport;
-use edgecam::ingest::backoff::BackoffConfig;
 use edgecam::ingest::rtsp::RtspSource;
 use edgecam::ingest::stats::StreamState;
 use edgecam::ingest::supervisor::{SupervisorConfig, SupervisorHandle, spawn_supervisor};

@@ -19,25 +19,25 @@ fn t(ms: u64) -> Stamp {
     Stamp::from_ms(ms)
 }
 
-fn active(sel: &Selector) -> &str {
+fn active<const H: usize>(sel: &Selector<H>) -> &str {
     sel.active_stream_id().unwrap_or("-")
 }
 
 #[test]
 fn default_is_first_stream_then_configured_default() {
-    let sel = Selector::new(&config(vec![]), 64, t(0));
+    let sel = Selector::<64>::new(&config(vec![]), t(0));
     assert_eq!(active(&sel), "a");
     assert_eq!(sel.reason_string(), "default");
 
     let mut cfg = config(vec![]);
     cfg.select.default = Some("c".into());
-    let sel = Selector::new(&cfg, 64, t(0));
+    let sel = Selector::<64>::new(&cfg, t(0));
     assert_eq!(active(&sel), "c");
 }
 
 #[test]
 fn user_selection_is_immediate_and_unknown_stream_is_rejected() {
-    let mut sel = Selector::new(&config(vec![]), 64, t(0));
+    let mut sel = Selector::<64>::new(&config(vec![]), t(0));
     sel.select(Some("b"), t(10)).unwrap();
     assert_eq!(active(&sel), "b");
     assert_eq!(sel.reason_string(), "user");
@@ -55,7 +55,7 @@ fn user_selection_is_immediate_and_unknown_stream_is_rejected() {
 #[test]
 fn transparent_alarm_follows_input_and_returns_to_user() {
     let cfg = config(vec![alarm("door", "c", 1, AlarmMode::Transparent)]);
-    let mut sel = Selector::new(&cfg, 64, t(0));
+    let mut sel = Selector::<64>::new(&cfg, t(0));
     sel.select(Some("b"), t(0)).unwrap();
     let door = sel.alarm_index("door").unwrap();
     sel.alarm_input(door, true, t(5000)).unwrap();
@@ -77,7 +77,7 @@ fn transparent_alarm_follows_input_and_returns_to_user() {
 #[test]
 fn api_pulse_outlasts_a_short_contact_hold() {
     let cfg = config(vec![alarm("door", "c", 1, AlarmMode::Hold)]);
-    let mut sel = Selector::new(&cfg, 64, t(0));
+    let mut sel = Selector::<64>::new(&cfg, t(0));
     let door = sel.alarm_index("door").unwrap();
     sel.trigger(door, Some(Duration::from_secs(60)), t(0))
         .unwrap();
@@ -93,7 +93,7 @@ fn api_pulse_outlasts_a_short_contact_hold() {
 #[test]
 fn hold_alarm_stays_for_hold_and_retrigger_restarts_it() {
     let cfg = config(vec![alarm("door", "c", 1, AlarmMode::Hold)]);
-    let mut sel = Selector::new(&cfg, 64, t(0));
+    let mut sel = Selector::<64>::new(&cfg, t(0));
     let door = sel.alarm_index("door").unwrap();
     sel.alarm_input(door, true, t(1000)).unwrap();
     sel.alarm_input(door, false, t(2000)).unwrap();
@@ -121,7 +121,7 @@ fn hold_alarm_stays_for_hold_and_retrigger_restarts_it() {
 #[test]
 fn api_trigger_with_hold_override_is_a_pulse() {
     let cfg = config(vec![alarm("det", "d", 1, AlarmMode::Transparent)]);
-    let mut sel = Selector::new(&cfg, 64, t(0));
+    let mut sel = Selector::<64>::new(&cfg, t(0));
     let det = sel.alarm_index("det").unwrap();
     sel.trigger(det, Some(Duration::from_secs(3)), t(1000))
         .unwrap();
@@ -137,7 +137,7 @@ fn latched_alarm_needs_ack_and_ack_semantics() {
         alarm("fire", "b", 5, AlarmMode::Latched),
         alarm("door", "c", 1, AlarmMode::Hold),
     ]);
-    let mut sel = Selector::new(&cfg, 64, t(0));
+    let mut sel = Selector::<64>::new(&cfg, t(0));
     let fire = sel.alarm_index("fire").unwrap();
     let door = sel.alarm_index("door").unwrap();
     // Nothing to acknowledge: a no-op, for a latched and for a hold alarm.
@@ -176,7 +176,7 @@ fn ack_ends_a_hold_and_transparent_alarms_have_nothing_to_acknowledge() {
         alarm("door", "b", 5, AlarmMode::Hold),
         alarm("beam", "c", 1, AlarmMode::Transparent),
     ]);
-    let mut sel = Selector::new(&cfg, 64, t(0));
+    let mut sel = Selector::<64>::new(&cfg, t(0));
     let door = sel.alarm_index("door").unwrap();
     let beam = sel.alarm_index("beam").unwrap();
 
@@ -240,7 +240,7 @@ fn priority_orders_alarms_and_higher_preempts_at_once() {
         alarm("low", "b", 1, AlarmMode::Transparent),
         alarm("high", "c", 9, AlarmMode::Transparent),
     ]);
-    let mut sel = Selector::new(&cfg, 64, t(0));
+    let mut sel = Selector::<64>::new(&cfg, t(0));
     let low = sel.alarm_index("low").unwrap();
     let high = sel.alarm_index("high").unwrap();
     sel.alarm_input(low, true, t(5000)).unwrap();
@@ -280,7 +280,7 @@ fn sequence_cycles_with_dwell() {
         alarm("y", "c", 3, AlarmMode::Transparent),
         alarm("z", "d", 3, AlarmMode::Transparent),
     ]);
-    let mut sel = Selector::new(&cfg, 64, t(0));
+    let mut sel = Selector::<64>::new(&cfg, t(0));
     for id in ["x", "y", "z"] {
         let i = sel.alarm_index(id).unwrap();
         sel.alarm_input(i, true, t(10_000)).unwrap();
@@ -314,7 +314,7 @@ fn latest_mode_newest_wins_after_min_dwell() {
         alarm("y", "c", 3, AlarmMode::Transparent),
     ]);
     cfg.select.multiple = Multiple::Latest;
-    let mut sel = Selector::new(&cfg, 64, t(0));
+    let mut sel = Selector::<64>::new(&cfg, t(0));
     let x = sel.alarm_index("x").unwrap();
     let y = sel.alarm_index("y").unwrap();
     sel.alarm_input(y, true, t(10_000)).unwrap();
@@ -332,7 +332,7 @@ fn latest_mode_newest_wins_after_min_dwell() {
 #[test]
 fn chattering_input_at_20hz_cannot_flicker() {
     let cfg = config(vec![alarm("door", "c", 1, AlarmMode::Transparent)]);
-    let mut sel = Selector::new(&cfg, 1024, t(0));
+    let mut sel = Selector::<1024>::new(&cfg, t(0));
     let door = sel.alarm_index("door").unwrap();
     sel.select(Some("b"), t(0)).unwrap();
     // 20 Hz square wave for 10 s: 25 ms on, 25 ms off.
@@ -365,7 +365,7 @@ fn video_loss_raises_after_delay_and_clears_on_recovery() {
     let mut a = alarm("vl", "c", 2, AlarmMode::Transparent);
     a.video_loss = true;
     a.video_loss_after_s = 10;
-    let mut sel = Selector::new(&config(vec![a]), 64, t(0));
+    let mut sel = Selector::<64>::new(&config(vec![a]), t(0));
     let c = sel.stream_index("c").unwrap();
     let vl = sel.alarm_index("vl").unwrap();
     sel.stream_health(c, false, t(1000)).unwrap();
@@ -391,7 +391,7 @@ fn video_loss_raises_after_delay_and_clears_on_recovery() {
 fn removing_the_active_stream_falls_back_to_default() {
     let mut cfg = config(vec![alarm("door", "c", 1, AlarmMode::Transparent)]);
     cfg.select.default = Some("b".into());
-    let mut sel = Selector::new(&cfg, 64, t(0));
+    let mut sel = Selector::<64>::new(&cfg, t(0));
     sel.select(Some("d"), t(0)).unwrap();
     assert_eq!(active(&sel), "d");
     sel.set_streams(&["a", "b", "c"], t(100));
@@ -414,7 +414,7 @@ fn removing_the_active_stream_falls_back_to_default() {
 #[test]
 fn snapshot_and_restore_bring_back_user_choice_and_latches() {
     let cfg = config(vec![alarm("fire", "d", 5, AlarmMode::Latched)]);
-    let mut sel = Selector::new(&cfg, 64, t(0));
+    let mut sel = Selector::<64>::new(&cfg, t(0));
     let g0 = sel.generation();
     sel.select(Some("c"), t(10)).unwrap();
     assert!(sel.generation() > g0);
@@ -425,7 +425,7 @@ fn snapshot_and_restore_bring_back_user_choice_and_latches() {
     assert_eq!(user.as_deref(), Some("c"));
     assert_eq!(latched, vec![("fire".to_string(), 20_000)]);
 
-    let mut fresh = Selector::new(&cfg, 64, t(0));
+    let mut fresh = Selector::<64>::new(&cfg, t(0));
     let g = fresh.generation();
     fresh.restore(user.as_deref(), &latched, t(1));
     assert_eq!(fresh.generation(), g, "restoring is not a change to save");
@@ -438,7 +438,7 @@ fn snapshot_and_restore_bring_back_user_choice_and_latches() {
     assert_eq!(fresh.reason_string(), "user");
 
     // Unknown names in the saved state are skipped.
-    let mut other = Selector::new(&cfg, 64, t(0));
+    let mut other = Selector::<64>::new(&cfg, t(0));
     other.restore(Some("gone"), &[("nope".to_string(), 1)], t(1));
     assert_eq!(active(&other), "a");
 }
@@ -446,7 +446,7 @@ fn snapshot_and_restore_bring_back_user_choice_and_latches() {
 #[test]
 fn history_is_bounded_and_records_changes() {
     let cfg = config(vec![alarm("door", "c", 1, AlarmMode::Transparent)]);
-    let mut sel = Selector::new(&cfg, 16, t(0));
+    let mut sel = Selector::<16>::new(&cfg, t(0));
     let door = sel.alarm_index("door").unwrap();
     for k in 0..100u64 {
         sel.alarm_input(door, k % 2 == 0, t(k * 2000)).unwrap();
@@ -475,7 +475,7 @@ fn outputs_follow_alarm_activity() {
     let mut a = alarm("door", "c", 1, AlarmMode::Hold);
     a.output = Some(toml::from_str("line = 5").unwrap());
     let cfg = config(vec![a, alarm("x", "b", 0, AlarmMode::Transparent)]);
-    let mut sel = Selector::new(&cfg, 16, t(0));
+    let mut sel = Selector::<16>::new(&cfg, t(0));
     let door = sel.alarm_index("door").unwrap();
     assert_eq!(sel.outputs().collect::<Vec<_>>(), vec![(door, false)]);
     sel.alarm_input(door, true, t(1)).unwrap();
@@ -489,7 +489,7 @@ fn outputs_follow_alarm_activity() {
 
 #[test]
 fn unknown_indices_are_errors() {
-    let mut sel = Selector::new(&config(vec![]), 16, t(0));
+    let mut sel = Selector::<16>::new(&config(vec![]), t(0));
     assert!(matches!(
         sel.alarm_input(3, true, t(0)),
         Err(SelectError::UnknownAlarm(_))

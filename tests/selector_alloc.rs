@@ -84,7 +84,7 @@ fn drive(sel: &mut Selector, rng: &mut fastrand::Rng, now_ms: &mut u64, n: usize
 #[test]
 fn steady_state_events_do_not_allocate() {
     for multiple in [Multiple::Sequence, Multiple::Latest] {
-        let mut sel = Selector::new(&config(multiple), 256, Stamp::from_ms(0));
+        let mut sel = Selector::<256>::new(&config(multiple), Stamp::from_ms(0));
         let mut rng = fastrand::Rng::with_seed(7);
         let mut now_ms = 0;
         // Warm-up: fills the history ring to its bound.

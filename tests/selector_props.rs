@@ -93,7 +93,7 @@ fn build(
 }
 
 /// Priority behind a reason, `None` for a view without an alarm.
-fn rank(sel: &Selector, cfg: &Config, reason: Reason) -> Option<i32> {
+fn rank<const H: usize>(sel: &Selector<H>, cfg: &Config, reason: Reason) -> Option<i32> {
     let id = match reason {
         Reason::Alarm(id) | Reason::Sequence { current: id, .. } => id,
         _ => return None,
@@ -117,7 +117,7 @@ proptest! {
         let n = alarms.len();
         let min_dwell_ns = u64::from(min_dwell_ms) * 1_000_000;
         let mut now_ms = 0u64;
-        let mut sel = Selector::new(&cfg, HISTORY, Stamp::from_ms(now_ms));
+        let mut sel = Selector::<HISTORY>::new(&cfg, Stamp::from_ms(now_ms));
         let mut last_change: Option<u64> = None;
         let default_idx = default.unwrap_or(0);
 

@@ -3,10 +3,10 @@
 
 mod support;
 
+use edgecam::backoff::BackoffConfig;
 use edgecam::clock::{Clock, ManualClock, SystemClock};
 use edgecam::config::schema::Transport;
 use edgecam::frame::{Codec, FrameInfo};
-use edgecam::ingest::backoff::BackoffConfig;
 use edgecam::ingest::rtsp::RtspSource;
 use edgecam::ingest::stats::StreamState::{self, Backoff, Connecting, Failed, Live, Stalled};
 use edgecam::ingest::supervisor::{SupervisorConfig, SupervisorHandle, spawn_supervisor};

@@ -13,11 +13,11 @@
 
 mod support;
 
+use edgecam::backoff::BackoffConfig;
 use edgecam::clock::{Clock, ManualClock};
 use edgecam::codec::{CaptureFormat, EncoderSettings};
 use edgecam::config::schema::StreamConfig;
 use edgecam::ingest::SourceError;
-use edgecam::ingest::backoff::BackoffConfig;
 use edgecam::ingest::stats::{StreamState, StreamStats};
 use edgecam::ingest::supervisor::{SupervisorConfig, SupervisorHandle, spawn_supervisor};
 use edgecam::ingest::v4l2::{BufferMeta, CameraBackend, CameraDevice, Configured, V4l2Source};

@@ -415,7 +415,7 @@ async fn advance_until(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hung_live_client_loop_makes_the_live_beacon_stale() {
     use edgecam::clock::{Clock, ManualClock};
-    use edgecam::daemon::Daemon;
+    use edgecam::daemon::{Daemon, Serving};
     use edgecam::web::{WebOptions, WebServer};
     use std::sync::Arc;
     use webutil::{TestServer, VIEWER_TOKEN, config};
@@ -426,14 +426,16 @@ async fn a_hung_live_client_loop_makes_the_live_beacon_stale() {
         .await
         .unwrap();
     let table = daemon.beacons();
+    let (handles, daemon) = Serving::start(daemon);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let server = WebServer::start(daemon, listener, WebOptions::default(), clock.clone())
+    let server = WebServer::start(handles, listener, WebOptions::default(), clock.clone())
         .await
         .unwrap();
     let host = server.local_addr().to_string();
     let state = Arc::clone(server.state());
     let s = TestServer {
         server: Some(server),
+        daemon: Some(daemon),
         base: format!("http://{host}"),
         host,
         dir,

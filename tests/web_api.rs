@@ -585,7 +585,7 @@ async fn the_password_is_set_on_first_use_and_persisted() {
         .web
         .admin_password_hash
         .expect("the hash is in the live config");
-    assert!(edgecam::web::auth::verify_password("first password", &hash));
+    assert!(edgecam::secret::verify_password("first password", &hash));
     let r = s
         .post("/api/setup")
         .json(&json!({"password": "second password"}))
@@ -599,7 +599,7 @@ async fn the_password_is_set_on_first_use_and_persisted() {
 
 #[tokio::test]
 async fn a_one_time_password_must_be_changed_before_anything_else() {
-    let one_time = edgecam::web::auth::hash_password("one-time-pass").unwrap();
+    let one_time = edgecam::secret::hash_password("one-time-pass").unwrap();
     let s = TestServer::start_with(
         |dir| {
             let mut cfg = config(dir);

@@ -66,6 +66,14 @@ pub fn nal_units(data: &[u8]) -> impl Iterator<Item = Nal<'_>> {
     })
 }
 
+/// The WebCodecs codec string (`avc1.PPCCLL`) for an Annex B access unit that carries an SPS,
+/// from its profile, constraint flags and level; `None` when the unit has no SPS.
+pub fn avc_codec_string(au: &[u8]) -> Option<String> {
+    let sps = nal_units(au).find(|n| n.nal_type() == NAL_SPS)?;
+    let b = sps.body.get(1..4)?;
+    Some(format!("avc1.{:02x}{:02x}{:02x}", b[0], b[1], b[2]))
+}
+
 /// True when the access unit contains an IDR slice.
 pub fn is_keyframe(au: &[u8]) -> bool {
     nal_units(au).any(|n| n.nal_type() == NAL_IDR)
@@ -202,5 +210,15 @@ mod tests {
         let new_sps: &[u8] = &[0, 0, 0, 1, 0x67, 1, 3];
         let au = [new_sps, IDR].concat();
         assert_eq!(ps.normalize(&au).map(|n| n.params_changed), Some(true));
+    }
+
+    #[test]
+    fn codec_string_comes_from_the_sps() {
+        // SPS: profile 0x42 (baseline), constraints 0xc0, level 0x1f.
+        let au = [
+            0, 0, 0, 1, 0x67, 0x42, 0xc0, 0x1f, 0xaa, 0, 0, 1, 0x68, 0xce,
+        ];
+        assert_eq!(avc_codec_string(&au).as_deref(), Some("avc1.42c01f"));
+        assert_eq!(avc_codec_string(&[0, 0, 1, 0x65, 1, 2]), None);
     }
 }

@@ -6,15 +6,16 @@ use std::sync::Arc;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
+use crate::backoff::BackoffConfig;
 use crate::clock::Clock;
 use crate::config::AlarmConfig;
 use crate::gpio::{
-    AlarmSignal, Backoff, InputBackend, InputState, InputStatus, OutputBackend, run_gpio_input,
+    AlarmSignal, InputBackend, InputState, InputStatus, OutputBackend, run_gpio_input,
 };
 use crate::health::GPIO_BUDGET;
 use crate::health::beacon::{BeaconGuard, BeaconTable};
 
-use super::control::{Command, Control};
+use crate::control::{Command, Control};
 
 /// The GPIO backends the daemon uses.
 #[derive(Clone)]
@@ -104,7 +105,7 @@ impl AlarmInputs {
                 Arc::clone(&clock),
                 status,
                 tx.clone(),
-                Backoff::default(),
+                BackoffConfig::default(),
             )));
         }
         drop(tx);
@@ -129,6 +130,11 @@ impl AlarmInputs {
     /// Every GPIO alarm's id and input state.
     pub fn statuses(&self) -> impl Iterator<Item = (&str, InputState)> {
         self.statuses.iter().map(|(id, s)| (id.as_str(), s.state()))
+    }
+
+    /// Every GPIO alarm's id and shared input status, for the status published to the web.
+    pub fn status_handles(&self) -> Vec<(String, Arc<InputStatus>)> {
+        self.statuses.clone()
     }
 }
 

@@ -1,41 +1,39 @@
 //! The daemon: wires config, streams, the control task, the state file and the web server
 //! together and runs until SIGTERM or Ctrl-C.
+//!
+//! A [`Daemon`] is owned by one loop: [`run`]'s main loop in the real program, or a
+//! [`Serving`] task in tests. That loop is the only code that changes it: the web server gets
+//! [`Handles`] ([`Daemon::handles`]) and sends config changes to the loop, which applies them
+//! ([`Daemon::serve_request`]) and publishes the new [`Status`].
 
 pub mod alarms;
-pub mod control;
+mod run;
 pub mod streams;
+
+pub use run::{Serving, run};
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
 
 use thiserror::Error;
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
-use crate::clock::{Clock, SystemClock};
+use crate::clock::Clock;
 use crate::config::{Config, ConfigError, FieldError, StreamConfig};
+use crate::control::{Command, Control, spawn_control};
+use crate::handles::{
+    ApplyError, ConfigHandle, ConfigRequest, Handles, RunningStream, Status, StatusReader,
+};
 use crate::health::beacon::BeaconTable;
-use crate::health::probe::spawn_web_probe;
-use crate::health::watchdog::{WatchdogStatus, spawn_watchdog};
-use crate::health::{BEACON_SLOTS, CONTROL_BUDGET, MAIN_BUDGET, WEB_BUDGET, notify};
+use crate::health::watchdog::WatchdogStatus;
+use crate::health::{BEACON_SLOTS, CONTROL_BUDGET};
 use crate::ingest::stats::StreamState;
 use crate::ring::{RingError, RingSpec};
 use crate::state::StateStore;
-use crate::web::{WebOptions, WebServer};
 use alarms::{AlarmInputs, GpioBackends};
-use control::{Command, Control, spawn_control};
 use streams::StreamSet;
-
-/// How often the ring and stream statistics are logged.
-const STATS_LOG_PERIOD: Duration = Duration::from_secs(10);
-
-/// How often the `STATUS=` line is recomputed (it is sent only when it changed).
-const STATUS_PERIOD: Duration = Duration::from_secs(1);
-
-/// Extra start-up time asked of systemd before the rings are allocated and the one-time
-/// password is hashed (both slow on a small board).
-const START_EXTENSION: Duration = Duration::from_secs(30);
 
 /// How the daemon was started.
 #[derive(Debug, Clone)]
@@ -113,7 +111,7 @@ pub fn demo_config(n: u32, listen: SocketAddr, state_dir: &Path) -> Config {
     cfg
 }
 
-/// A running daemon: streams, rings and the control task.
+/// A running daemon: streams, rings, GPIO inputs and the control task.
 pub struct Daemon {
     /// The config in force.
     config: Config,
@@ -133,6 +131,14 @@ pub struct Daemon {
     beacons: Arc<BeaconTable>,
     /// What the watchdog task has done (pings, trip), for the System tab.
     watchdog: Arc<WatchdogStatus>,
+    /// Publishes what runs to the web's [`StatusReader`]s after the start and every apply.
+    status: watch::Sender<Arc<Status>>,
+    /// A reader of `status`, cloned into every [`Handles`].
+    status_reader: StatusReader,
+    /// The sending end of `requests`, cloned into every [`Handles`].
+    config_handle: ConfigHandle,
+    /// Config changes from the web, answered by the loop that owns the daemon.
+    requests: mpsc::Receiver<ConfigRequest>,
 }
 
 impl Daemon {
@@ -170,6 +176,8 @@ impl Daemon {
             control.clone(),
             &beacons,
         );
+        let (status, status_reader) = StatusReader::channel(Status::default());
+        let (config_handle, requests) = ConfigHandle::channel();
         let daemon = Daemon {
             config,
             streams,
@@ -180,13 +188,65 @@ impl Daemon {
             clock,
             beacons,
             watchdog: Arc::default(),
+            status,
+            status_reader,
+            config_handle,
+            requests,
         };
         daemon.watch_streams().await;
+        daemon.publish_status();
         Ok(daemon)
     }
 
-    /// Applies a new, already validated config live: only what changed is restarted.
-    pub async fn apply_config(&mut self, config: Config) -> Result<(), DaemonError> {
+    /// What the web server may use: control, status, config changes, beacons, watchdog.
+    pub fn handles(&self) -> Handles {
+        Handles {
+            control: self.control.clone(),
+            status: self.status_reader.clone(),
+            config: self.config_handle.clone(),
+            beacons: Arc::clone(&self.beacons),
+            watchdog: Arc::clone(&self.watchdog),
+        }
+    }
+
+    /// The next config change sent through a [`Handles`]; waits while there is none.
+    pub async fn next_request(&mut self) -> ConfigRequest {
+        match self.requests.recv().await {
+            Some(req) => req,
+            // The daemon keeps a sender itself, so the queue never closes while it lives.
+            None => std::future::pending().await,
+        }
+    }
+
+    /// Validates, saves (atomically, as the live config) and applies a requested config, and
+    /// answers the request.
+    pub async fn serve_request(&mut self, req: ConfigRequest) {
+        let result = self.save_and_apply(req.config).await;
+        if let Err(e) = &result {
+            tracing::warn!(error = %e, "config change refused");
+        }
+        // The requester may have given up (its client left); the change stands anyway.
+        let _ = req.reply.send(result);
+    }
+
+    /// Validates `config`, writes it as the live config, then applies it.
+    async fn save_and_apply(&mut self, config: Config) -> Result<(), ApplyError> {
+        crate::config::validate(&config).map_err(ApplyError::Invalid)?;
+        let dir = config.paths.state_dir.clone();
+        let to_save = config.clone();
+        tokio::task::spawn_blocking(move || crate::config::save_live(&to_save, &dir))
+            .await
+            .map_err(ApplyError::SaveTask)?
+            .map_err(|e| match e {
+                ConfigError::Invalid { errors, .. } => ApplyError::Invalid(errors),
+                other => ApplyError::Save(other),
+            })?;
+        self.apply_config(config).await.map_err(ApplyError::Apply)
+    }
+
+    /// Applies a new, already validated config live: only what changed is restarted. The new
+    /// [`Status`] is published before this returns.
+    pub async fn apply_config(&mut self, config: Config) -> Result<(), RingError> {
         let spec = RingSpec::from_config(&config.ring)?;
         self.streams.apply(&config.streams, spec)?;
         let _ = self
@@ -205,7 +265,26 @@ impl Daemon {
         }
         self.config = config;
         self.watch_streams().await;
+        self.publish_status();
         Ok(())
+    }
+
+    /// Publishes what runs now to the web's status readers.
+    fn publish_status(&self) {
+        let status = Status {
+            config: self.config.clone(),
+            streams: self
+                .streams
+                .iter()
+                .map(|e| RunningStream {
+                    config: e.config.clone(),
+                    ring: Arc::clone(&e.ring),
+                    stats: e.stats(),
+                })
+                .collect(),
+            inputs: self.inputs.status_handles(),
+        };
+        self.status.send_replace(Arc::new(status));
     }
 
     async fn watch_streams(&self) {
@@ -274,158 +353,14 @@ impl Daemon {
     }
 
     /// Stops the streams, then the control task, which saves the state one last time.
+    ///
+    /// Handles lent out may outlive the daemon (a web connection that has not ended yet): the
+    /// control task is told to stop rather than waited for until every handle is gone.
     pub async fn shutdown(mut self) {
         drop(self.inputs);
         self.streams.stop_all().await;
+        let _ = self.control.send(Command::Stop).await;
         drop(self.control);
         let _ = self.control_task.await;
     }
-}
-
-/// Runs the daemon and its web server until SIGTERM or Ctrl-C.
-pub async fn run(mode: Mode) -> Result<(), DaemonError> {
-    let demo = matches!(mode, Mode::Demo { .. });
-    let config = match mode {
-        Mode::Run { config } => {
-            let provisioned = crate::config::load_file(&config)?;
-            let state_dir = provisioned.paths.state_dir.clone();
-            let effective = crate::config::load_effective(&config, &state_dir)?;
-            tracing::info!(origin = ?effective.origin, "config loaded");
-            effective.config
-        }
-        Mode::Demo {
-            streams,
-            listen,
-            state_dir,
-        } => {
-            let dir = state_dir.unwrap_or_else(|| {
-                std::env::temp_dir().join(format!("edgecam-demo-{}", std::process::id()))
-            });
-            let cfg = demo_config(streams, listen, &dir);
-            crate::config::validate(&cfg).map_err(DaemonError::BuiltIn)?;
-            tracing::info!(streams, state_dir = %dir.display(), "demo: test-pattern streams");
-            cfg
-        }
-    };
-    notify::extend_timeout(START_EXTENSION);
-    let dir = config.paths.state_dir.clone();
-    std::fs::create_dir_all(&dir).map_err(|source| DaemonError::StateDir { path: dir, source })?;
-    let listen = config.web.listen.clone();
-    let listener = tokio::net::TcpListener::bind(&listen)
-        .await
-        .map_err(|source| DaemonError::Listen {
-            addr: listen.clone(),
-            source,
-        })?;
-    let mut options = WebOptions::default();
-    let mut one_time = None;
-    if demo && config.web.admin_password_hash.is_none() {
-        let (password, hash) = tokio::task::spawn_blocking(one_time_password)
-            .await
-            .map_err(|e| DaemonError::Password(e.to_string()))??;
-        options.one_time_password_hash = Some(hash);
-        one_time = Some(password);
-    }
-    let clock: Arc<dyn Clock> = Arc::new(SystemClock::new());
-    let daemon = Daemon::start(config, Arc::clone(&clock)).await?;
-    let beacons = daemon.beacons();
-    let watchdog_status = daemon.watchdog_status();
-    let view = daemon.control().view();
-    tracing::info!(
-        streams = daemon.streams().len(),
-        active = view.stream.as_deref().unwrap_or("-"),
-        reason = %view.reason,
-        "edgecam running"
-    );
-    let server = WebServer::start(daemon, listener, options, Arc::clone(&clock))
-        .await
-        .map_err(|source| DaemonError::Listen {
-            addr: listen.clone(),
-            source,
-        })?;
-    let addr = server.local_addr();
-    println!("edgecam: web page at http://{addr}/");
-    if let Some(password) = one_time {
-        println!("edgecam: one-time admin password: {password}");
-        println!("edgecam: (log in with it once; the page then asks for a new password)");
-    }
-    let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .map_err(DaemonError::Signals)?;
-    let (status_tx, status_rx) = tokio::sync::watch::channel(status_now(&server).await);
-    // This loop reads the daemon through the web server's lock every second: a writer stuck
-    // holding it (a config apply that never finishes) stops these beats too.
-    let main_beacon = beacons
-        .register("main", MAIN_BUDGET, clock.mono_ns())
-        .inspect_err(|e| tracing::warn!(error = %e, "main loop not watched"))
-        .ok();
-    let probe = match beacons.register("web", WEB_BUDGET, clock.mono_ns()) {
-        Ok(beacon) => Some(spawn_web_probe(addr, beacon, Arc::clone(&clock))),
-        Err(e) => {
-            tracing::warn!(error = %e, "web server not watched");
-            None
-        }
-    };
-    notify::ready();
-    let watchdog = spawn_watchdog(
-        beacons,
-        Arc::clone(&clock),
-        notify::watchdog_period(),
-        status_rx,
-        watchdog_status,
-    );
-    let mut stats = tokio::time::interval(STATS_LOG_PERIOD);
-    stats.tick().await;
-    let mut status = tokio::time::interval(STATUS_PERIOD);
-    loop {
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => break,
-            _ = sigterm.recv() => break,
-            _ = stats.tick() => {
-                let _ = server.state().with_daemon(Daemon::log_stats).await;
-            }
-            _ = status.tick() => {
-                crate::health::fault::checkpoint("main", "").await;
-                if let Some(b) = &main_beacon {
-                    b.beat(clock.mono_ns());
-                }
-                let line = status_now(&server).await;
-                status_tx.send_if_modified(|old| {
-                    let changed = *old != line;
-                    *old = line;
-                    changed
-                });
-            }
-        }
-    }
-    tracing::info!("shutting down");
-    notify::stopping();
-    watchdog.abort();
-    if let Some(p) = probe {
-        p.abort();
-    }
-    server.shutdown().await;
-    Ok(())
-}
-
-/// The `STATUS=` line for the daemon behind `server`.
-async fn status_now(server: &WebServer) -> String {
-    let viewers = server.state().live_clients();
-    server
-        .state()
-        .with_daemon(|d| {
-            let (live, total) = d.live_count();
-            notify::status_line(live, total, &d.control().view(), viewers)
-        })
-        .await
-        .unwrap_or_else(|_| "shutting down".to_string())
-}
-
-/// A random one-time admin password (16 hex digits) and its Argon2 hash.
-fn one_time_password() -> Result<(String, String), DaemonError> {
-    let token =
-        crate::web::auth::random_token().map_err(|e| DaemonError::Password(e.to_string()))?;
-    let password = token[..16].to_string();
-    let hash = crate::web::auth::hash_password(&password)
-        .map_err(|e| DaemonError::Password(e.to_string()))?;
-    Ok((password, hash))
 }

@@ -8,14 +8,12 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use crate::clock::Clock;
-use crate::config::{StreamConfig, StreamKind};
+use crate::config::StreamConfig;
 use crate::health::STREAM_BUDGET;
 use crate::health::beacon::{BeaconGuard, BeaconTable};
-use crate::ingest::rtsp::RtspSource;
+use crate::ingest::sources::source_for;
 use crate::ingest::stats::StreamStats;
 use crate::ingest::supervisor::{SupervisorConfig, SupervisorHandle, spawn_supervisor};
-use crate::ingest::testpattern::TestPatternSource;
-use crate::ingest::{Source, SourceCtx, SourceError};
 use crate::ring::{FrameRing, RingError, RingSpec};
 
 /// One running stream.
@@ -165,46 +163,5 @@ impl StreamSet {
         for (_, e) in entries {
             e.supervisor.stop().await;
         }
-    }
-}
-
-/// The source for a stream's kind. A config that cannot work becomes a source that fails at
-/// once with a clear sentence, so the stream shows as `failed` instead of vanishing.
-pub fn source_for(cfg: &StreamConfig) -> Arc<dyn Source> {
-    match cfg.kind {
-        StreamKind::Rtsp => match RtspSource::from_config(cfg) {
-            Ok(s) => Arc::new(s),
-            Err(e) => Arc::new(FailedSource(e.to_string())),
-        },
-        StreamKind::Testpattern => Arc::new(TestPatternSource::new(cfg)),
-        StreamKind::V4l2 => v4l2_source(cfg),
-    }
-}
-
-#[cfg(feature = "v4l2")]
-fn v4l2_source(cfg: &StreamConfig) -> Arc<dyn Source> {
-    Arc::new(crate::ingest::v4l2::V4l2Source::new(cfg))
-}
-
-#[cfg(not(feature = "v4l2"))]
-fn v4l2_source(_cfg: &StreamConfig) -> Arc<dyn Source> {
-    Arc::new(FailedSource(
-        "this edgecam was built without V4L2 support (cargo feature `v4l2`)".to_string(),
-    ))
-}
-
-/// A source whose config cannot work; every attempt ends at once with the same config error.
-#[derive(Debug)]
-struct FailedSource(
-    /// The sentence shown as the stream's `last_error`.
-    String,
-);
-
-impl Source for FailedSource {
-    fn run<'a>(
-        &'a self,
-        _ctx: SourceCtx<'a>,
-    ) -> futures::future::BoxFuture<'a, Result<(), SourceError>> {
-        Box::pin(async move { Err(SourceError::Config(self.0.clone())) })
     }
 }

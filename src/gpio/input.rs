@@ -1,6 +1,7 @@
 //! The input task: open, debounce, report, and retry with backoff on failure.
 
 use super::{Debouncer, GpioError, InputBackend, InputLine};
+use crate::backoff::{Backoff, BackoffConfig};
 use crate::clock::Clock;
 use crate::config::GpioInputConfig;
 use crate::health::beacon::Beacon;
@@ -98,29 +99,13 @@ impl InputStatus {
     }
 }
 
-/// Retry delays: doubling from `initial` up to `max`, back to `initial` after a stable period.
-#[derive(Debug, Clone, Copy)]
-pub struct Backoff {
-    /// First delay after a failure.
-    pub initial: Duration,
-    /// Cap.
-    pub max: Duration,
-}
-
-impl Default for Backoff {
-    fn default() -> Self {
-        Backoff {
-            initial: Duration::from_millis(500),
-            max: Duration::from_secs(30),
-        }
-    }
-}
-
 /// Watches one alarm input until the receiver of `tx` is dropped.
 ///
 /// On open, the current logical level is sent once (so the selector resyncs after a failure),
 /// then every debounced change. Failures set `status` to [`InputState::Failed`] and are retried
-/// after a capped, doubling delay. Never returns an error: the daemon keeps running.
+/// after a capped, doubling delay without jitter (`retry`; [`BackoffConfig::default`] doubles
+/// from 0.5 s to 30 s and starts over after an attempt that lasted 30 s). Never returns an
+/// error: the daemon keeps running.
 pub async fn run_gpio_input(
     alarm: usize,
     cfg: GpioInputConfig,
@@ -128,10 +113,10 @@ pub async fn run_gpio_input(
     clock: Arc<dyn Clock>,
     status: Arc<InputStatus>,
     tx: mpsc::Sender<AlarmSignal>,
-    backoff: Backoff,
+    retry: BackoffConfig,
 ) {
     let line_name = cfg.line.to_string();
-    let mut delay = backoff.initial;
+    let mut backoff = Backoff::new(retry);
     loop {
         if tx.is_closed() {
             return;
@@ -148,10 +133,10 @@ pub async fn run_gpio_input(
             }
             Err(e) => e,
         };
-        if started.elapsed() > backoff.max {
-            // It worked for a good while: this is a fresh failure, not a retry storm.
-            delay = backoff.initial;
-        }
+        // An attempt that worked for a good while (`stable_after`) makes this a fresh
+        // failure, not a retry storm: the delays start over.
+        backoff.attempt_ended(started.elapsed());
+        let delay = backoff.next_delay(1.0);
         tracing::warn!(alarm, chip = %cfg.chip, line = %line_name, error = %err,
             retry_in_ms = delay.as_millis() as u64, "GPIO input failed");
         status.set(InputState::Failed(err.to_string()));
@@ -165,7 +150,6 @@ pub async fn run_gpio_input(
             }
             tokio::time::sleep_until(retry_at.min(now + HEARTBEAT)).await;
         }
-        delay = (delay * 2).min(backoff.max);
     }
 }
 

@@ -1,7 +1,10 @@
 //! The beacon table: one slot per long-running loop, each with its own staleness budget.
 //!
-//! The table is allocated once with a fixed number of slots. A loop registers a slot when it
-//! starts (or when a config change starts it) and gets a [`BeaconGuard`]; dropping the guard
+//! The table is allocated once with a fixed number of slots (a `Box<[Slot]>`: the count is a
+//! parameter, [`super::BEACON_SLOTS`] for the daemon's loops, [`super::LIVE_CLIENT_SLOTS`] for
+//! live clients, a handful in tests, so a compile-time `heapless` array would not fit). A loop
+//! registers a slot when it starts (or when a config change starts it) and gets a
+//! [`BeaconGuard`]; dropping the guard
 //! frees the slot. Beating is one atomic load and one atomic store, no allocation and no lock,
 //! so it can sit on any hot path. The watchdog reads every slot with [`BeaconTable::stalest`].
 //!

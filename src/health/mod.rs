@@ -3,11 +3,11 @@
 //!
 //! Who beats: each stream supervisor (through [`crate::ingest::stats::StreamStats`], at least
 //! once a second even while backing off), the control task (every loop iteration, at least
-//! four times a second), the daemon's main loop (once a second, through the web server's
-//! lock on the daemon), the web server (a self-probe of `GET /api/health` every two
-//! seconds, [`probe`]) and the live pusher (every `/api/live` client loop beats its own slot
-//! of a member table; [`relay`] forwards the stalest one into the `live` beacon every second,
-//! and beats it while there is no client), and each GPIO alarm input task (every second, also
+//! four times a second), the daemon's main loop (once a second; it also applies config
+//! changes, so an apply that hangs stops it), the web server (a self-probe of
+//! `GET /api/health` every two seconds, [`probe`]) and the live pusher (every `/api/live`
+//! client loop beats its own slot of a member table; [`relay`] forwards the stalest one into
+//! the `live` beacon every second, and beats it while there is no client), and each GPIO alarm input task (every second, also
 //! while its chip is missing and it waits to retry). Budgets are below.
 //!
 //! Panics: release builds use `panic = "abort"`, so a panic anywhere ends the process and
@@ -40,7 +40,7 @@ pub const MAIN_BUDGET: Duration = Duration::from_secs(10);
 pub const WEB_BUDGET: Duration = Duration::from_secs(15);
 
 /// A live client loop iterates at least once a second (its ring recheck) and a send gives up
-/// after 5 s; a config change may hold the daemon lock for a while on top.
+/// after 5 s; a busy machine may add a few seconds on top.
 pub const LIVE_BUDGET: Duration = Duration::from_secs(10);
 
 /// A GPIO input task beats every second ([`crate::gpio::input::HEARTBEAT`]) while it watches

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use sd_notify::NotifyState;
 
-use crate::daemon::control::ActiveView;
+use crate::select::ActiveView;
 
 fn send(what: &str, states: &[NotifyState<'_>]) {
     if let Err(e) = sd_notify::notify(states) {

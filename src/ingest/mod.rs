@@ -7,6 +7,8 @@
 pub mod font;
 pub mod gate;
 pub mod phase;
+pub mod probe;
+pub mod sources;
 pub mod testpattern;
 #[cfg(feature = "v4l2")]
 pub mod v4l2;
@@ -65,7 +67,6 @@ pub trait Source: Send + Sync {
     ) -> futures::future::BoxFuture<'a, Result<(), SourceError>>;
 }
 
-pub mod backoff;
 pub mod redact;
 pub mod rtsp;
 pub mod stats;

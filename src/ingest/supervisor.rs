@@ -33,9 +33,9 @@
 //! the attempt at an `.await`, never inside `push_frame`. Nothing is shared between
 //! supervisors, so stopping one never touches another.
 
-use super::backoff::{Backoff, BackoffConfig};
 use super::stats::{StreamState, StreamStats};
 use super::{AttemptPhase, Source, SourceCtx, SourceError};
+use crate::backoff::{Backoff, BackoffConfig};
 use crate::clock::Clock;
 use crate::config::schema::StreamConfig;
 use crate::frame::{FrameInfo, FrameSink, SinkError};

@@ -1,10 +1,12 @@
 //! Outputs of the active stream and of any stream: the live WebSocket push ([`live`]) with its
 //! frame header ([`wire`]), the shared decoder and JPEG encoder ([`jpeg`]) and MJPEG ([`mjpeg`]).
+//!
+//! Outputs know rings and the selector's view, not who runs the streams: the web server hands
+//! them what they need ([`live::LiveContext`], a [`StreamLookup`]).
 
 pub mod jpeg;
 pub mod live;
 pub mod mjpeg;
-pub mod probe;
 pub mod wire;
 
 use std::sync::Arc;
@@ -22,4 +24,11 @@ pub struct LiveStream {
     pub width: Option<u32>,
     /// Configured height, likewise.
     pub height: Option<u32>,
+}
+
+/// Finds a running stream by id. Streams come and go with config changes (a restarted one
+/// gets a fresh ring), so outputs look again instead of keeping what they found.
+pub trait StreamLookup: Send + Sync {
+    /// The running stream `id`; `None` when no such stream runs.
+    fn live_stream(&self, id: &str) -> Option<LiveStream>;
 }

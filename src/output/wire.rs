@@ -114,14 +114,6 @@ pub fn encode_frame(header: &FrameHeader, payload: &[u8], out: &mut Vec<u8>) {
     out.extend_from_slice(payload);
 }
 
-/// The WebCodecs codec string (`avc1.PPCCLL`) for an Annex B access unit that carries an SPS,
-/// from its profile, constraint flags and level; `None` when the unit has no SPS.
-pub fn avc_codec_string(au: &[u8]) -> Option<String> {
-    let sps = crate::codec::h264::nal_units(au).find(|n| n.nal_type() == 7)?;
-    let b = sps.body.get(1..4)?;
-    Some(format!("avc1.{:02x}{:02x}{:02x}", b[0], b[1], b[2]))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -144,15 +136,5 @@ mod tests {
         assert_eq!(FrameHeader::parse(&out[..HEADER_LEN - 1]), None);
         out[0] = 9;
         assert_eq!(FrameHeader::parse(&out), None);
-    }
-
-    #[test]
-    fn codec_string_comes_from_the_sps() {
-        // SPS: profile 0x42 (baseline), constraints 0xc0, level 0x1f.
-        let au = [
-            0, 0, 0, 1, 0x67, 0x42, 0xc0, 0x1f, 0xaa, 0, 0, 1, 0x68, 0xce,
-        ];
-        assert_eq!(avc_codec_string(&au).as_deref(), Some("avc1.42c01f"));
-        assert_eq!(avc_codec_string(&[0, 0, 1, 0x65, 1, 2]), None);
     }
 }

@@ -26,6 +26,15 @@
 //! The largest frame accepted is `arena_bytes / 4` ([`FrameRing::max_frame_bytes`]), so a
 //! full arena always holds at least four maximum-size frames. A larger push returns
 //! [`SinkError::FrameTooLarge`] and counts as dropped.
+//!
+//! Both sizes come from the config (`[ring] bytes_per_stream`, `slots_per_stream`), read
+//! at start and on a config change; they are not known when the crate is compiled. So the
+//! slot table is a `Box<[Slot]>` (and the arena a boxed byte slice), allocated once when the
+//! ring is made ([`FrameRing::new`]) and never resized, rather than a `heapless` or
+//! const-generic array: a compile-time size would either fix every installation to one ring
+//! size or give every size its own ring type, and hundreds of slots (512 by default) plus
+//! megabytes of arena do not belong inline in a struct or on a stack. What matters, no
+//! allocation while frames flow, holds all the same (`tests/ring_alloc.rs`).
 
 mod arena;
 mod reader;

@@ -1,7 +1,8 @@
 //! The bounded event history and the name interner it refers to.
 //!
-//! History entries are `Copy` and name streams and alarms through [`NameId`]s, so recording an
-//! event never allocates. The interner only grows (a name keeps its id across config changes),
+//! History entries are `Copy` and name streams and alarms through [`NameId`]s, and the ring
+//! holds them inline (`heapless::HistoryBuf`, its bound a compile-time constant), so recording
+//! an event never allocates. The interner only grows (a name keeps its id across config changes),
 //! which keeps old entries readable after streams or alarms are renamed or removed.
 
 use super::Stamp;
@@ -99,44 +100,33 @@ pub struct HistoryEvent {
 
 /// A fixed-capacity ring of [`HistoryEvent`]s; the oldest entry is overwritten when full.
 #[derive(Debug)]
-pub(crate) struct History {
-    /// Storage, allocated once at full capacity.
-    buf: Vec<HistoryEvent>,
-    /// The bound; `buf` never grows past it.
-    cap: usize,
-    /// Where the next entry goes once `buf` is full.
-    head: usize,
+pub(crate) struct History<const N: usize> {
+    /// The newest `N` entries, stored inline: `N` is a compile-time constant, so the ring
+    /// needs no allocation at all.
+    buf: heapless::HistoryBuf<HistoryEvent, N>,
     /// Entries ever recorded, so clients can tell how many they missed.
     total: u64,
 }
 
-impl History {
-    /// A ring holding at most `cap` entries (at least one).
-    pub(crate) fn new(cap: usize) -> History {
-        let cap = cap.max(1);
+impl<const N: usize> History<N> {
+    /// An empty ring of `N` entries (at least one).
+    pub(crate) fn new() -> History<N> {
+        const { assert!(N > 0, "a history holds at least one entry") };
         History {
-            buf: Vec::with_capacity(cap),
-            cap,
-            head: 0,
+            buf: heapless::HistoryBuf::new(),
             total: 0,
         }
     }
 
     /// Records an entry, dropping the oldest when full.
     pub(crate) fn push(&mut self, ev: HistoryEvent) {
-        if self.buf.len() < self.cap {
-            self.buf.push(ev);
-        } else {
-            self.buf[self.head] = ev;
-            self.head = (self.head + 1) % self.cap;
-        }
+        self.buf.write(ev);
         self.total += 1;
     }
 
     /// Entries oldest first.
     pub(crate) fn iter(&self) -> impl Iterator<Item = &HistoryEvent> {
-        let (newer, older) = self.buf.split_at(self.head);
-        older.iter().chain(newer.iter())
+        self.buf.oldest_ordered()
     }
 
     /// Number of entries held.
@@ -151,7 +141,7 @@ impl History {
 
     /// The bound.
     pub(crate) fn capacity(&self) -> usize {
-        self.cap
+        N
     }
 }
 
@@ -168,7 +158,7 @@ mod tests {
 
     #[test]
     fn ring_keeps_the_newest_in_order() {
-        let mut h = History::new(3);
+        let mut h = History::<3>::new();
         for ms in 0..5 {
             h.push(ev(ms));
         }

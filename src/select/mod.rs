@@ -37,8 +37,9 @@
 //!   been lost for `video_loss_after_s`, and off when the stream is live again.
 //!
 //! The hot path does not allocate: streams and alarms are addressed by index
-//! ([`Selector::stream_index`], [`Selector::alarm_index`]), the alarm table and the history ring
-//! are sized at construction, and names are interned once; strings are produced only on demand.
+//! ([`Selector::stream_index`], [`Selector::alarm_index`]), the alarm table is sized at
+//! construction, the history ring is inline with a compile-time bound, and names are interned
+//! once; strings are produced only on demand.
 
 mod alarm;
 mod history;
@@ -46,12 +47,14 @@ mod reason;
 mod report;
 mod rules;
 mod selector;
+mod view;
 
 pub use alarm::AlarmState;
 pub use history::{EventKind, HistoryEvent, NameId, SEQUENCE_NAMES_MAX};
 pub use reason::{ChangeCause, Reason};
 pub use report::{EventRecord, EventsReport};
 pub use selector::{DEFAULT_HISTORY, Selector};
+pub use view::{ActiveView, AlarmStatus};
 
 use thiserror::Error;
 

@@ -50,7 +50,7 @@ pub struct EventsReport {
     pub capacity: usize,
 }
 
-impl Selector {
+impl<const HISTORY: usize> Selector<HISTORY> {
     /// The history as owned records, oldest first (allocates; for the API only).
     pub fn events_report(&self) -> EventsReport {
         let total = self.history_total();
@@ -163,7 +163,7 @@ mod tests {
         cfg
     }
 
-    fn summary(sel: &Selector) -> Vec<String> {
+    fn summary<const H: usize>(sel: &Selector<H>) -> Vec<String> {
         sel.events_report()
             .events
             .iter()
@@ -182,7 +182,7 @@ mod tests {
 
     #[test]
     fn records_raise_clear_hold_expiry_ack_and_the_return_with_wall_times() {
-        let mut sel = Selector::new(&config(), 64, Stamp::from_ms(0));
+        let mut sel = Selector::<64>::new(&config(), Stamp::from_ms(0));
         let door = sel.alarm_index("door").unwrap();
         let gate = sel.alarm_index("gate").unwrap();
         sel.select(Some("a"), Stamp::from_ms(1_000)).unwrap();
@@ -221,7 +221,7 @@ mod tests {
 
     #[test]
     fn sequence_numbers_continue_past_the_bound() {
-        let mut sel = Selector::new(&config(), 4, Stamp::from_ms(0));
+        let mut sel = Selector::<4>::new(&config(), Stamp::from_ms(0));
         let door = sel.alarm_index("door").unwrap();
         for k in 0..10u64 {
             sel.alarm_input(door, k % 2 == 0, Stamp::from_ms(k * 10_000))

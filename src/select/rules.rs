@@ -58,7 +58,7 @@ pub(super) struct Desired {
     pub(super) seq_deadline: Option<u64>,
 }
 
-impl Selector {
+impl<const HISTORY: usize> Selector<HISTORY> {
     /// `Ok` when `alarm` is a valid alarm position.
     pub(super) fn check_alarm(&self, alarm: usize) -> Result<(), SelectError> {
         if alarm < self.alarms.len() {

@@ -9,7 +9,7 @@ use crate::config::{AlarmConfig, AlarmMode, Config, Multiple, SelectConfig};
 use std::fmt;
 use std::time::Duration;
 
-/// History capacity the daemon uses unless told otherwise.
+/// History capacity of a [`Selector`] unless its type says otherwise (the daemon's).
 pub const DEFAULT_HISTORY: usize = 256;
 
 /// One stream in the stream table.
@@ -22,8 +22,12 @@ pub(super) struct StreamSlot {
 }
 
 /// The active-stream state machine. See the module docs for the rules.
+///
+/// `HISTORY` is the bound of its event history, a compile-time constant: the entries live
+/// inline (a `heapless` ring), so recording never allocates, not even at construction. The
+/// daemon uses [`DEFAULT_HISTORY`]; tests pick small bounds to see the ring wrap.
 #[derive(Debug)]
-pub struct Selector {
+pub struct Selector<const HISTORY: usize = DEFAULT_HISTORY> {
     /// Every stream and alarm id ever seen; history entries point here.
     pub(super) names: Names,
     /// Selectable streams, by position.
@@ -59,16 +63,16 @@ pub struct Selector {
     /// Counter stamping raises, for `latest`.
     pub(super) raise_counter: u64,
     /// Bounded event log.
-    pub(super) history: History,
+    pub(super) history: History<HISTORY>,
     /// Bumped when the persisted part (user choice, latched alarms) changes.
     pub(super) persist_gen: u64,
     /// Bumped when the shown stream or reason changes.
     pub(super) view_gen: u64,
 }
 
-impl Selector {
-    /// A selector for `cfg`'s enabled streams and alarms, holding `history_cap` history entries.
-    pub fn new(cfg: &Config, history_cap: usize, now: Stamp) -> Selector {
+impl<const HISTORY: usize> Selector<HISTORY> {
+    /// A selector for `cfg`'s enabled streams and alarms, holding `HISTORY` history entries.
+    pub fn new(cfg: &Config, now: Stamp) -> Self {
         let mut sel = Selector {
             names: Names::default(),
             streams: Vec::new(),
@@ -87,7 +91,7 @@ impl Selector {
             seq_current: None,
             seq_started_ns: 0,
             raise_counter: 0,
-            history: History::new(history_cap),
+            history: History::new(),
             persist_gen: 0,
             view_gen: 0,
         };

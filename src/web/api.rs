@@ -21,8 +21,9 @@ use super::error::{ApiError, JsonBody, parse_json};
 use super::metrics::{Sample, StreamSample};
 use super::session;
 use crate::config::{Config, Role, StreamConfig, StreamKind};
-use crate::daemon::control::{Control, ControlError};
+use crate::control::{Control, ControlError};
 use crate::gpio::InputState;
+use crate::handles::{ApplyError, RunningStream};
 use crate::ingest::stats::StreamState;
 use crate::output::jpeg::{self, JpegSettings};
 use crate::select::{EventsReport, SelectError};
@@ -71,28 +72,17 @@ async fn health(State(st): St) -> Json<serde_json::Value> {
     }))
 }
 
-/// Validates, persists and applies a config; keeps auth and JPEG settings in step.
+/// Has the daemon validate, persist and apply a config; keeps auth and JPEG settings in step.
 pub(crate) async fn apply_config(
     st: &AppState,
     cfg: Config,
     keep_session: Option<&str>,
 ) -> ApiResult<()> {
-    crate::config::validate(&cfg).map_err(ApiError::invalid)?;
-    let mut daemon = st.daemon_mut().await?;
-    let dir = cfg.paths.state_dir.clone();
-    let to_save = cfg.clone();
-    tokio::task::spawn_blocking(move || crate::config::save_live(&to_save, &dir))
+    st.handles
+        .config
+        .apply(cfg.clone())
         .await
-        .map_err(|e| ApiError::internal("cannot save the config", &e))?
-        .map_err(|e| match e {
-            crate::config::ConfigError::Invalid { errors, .. } => ApiError::invalid(errors),
-            other => ApiError::internal("cannot save the config", &other),
-        })?;
-    daemon
-        .apply_config(cfg.clone())
-        .await
-        .map_err(|e| ApiError::internal("cannot apply the config", &e))?;
-    drop(daemon);
+        .map_err(apply_error)?;
     st.auth.update_from_config(
         cfg.web.admin_password_hash.as_deref(),
         &cfg.web.tokens,
@@ -103,6 +93,17 @@ pub(crate) async fn apply_config(
         downscale: cfg.web.jpeg_downscale,
     });
     Ok(())
+}
+
+/// The API's answer to a config change the daemon refused.
+fn apply_error(e: ApplyError) -> ApiError {
+    match e {
+        ApplyError::Invalid(errors) => ApiError::invalid(errors),
+        ApplyError::Save(e) => ApiError::internal("cannot save the config", &e),
+        ApplyError::SaveTask(e) => ApiError::internal("cannot save the config", &e),
+        ApplyError::Apply(e) => ApiError::internal("cannot apply the config", &e),
+        ApplyError::Closed => ApiError::shutting_down(),
+    }
 }
 
 /// One stream in `/api/status`.
@@ -163,24 +164,22 @@ impl InputRow {
 
 /// `GET /api/status`.
 async fn status(State(st): St, _caller: Caller) -> ApiResult<Json<serde_json::Value>> {
-    let (view, streams, watchdog, inputs) = st
-        .with_daemon(|d| {
-            let view = d.control().view();
-            let rows: Vec<StreamRow> = d
-                .config()
-                .streams
-                .iter()
-                .map(|c| stream_row(c, d.streams().get(&c.id)))
-                .collect();
-            let watchdog = d.watchdog_status().report(&d.beacons(), st.clock.mono_ns());
-            let inputs: Vec<InputRow> = d
-                .alarm_inputs()
-                .statuses()
-                .map(|(alarm, state)| InputRow::new(alarm, state))
-                .collect();
-            (view, rows, watchdog, inputs)
-        })
-        .await?;
+    let status = st.status();
+    let view = st.handles.control.view();
+    let streams: Vec<StreamRow> = status
+        .config
+        .streams
+        .iter()
+        .map(|c| stream_row(c, status.stream(&c.id)))
+        .collect();
+    let watchdog = st
+        .handles
+        .watchdog
+        .report(&st.handles.beacons, st.clock.mono_ns());
+    let inputs: Vec<InputRow> = status
+        .input_states()
+        .map(|(alarm, state)| InputRow::new(alarm, state))
+        .collect();
     Ok(Json(json!({
         "active": {"stream": view.stream, "reason": view.reason},
         "streams": streams,
@@ -189,11 +188,11 @@ async fn status(State(st): St, _caller: Caller) -> ApiResult<Json<serde_json::Va
         "uptime_s": st.uptime_s(),
         "version": env!("CARGO_PKG_VERSION"),
         "watchdog": watchdog,
-        "live_clients": st.metrics.live_clients.get(),
+        "live_clients": st.metrics.live.live_clients.get(),
     })))
 }
 
-fn stream_row(c: &StreamConfig, entry: Option<&crate::daemon::streams::StreamEntry>) -> StreamRow {
+fn stream_row(c: &StreamConfig, entry: Option<&RunningStream>) -> StreamRow {
     let mut row = StreamRow {
         id: c.id.clone(),
         name: c.display_name().to_string(),
@@ -209,7 +208,7 @@ fn stream_row(c: &StreamConfig, entry: Option<&crate::daemon::streams::StreamEnt
         ring_lagged: 0,
     };
     if let Some(e) = entry {
-        let s = e.stats().snapshot();
+        let s = e.stats.snapshot();
         let ring = e.ring.stats();
         row.state = s.state.as_str().to_string();
         row.fps = s.fps;
@@ -238,7 +237,7 @@ async fn select_active(
     JsonBody(body): JsonBody<SelectBody>,
 ) -> ApiResult<Json<serde_json::Value>> {
     caller.require(Role::Operator)?;
-    let control = st.with_daemon(|d| d.control().clone()).await?;
+    let control = &st.handles.control;
     control
         .select(body.stream)
         .await
@@ -267,7 +266,7 @@ fn control_error(e: ControlError, field: &str) -> ApiError {
 /// `GET /api/config`: the config in force; the password hash is never sent.
 async fn get_config(State(st): St, caller: Caller) -> ApiResult<Json<Config>> {
     caller.require(Role::Admin)?;
-    let mut cfg = st.with_daemon(|d| d.config().clone()).await?;
+    let mut cfg = st.status().config.clone();
     cfg.web.admin_password_hash = None;
     Ok(Json(cfg))
 }
@@ -282,13 +281,12 @@ async fn put_config(
 ) -> ApiResult<Json<serde_json::Value>> {
     caller.require(Role::Admin)?;
     let mut cfg: Config = parse_json(&body)?;
+    let before = st.status();
     if cfg.web.admin_password_hash.is_none() {
-        cfg.web.admin_password_hash = st
-            .with_daemon(|d| d.config().web.admin_password_hash.clone())
-            .await?;
+        cfg.web.admin_password_hash = before.config.web.admin_password_hash.clone();
     }
-    let listen_before = st.with_daemon(|d| d.config().web.listen.clone()).await?;
-    let restart = listen_before != cfg.web.listen;
+    let restart = before.config.web.listen != cfg.web.listen;
+    drop(before);
     apply_config(&st, cfg, auth::cookie(&headers, auth::SESSION_COOKIE)).await?;
     tracing::info!(by = %caller.name, "config changed from the API");
     Ok(Json(json!({
@@ -317,8 +315,9 @@ where
     Fut: Future<Output = Result<T, ControlError>>,
 {
     caller.require(Role::Operator)?;
-    let control = st.with_daemon(|d| d.control().clone()).await?;
-    call(control).await.map_err(|e| control_error(e, "id"))
+    call(st.handles.control.clone())
+        .await
+        .map_err(|e| control_error(e, "id"))
 }
 
 /// `POST /api/alarms/{id}/trigger`.
@@ -379,8 +378,12 @@ async fn alarm_ack(
 /// `GET /api/events`: the control task's bounded history (selections, view changes with
 /// their cause, alarm raises, clears, acknowledgements and hold expiries).
 async fn events(State(st): St, _caller: Caller) -> ApiResult<Json<EventsReport>> {
-    let control = st.with_daemon(|d| d.control().clone()).await?;
-    let report = control.events().await.map_err(|e| control_error(e, "id"))?;
+    let report = st
+        .handles
+        .control
+        .events()
+        .await
+        .map_err(|e| control_error(e, "id"))?;
     Ok(Json(report))
 }
 
@@ -400,7 +403,8 @@ async fn live(
     ws: WebSocketUpgrade,
 ) -> Response {
     let jpeg = q.mode.as_deref() == Some("jpeg");
-    ws.on_upgrade(move |socket| crate::output::live::serve(st, socket, jpeg))
+    let ctx = st.live_context();
+    ws.on_upgrade(move |socket| crate::output::live::serve(ctx, socket, jpeg))
 }
 
 /// `GET /api/streams/{id}/snapshot.jpg`: the stream's newest picture (from the shared decoder
@@ -408,14 +412,14 @@ async fn live(
 async fn snapshot(State(st): St, _caller: Caller, Path(id): Path<String>) -> ApiResult<Response> {
     let stream = st
         .lookup_stream(&id)
-        .await
         .ok_or_else(|| ApiError::not_found(format!("no running stream `{id}`")))?;
-    let settings = st
-        .with_daemon(|d| JpegSettings {
-            quality: d.config().web.jpeg_quality,
-            downscale: d.config().web.jpeg_downscale,
-        })
-        .await?;
+    let settings = {
+        let web = &st.status().config.web;
+        JpegSettings {
+            quality: web.jpeg_quality,
+            downscale: web.jpeg_downscale,
+        }
+    };
     let data: Vec<u8> = match st.jpeg.latest(&id, &stream.ring) {
         Some(pic) => pic.data.to_vec(),
         None => {
@@ -443,7 +447,6 @@ async fn snapshot(State(st): St, _caller: Caller, Path(id): Path<String>) -> Api
 async fn mjpeg(State(st): St, _caller: Caller, Path(id): Path<String>) -> ApiResult<Response> {
     let stream = st
         .lookup_stream(&id)
-        .await
         .ok_or_else(|| ApiError::not_found(format!("no running stream `{id}`")))?;
     let rx = st.jpeg.subscribe(&id, &stream.ring);
     Ok(crate::output::mjpeg::response(rx))
@@ -456,36 +459,36 @@ async fn test_stream(
     JsonBody(cfg): JsonBody<StreamConfig>,
 ) -> ApiResult<Json<serde_json::Value>> {
     caller.require(Role::Admin)?;
-    let report = crate::output::probe::probe(&cfg).await;
+    let report = crate::ingest::probe::probe(&cfg).await;
     Ok(Json(serde_json::to_value(report).unwrap_or_default()))
 }
 
 /// `GET /metrics`: Prometheus text.
 async fn metrics(State(st): St, _caller: Caller) -> ApiResult<Response> {
-    let (streams, alarms) = st
-        .with_daemon(|d| {
-            let streams: Vec<StreamSample> = d
-                .streams()
-                .iter()
-                .map(|e| {
-                    let s = e.stats().snapshot();
-                    let ring = e.ring.stats();
-                    StreamSample {
-                        id: e.config.id.clone(),
-                        fps: f64::from(s.fps),
-                        frames: s.frames,
-                        bytes: s.bytes,
-                        reconnects: s.reconnects,
-                        ring_overwritten: ring.overwritten,
-                        ring_lagged: ring.lagged_frames,
-                        live: s.state == StreamState::Live,
-                    }
-                })
-                .collect();
-            (streams, d.control().view().alarms)
+    let streams: Vec<StreamSample> = st
+        .status()
+        .streams
+        .iter()
+        .map(|e| {
+            let s = e.stats.snapshot();
+            let ring = e.ring.stats();
+            StreamSample {
+                id: e.config.id.clone(),
+                fps: f64::from(s.fps),
+                frames: s.frames,
+                bytes: s.bytes,
+                reconnects: s.reconnects,
+                ring_overwritten: ring.overwritten,
+                ring_lagged: ring.lagged_frames,
+                live: s.state == StreamState::Live,
+            }
         })
-        .await?;
-    let alarms = alarms
+        .collect();
+    let alarms = st
+        .handles
+        .control
+        .view()
+        .alarms
         .into_iter()
         .map(|a| (a.id, a.state != "idle", a.raised))
         .collect();

@@ -1,4 +1,4 @@
-//! Who may do what: the admin password (Argon2), session cookies, bearer tokens, roles, the
+//! Who may do what: the admin password (Argon2, hashed by [`crate::secret`]), session cookies, bearer tokens, roles, the
 //! Origin check for state-changing requests, and the per-client login rate limit.
 //!
 //! - The admin password is an Argon2 PHC hash, from the config (`web.admin_password_hash`),
@@ -10,12 +10,10 @@
 //!   each with its role (`viewer` < `operator` < `admin`).
 
 use std::collections::HashMap;
-use std::io::Read;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use argon2::password_hash::{PasswordHasher, PasswordVerifier};
 use axum::extract::{FromRequestParts, Request};
 use axum::http::{HeaderMap, Method, header, request::Parts};
 use axum::middleware::Next;
@@ -25,6 +23,7 @@ use tokio::time::Instant;
 use super::AppState;
 use super::error::ApiError;
 use crate::config::{Role, TokenConfig};
+use crate::secret::{random_token, verify_password};
 
 /// Name of the session cookie.
 pub const SESSION_COOKIE: &str = "edgecam_session";
@@ -34,8 +33,6 @@ pub const SESSION_IDLE: Duration = Duration::from_secs(12 * 3600);
 pub const LOGIN_MAX_FAILURES: u32 = 5;
 /// The window over which failed logins are counted.
 pub const LOGIN_WINDOW: Duration = Duration::from_secs(60);
-/// Shortest admin password accepted.
-pub const MIN_PASSWORD_LEN: usize = 8;
 /// Most sessions kept; the oldest is dropped beyond it (a bound on memory).
 const MAX_SESSIONS: usize = 256;
 /// Most clients tracked by the rate limiter.
@@ -128,17 +125,6 @@ struct Inner {
 pub struct Auth {
     /// Everything, behind one short-held lock (never held across an await or a hash).
     inner: Arc<Mutex<Inner>>,
-}
-
-/// Why a password could not be used.
-#[derive(Debug, thiserror::Error)]
-pub enum PasswordError {
-    /// Too short.
-    #[error("the password must have at least {MIN_PASSWORD_LEN} characters")]
-    TooShort,
-    /// Hashing failed (the OS random source, most likely).
-    #[error("cannot hash the password: {0}")]
-    Hash(String),
 }
 
 impl Auth {
@@ -355,31 +341,6 @@ impl Auth {
     }
 }
 
-/// Hashes a password with Argon2id and the crate's default parameters (blocking: ~0.1-1 s).
-pub fn hash_password(password: &str) -> Result<String, PasswordError> {
-    if password.chars().count() < MIN_PASSWORD_LEN {
-        return Err(PasswordError::TooShort);
-    }
-    argon2::Argon2::default()
-        .hash_password(password.as_bytes())
-        .map(|h| h.to_string())
-        .map_err(|e| PasswordError::Hash(e.to_string()))
-}
-
-/// True when `password` matches the PHC `hash` (blocking).
-pub fn verify_password(password: &str, hash: &str) -> bool {
-    argon2::Argon2::default()
-        .verify_password(password.as_bytes(), hash)
-        .is_ok()
-}
-
-/// 32 random bytes from the OS, hex-encoded: session ids and generated passwords.
-pub fn random_token() -> std::io::Result<String> {
-    let mut bytes = [0u8; 32];
-    std::fs::File::open("/dev/urandom")?.read_exact(&mut bytes)?;
-    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
-}
-
 /// Compares secrets in time that depends only on their lengths.
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
@@ -532,18 +493,5 @@ mod tests {
         assert_eq!(e.status, axum::http::StatusCode::TOO_MANY_REQUESTS);
         assert!(auth.check_rate(other, now).is_ok());
         assert!(auth.check_rate(ip, now + LOGIN_WINDOW).is_ok());
-    }
-
-    #[test]
-    fn passwords_hash_and_verify() {
-        assert!(matches!(
-            hash_password("short"),
-            Err(PasswordError::TooShort)
-        ));
-        let h = hash_password("correct horse").unwrap();
-        assert!(h.starts_with("$argon2id$"));
-        assert!(verify_password("correct horse", &h));
-        assert!(!verify_password("wrong horse", &h));
-        assert!(!verify_password("x", "not a hash"));
     }
 }

@@ -10,10 +10,11 @@ use std::sync::{Arc, Mutex};
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::MetricType;
-use prometheus_client::metrics::counter::{ConstCounter, Counter};
+use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
-use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
+
+use crate::output::live::LiveMetrics;
 
 /// One stream's values at scrape time.
 #[derive(Debug, Clone, Default)]
@@ -143,16 +144,8 @@ pub struct Metrics {
     registry: Registry,
     /// The per-scrape values behind the collector.
     sample: Arc<Mutex<Sample>>,
-    /// Open `/api/live` connections.
-    pub live_clients: Gauge,
-    /// Frames skipped by live clients that fell behind.
-    pub skipped_frames: Counter,
-    /// Frames sent to live clients.
-    pub sent_frames: Counter,
-    /// Live clients dropped because they stopped reading.
-    pub dropped_clients: Counter,
-    /// Seconds from ingest (ring receive time) to the frame being handed to the socket.
-    pub ingest_to_send: Histogram,
+    /// The live push's counters and latency histogram, updated by the client loops.
+    pub live: LiveMetrics,
     /// Tasks alive in the daemon's tokio runtime, refreshed at every scrape: a leak check
     /// (the soak benchmark watches it across camera reconnects).
     pub alive_tasks: Gauge,
@@ -168,12 +161,7 @@ impl Metrics {
     /// A registry with every edgecam metric.
     pub fn new() -> Metrics {
         let mut registry = Registry::default();
-        let live_clients = Gauge::default();
-        let skipped_frames = Counter::default();
-        let sent_frames = Counter::default();
-        let dropped_clients = Counter::default();
-        // 1 ms .. ~16 s.
-        let ingest_to_send = Histogram::new(exponential_buckets(0.001, 2.0, 15));
+        let live = LiveMetrics::default();
         let alive_tasks = Gauge::default();
         registry.register(
             "edgecam_runtime_alive_tasks",
@@ -183,27 +171,27 @@ impl Metrics {
         registry.register(
             "edgecam_live_clients",
             "Open live WebSocket connections",
-            live_clients.clone(),
+            live.live_clients.clone(),
         );
         registry.register(
             "edgecam_live_skipped_frames",
             "Frames skipped by live clients that fell behind",
-            skipped_frames.clone(),
+            live.skipped_frames.clone(),
         );
         registry.register(
             "edgecam_live_sent_frames",
             "Frames sent to live clients",
-            sent_frames.clone(),
+            live.sent_frames.clone(),
         );
         registry.register(
             "edgecam_live_dropped_clients",
             "Live clients dropped because they stopped reading",
-            dropped_clients.clone(),
+            live.dropped_clients.clone(),
         );
         registry.register(
             "edgecam_live_ingest_to_send_seconds",
             "Time from ingest to the frame being handed to the socket",
-            ingest_to_send.clone(),
+            live.ingest_to_send.clone(),
         );
         let sample = Arc::new(Mutex::new(Sample::default()));
         registry.register_collector(Box::new(SampleCollector {
@@ -212,11 +200,7 @@ impl Metrics {
         Metrics {
             registry,
             sample,
-            live_clients,
-            skipped_frames,
-            sent_frames,
-            dropped_clients,
-            ingest_to_send,
+            live,
             alive_tasks,
         }
     }
@@ -256,8 +240,8 @@ mod tests {
     #[test]
     fn renders_streams_alarms_and_live_metrics() {
         let m = Metrics::new();
-        m.live_clients.inc();
-        m.ingest_to_send.observe(0.02);
+        m.live.live_clients.inc();
+        m.live.ingest_to_send.observe(0.02);
         let text = m
             .render(Sample {
                 streams: vec![StreamSample {

@@ -1,9 +1,11 @@
 //! The local web server: the page, the JSON API, the live push and the metrics, on axum.
 //!
-//! [`WebServer::start`] takes ownership of a running [`Daemon`] and serves it; the daemon is
-//! shared behind a read-write lock ([`AppState`]) because a config change (`PUT /api/config`)
-//! needs it mutably while every other request only reads. No lock is held across a send to a
-//! client, so a slow client never holds up a config change.
+//! [`WebServer::start`] serves what a running daemon lends it, a [`Handles`]: the control
+//! handle, the status reader, the config handle, the beacon table and the watchdog status. The
+//! daemon itself stays with its own loop (`daemon::run`), which applies config changes
+//! sent through the config handle; the server never holds the daemon, so nothing here can hold
+//! up that loop. No lock is held across a send to a client: reading the status clones an `Arc`
+//! and lets go.
 
 pub mod api;
 pub mod assets;
@@ -19,18 +21,17 @@ use std::time::{Duration, Instant};
 use axum::Router;
 use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
-use tokio::sync::{RwLock, watch};
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::clock::Clock;
-use crate::daemon::Daemon;
-use crate::daemon::control::ActiveView;
-use crate::health::beacon::{BeaconGuard, BeaconTable};
+use crate::handles::{Handles, Status};
+use crate::health::beacon::BeaconTable;
 use crate::health::relay::spawn_relay;
 use crate::health::{LIVE_BUDGET, LIVE_CLIENT_SLOTS};
 use crate::output::LiveStream;
 use crate::output::jpeg::{JpegHub, JpegSettings};
-use crate::output::live::LiveOptions;
+use crate::output::live::{LiveContext, LiveOptions};
 use auth::Auth;
 use metrics::Metrics;
 
@@ -52,8 +53,8 @@ pub struct WebOptions {
 
 /// Everything request handlers share.
 pub struct AppState {
-    /// The daemon; `None` once shutdown has taken it.
-    daemon: RwLock<Option<Daemon>>,
+    /// What the daemon lends: control, status, config changes, beacons, watchdog.
+    pub(crate) handles: Handles,
     /// Passwords, sessions, tokens, rate limits.
     pub(crate) auth: Auth,
     /// Shared decoders for the JPEG outputs.
@@ -74,42 +75,28 @@ pub struct AppState {
 }
 
 impl AppState {
-    /// Runs `f` on the daemon; an error (503) once it is shutting down.
-    pub async fn with_daemon<R>(&self, f: impl FnOnce(&Daemon) -> R) -> Result<R, error::ApiError> {
-        let guard = self.daemon.read().await;
-        guard
-            .as_ref()
-            .map(f)
-            .ok_or_else(error::ApiError::shutting_down)
-    }
-
-    /// The daemon for a change (config apply); 503 once it is shutting down.
-    pub(crate) async fn daemon_mut(
-        &self,
-    ) -> Result<tokio::sync::RwLockMappedWriteGuard<'_, Daemon>, error::ApiError> {
-        let guard = self.daemon.write().await;
-        tokio::sync::RwLockWriteGuard::try_map(guard, |d| d.as_mut())
-            .map_err(|_| error::ApiError::shutting_down())
-    }
-
-    /// A receiver of the active view; `None` once shutting down.
-    pub(crate) async fn subscribe_view(&self) -> Option<watch::Receiver<ActiveView>> {
-        self.with_daemon(|d| d.control().subscribe()).await.ok()
+    /// What the daemon runs now (config, streams, inputs).
+    pub fn status(&self) -> Arc<Status> {
+        self.handles.status.current()
     }
 
     /// A running stream by id.
-    pub(crate) async fn lookup_stream(&self, id: &str) -> Option<LiveStream> {
-        self.with_daemon(|d| {
-            d.streams().get(id).map(|e| LiveStream {
-                name: e.config.display_name().to_string(),
-                ring: Arc::clone(&e.ring),
-                width: e.config.width,
-                height: e.config.height,
-            })
-        })
-        .await
-        .ok()
-        .flatten()
+    pub(crate) fn lookup_stream(&self, id: &str) -> Option<LiveStream> {
+        crate::output::StreamLookup::live_stream(&self.handles.status, id)
+    }
+
+    /// What one live client loop needs.
+    pub(crate) fn live_context(&self) -> LiveContext {
+        LiveContext {
+            options: self.live,
+            view: self.handles.control.subscribe(),
+            streams: Arc::new(self.handles.status.clone()),
+            jpeg: self.jpeg.clone(),
+            metrics: self.metrics.live.clone(),
+            clock: Arc::clone(&self.clock),
+            shutdown: self.shutdown.subscribe(),
+            members: Arc::clone(&self.live_members),
+        }
     }
 
     /// A receiver that changes when the server shuts down.
@@ -117,27 +104,14 @@ impl AppState {
         self.shutdown.subscribe()
     }
 
-    /// Live push tuning.
-    pub(crate) fn live_options(&self) -> LiveOptions {
-        self.live
-    }
-
     /// Browsers currently connected to the live push.
     pub fn live_clients(&self) -> u64 {
-        self.metrics.live_clients.get().max(0) as u64
+        self.metrics.live.live_clients.get().max(0) as u64
     }
 
     /// Streams whose shared JPEG decoder is running (it runs only while someone watches).
     pub fn jpeg_decoders(&self) -> Vec<String> {
         self.jpeg.running()
-    }
-
-    /// A beacon for one live client loop; `None` (logged) when every slot is taken.
-    pub(crate) fn live_beacon(&self) -> Option<BeaconGuard> {
-        self.live_members
-            .register("live client", LIVE_BUDGET, self.clock.mono_ns())
-            .inspect_err(|e| tracing::warn!(error = %e, "live client not watched"))
-            .ok()
     }
 
     /// Seconds since the server started.
@@ -146,7 +120,7 @@ impl AppState {
     }
 }
 
-/// A running web server with the daemon it serves.
+/// A running web server.
 pub struct WebServer {
     /// Shared state (also reachable from tests).
     state: Arc<AppState>,
@@ -159,15 +133,15 @@ pub struct WebServer {
 }
 
 impl WebServer {
-    /// Serves `daemon` on `listener` until [`WebServer::shutdown`].
+    /// Serves what `handles` reach on `listener` until [`WebServer::shutdown`].
     pub async fn start(
-        daemon: Daemon,
+        handles: Handles,
         listener: TcpListener,
         options: WebOptions,
         clock: Arc<dyn Clock>,
     ) -> std::io::Result<WebServer> {
         let addr = listener.local_addr()?;
-        let cfg = daemon.config().clone();
+        let cfg = handles.status.current().config.clone();
         let auth = Auth::new(cfg.web.admin_password_hash.clone(), cfg.web.tokens.clone());
         if cfg.web.admin_password_hash.is_none()
             && let Some(h) = options.one_time_password_hash
@@ -176,8 +150,8 @@ impl WebServer {
         }
         let (shutdown, _) = watch::channel(false);
         let live_members = BeaconTable::new(LIVE_CLIENT_SLOTS);
-        let relay = match daemon
-            .beacons()
+        let relay = match handles
+            .beacons
             .register("live", LIVE_BUDGET, clock.mono_ns())
         {
             Ok(group) => Some(spawn_relay(
@@ -192,7 +166,7 @@ impl WebServer {
             }
         };
         let state = Arc::new(AppState {
-            daemon: RwLock::new(Some(daemon)),
+            handles,
             auth,
             jpeg: JpegHub::new(JpegSettings {
                 quality: cfg.web.jpeg_quality,
@@ -243,7 +217,7 @@ impl WebServer {
         &self.state
     }
 
-    /// Stops the server (live clients first), then the daemon.
+    /// Stops the server, live clients first. The daemon keeps running until its owner stops it.
     pub async fn shutdown(self) {
         self.state.shutdown.send_replace(true);
         if let Some(relay) = self.relay {
@@ -255,10 +229,6 @@ impl WebServer {
             .is_err()
         {
             server.abort();
-        }
-        let daemon = self.state.daemon.write().await.take();
-        if let Some(d) = daemon {
-            d.shutdown().await;
         }
     }
 }

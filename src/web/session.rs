@@ -14,9 +14,10 @@ use serde_json::json;
 
 use super::AppState;
 use super::api::apply_config;
-use super::auth::{self, Caller, hash_password, role_name};
+use super::auth::{self, Caller, role_name};
 use super::error::{ApiError, JsonBody};
 use crate::config::Role;
+use crate::secret::{PasswordError, hash_password, verify_password};
 
 /// Shorthand for handler results.
 type ApiResult<T> = Result<T, ApiError>;
@@ -113,7 +114,7 @@ pub(crate) async fn change_password(
             .current
             .ok_or_else(|| ApiError::field("current", "the current password is required"))?;
         let old = st.auth.admin_hash().unwrap_or_default();
-        let ok = tokio::task::spawn_blocking(move || auth::verify_password(&current, &old))
+        let ok = tokio::task::spawn_blocking(move || verify_password(&current, &old))
             .await
             .unwrap_or(false);
         if !ok {
@@ -131,7 +132,7 @@ async fn hash_blocking(password: String) -> ApiResult<String> {
         .await
         .map_err(|e| ApiError::internal("password hashing failed", &e))?
         .map_err(|e| match e {
-            auth::PasswordError::TooShort => ApiError::field("password", e.to_string()),
+            PasswordError::TooShort => ApiError::field("password", e.to_string()),
             other => ApiError::internal("password hashing failed", &other),
         })
 }
@@ -139,7 +140,7 @@ async fn hash_blocking(password: String) -> ApiResult<String> {
 /// Writes the hash into the live config (atomically) and applies it; every session but
 /// `keep_session` is closed.
 async fn store_password(st: &AppState, hash: String, keep_session: Option<&str>) -> ApiResult<()> {
-    let mut cfg = st.with_daemon(|d| d.config().clone()).await?;
+    let mut cfg = st.status().config.clone();
     cfg.web.admin_password_hash = Some(hash);
     apply_config(st, cfg, keep_session).await
 }

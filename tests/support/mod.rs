@@ -14,6 +14,7 @@ use std::time::Duration;
 
 /// The real server: one launcher for the tests and `edgecam-bench` (the `edgecam-testkit`
 /// crate in `testkit/`).
+#[allow(unused_imports)]
 pub use edgecam_testkit::{RtspServer, ServerOpts};
 
 /// A port with nothing listening (bound, then released).

@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use edgecam::clock::{Clock, SystemClock};
 use edgecam::config::{Config, Role, TokenConfig};
-use edgecam::daemon::Daemon;
 use edgecam::daemon::alarms::GpioBackends;
+use edgecam::daemon::{Daemon, Serving};
 use edgecam::output::live::LiveOptions;
 use edgecam::output::wire::FrameHeader;
 use edgecam::web::{WebOptions, WebServer};
@@ -30,7 +30,7 @@ pub const ADMIN_TOKEN: &str = "admin-token-0123456789ab";
 /// The Argon2 hash of [`ADMIN_PASSWORD`], computed once per test binary.
 pub fn admin_hash() -> String {
     static HASH: OnceLock<String> = OnceLock::new();
-    HASH.get_or_init(|| edgecam::web::auth::hash_password(ADMIN_PASSWORD).unwrap())
+    HASH.get_or_init(|| edgecam::secret::hash_password(ADMIN_PASSWORD).unwrap())
         .clone()
 }
 
@@ -60,6 +60,8 @@ fn token(name: &str, token: &str, role: Role) -> TokenConfig {
 pub struct TestServer {
     /// The server (taken by `stop`).
     pub server: Option<WebServer>,
+    /// The daemon behind it, on its own task (taken by `stop`).
+    pub daemon: Option<Serving>,
     /// `http://127.0.0.1:port`.
     pub base: String,
     /// `127.0.0.1:port`.
@@ -91,13 +93,15 @@ impl TestServer {
         let daemon = Daemon::start_with(cfg, Arc::clone(&clock), gpio)
             .await
             .unwrap();
+        let (handles, daemon) = Serving::start(daemon);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let server = WebServer::start(daemon, listener, options, clock)
+        let server = WebServer::start(handles, listener, options, clock)
             .await
             .unwrap();
         let host = server.local_addr().to_string();
         TestServer {
             server: Some(server),
+            daemon: Some(daemon),
             base: format!("http://{host}"),
             host,
             dir,
@@ -223,10 +227,13 @@ impl TestServer {
         live_client(stream, &self.host, token, codecs, query).await
     }
 
-    /// Stops the server and the daemon.
+    /// Stops the server, then the daemon.
     pub async fn stop(mut self) {
         if let Some(s) = self.server.take() {
             s.shutdown().await;
+        }
+        if let Some(d) = self.daemon.take() {
+            d.shutdown().await;
         }
     }
 }

@@ -1,9 +1,16 @@
-//! Reconnect delays: exponential growth with full jitter, capped, reset after a stable session.
+//! Retry delays: exponential growth, capped, reset after a stable session; with or without
+//! jitter.
 //!
 //! Pure logic: the random draw is passed in, so tests pin it. Delay number `n` (counting
-//! failures since the last reset from 0) is uniform in `[0, min(cap, base · 2ⁿ)]` ("full
-//! jitter"), which spreads the reconnects of many cameras that failed together (a switch
-//! reboot) instead of having them retry in lockstep.
+//! failures since the last reset from 0) is `unit · min(cap, base · 2ⁿ)` for the caller's
+//! `unit` in `[0, 1]`:
+//!
+//! - The stream supervisors ([`crate::ingest::supervisor`]) draw `unit` uniformly ("full
+//!   jitter"), which spreads the reconnects of many cameras that failed together (a switch
+//!   reboot) instead of having them retry in lockstep.
+//! - The GPIO input tasks ([`crate::gpio::run_gpio_input`]) pass `1.0`: one task per alarm
+//!   line, no herd to spread, and the retry times stay the plain doubling an installer
+//!   expects (0.5, 1, 2, 4 ... 30 s).
 
 use std::time::Duration;
 
@@ -28,7 +35,7 @@ impl Default for BackoffConfig {
     }
 }
 
-/// Reconnect delay state of one stream.
+/// Retry delay state of one stream or one GPIO input.
 #[derive(Debug, Clone)]
 pub struct Backoff {
     /// The knobs.

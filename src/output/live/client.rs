@@ -1,84 +1,28 @@
-//! `/api/live`: the active stream pushed to one browser over a WebSocket.
-//!
-//! Protocol:
-//! 1. The client sends a `hello` text message saying what it can decode:
-//!    `{"type":"hello","codecs":["h264","jpeg"]}` (`h264` only where WebCodecs exists).
-//! 2. For every stream it shows, the server sends an `init` text message
-//!    (`{"type":"init","sid":n,"stream":..,"name":..,"reason":..,"codec":"avc1.42c01f"|"jpeg",
-//!    "width":..,"height":..,"alarms":[..]}`), then binary frames ([`super::wire`] header +
-//!    payload) whose first one is a keyframe. When only the reason or the alarms change, a
-//!    `view` text message carries them.
-//! 3. On connect and on every switch the H.264 client gets the current GOP from the ring's
-//!    latest keyframe at once (frames flagged `catch-up` except the newest); nobody waits for
-//!    the camera's next IDR. The JPEG client gets the newest picture of the shared decoder.
-//!
-//! Backpressure: each client is its own task with its own ring [`Reader`], so the ring is its
-//! queue and nobody else waits for it. When it is more than `queue_frames` behind the writer it
-//! jumps to the newest keyframe and counts the skipped frames (sent in every header). A send
-//! that does not complete within `send_timeout` drops the client.
+//! One live client's loop: follows the view, switches streams, pumps H.264 frames from its
+//! own ring reader or pictures from the shared JPEG decoder, and sends them with timeouts.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::ws::{Message, Utf8Bytes, WebSocket};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
-use super::jpeg::JpegWatch;
-use super::wire::{FLAG_CATCH_UP, FLAG_DISCONTINUITY, FrameHeader, avc_codec_string, encode_frame};
-use crate::daemon::control::{ActiveView, AlarmStatus};
+use super::{End, LiveContext, Path};
+use crate::codec::h264::avc_codec_string;
 use crate::frame::{Codec, FrameMeta};
 use crate::health::beacon::BeaconGuard;
+use crate::output::jpeg::JpegWatch;
+use crate::output::wire::{
+    FLAG_CATCH_UP, FLAG_DISCONTINUITY, FLAG_KEYFRAME, FrameHeader, encode_frame,
+};
 use crate::ring::{FrameRing, Reader, Start};
-use crate::web::AppState;
-
-/// Tuning of the live push.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct LiveOptions {
-    /// Most frames a client may be behind the writer before it skips to the newest keyframe.
-    pub queue_frames: u64,
-    /// A send that takes longer drops the client (it stopped reading).
-    pub send_timeout: Duration,
-    /// How long to wait for the client's `hello`.
-    pub hello_timeout: Duration,
-}
-
-impl Default for LiveOptions {
-    fn default() -> Self {
-        LiveOptions {
-            queue_frames: 50,
-            send_timeout: Duration::from_secs(5),
-            hello_timeout: Duration::from_secs(5),
-        }
-    }
-}
+use crate::select::{ActiveView, AlarmStatus};
 
 /// How often a client re-checks that its stream's ring is still the one running (a stream
 /// restarted by a config change gets a fresh ring).
 const RING_RECHECK: Duration = Duration::from_secs(1);
-/// How long a closing handshake may take before the socket is simply dropped.
-const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
 /// Most frames sent in one go before the view is re-checked.
 const BURST_LIMIT: usize = 64;
-
-/// What the client can decode.
-#[derive(Debug, Deserialize)]
-struct Hello {
-    /// `"hello"`.
-    #[serde(rename = "type")]
-    kind: String,
-    /// `"h264"`, `"jpeg"`.
-    #[serde(default)]
-    codecs: Vec<String>,
-}
-
-/// The delivery path chosen for a client.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Path {
-    /// Access units for WebCodecs.
-    H264,
-    /// Pictures from the shared decoder.
-    Jpeg,
-}
 
 /// The `init` and `view` text messages.
 #[derive(Debug, Serialize)]
@@ -104,17 +48,6 @@ struct ViewMsg<'a> {
     alarms: &'a [AlarmStatus],
 }
 
-/// Why a client's session ended.
-#[derive(Debug)]
-enum End {
-    /// The client closed or the socket failed.
-    Closed,
-    /// A send timed out: the client stopped reading.
-    Stuck,
-    /// The daemon is shutting down.
-    Shutdown,
-}
-
 /// The stream a client is currently watching.
 struct Current {
     /// Display name.
@@ -138,9 +71,9 @@ struct Current {
 }
 
 /// One connected client.
-struct Client {
-    /// Server state: streams, JPEG hub, metrics.
-    state: Arc<AppState>,
+pub(super) struct Client {
+    /// What the loop needs from the server: view, streams, JPEG hub, metrics, clock.
+    ctx: LiveContext,
     /// The socket.
     ws: WebSocket,
     /// H.264 or JPEG.
@@ -162,85 +95,37 @@ struct Client {
     unflushed: bool,
 }
 
-/// Runs one client until it leaves, stops reading, or the daemon stops.
-pub async fn serve(state: Arc<AppState>, mut ws: WebSocket, forced_jpeg: bool) {
-    let hello_timeout = state.live_options().hello_timeout;
-    let path = match tokio::time::timeout(hello_timeout, read_hello(&mut ws)).await {
-        Ok(Some(codecs)) => {
-            if codecs.iter().any(|c| c == "h264") && !forced_jpeg {
-                Path::H264
-            } else if codecs.iter().any(|c| c == "jpeg") || forced_jpeg {
-                Path::Jpeg
-            } else {
-                let _ = ws
-                    .send(error_msg("no codec this server can send (h264, jpeg)"))
-                    .await;
-                return;
-            }
-        }
-        Ok(None) => return,
-        Err(_) => {
-            let _ = ws.send(error_msg("no hello received")).await;
-            return;
-        }
-    };
-    // Registered before the client counts as connected, so the watchdog covers it throughout.
-    let beacon = state.live_beacon();
-    let metrics = Arc::clone(&state.metrics);
-    metrics.live_clients.inc();
-    let mut client = Client {
-        state,
-        ws,
-        path,
-        sid: 0,
-        view: ActiveView::default(),
-        current: None,
-        skipped: 0,
-        buf: Vec::with_capacity(256 * 1024),
-        beacon,
-        unflushed: false,
-    };
-    let end = client.run().await;
-    metrics.live_clients.dec();
-    match end {
-        End::Stuck => {
-            // No goodbye: it would wait behind the unread data. Dropping the socket closes it.
-            metrics.dropped_clients.inc();
-            tracing::info!("live client dropped: it stopped reading");
-        }
-        End::Closed | End::Shutdown => {
-            tracing::debug!(?end, "live client left");
-            let goodbye = client.ws.send(Message::Close(None));
-            let _ = tokio::time::timeout(CLOSE_TIMEOUT, goodbye).await;
-        }
-    }
-}
-
-/// Waits for the `hello`; `None` when the client left or sent something else.
-async fn read_hello(ws: &mut WebSocket) -> Option<Vec<String>> {
-    loop {
-        match ws.recv().await? {
-            Ok(Message::Text(t)) => {
-                let hello: Hello = serde_json::from_str(t.as_str()).ok()?;
-                return (hello.kind == "hello").then_some(hello.codecs);
-            }
-            Ok(Message::Ping(_) | Message::Pong(_)) => continue,
-            _ => return None,
-        }
-    }
-}
-
-fn error_msg(text: &str) -> Message {
-    let body = serde_json::json!({"type": "error", "error": text}).to_string();
-    Message::Text(Utf8Bytes::from(body))
-}
-
 impl Client {
-    async fn run(&mut self) -> End {
-        let Some(mut view_rx) = self.state.subscribe_view().await else {
-            return End::Shutdown;
-        };
-        let mut shutdown = self.state.shutdown_signal();
+    /// A client on `path` that has said hello, not yet showing anything.
+    pub(super) fn new(
+        ctx: LiveContext,
+        ws: WebSocket,
+        path: Path,
+        beacon: Option<BeaconGuard>,
+    ) -> Client {
+        Client {
+            ctx,
+            ws,
+            path,
+            sid: 0,
+            view: ActiveView::default(),
+            current: None,
+            skipped: 0,
+            buf: Vec::with_capacity(256 * 1024),
+            beacon,
+            unflushed: false,
+        }
+    }
+
+    /// The socket, for the goodbye.
+    pub(super) fn socket(&mut self) -> &mut WebSocket {
+        &mut self.ws
+    }
+
+    /// Serves the client until it leaves, stops reading, or the server stops.
+    pub(super) async fn run(&mut self) -> End {
+        let mut view_rx = self.ctx.view.clone();
+        let mut shutdown = self.ctx.shutdown.clone();
         let mut recheck = tokio::time::interval(RING_RECHECK);
         recheck.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         loop {
@@ -306,14 +191,14 @@ impl Client {
             let msg = self.view_msg("init", None, (None, None));
             return self.send(msg).await;
         };
-        let Some(found) = self.state.lookup_stream(&id).await else {
+        let Some(found) = self.ctx.streams.live_stream(&id) else {
             // Not running (yet): tell the page, and look again on the next recheck.
             let msg = self.view_msg("init", None, (None, None));
             return self.send(msg).await;
         };
         let (reader, jpeg) = match self.path {
             Path::H264 => (Some(found.ring.reader(Start::LatestKeyframe)), None),
-            Path::Jpeg => (None, Some(self.state.jpeg.subscribe(&id, &found.ring))),
+            Path::Jpeg => (None, Some(self.ctx.jpeg.subscribe(&id, &found.ring))),
         };
         self.current = Some(Current {
             name: found.name,
@@ -334,7 +219,7 @@ impl Client {
         let Some(id) = self.view.stream.clone() else {
             return Ok(());
         };
-        let found = self.state.lookup_stream(&id).await;
+        let found = self.ctx.streams.live_stream(&id);
         let stale = match (&self.current, &found) {
             (Some(c), Some(f)) => !Arc::ptr_eq(&c.ring, &f.ring),
             (None, Some(_)) => true,
@@ -359,7 +244,7 @@ impl Client {
     async fn pump_h264(&mut self) -> Result<(), End> {
         let sent = self.pump_h264_frames().await;
         if std::mem::take(&mut self.unflushed) {
-            let timeout = self.state.live_options().send_timeout;
+            let timeout = self.ctx.options.send_timeout;
             match tokio::time::timeout(timeout, futures::SinkExt::flush(&mut self.ws)).await {
                 Ok(Ok(())) => {}
                 Ok(Err(_)) => return Err(End::Closed),
@@ -370,7 +255,7 @@ impl Client {
     }
 
     async fn pump_h264_frames(&mut self) -> Result<(), End> {
-        let queue = self.state.live_options().queue_frames;
+        let queue = self.ctx.options.queue_frames;
         for _ in 0..BURST_LIMIT {
             let Some(cur) = self.current.as_mut() else {
                 return Ok(());
@@ -387,7 +272,7 @@ impl Client {
                 let skipped = k - reader.cursor();
                 reader.jump_to_latest_keyframe();
                 self.skipped += skipped;
-                self.state.metrics.skipped_frames.inc_by(skipped);
+                self.ctx.metrics.skipped_frames.inc_by(skipped);
                 cur.discontinuity = true;
             }
             let meta = match reader.next_into(&mut self.buf) {
@@ -395,7 +280,7 @@ impl Client {
                 Ok(None) => return Ok(()),
                 Err(lag) => {
                     self.skipped += lag.skipped;
-                    self.state.metrics.skipped_frames.inc_by(lag.skipped);
+                    self.ctx.metrics.skipped_frames.inc_by(lag.skipped);
                     cur.discontinuity = true;
                     cur.need_key = true;
                     continue;
@@ -407,7 +292,7 @@ impl Client {
                     // stream without a keyframe yet they were never part of its view.
                     if cur.discontinuity {
                         self.skipped += 1;
-                        self.state.metrics.skipped_frames.inc();
+                        self.ctx.metrics.skipped_frames.inc();
                     }
                     continue;
                 }
@@ -460,7 +345,7 @@ impl Client {
         }
         let header = FrameHeader {
             codec: Codec::Jpeg,
-            flags: super::wire::FLAG_KEYFRAME,
+            flags: FLAG_KEYFRAME,
             sid: self.sid,
             seq: pic.meta.seq,
             recv_wall_us: pic.meta.info.recv_wall_us,
@@ -485,7 +370,7 @@ impl Client {
             self.unflushed = false;
             return self.send(msg).await;
         }
-        let timeout = self.state.live_options().send_timeout;
+        let timeout = self.ctx.options.send_timeout;
         match tokio::time::timeout(timeout, futures::SinkExt::feed(&mut self.ws, msg)).await {
             Ok(Ok(())) => {
                 self.unflushed = true;
@@ -497,10 +382,10 @@ impl Client {
     }
 
     fn observe_latency(&self, meta: &FrameMeta) {
-        let now = self.state.clock.wall_us();
+        let now = self.ctx.clock.wall_us();
         let secs = (now - meta.info.recv_wall_us).max(0) as f64 / 1e6;
-        self.state.metrics.ingest_to_send.observe(secs);
-        self.state.metrics.sent_frames.inc();
+        self.ctx.metrics.ingest_to_send.observe(secs);
+        self.ctx.metrics.sent_frames.inc();
     }
 
     fn view_msg(
@@ -526,7 +411,7 @@ impl Client {
 
     /// Sends one message; a client that does not take it within the timeout is dropped.
     async fn send(&mut self, msg: Message) -> Result<(), End> {
-        let timeout = self.state.live_options().send_timeout;
+        let timeout = self.ctx.options.send_timeout;
         match tokio::time::timeout(timeout, self.ws.send(msg)).await {
             Ok(Ok(())) => {
                 self.beat();
@@ -542,7 +427,7 @@ impl Client {
     /// Tells the watchdog this loop is alive.
     fn beat(&self) {
         if let Some(b) = &self.beacon {
-            b.beat(self.state.clock.mono_ns());
+            b.beat(self.ctx.clock.mono_ns());
         }
     }
 }

@@ -1,183 +1,23 @@
-//! The control task: the one owner of the [`Selector`]. Everything that can change the active
-//! stream (the page, the HTTP alarm API, GPIO inputs, stream health, config changes) sends it
-//! a [`Command`]; it publishes the resulting [`ActiveView`] on a watch channel and persists
-//! the user's selection and latched alarms whenever they change.
+//! The loop behind a [`Control`] handle: it owns the selector, drives the alarm output lines,
+//! polls stream health for video-loss alarms and saves the persisted state.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use thiserror::Error;
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
+use super::{Command, Control};
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::gpio::{OutputBackend, OutputDriver};
 use crate::health::beacon::BeaconGuard;
 use crate::ingest::stats::{StreamState, StreamStats};
-use crate::select::{DEFAULT_HISTORY, EventsReport, SelectError, Selector, Stamp};
+use crate::select::{ActiveView, AlarmStatus, SelectError, Selector, Stamp};
 use crate::state::{LatchedAlarm, PersistedState, StateStore};
 
 /// How often stream health is polled for video-loss alarms.
 const HEALTH_POLL: Duration = Duration::from_millis(250);
-
-/// A request to the control task.
-#[derive(Debug)]
-pub enum Command {
-    /// The user's choice (`None` clears it, so the default shows when no alarm is active).
-    Select {
-        /// Stream id.
-        stream: Option<String>,
-        /// The outcome.
-        reply: oneshot::Sender<Result<(), SelectError>>,
-    },
-    /// An alarm raised from outside (HTTP API), optionally as a pulse of `hold`.
-    Trigger {
-        /// Alarm id.
-        alarm: String,
-        /// Pulse length overriding the alarm's own rule.
-        hold: Option<Duration>,
-        /// The outcome.
-        reply: oneshot::Sender<Result<(), SelectError>>,
-    },
-    /// An alarm input cleared from outside.
-    Clear {
-        /// Alarm id.
-        alarm: String,
-        /// The outcome.
-        reply: oneshot::Sender<Result<(), SelectError>>,
-    },
-    /// Acknowledge a latched alarm; the reply says whether a latch was dropped.
-    Ack {
-        /// Alarm id.
-        alarm: String,
-        /// The outcome.
-        reply: oneshot::Sender<Result<bool, SelectError>>,
-    },
-    /// A debounced GPIO input level, by alarm index (the GPIO task resolved it once).
-    AlarmInput {
-        /// Alarm index in the config's alarm list.
-        alarm: usize,
-        /// True when the contact is in its alarm state.
-        on: bool,
-    },
-    /// A new config: streams and alarms may have come or gone.
-    ApplyConfig(Box<Config>),
-    /// The set of streams whose health is watched changed.
-    WatchStreams(Vec<Arc<StreamStats>>),
-    /// The selector's event history (`GET /api/events`), rendered on demand.
-    Events {
-        /// The history.
-        reply: oneshot::Sender<EventsReport>,
-    },
-}
-
-/// One alarm as the status page shows it.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct AlarmStatus {
-    /// Config id.
-    pub id: String,
-    /// Display name.
-    pub name: String,
-    /// `idle`, `active`, `holding` or `latched`.
-    pub state: &'static str,
-    /// The stream it calls up.
-    pub stream: String,
-    /// When it was raised (wall µs), while it is not idle.
-    pub since: Option<i64>,
-    /// Times it went from idle to active since start (`/metrics`), counted by the selector.
-    pub raised: u64,
-}
-
-/// What is shown, and why; published on every change.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct ActiveView {
-    /// The active stream, `None` only when no stream is configured.
-    pub stream: Option<String>,
-    /// `default`, `user`, `alarm:<name>` or `sequence:<names>`.
-    pub reason: String,
-    /// Every alarm's state.
-    pub alarms: Vec<AlarmStatus>,
-    /// Bumped on every change, so consumers can tell two equal-looking views apart.
-    pub generation: u64,
-}
-
-/// The control task is gone (the daemon is shutting down).
-#[derive(Debug, Error, Clone, PartialEq, Eq)]
-pub enum ControlError {
-    /// The request was refused by the selector.
-    #[error(transparent)]
-    Rejected(#[from] SelectError),
-    /// The control task has stopped.
-    #[error("the daemon is shutting down")]
-    Closed,
-}
-
-/// A cheap handle for sending commands and watching the view.
-#[derive(Debug, Clone)]
-pub struct Control {
-    /// Command queue into the task.
-    tx: mpsc::Sender<Command>,
-    /// The latest view.
-    view: watch::Receiver<ActiveView>,
-}
-
-impl Control {
-    /// The current view.
-    pub fn view(&self) -> ActiveView {
-        self.view.borrow().clone()
-    }
-
-    /// A receiver that wakes on every view change.
-    pub fn subscribe(&self) -> watch::Receiver<ActiveView> {
-        self.view.clone()
-    }
-
-    /// Sends a command without waiting for an answer (GPIO inputs, config changes).
-    pub async fn send(&self, cmd: Command) -> Result<(), ControlError> {
-        self.tx.send(cmd).await.map_err(|_| ControlError::Closed)
-    }
-
-    async fn ask<T>(
-        &self,
-        make: impl FnOnce(oneshot::Sender<Result<T, SelectError>>) -> Command,
-    ) -> Result<T, ControlError> {
-        let (reply, rx) = oneshot::channel();
-        self.send(make(reply)).await?;
-        Ok(rx.await.map_err(|_| ControlError::Closed)??)
-    }
-
-    /// The user selects a stream.
-    pub async fn select(&self, stream: Option<String>) -> Result<(), ControlError> {
-        self.ask(|reply| Command::Select { stream, reply }).await
-    }
-
-    /// Raises an alarm from outside.
-    pub async fn trigger(&self, alarm: &str, hold: Option<Duration>) -> Result<(), ControlError> {
-        let alarm = alarm.to_string();
-        self.ask(|reply| Command::Trigger { alarm, hold, reply })
-            .await
-    }
-
-    /// Clears an alarm input from outside.
-    pub async fn clear(&self, alarm: &str) -> Result<(), ControlError> {
-        let alarm = alarm.to_string();
-        self.ask(|reply| Command::Clear { alarm, reply }).await
-    }
-
-    /// Acknowledges a latched alarm.
-    pub async fn ack(&self, alarm: &str) -> Result<bool, ControlError> {
-        let alarm = alarm.to_string();
-        self.ask(|reply| Command::Ack { alarm, reply }).await
-    }
-
-    /// The selector's bounded history of selection and alarm events, oldest first.
-    pub async fn events(&self) -> Result<EventsReport, ControlError> {
-        let (reply, rx) = oneshot::channel();
-        self.send(Command::Events { reply }).await?;
-        rx.await.map_err(|_| ControlError::Closed)
-    }
-}
 
 /// Starts the control task with `config`, restoring the persisted state from `store`.
 pub fn spawn_control(
@@ -188,7 +28,7 @@ pub fn spawn_control(
     beacon: Option<BeaconGuard>,
 ) -> (Control, JoinHandle<()>) {
     let now = Stamp::now(clock.as_ref());
-    let mut selector = Selector::new(config, DEFAULT_HISTORY, now);
+    let mut selector: Selector = Selector::new(config, now);
     let mut saved = store.load().into_state();
     for msg in saved.reconcile(config) {
         tracing::warn!("{msg}");
@@ -269,8 +109,8 @@ impl ControlTask {
             let sleep = self.sleep_until_deadline();
             tokio::select! {
                 cmd = rx.recv() => match cmd {
+                    Some(Command::Stop) | None => break,
                     Some(cmd) => self.handle(cmd, &view_tx),
-                    None => break,
                 },
                 _ = sleep => self.selector.tick(self.now()),
                 _ = health.tick() => self.poll_health(),
@@ -344,6 +184,8 @@ impl ControlTask {
             Command::Events { reply } => {
                 let _ = reply.send(self.selector.events_report());
             }
+            // The loop ends on it before calling this.
+            Command::Stop => {}
         }
     }
 

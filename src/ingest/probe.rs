@@ -6,10 +6,12 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+use super::SourceCtx;
+use super::sources::source_for;
 use crate::clock::SystemClock;
+use crate::codec::h264::avc_codec_string;
 use crate::config::StreamConfig;
 use crate::frame::{Codec, FrameInfo, FrameSink, SinkError};
-use crate::ingest::SourceCtx;
 
 /// Shortest and longest time a probe may take.
 const PROBE_MIN: Duration = Duration::from_secs(2);
@@ -87,7 +89,7 @@ impl FrameSink for ProbeSink {
         seen.frames += 1;
         if info.keyframe && seen.key.is_none() {
             let au = parts.concat();
-            let cs = super::wire::avc_codec_string(&au);
+            let cs = avc_codec_string(&au);
             seen.key = Some((info.codec, cs, au.len()));
             seen.key_payload = au;
             seen.key_pts_us = Some(info.pts_us);
@@ -117,7 +119,7 @@ pub async fn probe(cfg: &StreamConfig) -> ProbeReport {
             ..ProbeReport::default()
         };
     }
-    let source = crate::daemon::streams::source_for(cfg);
+    let source = source_for(cfg);
     let seen = Arc::new(Mutex::new(Seen::default()));
     let mut sink = ProbeSink {
         seen: Arc::clone(&seen),

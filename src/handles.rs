@@ -1,0 +1,179 @@
+//! What the daemon lends the web server: narrow handles instead of the daemon itself.
+//!
+//! The daemon ([`crate::daemon`]) owns its streams, rings, GPIO inputs and the control task,
+//! and its main loop is the only code that changes them. The web server gets a [`Handles`]:
+//!
+//! - [`Control`]: selection and alarm commands, and the active view (a watch channel).
+//! - [`StatusReader`]: what runs ([`Status`]: the config in force, the running streams with
+//!   their rings and statistics, the GPIO inputs), republished by the daemon after its start
+//!   and after every config apply. Reading it clones an `Arc` under the watch channel's lock
+//!   and lets go at once, so no lock is ever held across a send to a client.
+//! - [`ConfigHandle`]: config changes, sent to the daemon's loop over a channel and answered
+//!   once the new config is validated, saved atomically and running ([`ApplyError`] says why
+//!   not).
+//! - The beacon table and the watchdog status, for the System tab and the live push's
+//!   watchdog slot.
+//!
+//! Nothing here names the daemon or the web server, so both can depend on it.
+
+use std::sync::Arc;
+
+use thiserror::Error;
+use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::config::{Config, ConfigError, FieldError, StreamConfig};
+use crate::control::Control;
+use crate::gpio::{InputState, InputStatus};
+use crate::health::beacon::BeaconTable;
+use crate::health::watchdog::WatchdogStatus;
+use crate::ingest::stats::StreamStats;
+use crate::output::{LiveStream, StreamLookup};
+use crate::ring::{FrameRing, RingError};
+
+/// Everything the web server may use of the daemon.
+#[derive(Debug, Clone)]
+pub struct Handles {
+    /// Selection and alarm commands; the active view.
+    pub control: Control,
+    /// The config in force and what runs, as of the last start or config apply.
+    pub status: StatusReader,
+    /// Config changes, applied by the daemon's loop.
+    pub config: ConfigHandle,
+    /// The daemon's liveness beacons: the web registers the live pusher's slot here and the
+    /// System tab lists them.
+    pub beacons: Arc<BeaconTable>,
+    /// What the watchdog task has done (pings, trip), for the System tab.
+    pub watchdog: Arc<WatchdogStatus>,
+}
+
+/// One running stream as the web reads it.
+#[derive(Clone)]
+pub struct RunningStream {
+    /// The config it runs with (id, display name, size for the live `init`).
+    pub config: StreamConfig,
+    /// Its frame ring; a restarted stream gets a fresh one, which live clients notice.
+    pub ring: Arc<FrameRing>,
+    /// Its live statistics (state, fps, reconnects) for the status page and `/metrics`.
+    pub stats: Arc<StreamStats>,
+}
+
+impl std::fmt::Debug for RunningStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunningStream")
+            .field("id", &self.config.id)
+            .field("ring", &self.ring.stats())
+            .finish_non_exhaustive()
+    }
+}
+
+/// What the daemon runs, published after its start and after every config apply.
+#[derive(Debug, Clone, Default)]
+pub struct Status {
+    /// The config in force, disabled streams included (`GET /api/config`, the status rows).
+    pub config: Config,
+    /// The running (enabled) streams, in config order.
+    pub streams: Vec<RunningStream>,
+    /// Every GPIO alarm input, by alarm id: a missing chip shows on the status page.
+    pub inputs: Vec<(String, Arc<InputStatus>)>,
+}
+
+impl Status {
+    /// A running stream by id.
+    pub fn stream(&self, id: &str) -> Option<&RunningStream> {
+        self.streams.iter().find(|s| s.config.id == id)
+    }
+
+    /// Every GPIO alarm's id and input state.
+    pub fn input_states(&self) -> impl Iterator<Item = (&str, InputState)> {
+        self.inputs.iter().map(|(id, s)| (id.as_str(), s.state()))
+    }
+}
+
+/// Reads the daemon's latest [`Status`].
+#[derive(Debug, Clone)]
+pub struct StatusReader {
+    /// The daemon's publications; only ever borrowed long enough to clone the `Arc`.
+    rx: watch::Receiver<Arc<Status>>,
+}
+
+impl StatusReader {
+    /// A reader and the sender the daemon publishes with, starting at `first`.
+    pub fn channel(first: Status) -> (watch::Sender<Arc<Status>>, StatusReader) {
+        let (tx, rx) = watch::channel(Arc::new(first));
+        (tx, StatusReader { rx })
+    }
+
+    /// The latest status.
+    pub fn current(&self) -> Arc<Status> {
+        Arc::clone(&self.rx.borrow())
+    }
+}
+
+impl StreamLookup for StatusReader {
+    fn live_stream(&self, id: &str) -> Option<LiveStream> {
+        let status = self.current();
+        let s = status.stream(id)?;
+        Some(LiveStream {
+            name: s.config.display_name().to_string(),
+            ring: Arc::clone(&s.ring),
+            width: s.config.width,
+            height: s.config.height,
+        })
+    }
+}
+
+/// Why a config change was not applied.
+#[derive(Debug, Error)]
+pub enum ApplyError {
+    /// The config does not validate; nothing was saved or changed.
+    #[error("invalid config ({} problems)", .0.len())]
+    Invalid(Vec<FieldError>),
+    /// The config could not be written; nothing was changed.
+    #[error("cannot save the config: {0}")]
+    Save(#[source] ConfigError),
+    /// The blocking save task died (a panic); nothing was changed.
+    #[error("the config save task failed: {0}")]
+    SaveTask(#[source] tokio::task::JoinError),
+    /// The config was saved but a stream's ring could not be allocated.
+    #[error("cannot apply the config: {0}")]
+    Apply(#[source] RingError),
+    /// The daemon is shutting down and takes no more changes.
+    #[error("the daemon is shutting down")]
+    Closed,
+}
+
+/// A config change on its way to the daemon's loop.
+#[derive(Debug)]
+pub struct ConfigRequest {
+    /// The whole new config.
+    pub config: Config,
+    /// Answered once the config runs, or with why it does not.
+    pub reply: oneshot::Sender<Result<(), ApplyError>>,
+}
+
+/// Sends config changes to the daemon's loop, which validates, saves and applies them one at
+/// a time.
+#[derive(Debug, Clone)]
+pub struct ConfigHandle {
+    /// Queue into the loop that owns the daemon.
+    tx: mpsc::Sender<ConfigRequest>,
+}
+
+impl ConfigHandle {
+    /// A handle and the receiver the daemon's loop reads.
+    pub fn channel() -> (ConfigHandle, mpsc::Receiver<ConfigRequest>) {
+        // Changes come from an admin's browser, one at a time; a short queue is plenty.
+        let (tx, rx) = mpsc::channel(8);
+        (ConfigHandle { tx }, rx)
+    }
+
+    /// Validates, saves and applies `config`; returns once it runs.
+    pub async fn apply(&self, config: Config) -> Result<(), ApplyError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(ConfigRequest { config, reply })
+            .await
+            .map_err(|_| ApplyError::Closed)?;
+        rx.await.map_err(|_| ApplyError::Closed)?
+    }
+}
