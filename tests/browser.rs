@@ -56,6 +56,10 @@ fn free_port() -> u16 {
         .port()
 }
 
+/// The two tests run one after the other: each picks a free port and starts a demo and a
+/// browser, and two at once on 2 cores only race each other.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// Checks the browser and the script's node modules; returns the script folder.
 fn browser_ready() -> (PathBuf, PathBuf) {
     let browser = chromium();
@@ -81,7 +85,9 @@ fn start_demo(streams: u32, port: u16) -> (Demo, tempfile::TempDir, String) {
         .arg("--state-dir")
         .arg(state.path())
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        // Warnings and errors only: a demo that dies says why.
+        .env("RUST_LOG", "warn")
+        .stderr(Stdio::inherit())
         .spawn()
         .expect("edgecam demo starts");
     let stdout = child.stdout.take().unwrap();
@@ -106,6 +112,7 @@ fn start_demo(streams: u32, port: u16) -> (Demo, tempfile::TempDir, String) {
 /// saved, and shown live.
 #[test]
 fn the_installer_adds_an_rtsp_camera_from_a_lan_origin() {
+    let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
     let (browser, script_dir) = browser_ready();
     let camera = support::RtspServer::start(support::ServerOpts {
         width: 640,
@@ -139,6 +146,7 @@ fn the_installer_adds_an_rtsp_camera_from_a_lan_origin() {
 
 #[test]
 fn the_page_in_headless_chromium() {
+    let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
     let (browser, script_dir) = browser_ready();
     let port = free_port();
     let (demo, _state, password) = start_demo(3, port);
