@@ -15,9 +15,8 @@
 // Pauses between iterations are random, so switches land at every position in the GOP.
 // With `gop`, every stream's keyframe interval is set to that many frames first.
 // It prints the raw samples as one line: `RESULT {...}`.
-import { chromium } from 'playwright-core';
+import { launch } from './chromium.mjs';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 
 const [base, oneTime, itersArg, steadyArg, gopArg] = process.argv.slice(2);
@@ -46,15 +45,7 @@ function recordSockets() {
   };
 }
 
-const profile = fs.mkdtempSync(path.join(os.tmpdir(), 'edgecam-bench-chromium-'));
-const context = await chromium.launchPersistentContext(profile, {
-  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-  headless: true,
-  args: ['--headless', '--no-sandbox', '--disable-gpu', '--no-first-run',
-    '--disable-background-networking', '--disable-component-update', '--disable-sync',
-    '--disable-quic'],
-  viewport: { width: 1280, height: 900 },
-});
+const { context, close } = await launch();
 await context.addInitScript(recordSockets);
 // Development aid: EDGECAM_APP_JS serves a working-tree app.js instead of the embedded one,
 // to try page changes without rebuilding the daemon. Not for numbers of record.
@@ -191,7 +182,6 @@ try {
   failed = true;
   console.error('FAILED: ' + (e && e.stack || e));
 } finally {
-  await context.close();
-  fs.rmSync(profile, { recursive: true, force: true });
+  await close();
 }
 process.exit(failed ? 1 : 0);

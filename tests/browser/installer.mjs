@@ -7,9 +7,8 @@
 // RTSP fields), checks that Test connection reports the camera's real result, that a stale
 // result is cleared on an edit and that a bad URL is reported by its label and highlighted,
 // saves, and sees the new camera live on the Live tab.
-import { chromium } from 'playwright-core';
+import { launch } from './chromium.mjs';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 
 const [port, oneTime, rtspUrl, outDir] = process.argv.slice(2);
@@ -21,14 +20,9 @@ fs.mkdirSync(outDir, { recursive: true });
 const BASE = `http://edgebox.test:${port}`;
 const TIMEOUT = 30000;
 
-const profile = fs.mkdtempSync(path.join(os.tmpdir(), 'edgecam-chromium-'));
-const context = await chromium.launchPersistentContext(profile, {
-  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-  headless: true,
-  args: ['--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking',
-    '--disable-component-update', '--disable-sync', '--disable-quic',
-    '--host-resolver-rules=MAP edgebox.test 127.0.0.1'],
+const { context, close } = await launch({
   viewport: { width: 1366, height: 800 },
+  extraArgs: ['--host-resolver-rules=MAP edgebox.test 127.0.0.1'],
 });
 let failed = false;
 
@@ -102,7 +96,6 @@ try {
   console.log('not ok - ' + e.message);
   await page.screenshot({ path: path.join(outDir, 'installer-failure.png') }).catch(() => {});
 } finally {
-  await context.close();
-  fs.rmSync(profile, { recursive: true, force: true });
+  await close();
 }
 process.exit(failed ? 1 : 0);

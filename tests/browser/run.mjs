@@ -6,9 +6,8 @@
 // frames (WebCodecs path, then the JPEG path forced by ?mode=jpeg), clicks another stream,
 // adds an alarm on the Alarms tab, triggers it through the API, acknowledges it, saves
 // screenshots, and prints the latencies the page measured as one JSON line.
-import { chromium } from 'playwright-core';
+import { launch } from './chromium.mjs';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 
 const [base, oneTime, outDir] = process.argv.slice(2);
@@ -20,14 +19,7 @@ fs.mkdirSync(outDir, { recursive: true });
 const NEW_PASSWORD = 'browser-test-password';
 const TIMEOUT = 30000;
 
-const profile = fs.mkdtempSync(path.join(os.tmpdir(), 'edgecam-chromium-'));
-const context = await chromium.launchPersistentContext(profile, {
-  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-  headless: true,
-  args: ['--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking',
-    '--disable-component-update', '--disable-sync'],
-  viewport: { width: 1280, height: 900 },
-});
+const { context, close } = await launch();
 const results = {};
 let failed = false;
 
@@ -174,7 +166,6 @@ try {
     try { await p.screenshot({ path: path.join(outDir, `failure-${i}.png`) }); } catch (_) { /* closed */ }
   }
 } finally {
-  await context.close();
-  fs.rmSync(profile, { recursive: true, force: true });
+  await close();
 }
 process.exit(failed ? 1 : 0);
