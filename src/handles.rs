@@ -118,7 +118,14 @@ impl StreamLookup for StatusReader {
             ring: Arc::clone(&s.ring),
             width: s.config.width,
             height: s.config.height,
+            stats: Arc::clone(&s.stats),
         })
+    }
+
+    fn display_name(&self, id: &str) -> Option<String> {
+        let status = self.current();
+        let s = status.config.streams.iter().find(|s| s.id == id)?;
+        Some(s.display_name().to_string())
     }
 }
 

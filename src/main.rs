@@ -43,6 +43,9 @@ enum Command {
         /// The file to check.
         path: PathBuf,
     },
+    /// Read a password from the first line of stdin and print its Argon2 hash, for
+    /// `admin_password_hash` under `[web]` (to preset the admin password in a config or image).
+    HashPassword,
 }
 
 fn main() -> ExitCode {
@@ -59,6 +62,7 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Command::HashPassword => exit_code(hash_password()),
         Command::Run { config } => exit_code(run_daemon(edgecam::daemon::Mode::Run { config })),
         Command::Demo {
             streams,
@@ -70,6 +74,18 @@ fn main() -> ExitCode {
             state_dir,
         })),
     }
+}
+
+/// `edgecam hash-password`: one line of stdin in, the `admin_password_hash` line out.
+fn hash_password() -> anyhow::Result<()> {
+    let mut line = String::new();
+    std::io::stdin()
+        .read_line(&mut line)
+        .context("cannot read the password from stdin")?;
+    let password = line.trim_end_matches(['\r', '\n']);
+    let hash = edgecam::secret::hash_password(password)?;
+    println!("admin_password_hash = \"{hash}\"");
+    Ok(())
 }
 
 /// Sets up logging and the tokio runtime, then runs the daemon until SIGTERM or Ctrl-C.

@@ -84,3 +84,51 @@ fn run_with_an_invalid_config_exits_with_a_clear_error() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("streams[0].kind"), "stderr:\n{err}");
 }
+
+/// Runs `edgecam hash-password` with `stdin` as its input.
+fn hash_password(stdin: &str) -> std::process::Output {
+    use std::io::Write;
+    let mut child = edgecam()
+        .arg("hash-password")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("the edgecam binary runs");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn hash_password_prints_a_config_line_that_verifies() {
+    let out = hash_password("correct horse battery\n");
+    assert!(out.status.success(), "{out:?}");
+    let line = String::from_utf8(out.stdout).unwrap();
+    let hash = line
+        .trim()
+        .strip_prefix("admin_password_hash = \"")
+        .and_then(|h| h.strip_suffix('"'))
+        .unwrap_or_else(|| panic!("a config line: {line}"));
+    assert!(hash.starts_with("$argon2id$"), "{hash}");
+    assert!(edgecam::secret::verify_password(
+        "correct horse battery",
+        hash
+    ));
+    assert!(!edgecam::secret::verify_password("correct horse", hash));
+    // The line pastes into a config as is.
+    let cfg: toml::Value = toml::from_str(&line).unwrap();
+    assert_eq!(cfg["admin_password_hash"].as_str(), Some(hash));
+}
+
+#[test]
+fn hash_password_refuses_a_short_password() {
+    let out = hash_password("short\n");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("at least 8 characters"), "{err}");
+}

@@ -104,7 +104,7 @@ async fn the_jpeg_path_sends_decoded_pictures() {
     let s = TestServer::start().await;
     // A client without WebCodecs.
     let mut c = s.live(VIEWER_TOKEN, &["jpeg"], "").await;
-    let init = c.next_text("init").await;
+    let init = c.video_init().await;
     assert_eq!(init["codec"], "jpeg");
     assert_eq!(init["stream"], "cam1");
     assert_eq!(init["width"], 160);
@@ -115,13 +115,13 @@ async fn the_jpeg_path_sends_decoded_pictures() {
     assert!(h2.seq > h.seq);
     // Forced by the query parameter even when the client could decode H.264.
     let mut forced = s.live(VIEWER_TOKEN, &["h264", "jpeg"], "?mode=jpeg").await;
-    assert_eq!(forced.next_text("init").await["codec"], "jpeg");
+    assert_eq!(forced.video_init().await["codec"], "jpeg");
     // A switch: the next picture is of the new stream.
     s.with_token(Method::POST, "/api/active", OPERATOR_TOKEN)
         .json(&json!({"stream": "cam3"}))
         .go()
         .await;
-    let init = c.next_text("init").await;
+    let init = c.video_init().await;
     assert_eq!(init["stream"], "cam3");
     let (h, payload) = c.next_frame().await;
     assert_eq!(u64::from(h.sid), init["sid"].as_u64().unwrap());

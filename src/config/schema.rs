@@ -337,6 +337,17 @@ pub enum AlarmMode {
     Latched,
 }
 
+impl AlarmMode {
+    /// The mode as the config spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AlarmMode::Transparent => "transparent",
+            AlarmMode::Hold => "hold",
+            AlarmMode::Latched => "latched",
+        }
+    }
+}
+
 /// One `[[alarms]]` entry.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -256,6 +256,9 @@ impl ControlTask {
                     stream: a.stream.clone(),
                     since: self.selector.alarm_since_wall_us(i),
                     raised: self.selector.alarm_raised_total(i),
+                    priority: a.priority,
+                    mode: a.mode.as_str(),
+                    acknowledgeable: self.selector.alarm_ack_pending(i),
                 }
             })
             .collect()

@@ -11,6 +11,7 @@ pub mod wire;
 
 use std::sync::Arc;
 
+use crate::ingest::stats::StreamStats;
 use crate::ring::FrameRing;
 
 /// A running stream as the outputs need it.
@@ -24,6 +25,8 @@ pub struct LiveStream {
     pub width: Option<u32>,
     /// Configured height, likewise.
     pub height: Option<u32>,
+    /// Its supervisor's state and last error, so an output can say why there is no video.
+    pub stats: Arc<StreamStats>,
 }
 
 /// Finds a running stream by id. Streams come and go with config changes (a restarted one
@@ -31,4 +34,10 @@ pub struct LiveStream {
 pub trait StreamLookup: Send + Sync {
     /// The running stream `id`; `None` when no such stream runs.
     fn live_stream(&self, id: &str) -> Option<LiveStream>;
+
+    /// The display name of stream `id`, also when it does not run (disabled, or not started
+    /// yet); `None` for an unknown id.
+    fn display_name(&self, id: &str) -> Option<String> {
+        self.live_stream(id).map(|s| s.name)
+    }
 }

@@ -448,6 +448,14 @@ impl<const HISTORY: usize> Selector<HISTORY> {
         self.alarms.get(index).map(AlarmSlot::state)
     }
 
+    /// Whether acknowledging the alarm at `index` now would change anything (see
+    /// [`ack`](Self::ack)): a latch to drop, a hold to end, a coming hold to waive.
+    pub fn alarm_ack_pending(&self, index: usize) -> bool {
+        self.alarms
+            .get(index)
+            .is_some_and(|a| a.acknowledgeable() && a.ack_pending())
+    }
+
     /// Whether the alarm at `index` is active.
     pub fn alarm_active(&self, index: usize) -> bool {
         self.alarms.get(index).is_some_and(AlarmSlot::is_active)

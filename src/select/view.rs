@@ -20,6 +20,13 @@ pub struct AlarmStatus {
     pub since: Option<i64>,
     /// Times it went from idle to active since start (`/metrics`), counted by the selector.
     pub raised: u64,
+    /// Higher wins the screen; the page orders its banners by it.
+    pub priority: i32,
+    /// `transparent`, `hold` or `latched`, as configured.
+    pub mode: &'static str,
+    /// An acknowledgement now would change something (drop a latch, end a hold, waive a
+    /// coming hold): the page offers the Acknowledge button only then.
+    pub acknowledgeable: bool,
 }
 
 /// What is shown, and why; published on every change.

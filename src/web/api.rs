@@ -62,13 +62,17 @@ async fn api_not_found() -> ApiError {
 }
 
 /// `GET /api/health`: the only endpoint open without authentication.
-async fn health(State(st): St) -> Json<serde_json::Value> {
+///
+/// `logged_in` says whether the request's cookie or token is valid, so the page can decide
+/// between the login form and the app without an expected 401 in the browser's console.
+async fn health(State(st): St, headers: HeaderMap) -> Json<serde_json::Value> {
     // `hang:web` (feature `fault-injection`) makes the server stop answering the self-probe.
     crate::health::fault::checkpoint("web", "").await;
     Json(json!({
         "ok": true,
         "version": env!("CARGO_PKG_VERSION"),
         "setup_required": st.auth.needs_setup(),
+        "logged_in": st.auth.authenticate(&headers).is_ok(),
     }))
 }
 

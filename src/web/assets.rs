@@ -11,7 +11,7 @@ use std::sync::Arc;
 use super::AppState;
 
 /// (URL name, content type, bytes) of every embedded file.
-pub const ASSETS: [(&str, &str, &[u8]); 3] = [
+pub const ASSETS: [(&str, &str, &[u8]); 4] = [
     (
         "index.html",
         "text/html; charset=utf-8",
@@ -27,12 +27,19 @@ pub const ASSETS: [(&str, &str, &[u8]); 3] = [
         "text/css; charset=utf-8",
         include_bytes!("../../web/style.css"),
     ),
+    (
+        "favicon.svg",
+        "image/svg+xml",
+        include_bytes!("../../web/favicon.svg"),
+    ),
 ];
 
 /// `/` and `/{name}` for the embedded files.
 pub fn routes() -> Router<Arc<AppState>> {
     Router::new()
         .route("/", get(|| async { asset("index.html") }))
+        // Tools and old browsers ask for /favicon.ico without reading the page's <link>.
+        .route("/favicon.ico", get(|| async { asset("favicon.svg") }))
         .route(
             "/{name}",
             get(|Path(name): Path<String>| async move { asset(&name) }),

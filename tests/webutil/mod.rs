@@ -327,10 +327,23 @@ impl LiveClient {
         }
     }
 
+    /// The next `init` with a codec: the stream's video starts. An `init` without one (the
+    /// stream has no video yet, for example a test pattern before its first keyframe) is
+    /// skipped.
+    pub async fn video_init(&mut self) -> serde_json::Value {
+        loop {
+            let init = self.next_text("init").await;
+            if !init["codec"].is_null() {
+                return init;
+            }
+        }
+    }
+
     /// The next `init` and the first frame after it, checked: the frame belongs to that
     /// init's switch (`sid`) and is a keyframe. Frames before the `init` are skipped.
+    /// An `init` without a codec (a stream without video yet) is skipped too.
     pub async fn init_and_keyframe(&mut self) -> (serde_json::Value, FrameHeader, Vec<u8>) {
-        let init = self.next_text("init").await;
+        let init = self.video_init().await;
         let (h, payload) = self.next_frame().await;
         assert_eq!(
             Some(u64::from(h.sid)),

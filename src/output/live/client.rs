@@ -11,6 +11,7 @@ use super::{End, LiveContext, Path};
 use crate::codec::h264::avc_codec_string;
 use crate::frame::{Codec, FrameMeta};
 use crate::health::beacon::BeaconGuard;
+use crate::ingest::stats::{StreamState, StreamStats};
 use crate::output::jpeg::JpegWatch;
 use crate::output::wire::{
     FLAG_CATCH_UP, FLAG_DISCONTINUITY, FLAG_KEYFRAME, FrameHeader, encode_frame,
@@ -46,6 +47,69 @@ struct ViewMsg<'a> {
     height: Option<u32>,
     /// Every alarm's state, for the banner.
     alarms: &'a [AlarmStatus],
+    /// Whether the stream delivers video, and if not why; `None` on a `view` message.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    video: Option<&'a VideoState>,
+}
+
+/// Whether the stream shown delivers video: sent in every `init` and, as a `video` message,
+/// whenever it changes, so the page can say "No video from <name>: <why>" instead of leaving
+/// the previous picture up.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub(super) struct VideoState {
+    /// The stream is live and its frames reach this client.
+    live: bool,
+    /// The supervisor's state (`live`, `connecting`, `backoff`, `stalled`, `failed`), or
+    /// `not running` for a stream that is disabled or not started.
+    state: String,
+    /// Why the last attempt ended, as the status API says it.
+    error: Option<String>,
+    /// Seconds since the stream's last frame; `None` when it has had none since the start.
+    down_s: Option<u64>,
+}
+
+/// The `video` text message.
+#[derive(Debug, Serialize)]
+struct VideoMsg<'a> {
+    /// `video`.
+    #[serde(rename = "type")]
+    kind: &'static str,
+    /// Stream number of the `init` this belongs to.
+    sid: u32,
+    /// The new state.
+    #[serde(flatten)]
+    video: &'a VideoState,
+}
+
+impl VideoState {
+    /// The state of a stream that does not run.
+    fn not_running() -> VideoState {
+        VideoState {
+            live: false,
+            state: "not running".to_string(),
+            error: None,
+            down_s: None,
+        }
+    }
+
+    /// The state of a running stream, at monotonic time `now_ns`. `has_video` says whether
+    /// this client gets its frames (a live stream whose ring has no keyframe yet does not).
+    fn of(stats: &StreamStats, has_video: bool, now_ns: u64) -> VideoState {
+        let state = stats.state();
+        let last = stats.last_frame_mono_ns();
+        let live = state == StreamState::Live && has_video;
+        VideoState {
+            live,
+            state: state.to_string(),
+            error: if live { None } else { stats.last_error() },
+            down_s: (!live && last != 0).then(|| now_ns.saturating_sub(last) / 1_000_000_000),
+        }
+    }
+
+    /// True when `other` says something new (the seconds count on by themselves).
+    fn differs(&self, other: &VideoState) -> bool {
+        self.live != other.live || self.state != other.state || self.error != other.error
+    }
 }
 
 /// The stream a client is currently watching.
@@ -68,6 +132,13 @@ struct Current {
     need_key: bool,
     /// The next frame sent follows skipped frames.
     discontinuity: bool,
+    /// Its supervisor's state, for the `video` messages.
+    stats: Arc<StreamStats>,
+    /// The video state this client was last told.
+    reported: VideoState,
+    /// JPEG path: pictures of frames older than this were in the ring before the switch
+    /// while the stream was down; they are stale and not shown.
+    fresh_from: u64,
 }
 
 /// One connected client.
@@ -176,30 +247,54 @@ impl Client {
         if stream_changed {
             return self.switch().await;
         }
-        if changed && self.current.as_ref().is_none_or(|c| c.init_sent) {
-            let msg = self.view_msg("view", None, (None, None));
+        // Before a live stream's `init` (sent with its first frame, at once) there is nothing
+        // to update; a stream without video has had its `init` already.
+        if changed
+            && self
+                .current
+                .as_ref()
+                .is_none_or(|c| c.init_sent || !c.reported.live)
+        {
+            let msg = self.view_msg("view", None, (None, None), None);
             self.send(msg).await?;
         }
         Ok(())
     }
 
     /// Starts showing the view's stream: the current GOP from its latest keyframe.
+    ///
+    /// Every switch tells the page at once: a stream with video gets its `init` with the
+    /// first keyframe (at once, from the ring); one without (down, not running, no keyframe
+    /// yet) gets an `init` without a codec and the reason, so the page never leaves the
+    /// previous camera's picture under the new name. A stream that is down starts reading at
+    /// the next new frame: the frames still in its ring are from before it went down.
     async fn switch(&mut self) -> Result<(), End> {
         self.sid = self.sid.wrapping_add(1);
         self.current = None;
         let Some(id) = self.view.stream.clone() else {
-            let msg = self.view_msg("init", None, (None, None));
+            let msg = self.view_msg("init", None, (None, None), None);
             return self.send(msg).await;
         };
         let Some(found) = self.ctx.streams.live_stream(&id) else {
             // Not running (yet): tell the page, and look again on the next recheck.
-            let msg = self.view_msg("init", None, (None, None));
+            let name = self.ctx.streams.display_name(&id);
+            let video = VideoState::not_running();
+            let msg = self.init_without_video(name.as_deref(), &video);
             return self.send(msg).await;
         };
+        let has_key = found.ring.latest_keyframe().is_some();
+        let video = VideoState::of(&found.stats, has_key, self.ctx.clock.mono_ns());
+        let start = if video.live {
+            Start::LatestKeyframe
+        } else {
+            Start::Newest
+        };
+        let fresh_from = if video.live { 0 } else { found.ring.head() };
         let (reader, jpeg) = match self.path {
-            Path::H264 => (Some(found.ring.reader(Start::LatestKeyframe)), None),
+            Path::H264 => (Some(found.ring.reader(start)), None),
             Path::Jpeg => (None, Some(self.ctx.jpeg.subscribe(&id, &found.ring))),
         };
+        let live = video.live;
         self.current = Some(Current {
             name: found.name,
             ring: found.ring,
@@ -210,8 +305,54 @@ impl Client {
             last_jpeg: None,
             need_key: true,
             discontinuity: false,
+            stats: found.stats,
+            reported: video.clone(),
+            fresh_from,
         });
+        if !live {
+            let name = self.current.as_ref().map(|c| c.name.clone());
+            let msg = self.init_without_video(name.as_deref(), &video);
+            self.send(msg).await?;
+        }
         Ok(())
+    }
+
+    /// An `init` without a codec: the stream has no video for this client (yet).
+    fn init_without_video(&self, name: Option<&str>, video: &VideoState) -> Message {
+        let msg = ViewMsg {
+            kind: "init",
+            sid: self.sid,
+            stream: self.view.stream.as_deref(),
+            name,
+            reason: &self.view.reason,
+            codec: None,
+            width: None,
+            height: None,
+            alarms: &self.view.alarms,
+            video: Some(video),
+        };
+        text_msg(&msg)
+    }
+
+    /// Sends a `video` message when the shown stream's state changed since the page was
+    /// last told (it went down, came back, or failed for another reason).
+    async fn report_video(&mut self) -> Result<(), End> {
+        let now = self.ctx.clock.mono_ns();
+        let Some(cur) = self.current.as_mut() else {
+            return Ok(());
+        };
+        // Before its `init` with a codec the client has no frames of this stream.
+        let video = VideoState::of(&cur.stats, cur.init_sent, now);
+        if !video.differs(&cur.reported) {
+            return Ok(());
+        }
+        cur.reported = video.clone();
+        let msg = VideoMsg {
+            kind: "video",
+            sid: self.sid,
+            video: &video,
+        };
+        self.send(text_msg(&msg)).await
     }
 
     /// Switches again when the stream shown has no ring yet or a new one.
@@ -227,9 +368,9 @@ impl Client {
             (None, None) => false,
         };
         if stale {
-            self.switch().await?;
+            return self.switch().await;
         }
-        Ok(())
+        self.report_video().await
     }
 
     /// Sends whatever is ready for the current stream.
@@ -301,11 +442,7 @@ impl Client {
             if !cur.init_sent {
                 let codec = avc_codec_string(&self.buf);
                 let size = cur.size;
-                let msg = self.view_msg("init", codec.as_deref(), size);
-                self.send(msg).await?;
-                if let Some(c) = self.current.as_mut() {
-                    c.init_sent = true;
-                }
+                self.send_init(codec.as_deref(), size).await?;
             }
             let Some(cur) = self.current.as_mut() else {
                 return Ok(());
@@ -332,16 +469,13 @@ impl Client {
         let Some(pic) = rx.borrow_and_update().clone() else {
             return Ok(());
         };
-        if cur.last_jpeg == Some(pic.meta.seq) {
+        if cur.last_jpeg == Some(pic.meta.seq) || pic.meta.seq < cur.fresh_from {
             return Ok(());
         }
         cur.last_jpeg = Some(pic.meta.seq);
         if !cur.init_sent {
-            let msg = self.view_msg("init", Some("jpeg"), (Some(pic.width), Some(pic.height)));
-            self.send(msg).await?;
-            if let Some(c) = self.current.as_mut() {
-                c.init_sent = true;
-            }
+            self.send_init(Some("jpeg"), (Some(pic.width), Some(pic.height)))
+                .await?;
         }
         let header = FrameHeader {
             codec: Codec::Jpeg,
@@ -388,11 +522,29 @@ impl Client {
         self.ctx.metrics.sent_frames.inc();
     }
 
+    /// Sends the `init` that starts the current stream's frames: its video is live now.
+    async fn send_init(
+        &mut self,
+        codec: Option<&str>,
+        size: (Option<u32>, Option<u32>),
+    ) -> Result<(), End> {
+        let now = self.ctx.clock.mono_ns();
+        let Some(cur) = self.current.as_mut() else {
+            return Ok(());
+        };
+        cur.init_sent = true;
+        cur.reported = VideoState::of(&cur.stats, true, now);
+        let video = cur.reported.clone();
+        let msg = self.view_msg("init", codec, size, Some(&video));
+        self.send(msg).await
+    }
+
     fn view_msg(
         &self,
         kind: &'static str,
         codec: Option<&str>,
         size: (Option<u32>, Option<u32>),
+        video: Option<&VideoState>,
     ) -> Message {
         let msg = ViewMsg {
             kind,
@@ -404,9 +556,9 @@ impl Client {
             width: size.0,
             height: size.1,
             alarms: &self.view.alarms,
+            video,
         };
-        let text = serde_json::to_string(&msg).unwrap_or_default();
-        Message::Text(Utf8Bytes::from(text))
+        text_msg(&msg)
     }
 
     /// Sends one message; a client that does not take it within the timeout is dropped.
@@ -430,6 +582,12 @@ impl Client {
             b.beat(self.ctx.clock.mono_ns());
         }
     }
+}
+
+/// A JSON text message.
+fn text_msg(msg: &impl Serialize) -> Message {
+    let text = serde_json::to_string(msg).unwrap_or_default();
+    Message::Text(Utf8Bytes::from(text))
 }
 
 /// Waits for a new frame in the reader's ring; forever when there is no reader.

@@ -5,9 +5,17 @@
 //!    `{"type":"hello","codecs":["h264","jpeg"]}` (`h264` only where WebCodecs exists).
 //! 2. For every stream it shows, the server sends an `init` text message
 //!    (`{"type":"init","sid":n,"stream":..,"name":..,"reason":..,"codec":"avc1.42c01f"|"jpeg",
-//!    "width":..,"height":..,"alarms":[..]}`), then binary frames ([`super::wire`] header +
-//!    payload) whose first one is a keyframe. When only the reason or the alarms change, a
-//!    `view` text message carries them.
+//!    "width":..,"height":..,"alarms":[..],"video":{"live":true,..}}`), then binary frames
+//!    ([`super::wire`] header + payload) whose first one is a keyframe. When only the reason
+//!    or the alarms change, a `view` text message carries them.
+//!
+//!    A switch to a stream without video (down, not running, no keyframe yet) gets its
+//!    `init` at once all the same, with `"codec":null` and
+//!    `"video":{"live":false,"state":"backoff","error":"..","down_s":42}`; the `init` with
+//!    the codec follows with the first keyframe. While a stream is shown, a
+//!    `{"type":"video","sid":n,"live":..,"state":..,"error":..,"down_s":..}` message says
+//!    when it goes down or comes back. A stream that is down starts at its next new frame,
+//!    never at the stale GOP still in its ring.
 //! 3. On connect and on every switch the H.264 client gets the current GOP from the ring's
 //!    latest keyframe at once (frames flagged `catch-up` except the newest); nobody waits for
 //!    the camera's next IDR. The JPEG client gets the newest picture of the shared decoder.
