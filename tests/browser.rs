@@ -109,7 +109,8 @@ fn start_demo(streams: u32, port: u16) -> (Demo, tempfile::TempDir, String) {
 
 /// The installer's path from a LAN origin (`tests/browser/installer.mjs`): first password,
 /// an RTSP camera added and tested on the Cameras tab against the real test RTSP server,
-/// saved, and shown live.
+/// saved, and shown live; a token, an HTTP alarm raised by a detector and acknowledged; a
+/// camera that is down; the layout at 1366×800 and 390×844; no console errors.
 #[test]
 fn the_installer_adds_an_rtsp_camera_from_a_lan_origin() {
     let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
@@ -129,6 +130,8 @@ fn the_installer_adds_an_rtsp_camera_from_a_lan_origin() {
         .arg(&password)
         .arg(camera.url(0))
         .arg(&artifacts)
+        // A camera that is down: nothing listens on this port.
+        .arg(free_port().to_string())
         .env("CHROMIUM", &browser)
         .current_dir(&script_dir)
         .output()

@@ -67,6 +67,12 @@ function showAuth(mode, hint) {
   $('auth').hidden = false;
   $('auth-title').textContent = { login: 'Log in', setup: 'Set the admin password', change: 'Choose a new admin password' }[mode];
   $('auth-hint').textContent = hint || '';
+  $('auth-where').textContent = {
+    login: 'The admin password was chosen by whoever first opened this box (or preset in its config as web.admin_password_hash, made with `edgecam hash-password`). Forgotten? See "Admin password" in the README.',
+    setup: 'This box is new: whoever reaches it first sets the admin password. Choose one now; it is needed for every change.',
+    change: '',
+  }[mode];
+  $('who').hidden = true; $('logout').hidden = true;
   $('auth-repeat-row').hidden = mode === 'login';
   $('auth-current-row').hidden = true;
   $('auth-submit').textContent = mode === 'login' ? 'Log in' : 'Save password';
@@ -102,6 +108,8 @@ async function start() {
   try {
     const h = await api('GET', '/api/health');
     if (h.setup_required) { showAuth('setup', 'No admin password is set yet.'); return; }
+    // Asked first so that a page without a session shows the login form without a 401.
+    if (!h.logged_in) { showAuth('login'); return; }
     const s = await api('GET', '/api/session');
     if (s.must_change_password) { showAuth('change', 'This was a one-time password. Choose your own.'); return; }
     session = s;
@@ -112,6 +120,8 @@ async function start() {
   }
   $('auth').hidden = true;
   $('tabs').hidden = false;
+  $('who').hidden = false; $('who').textContent = session.role;
+  $('logout').hidden = false;
   for (const b of document.querySelectorAll('#tabs button')) b.hidden = session.role !== 'admin' && b.dataset.tab !== 'live' && b.dataset.tab !== 'system';
   showTab(currentTab);
   connectLive();
@@ -129,7 +139,8 @@ function showTab(name) {
   currentTab = name;
   for (const b of document.querySelectorAll('#tabs button')) b.classList.toggle('on', b.dataset.tab === name);
   for (const t of document.querySelectorAll('.tab')) t.hidden = t.id !== 'tab-' + name;
-  if (name === 'cameras' || name === 'alarms') loadConfig();
+  document.body.classList.toggle('live', name === 'live');
+  if (name === 'cameras' || name === 'alarms' || name === 'tokens') loadConfig();
   if (name === 'system') refreshSystem();
 }
 
@@ -137,6 +148,10 @@ function showTab(name) {
 
 let ws = null, sid = 0, codec = null, decoder = null, info = new Map(), chunkTs = 0;
 let view = { stream: null, reason: '', alarms: [] };
+// The shown stream's video state from the server (`init`.video, `video` messages), and when it
+// came, so "down for" counts on between messages.
+let video = null, videoAt = 0;
+const names = new Map();   // stream id -> display name, from /api/status
 let fpsCount = 0, fps = 0;
 const canvas = $('video'), g2d = canvas.getContext('2d');
 
@@ -162,16 +177,59 @@ function connectLive() {
 
 function onText(msg) {
   if (msg.type === 'init') {
+    const switched = msg.sid !== sid || msg.stream !== view.stream;
     sid = msg.sid; codec = msg.codec;
     burst.initAt = performance.now(); burst.frames = 0;
     stats.path = codec ? (codec === 'jpeg' ? 'jpeg' : 'h264') : stats.path;
     if (codec && codec !== 'jpeg') openDecoder(codec); else closeDecoder();
-    $('nosignal').hidden = !!codec;
+    // A new camera without video: the previous camera's picture must not stay up under the
+    // new name. Blank the canvas; the message says whose video is missing and why.
+    if (!codec && switched) blankCanvas();
+    setVideo(msg.video || (codec ? { live: true } : null));
   }
+  if (msg.type === 'video' && msg.sid === sid) setVideo(msg);
   if (msg.type === 'init' || msg.type === 'view') {
-    view = { stream: msg.stream, reason: msg.reason, alarms: msg.alarms || [], name: msg.name || view.name };
+    const name = msg.type === 'init' ? msg.name : (msg.name || view.name);
+    view = { stream: msg.stream, reason: msg.reason, alarms: msg.alarms || [], name };
     renderView();
+    renderNoVideo();
   }
+}
+
+function blankCanvas() {
+  g2d.fillStyle = '#000'; g2d.fillRect(0, 0, canvas.width, canvas.height);
+  stats.stream = null;
+}
+
+function setVideo(v) { video = v; videoAt = performance.now(); renderNoVideo(); }
+
+function streamName() { return view.name || names.get(view.stream) || view.stream || ''; }
+
+function ago(s) {
+  if (s < 90) return `${Math.round(s)} s`;
+  if (s < 5400) return `${Math.round(s / 60)} min`;
+  return `${Math.floor(s / 3600)} h ${Math.round(s / 60) % 60} min`;
+}
+
+// The "No video from <name>: <why>" state over a blank (new camera) or dimmed (camera went
+// down while shown) picture.
+function renderNoVideo() {
+  const box = $('nosignal');
+  const down = video && !video.live;
+  canvas.classList.toggle('stale', !!down && stats.stream === view.stream);
+  if (!view.stream) { box.hidden = false; box.className = ''; box.textContent = 'No camera is configured yet: add one on the Cameras tab.'; return; }
+  if (!down) { box.hidden = !!codec; box.className = ''; box.textContent = `Waiting for video from ${streamName()}…`; return; }
+  const name = streamName();
+  let text;
+  if (video.state === 'not running') text = `No video from ${name}: this camera is not running (disabled, or not started).`;
+  else if (video.state === 'live') text = `Waiting for the first picture from ${name}…`;
+  else if (video.state === 'connecting' && !video.error) text = `Connecting to ${name}…`;
+  else text = `No video from ${name}: ${video.error || video.state}`;
+  if (video.down_s != null) text += ` · down for ${ago(video.down_s + (performance.now() - videoAt) / 1000)}`;
+  else if (video.state !== 'live' && video.state !== 'not running') text += ' · no picture since the box started';
+  box.textContent = text;
+  box.className = video.state === 'live' || (video.state === 'connecting' && !video.error) ? '' : 'down';
+  box.hidden = false;
 }
 
 // A decoder for codec string `c`. A switch keeps the running decoder when the codec is the
@@ -240,6 +298,7 @@ function onFrame(buf) {
 function paint(img, w, h, meta) {
   if (canvas.width !== w || canvas.height !== h) { canvas.width = w; canvas.height = h; }
   g2d.drawImage(img, 0, 0, w, h);
+  if (!video || video.live) { $('nosignal').hidden = true; canvas.classList.remove('stale'); }
   const t = performance.now();
   stats.painted++; fpsCount++; stats.lastPaintAt = t;
   if (stats.firstPaintMs === null) {
@@ -273,46 +332,70 @@ setInterval(() => {
   const l = stats.latencies.slice(-25);
   const avg = l.length ? l.reduce((a, b) => a + b, 0) / l.length : 0;
   $('overlay').hidden = !$('show-overlay').checked;
-  $('overlay').textContent = `${stats.path || '-'}  ${fps} fps\nlatency ${avg.toFixed(0)} ms`;
+  $('overlay').textContent = `${stats.path || '-'} · ${fps} fps · latency ${avg.toFixed(0)} ms`;
+  if (video && !video.live) renderNoVideo();
   $('skipped').hidden = stats.skipped === 0;
   $('skipped').textContent = `skipped ${stats.skipped}`;
 }, 1000);
 
+// Which alarms the view's reason names (`alarm:<id>`, `sequence:<id>,<id>`).
+function reasonAlarms(r) {
+  if (r.startsWith('alarm:')) return [r.slice(6)];
+  if (r.startsWith('sequence:')) return r.slice(9).split(',');
+  return [];
+}
+
+const STATE_WORDS = { active: 'active', holding: 'holding: the input is off, the hold runs out', latched: 'latched: stays until acknowledged' };
+
+// One banner per alarm that is not idle, highest priority first; the one on screen says so.
+// Acknowledge is offered only where it changes something (see docs/architecture.md): it
+// drops a latch, ends a running hold early, or waives the hold of a `hold` alarm whose input
+// is still on. A `transparent` alarm ends with its input and has no button.
 function renderView() {
-  $('now-showing').textContent = view.name || view.stream || 'no stream';
+  $('now-showing').textContent = streamName() || 'no stream';
   $('reason').textContent = view.reason ? `(${describeReason(view.reason)})` : '';
-  const active = view.alarms.filter((a) => a.state !== 'idle');
+  const shown = reasonAlarms(view.reason || '');
+  const active = view.alarms.filter((a) => a.state !== 'idle')
+    .sort((a, b) => (b.priority - a.priority) || ((a.since || 0) - (b.since || 0)));
   const banner = $('banner');
   banner.hidden = active.length === 0;
   banner.replaceChildren();
   for (const a of active) {
-    const span = document.createElement('span');
-    span.textContent = `ALARM: ${a.name} (${a.state})`;
-    const ack = document.createElement('button');
-    ack.textContent = 'Acknowledge';
-    ack.dataset.alarm = a.id;
-    ack.addEventListener('click', () => acknowledge(a.id));
-    banner.append(span, ack);
+    const onScreen = shown.includes(a.id) && a.stream === view.stream;
+    const row = el('div', { class: 'alarm' + (onScreen ? '' : ' behind'), 'data-alarm': a.id });
+    row.append(el('span', {}, `ALARM: ${a.name}`), el('span', { class: 'small-state' }, `(${STATE_WORDS[a.state] || a.state})`));
+    const camera = names.get(a.stream) || a.stream;
+    row.append(el('span', { class: onScreen ? 'tag' : 'small-state' }, onScreen ? `on screen: ${camera}` : `camera ${camera}`));
+    if (a.acknowledgeable) {
+      const ack = el('button', {}, 'Acknowledge');
+      const msg = el('span', { class: 'msg' });
+      ack.addEventListener('click', () => acknowledge(a.id, ack, msg));
+      row.append(ack, msg);
+    }
+    banner.append(row);
   }
-  for (const el of document.querySelectorAll('.thumb')) el.classList.toggle('active', el.dataset.stream === view.stream);
+  for (const t of document.querySelectorAll('.thumb')) t.classList.toggle('active', t.dataset.stream === view.stream);
 }
+
+function alarmName(id) { const a = view.alarms.find((x) => x.id === id); return a ? a.name : id; }
 
 function describeReason(r) {
   if (r === 'user') return 'selected';
-  if (r === 'default') return 'default stream';
-  if (r.startsWith('alarm:')) return 'alarm ' + r.slice(6);
-  if (r.startsWith('sequence:')) return 'alarms ' + r.slice(9);
+  if (r === 'default') return 'default camera';
+  if (r.startsWith('alarm:')) return 'alarm: ' + alarmName(r.slice(6));
+  if (r.startsWith('sequence:')) return 'alarms in turn: ' + r.slice(9).split(',').map(alarmName).join(', ');
   return r;
 }
 
-// Acknowledge = the operator has seen it: the input is cleared (a hold alarm runs out its
-// hold) and a latch is dropped (409 means the alarm was not latched, which is fine).
-async function acknowledge(id) {
-  const a = encodeURIComponent(id);
+// Acknowledge = the operator has seen it: a latch is dropped, a hold ends now, and the view
+// goes back to the user's choice when no other alarm wants the screen.
+async function acknowledge(id, button, msg) {
+  button.disabled = true;
   try {
-    await api('POST', `/api/alarms/${a}/clear`);
-    await api('POST', `/api/alarms/${a}/ack`).catch((e) => { if (e.status !== 409) throw e; });
-  } catch (e) { alert(e.message); }
+    await api('POST', `/api/alarms/${encodeURIComponent(id)}/ack`);
+  } catch (e) {
+    msg.textContent = e.message; button.disabled = false;
+  }
 }
 
 // The strip: one card per stream, thumbnails refreshed every few seconds.
@@ -333,12 +416,22 @@ async function refreshStatus() {
       el.addEventListener('click', () => selectStream(s.id));
       strip.append(el);
     }
+    names.set(s.id, s.name);
     el.querySelector('.name').textContent = s.name;
+    el.title = s.name + (s.last_error && s.state !== 'live' ? ': ' + s.last_error : '');
     const b = el.querySelector('.badge'); b.textContent = s.state; b.className = 'badge ' + s.state;
+    // A camera without video says why on its tile instead of a black picture.
+    let why = el.querySelector('.why');
+    if (s.state !== 'live') {
+      if (!why) { why = document.createElement('div'); why.className = 'why'; el.prepend(why); }
+      why.textContent = s.state === 'connecting' && !s.last_error ? 'connecting…' : `No video: ${s.last_error || s.state}`;
+    } else if (why) why.remove();
     if (thumbTick % 3 === 0 && s.state === 'live' && thumbsDue()) el.querySelector('img').src = `/api/streams/${encodeURIComponent(s.id)}/snapshot.jpg?t=${Date.now()}`;
     el.classList.toggle('active', s.id === view.stream);
   }
   if (thumbsDue()) thumbTick++;
+  renderView();
+  renderNoVideo();
 }
 
 // Thumbnails wait for the live view's first frame (or 3 s): each one costs the box a GOP
@@ -348,7 +441,7 @@ setInterval(refreshStatus, 1500);
 
 async function selectStream(id) {
   window.edgecam.expect('click', id);
-  try { await api('POST', '/api/active', { stream: id }); } catch (e) { alert(e.message); }
+  try { await api('POST', '/api/active', { stream: id }); } catch (e) { $('reason').textContent = `(cannot switch: ${e.message})`; }
 }
 
 // ---------------------------------------------------------------- config editing
@@ -357,7 +450,7 @@ let config = null;
 
 async function loadConfig() {
   try { config = await api('GET', '/api/config'); } catch (e) { return; }
-  renderCameras(); renderAlarms();
+  renderCameras(); renderAlarms(); renderTokens();
 }
 
 function el(tag, attrs, ...kids) {
@@ -513,14 +606,49 @@ function renderAlarms() {
     remove.addEventListener('click', () => { config.alarms.splice(i, 1); renderAlarms(); });
     box.append(el('div', { class: 'entry' }, grid, gpio, el('div', { class: 'row' }, remove)));
   });
+}
+
+// Copies `text`. The page is usually not a secure context (http://box:8080), where
+// navigator.clipboard does not exist; a selected input and execCommand still work there.
+async function copyText(input, msg) {
+  try {
+    if (navigator.clipboard && window.isSecureContext) await navigator.clipboard.writeText(input.value);
+    else { input.select(); if (!document.execCommand('copy')) throw new Error('copy refused'); }
+    msg.className = 'msg good'; msg.textContent = 'copied';
+  } catch (_) { input.select(); msg.className = 'msg'; msg.textContent = 'selected: press Ctrl+C'; }
+  setTimeout(() => { msg.textContent = ''; }, 2500);
+}
+
+// The Tokens tab: name, role, the token in full with a Copy button, and the URLs a client
+// without headers can use (they carry the token: treat them like the token).
+function renderTokens() {
   const tbox = $('tokens'); tbox.replaceChildren();
+  const cam = config.streams[0] ? encodeURIComponent(config.streams[0].id) : 'cam1';
   config.web.tokens.forEach((t, i) => {
     const p = `web.tokens[${i}]`;
     const remove = el('button', { class: 'danger' }, 'Remove');
-    remove.addEventListener('click', () => { config.web.tokens.splice(i, 1); renderAlarms(); });
+    remove.addEventListener('click', () => { config.web.tokens.splice(i, 1); renderTokens(); });
+    const tokenField = field(t, 'token', 'Token', 'text', p + '.token');
+    tokenField.classList.add('wide');
+    const input = tokenField.querySelector('input');
+    input.spellcheck = false; input.autocomplete = 'off';
+    const copy = el('button', {}, 'Copy');
+    const copied = el('span', { class: 'msg' });
+    copy.addEventListener('click', () => copyText(input, copied));
+    tokenField.replaceChildren('Token', el('span', { class: 'token-line' }, input, copy, copied));
+    const urls = el('div', { class: 'wide small' });
+    const showUrls = () => {
+      const q = encodeURIComponent(t.token || '');
+      urls.replaceChildren(
+        el('div', {}, 'MJPEG: ', el('code', {}, `${location.origin}/api/streams/${cam}/mjpeg?token=${q}`)),
+        el('div', {}, 'Snapshot: ', el('code', {}, `${location.origin}/api/streams/${cam}/snapshot.jpg?token=${q}`)),
+        el('div', {}, 'Or HTTP Basic: user ', el('code', {}, t.name || ''), ', password: the token.'));
+    };
+    input.addEventListener('input', showUrls); showUrls();
     tbox.append(el('div', { class: 'entry' }, el('div', { class: 'grid' },
-      field(t, 'name', 'Name', 'text', p + '.name'), field(t, 'token', 'Token', 'text', p + '.token'),
-      field(t, 'role', 'Role', 'select:viewer|operator|admin', p + '.role')), el('div', { class: 'row' }, remove)));
+      field(t, 'name', 'Name', 'text', p + '.name'),
+      field(t, 'role', 'Role', 'select:viewer|operator|admin', p + '.role'), tokenField, urls),
+    el('div', { class: 'row' }, remove)));
   });
 }
 
@@ -531,8 +659,8 @@ $('alarm-add').addEventListener('click', () => {
 });
 $('token-add').addEventListener('click', () => {
   const rnd = [...crypto.getRandomValues(new Uint8Array(16))].map((b) => b.toString(16).padStart(2, '0')).join('');
-  config.web.tokens.push({ name: `client${config.web.tokens.length + 1}`, token: rnd, role: 'operator' });
-  renderAlarms();
+  config.web.tokens.push({ name: `client${config.web.tokens.length + 1}`, token: rnd, role: 'viewer' });
+  renderTokens();
 });
 
 async function saveConfig(msgId) {
@@ -550,6 +678,7 @@ async function saveConfig(msgId) {
 }
 $('cameras-save').addEventListener('click', () => saveConfig('cameras-msg'));
 $('alarms-save').addEventListener('click', () => saveConfig('alarms-msg'));
+$('tokens-save').addEventListener('click', () => saveConfig('tokens-msg'));
 
 // ---------------------------------------------------------------- system tab
 
