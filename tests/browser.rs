@@ -107,6 +107,12 @@ fn start_demo(streams: u32, port: u16) -> (Demo, tempfile::TempDir, String) {
     (demo, state, password)
 }
 
+/// `<hostname>.local`: a name the box answers to without any configuration.
+fn box_name() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").expect("the kernel's hostname");
+    format!("{}.local", host.trim().to_ascii_lowercase())
+}
+
 /// The installer's path from a LAN origin (`tests/browser/installer.mjs`): first password,
 /// an RTSP camera added and tested on the Cameras tab against the real test RTSP server,
 /// saved, and shown live; a token, an HTTP alarm raised by a detector and acknowledged; a
@@ -132,6 +138,9 @@ fn the_installer_adds_an_rtsp_camera_from_a_lan_origin() {
         .arg(&artifacts)
         // A camera that is down: nothing listens on this port.
         .arg(free_port().to_string())
+        // The box's mDNS name, as a phone on the LAN reaches it (the daemon knows its own
+        // hostname; Chromium maps the name to 127.0.0.1).
+        .arg(box_name())
         .env("CHROMIUM", &browser)
         .current_dir(&script_dir)
         .output()

@@ -140,7 +140,9 @@ function showTab(name) {
   for (const b of document.querySelectorAll('#tabs button')) b.classList.toggle('on', b.dataset.tab === name);
   for (const t of document.querySelectorAll('.tab')) t.hidden = t.id !== 'tab-' + name;
   document.body.classList.toggle('live', name === 'live');
-  if (name === 'cameras' || name === 'alarms' || name === 'tokens') loadConfig();
+  // Unsaved edits on one editor tab survive a visit to another; otherwise the editors show
+  // what the box runs now.
+  if ((name === 'cameras' || name === 'alarms' || name === 'tokens') && !configDirty) loadConfig();
   if (name === 'system') refreshSystem();
 }
 
@@ -447,10 +449,31 @@ async function selectStream(id) {
 // ---------------------------------------------------------------- config editing
 
 let config = null;
+// The editors hold changes not saved yet (any input, an added or removed entry).
+let configDirty = false;
+// The load in progress: an Add button waits for it, so an entry added meanwhile is not lost
+// when the loaded config replaces the one on screen.
+let configLoad = null;
 
-async function loadConfig() {
-  try { config = await api('GET', '/api/config'); } catch (e) { return; }
-  renderCameras(); renderAlarms(); renderTokens();
+function loadConfig() {
+  configLoad = (async () => {
+    try { config = await api('GET', '/api/config'); } catch (e) { return; }
+    configDirty = false;
+    renderCameras(); renderAlarms(); renderTokens();
+  })();
+  return configLoad;
+}
+
+// Runs `change` on the loaded config and marks the editors dirty.
+async function editConfig(change) {
+  if (configLoad) await configLoad;
+  if (!config) return;
+  change(config);
+  configDirty = true;
+}
+for (const id of ['cameras', 'alarms', 'tokens']) {
+  $(id).addEventListener('input', () => { configDirty = true; });
+  $(id).addEventListener('change', () => { configDirty = true; });
 }
 
 function el(tag, attrs, ...kids) {
@@ -550,7 +573,7 @@ function renderCameras() {
       } finally { test.disabled = false; }
     });
     const remove = el('button', { class: 'danger' }, 'Remove');
-    remove.addEventListener('click', () => { config.streams.splice(i, 1); renderCameras(); });
+    remove.addEventListener('click', () => { config.streams.splice(i, 1); configDirty = true; renderCameras(); });
     const kind = field(s, 'kind', 'Kind', 'select:rtsp|v4l2|testpattern', p + '.kind');
     kind.querySelector('select').addEventListener('change', (ev) => { setKind(s, ev.target.value); renderCameras(); });
     const grid = el('div', { class: 'grid' },
@@ -571,12 +594,12 @@ function renderCameras() {
   });
 }
 
-$('camera-add').addEventListener('click', () => {
-  const n = config.streams.length + 1;
+$('camera-add').addEventListener('click', () => editConfig((cfg) => {
+  const n = cfg.streams.length + 1;
   const s = { id: `cam${n}`, name: null, kind: 'rtsp', url: '', transport: 'tcp', device: null, width: null, height: null, fps: null, bitrate_kbps: null, gop: null, connect_timeout_ms: 5000, stall_timeout_ms: 3000, enabled: true };
-  config.streams.push(s);
+  cfg.streams.push(s);
   renderCameras();
-});
+}));
 
 function renderAlarms() {
   const box = $('alarms'); box.replaceChildren();
@@ -603,7 +626,7 @@ function renderAlarms() {
     if (a.output) gpio.append(field(a.output, 'chip', 'Output chip', 'text', p + '.output.chip'), field(a.output, 'line', 'Output line', 'line', p + '.output.line'),
       field(a.output, 'active', 'Output active', 'select:high|low', p + '.output.active'));
     const remove = el('button', { class: 'danger' }, 'Remove');
-    remove.addEventListener('click', () => { config.alarms.splice(i, 1); renderAlarms(); });
+    remove.addEventListener('click', () => { config.alarms.splice(i, 1); configDirty = true; renderAlarms(); });
     box.append(el('div', { class: 'entry' }, grid, gpio, el('div', { class: 'row' }, remove)));
   });
 }
@@ -627,7 +650,7 @@ function renderTokens() {
   config.web.tokens.forEach((t, i) => {
     const p = `web.tokens[${i}]`;
     const remove = el('button', { class: 'danger' }, 'Remove');
-    remove.addEventListener('click', () => { config.web.tokens.splice(i, 1); renderTokens(); });
+    remove.addEventListener('click', () => { config.web.tokens.splice(i, 1); configDirty = true; renderTokens(); });
     const tokenField = field(t, 'token', 'Token', 'text', p + '.token');
     tokenField.classList.add('wide');
     const input = tokenField.querySelector('input');
@@ -652,16 +675,16 @@ function renderTokens() {
   });
 }
 
-$('alarm-add').addEventListener('click', () => {
-  const n = config.alarms.length + 1;
-  config.alarms.push({ id: `alarm${n}`, name: null, stream: config.streams[0] ? config.streams[0].id : '', priority: 0, mode: 'hold', hold_s: 30, video_loss: false, video_loss_after_s: 10, gpio: null, output: null });
+$('alarm-add').addEventListener('click', () => editConfig((cfg) => {
+  const n = cfg.alarms.length + 1;
+  cfg.alarms.push({ id: `alarm${n}`, name: null, stream: config.streams[0] ? config.streams[0].id : '', priority: 0, mode: 'hold', hold_s: 30, video_loss: false, video_loss_after_s: 10, gpio: null, output: null });
   renderAlarms();
-});
-$('token-add').addEventListener('click', () => {
+}));
+$('token-add').addEventListener('click', () => editConfig((cfg) => {
   const rnd = [...crypto.getRandomValues(new Uint8Array(16))].map((b) => b.toString(16).padStart(2, '0')).join('');
-  config.web.tokens.push({ name: `client${config.web.tokens.length + 1}`, token: rnd, role: 'viewer' });
+  cfg.web.tokens.push({ name: `client${cfg.web.tokens.length + 1}`, token: rnd, role: 'viewer' });
   renderTokens();
-});
+}));
 
 async function saveConfig(msgId) {
   const msg = $(msgId);

@@ -49,6 +49,11 @@ pub struct WebConfig {
     /// Integer downscale factor (1 = full size) for the JPEG outputs.
     #[serde(default = "default_jpeg_downscale")]
     pub jpeg_downscale: u8,
+    /// More names the box is reached by (a DNS name, a reverse proxy's name), besides its
+    /// addresses, its hostname and `<hostname>.local`: a state-changing request or a live
+    /// WebSocket for any other `Host` is refused (DNS rebinding).
+    #[serde(default)]
+    pub hostnames: Vec<String>,
 }
 
 impl Default for WebConfig {
@@ -59,6 +64,7 @@ impl Default for WebConfig {
             tokens: Vec::new(),
             jpeg_quality: default_jpeg_quality(),
             jpeg_downscale: default_jpeg_downscale(),
+            hostnames: Vec::new(),
         }
     }
 }

@@ -20,6 +20,8 @@ pub const MIN_RING_BYTES: u64 = 256 * 1024;
 pub const MAX_RING_BYTES: u64 = 1024 * 1024 * 1024;
 /// Largest total of all enabled streams' arenas.
 pub const MAX_RING_TOTAL_BYTES: u64 = 4 * 1024 * 1024 * 1024;
+/// Longest display name accepted for streams and alarms.
+pub const MAX_NAME_LEN: usize = 64;
 /// Shortest API token accepted.
 pub const MIN_TOKEN_LEN: usize = 16;
 
@@ -55,6 +57,14 @@ impl fmt::Display for FieldError {
 
 impl std::error::Error for FieldError {}
 
+/// Unicode's bidirectional formatting characters (embeddings, overrides, isolates, marks).
+fn is_bidi_control(c: char) -> bool {
+    matches!(
+        c,
+        '\u{061C}' | '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}'
+    )
+}
+
 /// Renders problems one per line (`path: message`), for `edgecam check-config` and logs.
 pub fn report(errors: &[FieldError]) -> String {
     let mut out = String::new();
@@ -72,6 +82,15 @@ pub fn validate(cfg: &Config) -> Result<(), Vec<FieldError>> {
     c.ring(cfg);
     if cfg.paths.state_dir.as_os_str().is_empty() {
         c.err("paths.state_dir", "must not be empty");
+    } else if !cfg.paths.state_dir.is_absolute() {
+        c.err(
+            "paths.state_dir",
+            format!(
+                "`{}` is a relative path; use an absolute one such as /var/lib/edgecam \
+                 (a relative path would depend on the directory edgecam is started from)",
+                cfg.paths.state_dir.display()
+            ),
+        );
     }
     c.streams(cfg);
     c.select(cfg);
@@ -135,8 +154,51 @@ impl Checker {
         }
     }
 
+    /// Names are shown on the page, in banners and logs: plain text of a sensible length,
+    /// without control characters or the invisible bidirectional controls that reorder what
+    /// is shown (a name could then read as another camera's).
+    fn display_name(&mut self, path: String, name: &str) {
+        let n = name.chars().count();
+        if n > MAX_NAME_LEN {
+            self.err(
+                path,
+                format!("is {n} characters long; at most {MAX_NAME_LEN} are allowed"),
+            );
+        } else if let Some(bad) = name.chars().find(|c| c.is_control() || is_bidi_control(*c)) {
+            self.err(
+                path,
+                format!(
+                    "contains the invisible character U+{:04X}; use plain text",
+                    u32::from(bad)
+                ),
+            );
+        } else if name.trim().is_empty() {
+            self.err(path, "must not be blank (leave it out to show the id)");
+        }
+    }
+
+    /// Extra host names: what a browser puts in `Host` (no scheme, port or path).
+    fn hostnames(&mut self, names: &[String]) {
+        for (i, h) in names.iter().enumerate() {
+            let ok = !h.is_empty()
+                && h.len() <= 253
+                && h.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | ':' | '[' | ']'));
+            if !ok {
+                self.err(
+                    format!("web.hostnames[{i}]"),
+                    format!(
+                        "`{h}` is not a host name such as camerabox.example.lan \
+                         (no scheme, port or path)"
+                    ),
+                );
+            }
+        }
+    }
+
     fn web(&mut self, cfg: &Config) {
         let web = &cfg.web;
+        self.hostnames(&web.hostnames);
         if web.listen.parse::<SocketAddr>().is_err() {
             self.err(
                 "web.listen",
@@ -228,6 +290,9 @@ impl Checker {
         for (i, s) in cfg.streams.iter().enumerate() {
             let base = format!("streams[{i}]");
             self.id(format!("{base}.id"), &s.id);
+            if let Some(name) = &s.name {
+                self.display_name(format!("{base}.name"), name);
+            }
             if let Some(first) = first_use(&mut seen, &s.id, i) {
                 self.err(
                     format!("{base}.id"),
@@ -380,6 +445,9 @@ impl Checker {
         for (i, a) in cfg.alarms.iter().enumerate() {
             let base = format!("alarms[{i}]");
             self.id(format!("{base}.id"), &a.id);
+            if let Some(name) = &a.name {
+                self.display_name(format!("{base}.name"), name);
+            }
             if let Some(first) = first_use(&mut seen, &a.id, i) {
                 self.err(
                     format!("{base}.id"),

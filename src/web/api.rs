@@ -284,8 +284,10 @@ async fn put_config(
     body: Bytes,
 ) -> ApiResult<Json<serde_json::Value>> {
     caller.require(Role::Admin)?;
+    check_complete(&parse_json(&body)?)?;
     let mut cfg: Config = parse_json(&body)?;
     let before = st.status();
+    check_start_only(&before.config, &cfg)?;
     if cfg.web.admin_password_hash.is_none() {
         cfg.web.admin_password_hash = before.config.web.admin_password_hash.clone();
     }
@@ -298,6 +300,78 @@ async fn put_config(
         "restart_required": restart,
         "note": if restart { "web.listen takes effect after a restart" } else { "" },
     })))
+}
+
+/// Keys a `PUT /api/config` body must have, by table: a PUT replaces the whole config, and a
+/// missing table would silently become its defaults (every camera gone, `listen` and
+/// `state_dir` reset, the admin's tokens gone).
+const REQUIRED_KEYS: [(&str, &[&str]); 3] = [
+    ("", &["web", "ring", "paths", "streams", "select", "alarms"]),
+    ("web", &["listen", "tokens"]),
+    ("paths", &["state_dir"]),
+];
+
+/// 400 unless `body` is a JSON object with every table of a whole config.
+fn check_complete(body: &serde_json::Value) -> ApiResult<()> {
+    let Some(top) = body.as_object() else {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "the config must be a JSON object: the whole config as GET /api/config returns it",
+        ));
+    };
+    for (table, keys) in REQUIRED_KEYS {
+        let obj = if table.is_empty() {
+            Some(top)
+        } else {
+            top.get(table).and_then(|v| v.as_object())
+        };
+        let Some(obj) = obj else {
+            return Err(ApiError::field(
+                table,
+                format!("`{table}` must be a table (a JSON object)"),
+            ));
+        };
+        if let Some(missing) = keys.iter().find(|k| !obj.contains_key(**k)) {
+            let path = if table.is_empty() {
+                missing.to_string()
+            } else {
+                format!("{table}.{missing}")
+            };
+            return Err(ApiError::field(
+                path.clone(),
+                format!(
+                    "`{path}` is missing: PUT /api/config takes the whole config \
+                     (GET /api/config, change it, PUT all of it back)"
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// 400 for a change the running daemon cannot make: the state directory is read at start,
+/// and the admin password changes only through `POST /api/password` (a wrong hash here
+/// would lock everyone out).
+fn check_start_only(before: &Config, after: &Config) -> ApiResult<()> {
+    if after.paths.state_dir != before.paths.state_dir {
+        return Err(ApiError::field(
+            "paths.state_dir",
+            format!(
+                "the state directory is read at start only: keep `{}` here, and change it in \
+                 /etc/edgecam/config.toml, then restart edgecam",
+                before.paths.state_dir.display()
+            ),
+        ));
+    }
+    if let Some(h) = &after.web.admin_password_hash
+        && before.web.admin_password_hash.as_ref() != Some(h)
+    {
+        return Err(ApiError::field(
+            "web.admin_password_hash",
+            "change the admin password on the System tab (POST /api/password), not in the config",
+        ));
+    }
+    Ok(())
 }
 
 /// Optional body of `POST /api/alarms/{id}/trigger`.
@@ -408,7 +482,12 @@ async fn live(
 ) -> Response {
     let jpeg = q.mode.as_deref() == Some("jpeg");
     let ctx = st.live_context();
-    ws.on_upgrade(move |socket| crate::output::live::serve(ctx, socket, jpeg))
+    // A client only ever sends its short `hello`: a bigger (or never-ending fragmented)
+    // message ends the connection instead of growing a buffer.
+    let max = crate::output::live::MAX_CLIENT_MESSAGE;
+    ws.max_message_size(max)
+        .max_frame_size(max)
+        .on_upgrade(move |socket| crate::output::live::serve(ctx, socket, jpeg))
 }
 
 /// `GET /api/streams/{id}/snapshot.jpg`: the stream's newest picture (from the shared decoder

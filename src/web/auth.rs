@@ -1,5 +1,5 @@
-//! Who may do what: the admin password (Argon2, hashed by [`crate::secret`]), session cookies, bearer tokens, roles, the
-//! Origin check for state-changing requests, and the per-client login rate limit.
+//! Who may do what: the admin password (Argon2, hashed by [`crate::secret`]), session cookies, bearer tokens, roles,
+//! and the per-client login rate limit. The Host and Origin checks are in [`super::origin`].
 //!
 //! - The admin password is an Argon2 PHC hash, from the config (`web.admin_password_hash`),
 //!   set on first use through `POST /api/setup`, or (in `demo`) a one-time password printed
@@ -14,10 +14,9 @@ use std::net::IpAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use axum::extract::{FromRequestParts, Request};
-use axum::http::{HeaderMap, Method, header, request::Parts};
-use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
+use axum::extract::FromRequestParts;
+use axum::http::{HeaderMap, header, request::Parts};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
 use super::AppState;
@@ -37,6 +36,10 @@ pub const LOGIN_WINDOW: Duration = Duration::from_secs(60);
 const MAX_SESSIONS: usize = 256;
 /// Most clients tracked by the rate limiter.
 const MAX_TRACKED_CLIENTS: usize = 4096;
+/// Password hashes computed at once (login, setup, password change). Each Argon2 run takes
+/// [`crate::secret::ARGON2_MEMORY_KIB`] of memory and most of a core; more callers get 503 at
+/// once instead of queueing threads and memory (a login storm stays flat).
+pub const MAX_CONCURRENT_HASHES: usize = 2;
 /// Paths a session with a one-time password may still use (to change it).
 const ONE_TIME_ALLOWED: [&str; 3] = ["/api/session", "/api/password", "/api/logout"];
 
@@ -121,11 +124,30 @@ struct Inner {
 }
 
 /// Authentication state shared by all requests.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Auth {
     /// Everything, behind one short-held lock (never held across an await or a hash).
     inner: Arc<Mutex<Inner>>,
+    /// Permits to run a password hash; see [`MAX_CONCURRENT_HASHES`].
+    hashing: Arc<Semaphore>,
 }
+
+impl Default for Auth {
+    fn default() -> Auth {
+        Auth {
+            inner: Arc::default(),
+            hashing: Arc::new(Semaphore::new(MAX_CONCURRENT_HASHES)),
+        }
+    }
+}
+
+/// The right to run one password hash; see [`Auth::hash_permit`].
+#[derive(Debug)]
+pub struct HashPermit(
+    /// Released on drop.
+    #[allow(dead_code)]
+    OwnedSemaphorePermit,
+);
 
 impl Auth {
     /// State for `admin_hash` (from the config) and `tokens`.
@@ -227,26 +249,27 @@ impl Auth {
         })
     }
 
-    /// Fails with 429 while `ip` has used up its failed logins.
-    fn check_rate(&self, ip: IpAddr, now: Instant) -> Result<(), ApiError> {
-        let inner = self.lock();
-        if let Some(f) = inner.failures.get(&ip)
-            && f.count >= LOGIN_MAX_FAILURES
-            && now < f.since + LOGIN_WINDOW
-        {
-            let wait = (f.since + LOGIN_WINDOW - now).as_secs().max(1);
-            let mut e = ApiError::new(
-                axum::http::StatusCode::TOO_MANY_REQUESTS,
-                format!("too many failed logins; try again in {wait} s"),
-            );
-            e.retry_after_s = Some(wait);
-            return Err(e);
+    /// A permit to run one password hash now, or 503 at once when
+    /// [`MAX_CONCURRENT_HASHES`] are running.
+    pub fn hash_permit(&self) -> Result<HashPermit, ApiError> {
+        match Arc::clone(&self.hashing).try_acquire_owned() {
+            Ok(p) => Ok(HashPermit(p)),
+            Err(_) => {
+                let mut e = ApiError::new(
+                    axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                    "the box is busy checking other passwords; try again in a second",
+                );
+                e.retry_after_s = Some(1);
+                Err(e)
+            }
         }
-        Ok(())
     }
 
-    /// Counts one failed login from `ip`.
-    fn count_failure(&self, ip: IpAddr, now: Instant) {
+    /// Counts a login attempt from `ip` before its password is checked, so that parallel
+    /// attempts cannot all pass the limit: 429 once `ip` has used up its attempts. A
+    /// successful login forgets the count.
+    fn begin_attempt(&self, ip: IpAddr, now: Instant) -> Result<(), ApiError> {
+        // One lock for the check and the count: two parallel attempts cannot both see room.
         let mut inner = self.lock();
         if inner.failures.len() >= MAX_TRACKED_CLIENTS {
             inner.failures.retain(|_, f| now < f.since + LOGIN_WINDOW);
@@ -261,14 +284,27 @@ impl Auth {
                 count: 0,
             };
         }
+        if f.count >= LOGIN_MAX_FAILURES {
+            let wait = (f.since + LOGIN_WINDOW - now).as_secs().max(1);
+            let mut e = ApiError::new(
+                axum::http::StatusCode::TOO_MANY_REQUESTS,
+                format!("too many failed logins; try again in {wait} s"),
+            );
+            e.retry_after_s = Some(wait);
+            return Err(e);
+        }
         f.count += 1;
+        Ok(())
     }
 
     /// Checks the admin password and opens a session; returns the cookie value and whether
     /// the password must be changed first. 401 for a wrong password, 429 when rate-limited.
+    ///
+    /// The attempt counts against `ip` before the (expensive) check: of any number of parallel
+    /// attempts at most [`LOGIN_MAX_FAILURES`] are checked, and at most
+    /// [`MAX_CONCURRENT_HASHES`] at a time (503 for the rest).
     pub async fn login(&self, ip: IpAddr, password: String) -> Result<(String, bool), ApiError> {
         let now = Instant::now();
-        self.check_rate(ip, now)?;
         let (hash, one_time) = {
             let inner = self.lock();
             (inner.admin_hash.clone(), inner.one_time)
@@ -278,11 +314,13 @@ impl Auth {
                 "no admin password is set yet; set one first",
             ));
         };
+        self.begin_attempt(ip, now)?;
+        let permit = self.hash_permit()?;
         let ok = tokio::task::spawn_blocking(move || verify_password(&password, &hash))
             .await
             .unwrap_or(false);
+        drop(permit);
         if !ok {
-            self.count_failure(ip, now);
             tracing::warn!(client = %ip, "failed login");
             return Err(ApiError::new(
                 axum::http::StatusCode::UNAUTHORIZED,
@@ -395,38 +433,6 @@ impl FromRequestParts<Arc<AppState>> for Caller {
     }
 }
 
-/// Middleware: a state-changing request (anything but GET/HEAD/OPTIONS, and WebSocket
-/// upgrades) whose `Origin` is not this server gets 403. Requests without `Origin` come from
-/// non-browser clients and pass (browsers always send it on such requests).
-pub async fn origin_guard(req: Request, next: Next) -> Response {
-    let safe = matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS)
-        && !req.headers().contains_key(header::UPGRADE);
-    if !safe && !same_origin(req.headers()) {
-        return ApiError::forbidden("request from a foreign origin").into_response();
-    }
-    next.run(req).await
-}
-
-/// True when there is no `Origin`, or it names the host the request was sent to.
-pub fn same_origin(headers: &HeaderMap) -> bool {
-    let Some(origin) = headers.get(header::ORIGIN) else {
-        return true;
-    };
-    let Some(host) = headers.get(header::HOST).and_then(|h| h.to_str().ok()) else {
-        return false;
-    };
-    let Ok(origin) = origin.to_str() else {
-        return false;
-    };
-    let Some(rest) = origin
-        .strip_prefix("http://")
-        .or_else(|| origin.strip_prefix("https://"))
-    else {
-        return false;
-    };
-    rest.trim_end_matches('/').eq_ignore_ascii_case(host)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -438,23 +444,6 @@ mod tests {
             h.append(k.clone(), HeaderValue::from_str(v).unwrap());
         }
         h
-    }
-
-    #[test]
-    fn origin_must_match_host() {
-        assert!(same_origin(&headers(&[(header::HOST, "box:8080")])));
-        assert!(same_origin(&headers(&[
-            (header::HOST, "box:8080"),
-            (header::ORIGIN, "http://box:8080")
-        ])));
-        assert!(!same_origin(&headers(&[
-            (header::HOST, "box:8080"),
-            (header::ORIGIN, "http://evil.example")
-        ])));
-        assert!(!same_origin(&headers(&[
-            (header::HOST, "box:8080"),
-            (header::ORIGIN, "null")
-        ])));
     }
 
     #[test]
@@ -486,12 +475,23 @@ mod tests {
         let other: IpAddr = "10.0.0.2".parse().unwrap();
         let now = Instant::now();
         for _ in 0..LOGIN_MAX_FAILURES {
-            assert!(auth.check_rate(ip, now).is_ok());
-            auth.count_failure(ip, now);
+            assert!(auth.begin_attempt(ip, now).is_ok());
         }
-        let e = auth.check_rate(ip, now).unwrap_err();
+        let e = auth.begin_attempt(ip, now).unwrap_err();
         assert_eq!(e.status, axum::http::StatusCode::TOO_MANY_REQUESTS);
-        assert!(auth.check_rate(other, now).is_ok());
-        assert!(auth.check_rate(ip, now + LOGIN_WINDOW).is_ok());
+        assert!(auth.begin_attempt(other, now).is_ok());
+        assert!(auth.begin_attempt(ip, now + LOGIN_WINDOW).is_ok());
+    }
+
+    #[test]
+    fn hash_permits_are_bounded() {
+        let auth = Auth::new(None, Vec::new());
+        let held: Vec<_> = (0..MAX_CONCURRENT_HASHES)
+            .map(|_| auth.hash_permit().unwrap())
+            .collect();
+        let e = auth.hash_permit().unwrap_err();
+        assert_eq!(e.status, axum::http::StatusCode::SERVICE_UNAVAILABLE);
+        drop(held);
+        assert!(auth.hash_permit().is_ok());
     }
 }

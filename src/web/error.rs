@@ -151,7 +151,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
         let bytes = axum::body::Bytes::from_request(req, state)
             .await
-            .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.body_text()))?;
+            .map_err(|e| body_error(e.status(), e.body_text()))?;
         if bytes.len() > MAX_JSON_BODY {
             return Err(ApiError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
@@ -160,6 +160,20 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
         }
         parse_json(&bytes).map(JsonBody)
     }
+}
+
+/// A body that could not be read: 413 (too large) with the limit in words, else its status.
+pub fn body_error(status: StatusCode, text: String) -> ApiError {
+    if status == StatusCode::PAYLOAD_TOO_LARGE {
+        return ApiError::new(
+            status,
+            format!(
+                "the body is larger than the {} KiB allowed",
+                MAX_JSON_BODY / 1024
+            ),
+        );
+    }
+    ApiError::new(status, text)
 }
 
 /// Parses JSON text, reporting the path of the field that does not fit.
@@ -208,7 +222,7 @@ pub async fn json_errors(req: axum::extract::Request, next: axum::middleware::Ne
     } else {
         text
     };
-    ApiError::new(status, error).into_response()
+    body_error(status, error).into_response()
 }
 
 #[cfg(test)]

@@ -12,6 +12,9 @@ pub mod assets;
 pub mod auth;
 pub mod error;
 pub mod metrics;
+pub mod origin;
+pub mod policy;
+pub mod serve;
 pub mod session;
 
 use std::net::SocketAddr;
@@ -19,7 +22,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::Router;
-use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -35,10 +37,6 @@ use crate::output::live::{LiveContext, LiveOptions};
 use auth::Auth;
 use metrics::Metrics;
 
-/// Kernel send buffer per connection. Small on purpose: frames should wait in the ring (where a
-/// slow client skips to the newest keyframe), not in seconds of kernel buffer.
-const SEND_BUFFER_BYTES: usize = 256 * 1024;
-
 /// How long open connections get to finish when the server stops.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 
@@ -49,6 +47,8 @@ pub struct WebOptions {
     pub live: LiveOptions,
     /// A one-time admin password hash (`demo`): usable once, then it must be changed.
     pub one_time_password_hash: Option<String>,
+    /// Header-read timeout and connection cap of the accept loop.
+    pub limits: serve::ServeLimits,
 }
 
 /// Everything request handlers share.
@@ -59,6 +59,8 @@ pub struct AppState {
     pub(crate) auth: Auth,
     /// Shared decoders for the JPEG outputs.
     pub(crate) jpeg: JpegHub,
+    /// The names this box answers to, for the Host and Origin checks.
+    pub(crate) names: origin::BoxNames,
     /// Prometheus registry and live-push metrics.
     pub(crate) metrics: Arc<Metrics>,
     /// Time source (wall clock for latency, same as ingest's).
@@ -172,6 +174,7 @@ impl WebServer {
                 quality: cfg.web.jpeg_quality,
                 downscale: cfg.web.jpeg_downscale,
             }),
+            names: origin::BoxNames::of_this_machine(&cfg.web.listen),
             metrics: Arc::new(Metrics::new()),
             clock,
             live: options.live,
@@ -180,24 +183,14 @@ impl WebServer {
             shutdown,
         });
         let app = router(Arc::clone(&state));
-        let mut stop = state.shutdown_signal();
-        let server = tokio::spawn(async move {
-            let listener = listener.tap_io(|tcp| {
-                // Best effort: a socket that refuses these options still works.
-                let _ = tcp.set_nodelay(true);
-                let _ = socket2::SockRef::from(&*tcp).set_send_buffer_size(SEND_BUFFER_BYTES);
-            });
-            let serve = axum::serve(
-                listener,
-                app.into_make_service_with_connect_info::<SocketAddr>(),
-            )
-            .with_graceful_shutdown(async move {
-                let _ = stop.changed().await;
-            });
-            if let Err(e) = serve.await {
-                tracing::error!(error = %e, "web server failed");
-            }
-        });
+        let stop = state.shutdown_signal();
+        let server = tokio::spawn(serve::serve(
+            listener,
+            app,
+            options.limits,
+            stop,
+            SHUTDOWN_GRACE,
+        ));
         tracing::info!(%addr, "web server listening");
         Ok(WebServer {
             state,
@@ -237,7 +230,13 @@ impl WebServer {
 pub fn router(state: Arc<AppState>) -> Router {
     api::routes()
         .merge(assets::routes())
-        .layer(axum::middleware::from_fn(auth::origin_guard))
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::clone(&state),
+            origin::guard,
+        ))
+        .layer(axum::middleware::from_fn(policy::api_rules))
         .layer(axum::middleware::from_fn(error::json_errors))
+        // Every body the API takes is small JSON; bigger ones get 413 before they are read.
+        .layer(axum::extract::DefaultBodyLimit::max(error::MAX_JSON_BODY))
         .with_state(state)
 }

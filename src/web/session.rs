@@ -75,7 +75,7 @@ pub(crate) async fn setup(
     if !st.auth.claim_setup() {
         return Err(ApiError::forbidden("an admin password is already set"));
     }
-    let stored = match hash_blocking(body.password).await {
+    let stored = match hash_blocking(&st, body.password).await {
         Ok(hash) => store_password(&st, hash, None).await,
         Err(e) => Err(e),
     };
@@ -114,22 +114,28 @@ pub(crate) async fn change_password(
             .current
             .ok_or_else(|| ApiError::field("current", "the current password is required"))?;
         let old = st.auth.admin_hash().unwrap_or_default();
+        let permit = st.auth.hash_permit()?;
         let ok = tokio::task::spawn_blocking(move || verify_password(&current, &old))
             .await
             .unwrap_or(false);
+        drop(permit);
         if !ok {
             return Err(ApiError::field("current", "wrong password"));
         }
     }
-    let hash = hash_blocking(body.new).await?;
+    let hash = hash_blocking(&st, body.new).await?;
     store_password(&st, hash, auth::cookie(&headers, auth::SESSION_COOKIE)).await?;
     tracing::info!("admin password changed");
     Ok(Json(json!({"ok": true})))
 }
 
-async fn hash_blocking(password: String) -> ApiResult<String> {
-    tokio::task::spawn_blocking(move || hash_password(&password))
-        .await
+/// Hashes a new password on a blocking thread, within the server's hash permits (503 when
+/// they are all taken).
+async fn hash_blocking(st: &AppState, password: String) -> ApiResult<String> {
+    let permit = st.auth.hash_permit()?;
+    let hashed = tokio::task::spawn_blocking(move || hash_password(&password)).await;
+    drop(permit);
+    hashed
         .map_err(|e| ApiError::internal("password hashing failed", &e))?
         .map_err(|e| match e {
             PasswordError::TooShort => ApiError::field("password", e.to_string()),

@@ -1,8 +1,8 @@
 // The installer's first steps in headless Chromium, from a LAN-style origin: the page is loaded
-// as http://edgebox.test:PORT/ (Chromium maps the name to 127.0.0.1), which is not a secure
+// as http://<hostname>.local:PORT/, the box's mDNS name (Chromium maps it to 127.0.0.1), which is not a secure
 // context, as a guard's or installer's browser on the LAN sees the box. Started by
 // tests/browser.rs:
-//   node installer.mjs <port> <one-time password> <rtsp url> <artifact dir> <closed port>
+//   node installer.mjs <port> <one-time password> <rtsp url> <artifact dir> <closed port> <box name>
 //
 // It sets the first password, adds an RTSP camera on the Cameras tab (the form shows only the
 // RTSP fields), checks that Test connection reports the camera's real result, that a stale
@@ -18,18 +18,18 @@ import { launch } from './chromium.mjs';
 import fs from 'node:fs';
 import path from 'node:path';
 
-const [port, oneTime, rtspUrl, outDir, closedPort] = process.argv.slice(2);
-if (!port || !oneTime || !rtspUrl || !outDir || !closedPort) {
-  console.error('usage: node installer.mjs <port> <one-time password> <rtsp url> <artifact dir> <closed port>');
+const [port, oneTime, rtspUrl, outDir, closedPort, boxName] = process.argv.slice(2);
+if (!port || !oneTime || !rtspUrl || !outDir || !closedPort || !boxName) {
+  console.error('usage: node installer.mjs <port> <one-time password> <rtsp url> <artifact dir> <closed port> <box name>');
   process.exit(2);
 }
 fs.mkdirSync(outDir, { recursive: true });
-const BASE = `http://edgebox.test:${port}`;
+const BASE = `http://${boxName}:${port}`;
 const TIMEOUT = 30000;
 
 const { context, close } = await launch({
   viewport: { width: 1366, height: 800 },
-  extraArgs: ['--host-resolver-rules=MAP edgebox.test 127.0.0.1'],
+  extraArgs: [`--host-resolver-rules=MAP ${boxName} 127.0.0.1`],
 });
 let failed = false;
 

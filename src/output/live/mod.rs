@@ -133,6 +133,9 @@ impl LiveContext {
     }
 }
 
+/// Largest message (and frame) a client may send: its `hello` is well under 1 KiB.
+pub const MAX_CLIENT_MESSAGE: usize = 4 * 1024;
+
 /// How long a closing handshake may take before the socket is simply dropped.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
 

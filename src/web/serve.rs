@@ -1,0 +1,140 @@
+//! The accept loop: one hyper HTTP/1 connection per client, with the limits a box on a hostile
+//! LAN needs and `axum::serve` does not set.
+//!
+//! - **Header-read timeout** ([`ServeLimits::header_read_timeout`]): a request's head must
+//!   arrive within it, and a kept-alive connection waiting for its next request is closed
+//!   after it, so slow-header ("slowloris") clients and idle sockets cannot pile up.
+//! - **Connection cap** ([`ServeLimits::max_connections`]): beyond it a new connection is
+//!   closed at once; the ones already open (a guard's live view, an NVR's MJPEG) go on.
+//! - Each request carries the client's address (`ConnectInfo<SocketAddr>`) and the address it
+//!   reached the box on ([`LocalAddr`]), which the Host and Origin checks use.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::ConnectInfo;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Semaphore, watch};
+use tower::ServiceExt;
+
+/// Kernel send buffer per connection. Small on purpose: frames should wait in the ring (where a
+/// slow client skips to the newest keyframe), not in seconds of kernel buffer.
+const SEND_BUFFER_BYTES: usize = 256 * 1024;
+/// Pause after a failed accept (out of file descriptors): the loop must not spin.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
+/// Limits of the accept loop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServeLimits {
+    /// A request head must be complete within this; also the keep-alive idle timeout.
+    pub header_read_timeout: Duration,
+    /// Most connections open at once.
+    pub max_connections: usize,
+}
+
+impl Default for ServeLimits {
+    fn default() -> Self {
+        ServeLimits {
+            header_read_timeout: Duration::from_secs(10),
+            max_connections: 256,
+        }
+    }
+}
+
+/// The address a request reached the box on (the accepted socket's local address).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LocalAddr(
+    /// The box's address and port as this client sees them.
+    pub SocketAddr,
+);
+
+/// Serves `app` on `listener` until `stop` turns true, then gives open connections `grace`
+/// to finish their requests.
+pub async fn serve(
+    listener: TcpListener,
+    app: Router,
+    limits: ServeLimits,
+    mut stop: watch::Receiver<bool>,
+    grace: Duration,
+) {
+    let slots = Arc::new(Semaphore::new(limits.max_connections));
+    loop {
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            _ = stop.changed() => break,
+        };
+        let (tcp, remote) = match accepted {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot accept a connection");
+                tokio::time::sleep(ACCEPT_BACKOFF).await;
+                continue;
+            }
+        };
+        let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
+            tracing::warn!(client = %remote, limit = limits.max_connections, "too many connections: closing the new one");
+            continue;
+        };
+        let app = app.clone();
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            connection(tcp, remote, app, limits, stop, grace).await;
+            drop(slot);
+        });
+    }
+    drop(listener);
+    // Every connection gives its slot back when it ends.
+    let all = u32::try_from(limits.max_connections).unwrap_or(u32::MAX);
+    let _ = tokio::time::timeout(grace, slots.acquire_many(all)).await;
+}
+
+/// Serves one client's HTTP/1 connection (upgradable to a WebSocket) until it closes, or
+/// until `stop`: then the request in progress may finish within `grace`.
+async fn connection(
+    tcp: TcpStream,
+    remote: SocketAddr,
+    app: Router,
+    limits: ServeLimits,
+    mut stop: watch::Receiver<bool>,
+    grace: Duration,
+) {
+    // Best effort: a socket that refuses these options still works.
+    let _ = tcp.set_nodelay(true);
+    let _ = socket2::SockRef::from(&tcp).set_send_buffer_size(SEND_BUFFER_BYTES);
+    let local = tcp.local_addr().ok();
+    let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
+        req.extensions_mut().insert(ConnectInfo(remote));
+        if let Some(local) = local {
+            req.extensions_mut().insert(LocalAddr(local));
+        }
+        app.clone().oneshot(req.map(Body::new))
+    });
+    let conn = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(Some(limits.header_read_timeout))
+        .serve_connection(TokioIo::new(tcp), service)
+        .with_upgrades();
+    tokio::pin!(conn);
+    let ended = tokio::select! {
+        r = conn.as_mut() => Some(r),
+        _ = stop.changed() => None,
+    };
+    let result = match ended {
+        Some(r) => r,
+        None => {
+            conn.as_mut().graceful_shutdown();
+            match tokio::time::timeout(grace, conn).await {
+                Ok(r) => r,
+                Err(_) => return,
+            }
+        }
+    };
+    if let Err(e) = result {
+        tracing::debug!(client = %remote, error = %e, "connection ended with an error");
+    }
+}
