@@ -118,6 +118,7 @@ impl StreamLookup for StatusReader {
             ring: Arc::clone(&s.ring),
             width: s.config.width,
             height: s.config.height,
+            stats: Arc::clone(&s.stats),
         })
     }
 }

@@ -1,5 +1,6 @@
 //! Outputs of the active stream and of any stream: the live WebSocket push ([`live`]) with its
-//! frame header ([`wire`]), the shared decoder and JPEG encoder ([`jpeg`]) and MJPEG ([`mjpeg`]).
+//! frame header ([`wire`]), the shared decoder and JPEG encoder ([`jpeg`]), MJPEG ([`mjpeg`])
+//! and the "no video" picture it sends while a stream has none ([`placeholder`]).
 //!
 //! Outputs know rings and the selector's view, not who runs the streams: the web server hands
 //! them what they need ([`live::LiveContext`], a [`StreamLookup`]).
@@ -7,10 +8,12 @@
 pub mod jpeg;
 pub mod live;
 pub mod mjpeg;
+pub mod placeholder;
 pub mod wire;
 
 use std::sync::Arc;
 
+use crate::ingest::stats::StreamStats;
 use crate::ring::FrameRing;
 
 /// A running stream as the outputs need it.
@@ -24,6 +27,8 @@ pub struct LiveStream {
     pub width: Option<u32>,
     /// Configured height, likewise.
     pub height: Option<u32>,
+    /// Its supervisor's state and last error, so an output can say why there is no video.
+    pub stats: Arc<StreamStats>,
 }
 
 /// Finds a running stream by id. Streams come and go with config changes (a restarted one
