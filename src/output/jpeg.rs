@@ -151,7 +151,8 @@ impl JpegHub {
         rx
     }
 
-    fn settings(&self) -> JpegSettings {
+    /// The quality and downscale pictures are encoded with now.
+    pub fn settings(&self) -> JpegSettings {
         *self.settings.lock().unwrap_or_else(|p| p.into_inner())
     }
 }

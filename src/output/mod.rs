@@ -1,5 +1,6 @@
 //! Outputs of the active stream and of any stream: the live WebSocket push ([`live`]) with its
-//! frame header ([`wire`]), the shared decoder and JPEG encoder ([`jpeg`]) and MJPEG ([`mjpeg`]).
+//! frame header ([`wire`]), the shared decoder and JPEG encoder ([`jpeg`]), MJPEG ([`mjpeg`])
+//! and the "no video" picture it sends while a stream has none ([`placeholder`]).
 //!
 //! Outputs know rings and the selector's view, not who runs the streams: the web server hands
 //! them what they need ([`live::LiveContext`], a [`StreamLookup`]).
@@ -7,6 +8,7 @@
 pub mod jpeg;
 pub mod live;
 pub mod mjpeg;
+pub mod placeholder;
 pub mod wire;
 
 use std::sync::Arc;

@@ -16,9 +16,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::AppState;
-use super::auth::{self, Caller};
+use super::auth::{self, Caller, MediaCaller};
 use super::error::{ApiError, JsonBody, parse_json};
-use super::metrics::{Sample, StreamSample};
+use super::metrics::{Format, Sample, StreamSample};
 use super::session;
 use crate::config::{Config, Role, StreamConfig, StreamKind};
 use crate::control::{Control, ControlError};
@@ -26,6 +26,8 @@ use crate::gpio::InputState;
 use crate::handles::{ApplyError, RunningStream};
 use crate::ingest::stats::StreamState;
 use crate::output::jpeg::{self, JpegSettings};
+use crate::output::mjpeg::{self, StreamFeed};
+use crate::output::placeholder;
 use crate::select::{EventsReport, SelectError};
 
 /// Shorthand for handler results.
@@ -491,8 +493,13 @@ async fn live(
 }
 
 /// `GET /api/streams/{id}/snapshot.jpg`: the stream's newest picture (from the shared decoder
-/// when one runs for the stream, else by decoding the current GOP once).
-async fn snapshot(State(st): St, _caller: Caller, Path(id): Path<String>) -> ApiResult<Response> {
+/// when one runs for the stream, else by decoding the current GOP once); 503 saying why when
+/// it has none.
+async fn snapshot(
+    State(st): St,
+    _caller: MediaCaller,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
     let stream = st
         .lookup_stream(&id)
         .ok_or_else(|| ApiError::not_found(format!("no running stream `{id}`")))?;
@@ -506,16 +513,17 @@ async fn snapshot(State(st): St, _caller: Caller, Path(id): Path<String>) -> Api
     let data: Vec<u8> = match st.jpeg.latest(&id, &stream.ring) {
         Some(pic) => pic.data.to_vec(),
         None => {
+            let why = placeholder::no_video_reason(&stream)
+                .unwrap_or_else(|| "no picture decoded yet".to_string());
+            let no_picture = ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("no picture from {}: {why}", stream.name),
+            );
             let ring = stream.ring;
             tokio::task::spawn_blocking(move || jpeg::snapshot(&ring, settings))
                 .await
                 .map_err(|e| ApiError::internal("snapshot failed", &e))?
-                .ok_or_else(|| {
-                    ApiError::new(
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        format!("stream `{id}` has no picture yet"),
-                    )
-                })?
+                .ok_or(no_picture)?
                 .data
         }
     };
@@ -526,13 +534,23 @@ async fn snapshot(State(st): St, _caller: Caller, Path(id): Path<String>) -> Api
     Ok(resp)
 }
 
-/// `GET /api/streams/{id}/mjpeg`.
-async fn mjpeg(State(st): St, _caller: Caller, Path(id): Path<String>) -> ApiResult<Response> {
+/// `GET /api/streams/{id}/mjpeg`: every new picture, or the "no video" placeholder while the
+/// stream has none. Ends when the stream is removed or the caller's credential revoked.
+async fn mjpeg(State(st): St, caller: MediaCaller, Path(id): Path<String>) -> ApiResult<Response> {
     let stream = st
         .lookup_stream(&id)
         .ok_or_else(|| ApiError::not_found(format!("no running stream `{id}`")))?;
-    let rx = st.jpeg.subscribe(&id, &stream.ring);
-    Ok(crate::output::mjpeg::response(rx))
+    tracing::debug!(stream = %id, by = %caller.caller.name, "MJPEG client");
+    let auth = st.auth.clone();
+    let credential = caller.credential;
+    let parts = StreamFeed::parts(
+        &id,
+        stream,
+        Arc::new(st.handles.status.clone()),
+        st.jpeg.clone(),
+        Box::new(move || auth.still_valid(&credential)),
+    );
+    Ok(mjpeg::response(parts))
 }
 
 /// `POST /api/streams/test`: runs a stream config for a few seconds and reports whether it
@@ -546,8 +564,9 @@ async fn test_stream(
     Ok(Json(serde_json::to_value(report).unwrap_or_default()))
 }
 
-/// `GET /metrics`: Prometheus text.
-async fn metrics(State(st): St, _caller: Caller) -> ApiResult<Response> {
+/// `GET /metrics`: OpenMetrics when the `Accept` header prefers it, else the Prometheus text
+/// format 0.0.4 (what `promtool check metrics` and older scrapers read).
+async fn metrics(State(st): St, _caller: MediaCaller, headers: HeaderMap) -> ApiResult<Response> {
     let streams: Vec<StreamSample> = st
         .status()
         .streams
@@ -575,14 +594,20 @@ async fn metrics(State(st): St, _caller: Caller) -> ApiResult<Response> {
         .into_iter()
         .map(|a| (a.id, a.state != "idle", a.raised))
         .collect();
+    let format = Format::negotiate(
+        headers
+            .get(header::ACCEPT)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or(""),
+    );
     let text = st
         .metrics
-        .render(Sample { streams, alarms })
+        .render_as(Sample { streams, alarms }, format)
         .map_err(|e| ApiError::internal("cannot render metrics", &e))?;
     let mut resp = text.into_response();
     resp.headers_mut().insert(
         header::CONTENT_TYPE,
-        HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
+        HeaderValue::from_static(format.content_type()),
     );
     Ok(resp)
 }

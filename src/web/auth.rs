@@ -8,6 +8,11 @@
 //!   Sessions live in memory and expire after [`SESSION_IDLE`] without use.
 //! - Machine clients send `Authorization: Bearer <token>` with a token from `web.tokens`,
 //!   each with its role (`viewer` < `operator` < `admin`).
+//! - The read-only media URLs (snapshot, MJPEG) and `/metrics` take a [`MediaCaller`]: besides
+//!   the above, HTTP Basic with a token's name as user and the token as password, or the token
+//!   in the query (`?token=`), for VLC, Home Assistant, OpenCV and Prometheus, which can send
+//!   nothing else. Their 401 carries `WWW-Authenticate: Basic`. The admin password is never
+//!   accepted over Basic: that would let any unauthenticated request run Argon2.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -15,7 +20,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use axum::extract::FromRequestParts;
-use axum::http::{HeaderMap, header, request::Parts};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header, request::Parts};
+use axum::response::{IntoResponse, Response};
+use base64::Engine as _;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
@@ -42,6 +49,8 @@ const MAX_TRACKED_CLIENTS: usize = 4096;
 pub const MAX_CONCURRENT_HASHES: usize = 2;
 /// Paths a session with a one-time password may still use (to change it).
 const ONE_TIME_ALLOWED: [&str; 3] = ["/api/session", "/api/password", "/api/logout"];
+/// The challenge on a media URL's 401: it makes VLC, ffmpeg and browsers send Basic.
+pub const BASIC_CHALLENGE: &str = "Basic realm=\"edgecam\"";
 
 /// An authenticated caller.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -222,16 +231,7 @@ impl Auth {
         let now = Instant::now();
         let mut inner = self.lock();
         if let Some(token) = bearer(headers) {
-            return inner
-                .tokens
-                .iter()
-                .find(|t| constant_time_eq(t.token.as_bytes(), token.as_bytes()))
-                .map(|t| Caller {
-                    role: t.role,
-                    name: t.name.clone(),
-                    must_change_password: false,
-                })
-                .ok_or_else(ApiError::unauthorized);
+            return token_caller(&inner.tokens, None, token).ok_or_else(ApiError::unauthorized);
         }
         let Some(id) = cookie(headers, SESSION_COOKIE) else {
             return Err(ApiError::unauthorized());
@@ -247,6 +247,47 @@ impl Auth {
             name: "session".to_string(),
             must_change_password: session.must_change,
         })
+    }
+
+    /// The caller of a media URL (snapshot, MJPEG, metrics) and the credential it used: HTTP
+    /// Basic (user = a token's name, password = the token), a bearer token, a session cookie,
+    /// or `token=` in `query`. Every credential presented is tried; any valid one admits.
+    pub fn authenticate_media(
+        &self,
+        headers: &HeaderMap,
+        query: Option<&str>,
+    ) -> Result<(Caller, Credential), ApiError> {
+        if let Some((user, pass)) = basic(headers)
+            && let Some(c) = token_caller(&self.lock().tokens, Some(&user), &pass)
+        {
+            return Ok((c, Credential::Token(pass)));
+        }
+        if let Ok(c) = self.authenticate(headers) {
+            let cred = match bearer(headers) {
+                Some(t) => Credential::Token(t.to_string()),
+                None => Credential::Session(
+                    cookie(headers, SESSION_COOKIE)
+                        .unwrap_or_default()
+                        .to_string(),
+                ),
+            };
+            return Ok((c, cred));
+        }
+        let token = query_token(query).ok_or_else(ApiError::unauthorized)?;
+        let c =
+            token_caller(&self.lock().tokens, None, &token).ok_or_else(ApiError::unauthorized)?;
+        Ok((c, Credential::Token(token)))
+    }
+
+    /// True while `cred` would still be accepted: a long-lived response (MJPEG) asks again
+    /// now and then, so deleting a token from the config also ends its open streams.
+    pub fn still_valid(&self, cred: &Credential) -> bool {
+        let now = Instant::now();
+        let inner = self.lock();
+        match cred {
+            Credential::Token(t) => token_caller(&inner.tokens, None, t).is_some(),
+            Credential::Session(id) => inner.sessions.get(id).is_some_and(|s| s.expires > now),
+        }
     }
 
     /// A permit to run one password hash now, or 503 at once when
@@ -379,6 +420,64 @@ impl Auth {
     }
 }
 
+/// What a media caller authenticated with, to check again later ([`Auth::still_valid`]).
+/// Kept in memory only, never logged.
+#[derive(Clone, PartialEq, Eq)]
+pub enum Credential {
+    /// A token from `web.tokens` (bearer, Basic password or `?token=`).
+    Token(String),
+    /// A session cookie's value.
+    Session(String),
+}
+
+impl std::fmt::Debug for Credential {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The secret itself stays out of any debug output.
+        f.write_str(match self {
+            Credential::Token(_) => "Credential::Token(..)",
+            Credential::Session(_) => "Credential::Session(..)",
+        })
+    }
+}
+
+/// The caller a token gives: the token matching `token` (and, when given, named `name`).
+fn token_caller(tokens: &[TokenConfig], name: Option<&str>, token: &str) -> Option<Caller> {
+    tokens
+        .iter()
+        .find(|t| {
+            constant_time_eq(t.token.as_bytes(), token.as_bytes())
+                && name.is_none_or(|n| n == t.name)
+        })
+        .map(|t| Caller {
+            role: t.role,
+            name: t.name.clone(),
+            must_change_password: false,
+        })
+}
+
+/// User and password of an `Authorization: Basic ...` header.
+fn basic(headers: &HeaderMap) -> Option<(String, String)> {
+    let v = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, encoded) = v.split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(encoded.trim())
+        .ok()?;
+    let text = String::from_utf8(decoded).ok()?;
+    let (user, pass) = text.split_once(':')?;
+    Some((user.to_string(), pass.to_string()))
+}
+
+/// The `token` parameter of a query string.
+fn query_token(query: Option<&str>) -> Option<String> {
+    url::form_urlencoded::parse(query?.as_bytes())
+        .find(|(k, _)| k == "token")
+        .map(|(_, v)| v.into_owned())
+        .filter(|v| !v.is_empty())
+}
+
 /// Compares secrets in time that depends only on their lengths.
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
@@ -424,12 +523,66 @@ impl FromRequestParts<Arc<AppState>> for Caller {
         state: &Arc<AppState>,
     ) -> Result<Self, Self::Rejection> {
         let caller = state.auth.authenticate(&parts.headers)?;
-        if caller.must_change_password && !ONE_TIME_ALLOWED.contains(&parts.uri.path()) {
-            return Err(ApiError::forbidden(
-                "change the one-time admin password first",
-            ));
-        }
+        one_time_check(&caller, parts)?;
         Ok(caller)
+    }
+}
+
+/// 403 for a session with the one-time password on anything but changing it.
+fn one_time_check(caller: &Caller, parts: &Parts) -> Result<(), ApiError> {
+    if caller.must_change_password && !ONE_TIME_ALLOWED.contains(&parts.uri.path()) {
+        return Err(ApiError::forbidden(
+            "change the one-time admin password first",
+        ));
+    }
+    Ok(())
+}
+
+/// The caller of a read-only media URL (`snapshot.jpg`, `mjpeg`) or `/metrics`: also
+/// accepts HTTP Basic and `?token=` (see [`Auth::authenticate_media`]); any role may read.
+#[derive(Debug, Clone)]
+pub struct MediaCaller {
+    /// Who it is and its role (a viewer at least).
+    pub caller: Caller,
+    /// What it used, so a long response can check it is still valid.
+    pub credential: Credential,
+}
+
+/// A media URL's refusal: the API's JSON error, plus `WWW-Authenticate: Basic` on a 401
+/// (only here: on the page's JSON routes it would make browsers pop up a login dialog).
+#[derive(Debug)]
+pub struct MediaRejection(
+    /// The error.
+    pub ApiError,
+);
+
+impl IntoResponse for MediaRejection {
+    fn into_response(self) -> Response {
+        let challenge = self.0.status == StatusCode::UNAUTHORIZED;
+        let mut resp = self.0.into_response();
+        if challenge {
+            resp.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static(BASIC_CHALLENGE),
+            );
+        }
+        resp
+    }
+}
+
+impl FromRequestParts<Arc<AppState>> for MediaCaller {
+    type Rejection = MediaRejection;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &Arc<AppState>,
+    ) -> Result<Self, Self::Rejection> {
+        let (caller, credential) = state
+            .auth
+            .authenticate_media(&parts.headers, parts.uri.query())
+            .map_err(MediaRejection)?;
+        one_time_check(&caller, parts).map_err(MediaRejection)?;
+        Ok(MediaCaller { caller, credential })
     }
 }
 
@@ -455,6 +608,48 @@ mod tests {
         assert_eq!(cookie(&h, SESSION_COOKIE), Some("abc"));
         assert_eq!(cookie(&h, "b"), None);
         assert_eq!(bearer(&h), Some("tok"));
+    }
+
+    #[test]
+    fn media_urls_take_basic_with_the_token_name_or_the_token_in_the_query() {
+        let token = |name: &str, token: &str| TokenConfig {
+            name: name.into(),
+            token: token.into(),
+            role: Role::Viewer,
+        };
+        let auth = Auth::new(None, vec![token("cctv", "tok-1"), token("ha", "tok-2")]);
+        let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+        let basic = |s: &str| headers(&[(header::AUTHORIZATION, &format!("Basic {}", b64(s)))]);
+        let (c, cred) = auth.authenticate_media(&basic("cctv:tok-1"), None).unwrap();
+        assert_eq!((c.name.as_str(), c.role), ("cctv", Role::Viewer));
+        assert_eq!(cred, Credential::Token("tok-1".into()));
+        // The user must be the token's name; a wrong password or garbage is no credential.
+        for bad in [basic("ha:tok-1"), basic("cctv:tok-3"), basic("cctv")] {
+            assert!(auth.authenticate_media(&bad, None).is_err());
+        }
+        let garbage = headers(&[(header::AUTHORIZATION, "Basic !!!")]);
+        assert!(auth.authenticate_media(&garbage, None).is_err());
+        // The query form, percent-decoded; other parameters are ignored.
+        let (c, _) = auth
+            .authenticate_media(&HeaderMap::new(), Some("x=1&token=tok%2D2"))
+            .unwrap();
+        assert_eq!(c.name, "ha");
+        assert!(
+            auth.authenticate_media(&HeaderMap::new(), Some("token="))
+                .is_err()
+        );
+        assert!(auth.authenticate_media(&HeaderMap::new(), None).is_err());
+        // Any valid credential admits, even beside a wrong one.
+        assert!(
+            auth.authenticate_media(&basic("cctv:nope"), Some("token=tok-2"))
+                .is_ok()
+        );
+        // Deleting the token from the config revokes it.
+        assert!(auth.still_valid(&cred));
+        auth.update_from_config(None, &[token("ha", "tok-2")], None);
+        assert!(!auth.still_valid(&cred));
+        assert!(auth.authenticate_media(&basic("cctv:tok-1"), None).is_err());
+        assert_eq!(format!("{cred:?}"), "Credential::Token(..)");
     }
 
     #[test]

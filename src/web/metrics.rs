@@ -1,5 +1,11 @@
 //! `GET /metrics`: Prometheus text exposition with prometheus-client.
 //!
+//! prometheus-client writes OpenMetrics only. A scraper that does not ask for it (`Accept`
+//! without `application/openmetrics-text`: `promtool`, curl, older Prometheus) gets the
+//! Prometheus text format 0.0.4 instead, converted by [`to_prometheus_text`]: counters are
+//! named `*_total` on their HELP and TYPE lines too, and `# EOF`, `# UNIT`, `_created`
+//! samples and exemplars, which that format has not, are left out.
+//!
 //! Live-push metrics (clients, skipped frames, ingest-to-send latency) are updated as they
 //! happen. Per-stream and per-alarm values already live in [`crate::ingest::stats`], the rings
 //! and the control view; they are copied into a [`Sample`] at scrape time and emitted by a
@@ -205,7 +211,16 @@ impl Metrics {
         }
     }
 
-    /// The text exposition with `sample` as the stream and alarm values.
+    /// The exposition in `format` with `sample` as the stream and alarm values.
+    pub fn render_as(&self, sample: Sample, format: Format) -> Result<String, std::fmt::Error> {
+        let open = self.render(sample)?;
+        Ok(match format {
+            Format::OpenMetrics => open,
+            Format::Prometheus => to_prometheus_text(&open),
+        })
+    }
+
+    /// The OpenMetrics exposition with `sample` as the stream and alarm values.
     pub fn render(&self, sample: Sample) -> Result<String, std::fmt::Error> {
         *self.sample.lock().unwrap_or_else(|p| p.into_inner()) = sample;
         if let Ok(rt) = tokio::runtime::Handle::try_current() {
@@ -218,9 +233,195 @@ impl Metrics {
     }
 }
 
+/// The two expositions `/metrics` serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// OpenMetrics 1.0 text, prometheus-client's own output.
+    OpenMetrics,
+    /// Prometheus text format 0.0.4.
+    Prometheus,
+}
+
+impl Format {
+    /// The format an `Accept` header asks for: OpenMetrics when it names
+    /// `application/openmetrics-text` with a quality at least that of any `text/plain` (or
+    /// wildcard) entry; the Prometheus text otherwise, also for `*/*` or no header.
+    pub fn negotiate(accept: &str) -> Format {
+        let (mut open, mut text) = (0.0f32, 0.0f32);
+        for range in accept.split(',') {
+            let mut params = range.split(';');
+            let kind = params.next().unwrap_or("").trim().to_ascii_lowercase();
+            let q = params
+                .filter_map(|p| p.trim().strip_prefix("q="))
+                .find_map(|q| q.trim().parse::<f32>().ok())
+                .unwrap_or(1.0);
+            match kind.as_str() {
+                "application/openmetrics-text" => open = open.max(q),
+                "text/plain" | "text/*" | "*/*" => text = text.max(q),
+                _ => {}
+            }
+        }
+        if open > 0.0 && open >= text {
+            Format::OpenMetrics
+        } else {
+            Format::Prometheus
+        }
+    }
+
+    /// The `Content-Type` of the format.
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Format::OpenMetrics => "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            Format::Prometheus => "text/plain; version=0.0.4; charset=utf-8",
+        }
+    }
+}
+
+/// OpenMetrics text (as prometheus-client writes it) in the Prometheus text format 0.0.4:
+/// a counter family `x` whose samples are `x_total` gets `# HELP x_total` and
+/// `# TYPE x_total counter`; `unknown` becomes `untyped` (and OpenMetrics-only types too);
+/// `# UNIT`, `# EOF`, `*_created` samples and exemplars (` # {...}`) are dropped.
+pub fn to_prometheus_text(open: &str) -> String {
+    // Families by name with their OpenMetrics type, from the TYPE lines.
+    let types: std::collections::HashMap<&str, &str> = open
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.split_once(' '))
+        .collect();
+    let mut out = String::with_capacity(open.len());
+    for line in open.lines() {
+        if let Some(rest) = line.strip_prefix("# HELP ") {
+            let (name, help) = rest.split_once(' ').unwrap_or((rest, ""));
+            let name = exposed_name(name, types.get(name).copied());
+            out.push_str(&format!("# HELP {name} {help}\n"));
+        } else if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let (name, kind) = rest.split_once(' ').unwrap_or((rest, "unknown"));
+            let kind = match kind {
+                "counter" | "gauge" | "histogram" | "summary" => kind,
+                _ => "untyped",
+            };
+            let name = exposed_name(name, Some(kind));
+            out.push_str(&format!("# TYPE {name} {kind}\n"));
+        } else if line.starts_with('#') {
+            // `# UNIT`, `# EOF`: not in this format.
+        } else if !line.is_empty() {
+            let sample = line.split_once(" # ").map_or(line, |(s, _exemplar)| s);
+            let name_end = sample.find(['{', ' ']).unwrap_or(sample.len());
+            if sample[..name_end].ends_with("_created") {
+                continue;
+            }
+            out.push_str(sample);
+            out.push('\n');
+        }
+    }
+    out
+}
+
+/// The name a family's HELP and TYPE lines carry in the 0.0.4 format: counters by the name of
+/// their samples (`_total`), everything else as is.
+fn exposed_name(name: &str, kind: Option<&str>) -> String {
+    if kind == Some("counter") && !name.ends_with("_total") {
+        format!("{name}_total")
+    } else {
+        name.to_string()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn accept_headers_pick_the_format() {
+        use Format::*;
+        assert_eq!(Format::negotiate(""), Prometheus);
+        assert_eq!(Format::negotiate("*/*"), Prometheus);
+        assert_eq!(Format::negotiate("text/plain"), Prometheus);
+        assert_eq!(
+            Format::negotiate("application/openmetrics-text; version=1.0.0"),
+            OpenMetrics
+        );
+        // Prometheus 2.x's own header prefers OpenMetrics.
+        assert_eq!(
+            Format::negotiate(
+                "application/openmetrics-text;version=1.0.0,application/openmetrics-text;\
+                 version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1"
+            ),
+            OpenMetrics
+        );
+        assert_eq!(
+            Format::negotiate("text/plain;version=0.0.4,application/openmetrics-text;q=0.5"),
+            Prometheus
+        );
+        assert_eq!(
+            Format::negotiate("application/openmetrics-text;q=0"),
+            Prometheus
+        );
+    }
+
+    #[test]
+    fn open_metrics_becomes_prometheus_text() {
+        let open = "# HELP a_frames Frames.\n# TYPE a_frames counter\n\
+                    a_frames_total{stream=\"x\"} 3 # {trace=\"1\"} 1.0\n\
+                    a_frames_created{stream=\"x\"} 1.7e9\n\
+                    # HELP a_fps Fps.\n# TYPE a_fps gauge\n# UNIT a_fps hertz\na_fps 2.5\n\
+                    # HELP a_lat Latency.\n# TYPE a_lat histogram\n\
+                    a_lat_bucket{le=\"+Inf\"} 1\na_lat_sum 0.1\na_lat_count 1\n\
+                    # HELP a_info Build.\n# TYPE a_info info\na_info_info{v=\"1\"} 1\n# EOF\n";
+        let text = to_prometheus_text(open);
+        assert_eq!(
+            text,
+            "# HELP a_frames_total Frames.\n# TYPE a_frames_total counter\n\
+             a_frames_total{stream=\"x\"} 3\n\
+             # HELP a_fps Fps.\n# TYPE a_fps gauge\na_fps 2.5\n\
+             # HELP a_lat Latency.\n# TYPE a_lat histogram\n\
+             a_lat_bucket{le=\"+Inf\"} 1\na_lat_sum 0.1\na_lat_count 1\n\
+             # HELP a_info Build.\n# TYPE a_info untyped\na_info_info{v=\"1\"} 1\n"
+        );
+    }
+
+    #[test]
+    fn every_family_of_the_real_registry_has_help_and_type_in_prometheus_text() {
+        let m = Metrics::new();
+        let text = m
+            .render_as(
+                Sample {
+                    streams: vec![StreamSample {
+                        id: "cam1".into(),
+                        frames: 4,
+                        ..Default::default()
+                    }],
+                    alarms: vec![("door".into(), false, 1)],
+                },
+                Format::Prometheus,
+            )
+            .unwrap();
+        assert!(!text.contains("# EOF"), "{text}");
+        assert!(
+            text.contains(
+                "# HELP edgecam_stream_frames_total Frames received, per stream\n\
+                 # TYPE edgecam_stream_frames_total counter\n\
+                 edgecam_stream_frames_total{stream=\"cam1\"} 4\n"
+            ),
+            "{text}"
+        );
+        for line in text.lines().filter(|l| !l.starts_with('#')) {
+            let name = &line[..line.find(['{', ' ']).unwrap()];
+            let family = ["_bucket", "_sum", "_count"]
+                .iter()
+                .find_map(|s| name.strip_suffix(s))
+                .filter(|f| text.contains(&format!("# TYPE {f} histogram")))
+                .unwrap_or(name);
+            assert!(
+                text.contains(&format!("# HELP {family} ")),
+                "no HELP for {name}:\n{text}"
+            );
+            assert!(
+                text.contains(&format!("# TYPE {family} ")),
+                "no TYPE for {name}:\n{text}"
+            );
+        }
+    }
 
     #[tokio::test]
     async fn counts_the_runtime_tasks_at_scrape_time() {
