@@ -681,3 +681,35 @@ fn field_error_display() {
     );
     assert_eq!(FieldError::new("", "unreadable").to_string(), "unreadable");
 }
+
+// ----- hardening (issue 15) -----
+
+#[test]
+fn a_relative_state_dir_is_rejected() {
+    assert_only(
+        &with("[paths]\nstate_dir = \"state\""),
+        "paths.state_dir",
+        "relative path",
+    );
+    assert!(parse(&with("[paths]\nstate_dir = \"/srv/edgecam\"")).is_ok());
+}
+
+#[test]
+fn names_with_invisible_characters_are_rejected() {
+    let text = BASE.replacen(
+        "id = \"cam1\"",
+        "id = \"cam1\"\nname = \"Front\u{202E}x\"",
+        1,
+    );
+    assert_only(&text, "streams[0].name", "U+202E");
+}
+
+#[test]
+fn extra_host_names_are_plain_names() {
+    assert_only(
+        &with("[web]\nhostnames = [\"http://cams.example\"]"),
+        "web.hostnames[0]",
+        "not a host name",
+    );
+    assert!(parse(&with("[web]\nhostnames = [\"cams.example.lan\"]")).is_ok());
+}
