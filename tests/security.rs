@@ -209,15 +209,7 @@ async fn a_partial_config_is_refused_and_loses_nothing() {
 
 #[tokio::test]
 async fn dns_rebinding_cannot_set_up_or_steer_the_box() {
-    let s = TestServer::start_with(
-        |dir| {
-            let mut cfg = config(dir);
-            cfg.web.admin_password_hash = None;
-            cfg
-        },
-        WebOptions::default(),
-    )
-    .await;
+    let s = TestServer::start_new_box().await;
     let evil = [("Host", "evil.example"), ("Origin", "http://evil.example")];
     let mut setup = s
         .post("/api/setup")

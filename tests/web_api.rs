@@ -545,15 +545,7 @@ async fn failed_logins_are_rate_limited_per_client() {
 
 #[tokio::test]
 async fn the_password_is_set_on_first_use_and_persisted() {
-    let s = TestServer::start_with(
-        |dir| {
-            let mut cfg = config(dir);
-            cfg.web.admin_password_hash = None;
-            cfg
-        },
-        WebOptions::default(),
-    )
-    .await;
+    let s = TestServer::start_new_box().await;
     let h: Value = s.get("/api/health").go().await.json().await.unwrap();
     assert_eq!(h["setup_required"], true);
     let r = s.login_as("anything1").await;

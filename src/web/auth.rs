@@ -589,15 +589,7 @@ impl FromRequestParts<Arc<AppState>> for MediaCaller {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use axum::http::HeaderValue;
-
-    fn headers(pairs: &[(header::HeaderName, &str)]) -> HeaderMap {
-        let mut h = HeaderMap::new();
-        for (k, v) in pairs {
-            h.append(k.clone(), HeaderValue::from_str(v).unwrap());
-        }
-        h
-    }
+    use crate::web::test_headers as headers;
 
     #[test]
     fn cookies_and_bearer_are_parsed() {

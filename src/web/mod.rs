@@ -240,3 +240,13 @@ pub fn router(state: Arc<AppState>) -> Router {
         .layer(axum::extract::DefaultBodyLimit::max(error::MAX_JSON_BODY))
         .with_state(state)
 }
+
+/// A header map of `pairs`, for the unit tests of the request checks.
+#[cfg(test)]
+pub(crate) fn test_headers(pairs: &[(axum::http::HeaderName, &str)]) -> axum::http::HeaderMap {
+    let mut h = axum::http::HeaderMap::new();
+    for (k, v) in pairs {
+        h.append(k.clone(), axum::http::HeaderValue::from_str(v).unwrap());
+    }
+    h
+}

@@ -153,15 +153,7 @@ pub async fn guard(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use axum::http::HeaderValue;
-
-    fn headers(pairs: &[(header::HeaderName, &str)]) -> HeaderMap {
-        let mut h = HeaderMap::new();
-        for (k, v) in pairs {
-            h.append(k.clone(), HeaderValue::from_str(v).unwrap());
-        }
-        h
-    }
+    use crate::web::test_headers as headers;
 
     fn local() -> Option<SocketAddr> {
         Some("192.168.1.5:8080".parse().unwrap())
@@ -232,7 +224,10 @@ mod tests {
         let evil = headers(&[(header::HOST, "evil.example")]);
         assert_eq!(check(&Method::GET, &evil, local(), &names, &[]), None);
         let mut upgrade = evil.clone();
-        upgrade.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+        upgrade.insert(
+            header::UPGRADE,
+            axum::http::HeaderValue::from_static("websocket"),
+        );
         assert!(check(&Method::GET, &upgrade, local(), &names, &[]).is_some());
     }
 }

@@ -114,6 +114,19 @@ impl TestServer {
         Self::start_with(config, WebOptions::default()).await
     }
 
+    /// [`config`] without an admin password: a new box, waiting for its first-use setup.
+    pub async fn start_new_box() -> TestServer {
+        Self::start_with(
+            |dir| {
+                let mut cfg = config(dir);
+                cfg.web.admin_password_hash = None;
+                cfg
+            },
+            WebOptions::default(),
+        )
+        .await
+    }
+
     /// [`config`] with these live options.
     pub async fn start_live(live: LiveOptions) -> TestServer {
         Self::start_with(
