@@ -37,6 +37,10 @@ enum Command {
         /// Directory for the state file (default: a fresh temporary directory).
         #[arg(long)]
         state_dir: Option<PathBuf>,
+        /// Another name the page is opened by (a DNS name), besides the box's addresses,
+        /// hostname and `<hostname>.local`; repeatable.
+        #[arg(long = "hostname", value_name = "NAME")]
+        hostnames: Vec<String>,
     },
     /// Validate a config file: exit 0, or print every problem with its field path and exit 1.
     CheckConfig {
@@ -68,10 +72,12 @@ fn main() -> ExitCode {
             streams,
             listen,
             state_dir,
+            hostnames,
         } => exit_code(run_daemon(edgecam::daemon::Mode::Demo {
             streams,
             listen,
             state_dir,
+            hostnames,
         })),
     }
 }

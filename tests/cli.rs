@@ -132,3 +132,23 @@ fn hash_password_refuses_a_short_password() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("at least 8 characters"), "{err}");
 }
+
+#[test]
+fn demo_refuses_a_hostname_that_is_not_a_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = edgecam()
+        .args([
+            "demo",
+            "--listen",
+            "127.0.0.1:0",
+            "--hostname",
+            "http://box.example",
+        ])
+        .arg("--state-dir")
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("web.hostnames[0]"), "{err}");
+}

@@ -51,6 +51,9 @@ pub enum Mode {
         listen: SocketAddr,
         /// State directory; a fresh one under the temp dir when `None`.
         state_dir: Option<PathBuf>,
+        /// More names the page is opened by (`web.hostnames`), e.g. a test's
+        /// `edgebox.test` mapped to loopback.
+        hostnames: Vec<String>,
     },
 }
 

@@ -79,11 +79,13 @@ fn load(mode: Mode) -> Result<Config, DaemonError> {
             streams,
             listen,
             state_dir,
+            hostnames,
         } => {
             let dir = state_dir.unwrap_or_else(|| {
                 std::env::temp_dir().join(format!("edgecam-demo-{}", std::process::id()))
             });
-            let cfg = demo_config(streams, listen, &dir);
+            let mut cfg = demo_config(streams, listen, &dir);
+            cfg.web.hostnames = hostnames;
             crate::config::validate(&cfg).map_err(DaemonError::BuiltIn)?;
             tracing::info!(streams, state_dir = %dir.display(), "demo: test-pattern streams");
             Ok(cfg)
