@@ -41,6 +41,9 @@ enum Command {
         /// hostname and `<hostname>.local`; repeatable.
         #[arg(long = "hostname", value_name = "NAME")]
         hostnames: Vec<String>,
+        /// Address for the HTTPS page (the box's own certificate).
+        #[arg(long, default_value = "127.0.0.1:8443")]
+        https_listen: SocketAddr,
     },
     /// Validate a config file: exit 0, or print every problem with its field path and exit 1.
     CheckConfig {
@@ -73,11 +76,13 @@ fn main() -> ExitCode {
             listen,
             state_dir,
             hostnames,
+            https_listen,
         } => exit_code(run_daemon(edgecam::daemon::Mode::Demo {
             streams,
             listen,
             state_dir,
             hostnames,
+            https_listen,
         })),
     }
 }

@@ -75,13 +75,15 @@ fn browser_ready() -> (PathBuf, PathBuf) {
 
 /// Starts `edgecam demo` with `streams` test patterns on `port`; returns it (killed on drop),
 /// its state dir and the one-time password it printed.
-fn start_demo(streams: u32, port: u16) -> (Demo, tempfile::TempDir, String) {
+fn start_demo(streams: u32, port: u16, https_port: u16) -> (Demo, tempfile::TempDir, String) {
     let state = tempfile::tempdir().unwrap();
     // EDGECAM_BIN runs another build (e.g. target/release/edgecam for representative numbers).
     let bin = std::env::var("EDGECAM_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_edgecam").into());
     let mut child = Command::new(bin)
         .args(["demo", "--streams", &streams.to_string(), "--listen"])
         .arg(format!("127.0.0.1:{port}"))
+        .arg("--https-listen")
+        .arg(format!("127.0.0.1:{https_port}"))
         .arg("--state-dir")
         .arg(state.path())
         .stdout(Stdio::piped())
@@ -128,7 +130,8 @@ fn the_installer_adds_an_rtsp_camera_from_a_lan_origin() {
         ..support::ServerOpts::default()
     });
     let port = free_port();
-    let (demo, _state, password) = start_demo(1, port);
+    let https_port = free_port();
+    let (demo, _state, password) = start_demo(1, port, https_port);
     let artifacts = Path::new(env!("CARGO_TARGET_TMPDIR")).join("browser");
     let out = Command::new("node")
         .arg(script_dir.join("installer.mjs"))
@@ -141,6 +144,7 @@ fn the_installer_adds_an_rtsp_camera_from_a_lan_origin() {
         // The box's mDNS name, as a phone on the LAN reaches it (the daemon knows its own
         // hostname; Chromium maps the name to 127.0.0.1).
         .arg(box_name())
+        .arg(https_port.to_string())
         .env("CHROMIUM", &browser)
         .current_dir(&script_dir)
         .output()
@@ -161,7 +165,7 @@ fn the_page_in_headless_chromium() {
     let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
     let (browser, script_dir) = browser_ready();
     let port = free_port();
-    let (demo, _state, password) = start_demo(3, port);
+    let (demo, _state, password) = start_demo(3, port, free_port());
 
     let artifacts = Path::new(env!("CARGO_TARGET_TMPDIR")).join("browser");
     let out = Command::new("node")

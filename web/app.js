@@ -432,8 +432,21 @@ async function refreshStatus() {
     el.classList.toggle('active', s.id === view.stream);
   }
   if (thumbsDue()) thumbTick++;
+  offerHttps(st.https);
   renderView();
   renderNoVideo();
+}
+
+// On plain HTTP the browser has no WebCodecs: say so in one line, with the HTTPS address and
+// the certificate's fingerprint to compare when the browser warns about it.
+function offerHttps(h) {
+  const bar = $('https-offer');
+  if (window.isSecureContext || !h) { bar.hidden = true; return; }
+  const url = `https://${location.hostname}:${h.port}/`;
+  bar.replaceChildren('Plain HTTP: this browser cannot decode H.264 here, so the box sends JPEG pictures. Full frame rate: ',
+    el('a', { href: url }, url), h.self_made ? ' (the box\'s own certificate: accept it if its SHA-256 is ' : ' (SHA-256 ',
+    el('code', {}, h.fingerprint_sha256), ').');
+  bar.hidden = false;
 }
 
 // Thumbnails wait for the live view's first frame (or 3 s): each one costs the box a GOP
@@ -712,6 +725,8 @@ async function refreshSystem() {
     const up = st.uptime_s;
     $('sysinfo').textContent = `edgecam ${st.version} · up ${Math.floor(up / 3600)} h ${Math.floor(up / 60) % 60} min · live clients: ${st.live_clients} · logged in as ${session.role}`;
     showWatchdog(st.watchdog);
+    const h = st.https;
+    $('https-info').replaceChildren(...(h ? [`On port ${h.port}, ${h.self_made ? 'the box\'s own self-signed certificate' : 'your certificate'}, SHA-256 `, el('code', {}, h.fingerprint_sha256)] : ['Off (web.https = false).']));
     const rows = st.streams.map((s) => [s.id, s.state, s.fps.toFixed(1), s.bitrate_kbps, s.frames, s.dropped, s.reconnects, s.ring_overwritten, s.ring_lagged, s.last_error || '']);
     table($('stream-stats'), ['stream', 'state', 'fps', 'kbit/s', 'frames', 'dropped', 'reconnects', 'ring overwritten', 'ring lagged', 'last error'], rows);
     const evs = ev.events.slice(-50).reverse().map((e) => [new Date(e.at_us / 1000).toLocaleTimeString(), e.kind, e.action, e.stream || '', e.alarm || '', e.detail, e.cause || '']);
@@ -738,6 +753,17 @@ function showWatchdog(w) {
 function table(t, head, rows) {
   t.replaceChildren(el('tr', {}, ...head.map((h) => el('th', {}, h))), ...rows.map((r) => el('tr', {}, ...r.map((c) => el('td', {}, String(c))))));
 }
+
+$('tls-install').addEventListener('click', async () => {
+  const msg = $('tls-msg');
+  msg.className = 'msg'; msg.textContent = 'checking…';
+  try {
+    const r = await api('POST', '/api/tls', { cert_pem: $('tls-cert').value, key_pem: $('tls-key').value });
+    msg.className = 'msg good'; msg.textContent = `Installed; new connections get it (SHA-256 ${r.fingerprint_sha256}).`;
+    $('tls-key').value = '';
+    refreshSystem();
+  } catch (e) { msg.className = 'msg bad'; msg.textContent = e.message; }
+});
 
 $('logout').addEventListener('click', async () => { await api('POST', '/api/logout').catch(() => {}); session = null; if (ws) ws.close(); showAuth('login'); });
 $('change-password').addEventListener('click', () => { showAuth('change'); $('auth-current-row').hidden = false; });

@@ -54,6 +54,13 @@ pub struct WebConfig {
     /// WebSocket for any other `Host` is refused (DNS rebinding).
     #[serde(default)]
     pub hostnames: Vec<String>,
+    /// Serve HTTPS with the box's own certificate beside plain HTTP (browsers decode H.264
+    /// only in a secure context).
+    #[serde(default = "default_https")]
+    pub https: bool,
+    /// Address and port of the HTTPS listener, e.g. `0.0.0.0:8443`.
+    #[serde(default = "default_https_listen")]
+    pub https_listen: String,
 }
 
 impl Default for WebConfig {
@@ -65,12 +72,20 @@ impl Default for WebConfig {
             jpeg_quality: default_jpeg_quality(),
             jpeg_downscale: default_jpeg_downscale(),
             hostnames: Vec::new(),
+            https: default_https(),
+            https_listen: default_https_listen(),
         }
     }
 }
 
 fn default_listen() -> String {
     "0.0.0.0:8080".to_string()
+}
+fn default_https() -> bool {
+    true
+}
+fn default_https_listen() -> String {
+    "0.0.0.0:8443".to_string()
 }
 fn default_jpeg_quality() -> u8 {
     75

@@ -208,6 +208,28 @@ impl Checker {
                 ),
             );
         }
+        match web.https_listen.parse::<SocketAddr>() {
+            Err(_) => self.err(
+                "web.https_listen",
+                format!(
+                    "`{}` is not an address:port such as 0.0.0.0:8443",
+                    web.https_listen
+                ),
+            ),
+            Ok(h)
+                if web.https
+                    && web
+                        .listen
+                        .parse::<SocketAddr>()
+                        .is_ok_and(|l| l.port() == h.port() && h.port() != 0) =>
+            {
+                self.err(
+                    "web.https_listen",
+                    "uses the same port as web.listen; give HTTPS its own port such as 8443",
+                )
+            }
+            Ok(_) => {}
+        }
         self.range("web.jpeg_quality".into(), web.jpeg_quality, 1, 100, "");
         self.range("web.jpeg_downscale".into(), web.jpeg_downscale, 1, 8, "");
         if let Some(hash) = &web.admin_password_hash

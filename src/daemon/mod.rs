@@ -54,6 +54,8 @@ pub enum Mode {
         /// More names the page is opened by (`web.hostnames`), e.g. a test's
         /// `edgebox.test` mapped to loopback.
         hostnames: Vec<String>,
+        /// HTTPS listen address.
+        https_listen: SocketAddr,
     },
 }
 

@@ -16,7 +16,7 @@ use crate::handles::Handles;
 use crate::health::probe::spawn_web_probe;
 use crate::health::watchdog::spawn_watchdog;
 use crate::health::{MAIN_BUDGET, WEB_BUDGET, notify};
-use crate::web::{WebOptions, WebServer};
+use crate::web::{HttpsSetup, WebOptions, WebServer, tls};
 
 /// How often the ring and stream statistics are logged.
 const STATS_LOG_PERIOD: Duration = Duration::from_secs(10);
@@ -41,6 +41,7 @@ pub async fn run(mode: Mode) -> Result<(), DaemonError> {
         source,
     };
     let listener = TcpListener::bind(&listen).await.map_err(listen_error)?;
+    let https = https_setup(&config).await;
     let (options, one_time) = web_options(demo, &config).await?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock::new());
     let mut daemon = Daemon::start(config, Arc::clone(&clock)).await?;
@@ -51,10 +52,19 @@ pub async fn run(mode: Mode) -> Result<(), DaemonError> {
         reason = %view.reason,
         "edgecam running"
     );
-    let server = WebServer::start(daemon.handles(), listener, options, Arc::clone(&clock))
-        .await
-        .map_err(listen_error)?;
+    let server = WebServer::start_with_https(
+        daemon.handles(),
+        listener,
+        https,
+        options,
+        Arc::clone(&clock),
+    )
+    .await
+    .map_err(listen_error)?;
     println!("edgecam: web page at http://{}/", server.local_addr());
+    if let (Some(addr), Some(fp)) = (server.https_addr(), server.https_fingerprint()) {
+        println!("edgecam: HTTPS page at https://{addr}/ (certificate SHA-256 {fp})");
+    }
     if let Some(password) = one_time {
         println!("edgecam: one-time admin password: {password}");
         println!("edgecam: (log in with it once; the page then asks for a new password)");
@@ -63,6 +73,39 @@ pub async fn run(mode: Mode) -> Result<(), DaemonError> {
     server.shutdown().await;
     daemon.shutdown().await;
     result
+}
+
+/// The box's certificate and the bound HTTPS listener; `None` (and a warning that says why)
+/// when HTTPS is off or cannot start: plain HTTP goes on.
+async fn https_setup(config: &Config) -> Option<HttpsSetup> {
+    if !config.web.https {
+        return None;
+    }
+    let names = tls::box_names(&crate::web::origin::hostname(), &config.web.hostnames);
+    let dir = config.paths.state_dir.clone();
+    let made = tokio::task::spawn_blocking(move || tls::load_or_make(&dir, &names)).await;
+    let cert = match made {
+        Ok(Ok(cert)) => cert,
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "HTTPS is off: no usable certificate");
+            return None;
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "HTTPS is off: the certificate task failed");
+            return None;
+        }
+    };
+    let listener = match TcpListener::bind(&config.web.https_listen).await {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::warn!(addr = %config.web.https_listen, error = %e, "HTTPS is off: cannot listen (is the port taken? set web.https_listen)");
+            return None;
+        }
+    };
+    Some(HttpsSetup {
+        listener,
+        tls: tls::TlsState::new(config.paths.state_dir.clone(), cert),
+    })
 }
 
 /// The config `mode` runs with: the effective config of `run`, or the built-in one of `demo`.
@@ -80,12 +123,14 @@ fn load(mode: Mode) -> Result<Config, DaemonError> {
             listen,
             state_dir,
             hostnames,
+            https_listen,
         } => {
             let dir = state_dir.unwrap_or_else(|| {
                 std::env::temp_dir().join(format!("edgecam-demo-{}", std::process::id()))
             });
             let mut cfg = demo_config(streams, listen, &dir);
             cfg.web.hostnames = hostnames;
+            cfg.web.https_listen = https_listen.to_string();
             crate::config::validate(&cfg).map_err(DaemonError::BuiltIn)?;
             tracing::info!(streams, state_dir = %dir.display(), "demo: test-pattern streams");
             Ok(cfg)

@@ -51,6 +51,7 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/api/alarms/{id}/clear", post(alarm_clear))
         .route("/api/alarms/{id}/ack", post(alarm_ack))
         .route("/api/events", get(events))
+        .route("/api/tls", post(install_certificate))
         .route("/api/live", get(live))
         .route("/api/streams/test", post(test_stream))
         .route("/api/streams/{id}/snapshot.jpg", get(snapshot))
@@ -195,7 +196,67 @@ async fn status(State(st): St, _caller: Caller) -> ApiResult<Json<serde_json::Va
         "version": env!("CARGO_PKG_VERSION"),
         "watchdog": watchdog,
         "live_clients": st.metrics.live.live_clients.get(),
+        "https": https_status(&st),
     })))
+}
+
+/// The HTTPS port and certificate, for the page's offer to switch and for the installer to
+/// compare fingerprints; `null` when HTTPS is off.
+fn https_status(st: &AppState) -> serde_json::Value {
+    match &st.https {
+        Some((tls, port)) => {
+            let cert = tls.current();
+            json!({
+                "port": port,
+                "fingerprint_sha256": cert.fingerprint_sha256,
+                "self_made": cert.self_made,
+            })
+        }
+        None => serde_json::Value::Null,
+    }
+}
+
+/// Body of `POST /api/tls`.
+#[derive(Debug, Deserialize)]
+struct CertificateBody {
+    /// The certificate chain, PEM, the box's own certificate first.
+    cert_pem: String,
+    /// Its private key, PEM.
+    key_pem: String,
+}
+
+/// `POST /api/tls`: the user's own certificate and key, checked, stored and served at once.
+async fn install_certificate(
+    State(st): St,
+    caller: Caller,
+    JsonBody(body): JsonBody<CertificateBody>,
+) -> ApiResult<Json<serde_json::Value>> {
+    use crate::web::tls::TlsError;
+    caller.require(Role::Admin)?;
+    let Some((tls, _)) = st.https.clone() else {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "HTTPS is off (web.https = false): turn it on in the config and restart first",
+        ));
+    };
+    let installed = tokio::task::spawn_blocking(move || tls.install(&body.cert_pem, &body.key_pem))
+        .await
+        .map_err(|e| ApiError::internal("certificate install failed", &e))?;
+    match installed {
+        Ok(cert) => {
+            tracing::info!(by = %caller.name, fingerprint = %cert.fingerprint_sha256, "own HTTPS certificate installed");
+            Ok(Json(
+                json!({"ok": true, "fingerprint_sha256": cert.fingerprint_sha256}),
+            ))
+        }
+        Err(e @ (TlsError::NoCertificate | TlsError::Unusable(_))) => {
+            Err(ApiError::field("cert_pem", e.to_string()))
+        }
+        Err(e @ (TlsError::NoKey | TlsError::KeyMismatch)) => {
+            Err(ApiError::field("key_pem", e.to_string()))
+        }
+        Err(e) => Err(ApiError::internal("cannot store the certificate", &e)),
+    }
 }
 
 fn stream_row(c: &StreamConfig, entry: Option<&RunningStream>) -> StreamRow {

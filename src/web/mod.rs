@@ -16,6 +16,7 @@ pub mod origin;
 pub mod policy;
 pub mod serve;
 pub mod session;
+pub mod tls;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -51,6 +52,14 @@ pub struct WebOptions {
     pub limits: serve::ServeLimits,
 }
 
+/// HTTPS beside plain HTTP: where, and with which certificate.
+pub struct HttpsSetup {
+    /// The bound HTTPS listener.
+    pub listener: TcpListener,
+    /// The certificate served (swappable from the System tab).
+    pub tls: Arc<tls::TlsState>,
+}
+
 /// Everything request handlers share.
 pub struct AppState {
     /// What the daemon lends: control, status, config changes, beacons, watchdog.
@@ -61,6 +70,8 @@ pub struct AppState {
     pub(crate) jpeg: JpegHub,
     /// The names this box answers to, for the Host and Origin checks.
     pub(crate) names: origin::BoxNames,
+    /// The HTTPS certificate and port, when HTTPS is on.
+    pub(crate) https: Option<(Arc<tls::TlsState>, u16)>,
     /// Prometheus registry and live-push metrics.
     pub(crate) metrics: Arc<Metrics>,
     /// Time source (wall clock for latency, same as ingest's).
@@ -130,6 +141,8 @@ pub struct WebServer {
     addr: SocketAddr,
     /// The axum server task.
     server: JoinHandle<()>,
+    /// The HTTPS accept loop and its address, when HTTPS is on.
+    https: Option<(JoinHandle<()>, SocketAddr)>,
     /// The task beating the `live` beacon for the live client loops.
     relay: Option<JoinHandle<()>>,
 }
@@ -142,7 +155,22 @@ impl WebServer {
         options: WebOptions,
         clock: Arc<dyn Clock>,
     ) -> std::io::Result<WebServer> {
+        Self::start_with_https(handles, listener, None, options, clock).await
+    }
+
+    /// Like [`WebServer::start`], and HTTPS on `https` too.
+    pub async fn start_with_https(
+        handles: Handles,
+        listener: TcpListener,
+        https: Option<HttpsSetup>,
+        options: WebOptions,
+        clock: Arc<dyn Clock>,
+    ) -> std::io::Result<WebServer> {
         let addr = listener.local_addr()?;
+        let https_addr = match &https {
+            Some(h) => Some(h.listener.local_addr()?),
+            None => None,
+        };
         let cfg = handles.status.current().config.clone();
         let auth = Auth::new(cfg.web.admin_password_hash.clone(), cfg.web.tokens.clone());
         if cfg.web.admin_password_hash.is_none()
@@ -175,6 +203,10 @@ impl WebServer {
                 downscale: cfg.web.jpeg_downscale,
             }),
             names: origin::BoxNames::of_this_machine(&cfg.web.listen),
+            https: https
+                .as_ref()
+                .zip(https_addr)
+                .map(|(h, a)| (Arc::clone(&h.tls), a.port())),
             metrics: Arc::new(Metrics::new()),
             clock,
             live: options.live,
@@ -183,19 +215,38 @@ impl WebServer {
             shutdown,
         });
         let app = router(Arc::clone(&state));
-        let stop = state.shutdown_signal();
         let server = tokio::spawn(serve::serve(
             listener,
-            app,
+            app.clone(),
             options.limits,
-            stop,
+            None,
+            state.shutdown_signal(),
             SHUTDOWN_GRACE,
         ));
         tracing::info!(%addr, "web server listening");
+        let https = match (https, https_addr) {
+            (Some(h), Some(a)) => {
+                let config = h.tls.server_config().map_err(std::io::Error::other)?;
+                let acceptor = tokio_rustls::TlsAcceptor::from(config);
+                let task = tokio::spawn(serve::serve(
+                    h.listener,
+                    app,
+                    options.limits,
+                    Some(acceptor),
+                    state.shutdown_signal(),
+                    SHUTDOWN_GRACE,
+                ));
+                let fingerprint = h.tls.current().fingerprint_sha256.clone();
+                tracing::info!(addr = %a, %fingerprint, "HTTPS listening (certificate SHA-256)");
+                Some((task, a))
+            }
+            _ => None,
+        };
         Ok(WebServer {
             state,
             addr,
             server,
+            https,
             relay,
         })
     }
@@ -203,6 +254,17 @@ impl WebServer {
     /// The address the server listens on.
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The HTTPS address, when HTTPS is on.
+    pub fn https_addr(&self) -> Option<SocketAddr> {
+        self.https.as_ref().map(|(_, a)| *a)
+    }
+
+    /// The SHA-256 fingerprint of the certificate served, when HTTPS is on.
+    pub fn https_fingerprint(&self) -> Option<String> {
+        let (tls, _) = self.state.https.as_ref()?;
+        Some(tls.current().fingerprint_sha256.clone())
     }
 
     /// Shared state.
@@ -222,6 +284,13 @@ impl WebServer {
             .is_err()
         {
             server.abort();
+        }
+        if let Some((mut task, _)) = self.https
+            && tokio::time::timeout(SHUTDOWN_GRACE, &mut task)
+                .await
+                .is_err()
+        {
+            task.abort();
         }
     }
 }

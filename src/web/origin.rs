@@ -17,10 +17,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use super::error::ApiError;
-use super::serve::LocalAddr;
-
-/// The scheme this server speaks; an `Origin` with another one is a different site.
-pub const SCHEME: &str = "http";
+use super::serve::{LocalAddr, Scheme};
 
 /// The names this box answers to, besides its addresses (collected at start).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -34,10 +31,7 @@ impl BoxNames {
     /// The names of this machine: `localhost`, the kernel's hostname and its `.local` form,
     /// and the IP of `listen` when it is not a wildcard.
     pub fn of_this_machine(listen: &str) -> BoxNames {
-        let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname")
-            .map(|h| h.trim().to_ascii_lowercase())
-            .unwrap_or_default();
-        BoxNames::new(&hostname, listen)
+        BoxNames::new(&hostname(), listen)
     }
 
     /// The names for `hostname` (empty when unknown) and `listen`.
@@ -72,6 +66,13 @@ impl BoxNames {
     }
 }
 
+/// The kernel's hostname, lowercase; empty when it cannot be read.
+pub fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_ascii_lowercase())
+        .unwrap_or_default()
+}
+
 /// The host part of `host[:port]` or `[v6][:port]`, lowercase, without a trailing dot.
 fn host_name(host: &str) -> Option<String> {
     let host = host.trim();
@@ -96,10 +97,13 @@ fn same_ip(a: IpAddr, b: IpAddr) -> bool {
 }
 
 /// Why a request was refused, or `None` when it may go on.
+///
+/// `scheme` is the one the request came in with (`http`, or `https` on the TLS listener): an
+/// `Origin` with another scheme is another site.
 pub fn check(
     method: &Method,
     headers: &HeaderMap,
-    local: Option<SocketAddr>,
+    (local, scheme): (Option<SocketAddr>, &str),
     names: &BoxNames,
     extra: &[String],
 ) -> Option<&'static str> {
@@ -117,7 +121,7 @@ pub fn check(
     // Programs send no Origin; a browser's must be this box, scheme included.
     let same = headers.get(header::ORIGIN).is_none_or(|origin| {
         origin.to_str().ok().is_some_and(|o| {
-            o.strip_prefix(SCHEME)
+            o.strip_prefix(scheme)
                 .and_then(|r| r.strip_prefix("://"))
                 .is_some_and(|r| r.trim_end_matches('/').eq_ignore_ascii_case(host))
         })
@@ -133,12 +137,13 @@ pub async fn guard(
     next: Next,
 ) -> Response {
     let local = req.extensions().get::<LocalAddr>().map(|l| l.0);
+    let scheme = req.extensions().get::<Scheme>().map_or("http", |s| s.0);
     let refused = {
         let status = st.status();
         check(
             req.method(),
             req.headers(),
-            local,
+            (local, scheme),
             &st.names,
             &status.config.web.hostnames,
         )
@@ -164,10 +169,22 @@ mod tests {
         check(
             &Method::POST,
             &headers(pairs),
-            local(),
+            (local(), "http"),
             &names,
             &["cams.example.lan".into()],
         )
+    }
+
+    #[test]
+    fn on_the_https_listener_the_origin_is_https() {
+        let names = BoxNames::new("edgebox", "0.0.0.0:8080");
+        let h = |origin: &str| headers(&[(header::HOST, "edgebox:8443"), (header::ORIGIN, origin)]);
+        let tls = (local(), "https");
+        assert_eq!(
+            check(&Method::POST, &h("https://edgebox:8443"), tls, &names, &[]),
+            None
+        );
+        assert!(check(&Method::POST, &h("http://edgebox:8443"), tls, &names, &[]).is_some());
     }
 
     #[test]
@@ -222,12 +239,15 @@ mod tests {
     fn reads_pass_but_websocket_upgrades_are_checked() {
         let names = BoxNames::new("edgebox", "0.0.0.0:8080");
         let evil = headers(&[(header::HOST, "evil.example")]);
-        assert_eq!(check(&Method::GET, &evil, local(), &names, &[]), None);
+        assert_eq!(
+            check(&Method::GET, &evil, (local(), "http"), &names, &[]),
+            None
+        );
         let mut upgrade = evil.clone();
         upgrade.insert(
             header::UPGRADE,
             axum::http::HeaderValue::from_static("websocket"),
         );
-        assert!(check(&Method::GET, &upgrade, local(), &names, &[]).is_some());
+        assert!(check(&Method::GET, &upgrade, (local(), "http"), &names, &[]).is_some());
     }
 }

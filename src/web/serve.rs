@@ -6,8 +6,11 @@
 //!   after it, so slow-header ("slowloris") clients and idle sockets cannot pile up.
 //! - **Connection cap** ([`ServeLimits::max_connections`]): beyond it a new connection is
 //!   closed at once; the ones already open (a guard's live view, an NVR's MJPEG) go on.
-//! - Each request carries the client's address (`ConnectInfo<SocketAddr>`) and the address it
-//!   reached the box on ([`LocalAddr`]), which the Host and Origin checks use.
+//! - Each request carries the client's address (`ConnectInfo<SocketAddr>`), the address it
+//!   reached the box on ([`LocalAddr`]) and its [`Scheme`], which the Host and Origin checks
+//!   use.
+//! - With a TLS acceptor the same loop serves HTTPS; the handshake must finish within the
+//!   header-read timeout too.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -20,6 +23,7 @@ use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, watch};
+use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
 
 /// Kernel send buffer per connection. Small on purpose: frames should wait in the ring (where a
@@ -46,6 +50,13 @@ impl Default for ServeLimits {
     }
 }
 
+/// The scheme a request came in with: `http`, or `https` on the TLS listener.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Scheme(
+    /// `http` or `https`.
+    pub &'static str,
+);
+
 /// The address a request reached the box on (the accepted socket's local address).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LocalAddr(
@@ -59,6 +70,7 @@ pub async fn serve(
     listener: TcpListener,
     app: Router,
     limits: ServeLimits,
+    tls: Option<TlsAcceptor>,
     mut stop: watch::Receiver<bool>,
     grace: Duration,
 ) {
@@ -82,8 +94,9 @@ pub async fn serve(
         };
         let app = app.clone();
         let stop = stop.clone();
+        let tls = tls.clone();
         tokio::spawn(async move {
-            connection(tcp, remote, app, limits, stop, grace).await;
+            accept(tcp, remote, app, limits, tls, stop, grace).await;
             drop(slot);
         });
     }
@@ -93,23 +106,61 @@ pub async fn serve(
     let _ = tokio::time::timeout(grace, slots.acquire_many(all)).await;
 }
 
-/// Serves one client's HTTP/1 connection (upgradable to a WebSocket) until it closes, or
-/// until `stop`: then the request in progress may finish within `grace`.
-async fn connection(
+/// Sets up one accepted socket (and its TLS handshake, bounded by the header-read timeout),
+/// then serves it.
+async fn accept(
     tcp: TcpStream,
     remote: SocketAddr,
     app: Router,
     limits: ServeLimits,
-    mut stop: watch::Receiver<bool>,
+    tls: Option<TlsAcceptor>,
+    stop: watch::Receiver<bool>,
     grace: Duration,
 ) {
     // Best effort: a socket that refuses these options still works.
     let _ = tcp.set_nodelay(true);
     let _ = socket2::SockRef::from(&tcp).set_send_buffer_size(SEND_BUFFER_BYTES);
-    let local = tcp.local_addr().ok();
+    let peer = Peer {
+        remote,
+        local: tcp.local_addr().ok(),
+    };
+    let Some(tls) = tls else {
+        return connection(tcp, peer, Scheme("http"), app, limits, stop, grace).await;
+    };
+    match tokio::time::timeout(limits.header_read_timeout, tls.accept(tcp)).await {
+        Ok(Ok(stream)) => connection(stream, peer, Scheme("https"), app, limits, stop, grace).await,
+        Ok(Err(e)) => tracing::debug!(client = %remote, error = %e, "TLS handshake failed"),
+        Err(_) => tracing::debug!(client = %remote, "TLS handshake timed out"),
+    }
+}
+
+/// Who is at either end of a connection.
+#[derive(Debug, Clone, Copy)]
+struct Peer {
+    /// The client.
+    remote: SocketAddr,
+    /// The box's address the client reached.
+    local: Option<SocketAddr>,
+}
+
+/// Serves one client's HTTP/1 connection (upgradable to a WebSocket) until it closes, or
+/// until `stop`: then the request in progress may finish within `grace`.
+async fn connection<I>(
+    io: I,
+    peer: Peer,
+    scheme: Scheme,
+    app: Router,
+    limits: ServeLimits,
+    mut stop: watch::Receiver<bool>,
+    grace: Duration,
+) where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let remote = peer.remote;
     let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
-        req.extensions_mut().insert(ConnectInfo(remote));
-        if let Some(local) = local {
+        req.extensions_mut().insert(ConnectInfo(peer.remote));
+        req.extensions_mut().insert(scheme);
+        if let Some(local) = peer.local {
             req.extensions_mut().insert(LocalAddr(local));
         }
         app.clone().oneshot(req.map(Body::new))
@@ -117,7 +168,7 @@ async fn connection(
     let conn = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
         .header_read_timeout(Some(limits.header_read_timeout))
-        .serve_connection(TokioIo::new(tcp), service)
+        .serve_connection(TokioIo::new(io), service)
         .with_upgrades();
     tokio::pin!(conn);
     let ended = tokio::select! {

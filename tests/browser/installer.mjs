@@ -2,7 +2,7 @@
 // as http://<hostname>.local:PORT/, the box's mDNS name (Chromium maps it to 127.0.0.1), which is not a secure
 // context, as a guard's or installer's browser on the LAN sees the box. Started by
 // tests/browser.rs:
-//   node installer.mjs <port> <one-time password> <rtsp url> <artifact dir> <closed port> <box name>
+//   node installer.mjs <port> <one-time password> <rtsp url> <artifact dir> <closed port> <box name> <https port>
 //
 // It sets the first password, adds an RTSP camera on the Cameras tab (the form shows only the
 // RTSP fields), checks that Test connection reports the camera's real result, that a stale
@@ -13,14 +13,17 @@
 // a camera that is down (its RTSP port is closed): selecting it blanks the picture and says
 // "No video from <name>: <why>". At 1366×800 and at 390×844 the banner, the name line, the
 // picture and the strip fit one screen; the System tab fits a phone's width. Expected
-// answers (no session yet, nothing to acknowledge) never show as console errors.
+// answers (no session yet, nothing to acknowledge) never show as console errors. Last, the
+// plain-HTTP page offers HTTPS with the certificate's fingerprint, and the HTTPS page (its
+// self-signed certificate accepted, as a user does) is a secure context that decodes H.264
+// with WebCodecs.
 import { launch } from './chromium.mjs';
 import fs from 'node:fs';
 import path from 'node:path';
 
-const [port, oneTime, rtspUrl, outDir, closedPort, boxName] = process.argv.slice(2);
-if (!port || !oneTime || !rtspUrl || !outDir || !closedPort || !boxName) {
-  console.error('usage: node installer.mjs <port> <one-time password> <rtsp url> <artifact dir> <closed port> <box name>');
+const [port, oneTime, rtspUrl, outDir, closedPort, boxName, httpsPort] = process.argv.slice(2);
+if (!port || !oneTime || !rtspUrl || !outDir || !closedPort || !boxName || !httpsPort) {
+  console.error('usage: node installer.mjs <port> <one-time password> <rtsp url> <artifact dir> <closed port> <box name> <https port>');
   process.exit(2);
 }
 fs.mkdirSync(outDir, { recursive: true });
@@ -29,7 +32,8 @@ const TIMEOUT = 30000;
 
 const { context, close } = await launch({
   viewport: { width: 1366, height: 800 },
-  extraArgs: [`--host-resolver-rules=MAP ${boxName} 127.0.0.1`],
+  // --ignore-certificate-errors: what a user does by accepting the box's own certificate.
+  extraArgs: [`--host-resolver-rules=MAP ${boxName} 127.0.0.1`, '--ignore-certificate-errors'],
 });
 let failed = false;
 
@@ -127,6 +131,13 @@ try {
   await fitsOneScreen('1366×800');
   check(await page.isVisible('#logout'), 'Log out is in the header');
 
+  // Plain HTTP: one line says why JPEG, and where HTTPS is, with the fingerprint to compare.
+  await page.waitForSelector('#https-offer:not([hidden])', { timeout: TIMEOUT });
+  const fp = await page.evaluate(() => fetch('/api/status').then((r) => r.json()).then((s) => s.https.fingerprint_sha256));
+  const offer = await page.textContent('#https-offer');
+  check(offer.includes(`https://${boxName}:${httpsPort}/`) && offer.includes(fp), `the page offers HTTPS with its fingerprint (${offer.trim().slice(0, 90)}…)`);
+  await fitsOneScreen('1366×800 with the HTTPS offer');
+
   // A token for the detector, on its own tab: shown in full, with a Copy button and the URLs.
   await page.click('[data-tab="tokens"]');
   await page.click('#token-add');
@@ -219,6 +230,19 @@ try {
   check(wide.sw <= wide.w + 1, `the System tab fits a phone's width (${wide.sw} in ${wide.w})`);
   await page.screenshot({ path: path.join(outDir, 'installer-system-390.png'), fullPage: true });
   check(consoleErrors.length === 0, `no console errors (${consoleErrors.join(' | ')})`);
+
+  // The HTTPS page: a secure context, so WebCodecs decodes the camera's own H.264.
+  const secure = await context.newPage();
+  await secure.setViewportSize({ width: 1366, height: 800 });
+  await secure.goto(`https://${boxName}:${httpsPort}/`);
+  check(await secure.evaluate(() => window.isSecureContext), 'the HTTPS page is a secure context');
+  await secure.waitForSelector('#tab-live:not([hidden])', { timeout: TIMEOUT });
+  // The guard's last choice was the camera that is down: pick the test pattern.
+  await secure.click('.thumb[data-stream="cam1"]');
+  await secure.waitForFunction(() => window.edgecam.stats.path === 'h264' && window.edgecam.stats.painted > 10, null, { timeout: TIMEOUT });
+  check(await secure.isHidden('#https-offer'), 'no HTTPS offer on the HTTPS page');
+  check(true, 'the HTTPS page decodes H.264 with WebCodecs');
+  await secure.screenshot({ path: path.join(outDir, 'installer-https.png') });
 } catch (e) {
   failed = true;
   console.log('not ok - ' + e.message);

@@ -83,9 +83,23 @@ impl TestServer {
 
     /// Like [`TestServer::start_with`], over the GPIO backends `gpio` (mock lines).
     pub async fn start_with_gpio(
+        cfg_fn: impl FnMut(&std::path::Path) -> Config,
+        options: WebOptions,
+        gpio: GpioBackends,
+    ) -> TestServer {
+        Self::start_full(cfg_fn, options, gpio, false).await
+    }
+
+    /// [`config`], and HTTPS on a free loopback port with the box's own certificate.
+    pub async fn start_https() -> TestServer {
+        Self::start_full(config, WebOptions::default(), GpioBackends::system(), true).await
+    }
+
+    async fn start_full(
         mut cfg_fn: impl FnMut(&std::path::Path) -> Config,
         options: WebOptions,
         gpio: GpioBackends,
+        https: bool,
     ) -> TestServer {
         let dir = tempfile::tempdir().unwrap();
         let cfg = cfg_fn(dir.path());
@@ -95,7 +109,17 @@ impl TestServer {
             .unwrap();
         let (handles, daemon) = Serving::start(daemon);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let server = WebServer::start(handles, listener, options, clock)
+        let https = if https {
+            let names = vec!["localhost".to_string(), "127.0.0.1".to_string()];
+            let cert = edgecam::web::tls::load_or_make(dir.path(), &names).unwrap();
+            Some(edgecam::web::HttpsSetup {
+                listener: tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
+                tls: edgecam::web::tls::TlsState::new(dir.path().to_path_buf(), cert),
+            })
+        } else {
+            None
+        };
+        let server = WebServer::start_with_https(handles, listener, https, options, clock)
             .await
             .unwrap();
         let host = server.local_addr().to_string();
