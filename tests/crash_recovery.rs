@@ -37,7 +37,7 @@ const POLL: Duration = Duration::from_millis(25);
 fn write_config(dir: &Path) -> PathBuf {
     let state = dir.join("state");
     let mut toml = format!(
-        "[web]\nlisten = \"127.0.0.1:0\"\n\n\
+        "[web]\nlisten = \"127.0.0.1:0\"\nhttps_listen = \"127.0.0.1:0\"\n\n\
          [[web.tokens]]\nname = \"crash-test\"\ntoken = \"{OPERATOR_TOKEN}\"\nrole = \"operator\"\n\n\
          [ring]\nbytes_per_stream = 1048576\nslots_per_stream = 128\n\n\
          [paths]\nstate_dir = \"{}\"\n\n\

@@ -280,7 +280,7 @@ fn config(
     let quote = |s: &str| toml::Value::String(s.to_string()).to_string();
     let state = state_dir.to_str().context("temporary path is not UTF-8")?;
     let mut text = format!(
-        "[web]\nlisten = {}\n\n[[web.tokens]]\nname = \"bench\"\ntoken = {}\nrole = \"operator\"\n\n\
+        "[web]\nlisten = {}\nhttps_listen = \"127.0.0.1:0\"\n\n[[web.tokens]]\nname = \"bench\"\ntoken = {}\nrole = \"operator\"\n\n\
          [paths]\nstate_dir = {}\n\n[select]\nmin_dwell_ms = 0\n",
         quote(&format!("127.0.0.1:{port}")),
         quote(TOKEN),

@@ -179,7 +179,7 @@ fn daemon_config(
         .to_str()
         .context("the temporary directory's path is not UTF-8")?;
     let mut text = format!(
-        "[web]\nlisten = {}\n\n[paths]\nstate_dir = {}\n",
+        "[web]\nlisten = {}\nhttps_listen = \"127.0.0.1:0\"\n\n[paths]\nstate_dir = {}\n",
         quote(&format!("127.0.0.1:{web_port}")),
         quote(state)
     );

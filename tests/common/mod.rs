@@ -41,6 +41,8 @@ pub fn alarm(id: &str, stream: &str, priority: i32, mode: AlarmMode) -> AlarmCon
 pub fn three_cameras(dir: &Path) -> Config {
     let mut cfg = Config::default();
     cfg.paths.state_dir = dir.to_path_buf();
+    // Loopback only, on a free port: tests never listen on the LAN.
+    cfg.web.https_listen = "127.0.0.1:0".into();
     cfg.ring.bytes_per_stream = 1024 * 1024;
     cfg.ring.slots_per_stream = 128;
     cfg.streams = vec![pattern("cam1"), pattern("cam2"), pattern("cam3")];

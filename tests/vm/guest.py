@@ -179,7 +179,7 @@ class Daemon:
 
 def web_config(extra):
     return (
-        f'[web]\nlisten = "127.0.0.1:{PORT}"\n\n'
+        f'[web]\nlisten = "127.0.0.1:{PORT}"\nhttps_listen = "127.0.0.1:0"\n\n'
         f'[[web.tokens]]\nname = "vm-test"\ntoken = "{TOKEN}"\nrole = "admin"\n\n'
         '[ring]\nbytes_per_stream = 4194304\nslots_per_stream = 128\n\n' + extra
     )
