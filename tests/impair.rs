@@ -39,6 +39,7 @@ fn supervise(url: &str, transport: Transport) -> (SupervisorHandle, SharedSink, 
             cap: Duration::from_secs(2),
             stable_after: Duration::from_secs(30),
         },
+        probe_every: Duration::from_millis(250),
         first_epoch: 0,
     };
     let sink = SharedSink::default();
