@@ -444,19 +444,29 @@ fn probing_cfg() -> SupervisorConfig {
     }
 }
 
+/// Supervises `cam` (closed) for 20 s of refused attempts, by which time the backoff
+/// ceiling has grown to 30 s, then opens it. Returns the attempts made while it was closed
+/// and how long after it opened the stream went live.
+async fn live_after_reopening(cam: &Arc<Switchable>, cfg: SupervisorConfig) -> (u32, Duration) {
+    let (h, _sink, log) = start(cam.clone(), cfg);
+    let stats = h.stats();
+    tokio::time::sleep(Duration::from_secs(20)).await;
+    let tried = cam.attempts.load(Ordering::SeqCst);
+    let back = Instant::now();
+    cam.open.store(true, Ordering::SeqCst);
+    assert!(
+        wait_until(Duration::from_secs(120), || stats.state() == Live).await,
+        "{:?}",
+        stats.snapshot()
+    );
+    (tried, nth(&log, Live, 0) - back)
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_camera_that_returns_is_retried_within_one_probe_interval() {
     let cam = Switchable::new(false, 0);
-    let (h, _sink, log) = start(cam.clone(), probing_cfg());
-    let stats = h.stats();
-    // 20 s of refused attempts: the backoff ceiling has grown to 30 s by now.
-    tokio::time::sleep(Duration::from_secs(20)).await;
-    let tried = cam.attempts.load(Ordering::SeqCst);
-    assert!(tried >= 3, "{tried} {:?}", stats.snapshot());
-    let back = Instant::now();
-    cam.open.store(true, Ordering::SeqCst);
-    assert!(wait_until(Duration::from_secs(60), || stats.state() == Live).await);
-    let waited = nth(&log, Live, 0) - back;
+    let (tried, waited) = live_after_reopening(&cam, probing_cfg()).await;
+    assert!(tried >= 3, "{tried}");
     assert!(
         waited <= Duration::from_millis(250),
         "live {waited:?} after the return"
@@ -494,15 +504,9 @@ async fn a_camera_that_answers_but_fails_is_not_probed_and_waits_its_backoff() {
 async fn after_the_camera_answers_again_the_backoff_starts_from_its_base() {
     // Back after 20 s, but its RTSP service needs one more try (a camera still booting).
     let cam = Switchable::new(false, 1);
-    let (h, _sink, log) = start(cam.clone(), probing_cfg());
-    let stats = h.stats();
-    tokio::time::sleep(Duration::from_secs(20)).await;
-    let back = Instant::now();
-    cam.open.store(true, Ordering::SeqCst);
-    assert!(wait_until(Duration::from_secs(120), || stats.state() == Live).await);
+    let (_, waited) = live_after_reopening(&cam, probing_cfg()).await;
     // One probe interval to notice, then the 503, then at most the base delay (0.5 s),
     // not the 30 s the ceiling had grown to.
-    let waited = nth(&log, Live, 0) - back;
     assert!(
         waited <= Duration::from_millis(250 + 500),
         "live {waited:?} after the return"
@@ -517,11 +521,8 @@ async fn without_probing_an_unreachable_camera_waits_out_its_backoff() {
         probe_every: Duration::ZERO,
         ..probing_cfg()
     };
-    let (h, _sink, _log) = start(cam.clone(), cfg);
-    let stats = h.stats();
-    tokio::time::sleep(Duration::from_secs(20)).await;
-    cam.open.store(true, Ordering::SeqCst);
-    assert!(wait_until(Duration::from_secs(120), || stats.state() == Live).await);
+    // Live again when its backoff delay (anything up to 30 s) is over.
+    live_after_reopening(&cam, cfg).await;
     assert_eq!(cam.probes.load(Ordering::SeqCst), 0);
 }
 

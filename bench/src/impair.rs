@@ -11,9 +11,10 @@ use crate::impair_report::{
     ImpairParams, ImpairReport, OtherStream, Recovery, RelayCounts, ScenarioResult,
 };
 use crate::ingest::{self, WorkDir};
-use crate::procfs::{self, Machine};
+use crate::procfs;
 use crate::rates;
-use crate::server::{self, RtspServer, ServerOpts};
+use crate::report::RunInfo;
+use crate::server::{self, PictureArgs, RtspServer};
 use crate::wsclient::{FrameEvent, LiveClient};
 use anyhow::{Context, anyhow, bail};
 use edgecam_testkit::impair::{Impairment, Relay, RelayOpts};
@@ -57,21 +58,9 @@ pub struct ImpairArgs {
     /// Outages in the outage scenario.
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
     pub outages: u32,
-    /// Picture width.
-    #[arg(long, default_value_t = 1920)]
-    pub width: u32,
-    /// Picture height.
-    #[arg(long, default_value_t = 1080)]
-    pub height: u32,
-    /// Frames per second.
-    #[arg(long, default_value_t = 25)]
-    pub fps: u32,
-    /// Encoder bitrate, kbit/s.
-    #[arg(long, default_value_t = 4000)]
-    pub bitrate: u32,
-    /// Seconds of clip the server encodes once and loops.
-    #[arg(long, default_value_t = 4)]
-    pub clip_seconds: u32,
+    /// The picture of the impaired camera (and of the direct one).
+    #[command(flatten)]
+    pub picture: PictureArgs,
     /// Directory for the results [default: bench/results in the source tree].
     #[arg(long)]
     pub out_dir: Option<PathBuf>,
@@ -213,17 +202,10 @@ pub fn run(args: &ImpairArgs) -> anyhow::Result<()> {
     let cache = child::bench_cache(&daemon_exe);
     eprintln!(
         "starting the RTSP server: 2 mounts of {}x{}@{}",
-        args.width, args.height, args.fps
+        args.picture.width, args.picture.height, args.picture.fps
     );
     let mut server = server::start(
-        ServerOpts {
-            mounts: 2,
-            width: args.width,
-            height: args.height,
-            fps: args.fps,
-            bitrate_kbps: args.bitrate,
-            ..server::clip(args.clip_seconds, "high")
-        },
+        args.picture.server_opts(2, "high"),
         &cache,
         &work.0.join("server.log"),
     )?;
@@ -236,34 +218,22 @@ pub fn run(args: &ImpairArgs) -> anyhow::Result<()> {
     }
     drop(server);
     let report = ImpairReport {
-        bench: "impair",
-        edgecam_version: env!("CARGO_PKG_VERSION"),
-        started_utc: started,
-        machine: Machine::detect(),
-        load_avg_start,
-        load_avg_end: procfs::load_avg(),
+        run: RunInfo::ending_now("impair", started, load_avg_start),
         params: ImpairParams {
             seconds: args.seconds,
-            width: args.width,
-            height: args.height,
-            fps: args.fps,
-            bitrate_kbps: args.bitrate,
-            clip_seconds: args.clip_seconds,
+            width: args.picture.width,
+            height: args.picture.height,
+            fps: args.picture.fps,
+            bitrate_kbps: args.picture.bitrate,
+            clip_seconds: args.picture.clip_seconds,
             outage_s: args.outage,
             outages: args.outages,
         },
         scenarios: results,
     };
-    println!("{}", serde_json::to_string_pretty(&report)?);
-    println!();
-    print!("{}", report.markdown());
     let out = crate::results_dir(args.out_dir.as_deref());
-    let json = report.write(&out, &date)?;
-    eprintln!(
-        "\nwrote {} and {}",
-        json.display(),
-        out.join("impair-latest.md").display()
-    );
+    let stem = format!("impair-{date}-{}", report.run.machine.host);
+    crate::report::publish(&out, &stem, "impair-latest.md", &report, &report.markdown())?;
     Ok(())
 }
 
@@ -518,7 +488,7 @@ fn longest_gap(frames: &[Instant], from: Instant, to: Instant, events: &[Event])
     edges
         .windows(2)
         .filter(|w| !events.iter().any(|e| e.start >= w[0] && e.start <= w[1]))
-        .map(|w| w[1].duration_since(w[0]).as_secs_f64() * 1e3)
+        .map(|w| w[1].duration_since(w[0]).as_micros() as f64 / 1e3)
         .fold(0.0, f64::max)
 }
 
@@ -541,11 +511,13 @@ mod tests {
             seconds: 20,
             outage: 10,
             outages: 3,
-            width: 1920,
-            height: 1080,
-            fps: 25,
-            bitrate: 4000,
-            clip_seconds: 4,
+            picture: PictureArgs {
+                width: 1920,
+                height: 1080,
+                fps: 25,
+                bitrate: 4000,
+                clip_seconds: 4,
+            },
             out_dir: None,
         }
     }

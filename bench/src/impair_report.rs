@@ -1,11 +1,9 @@
 //! The results of `edgecam-bench impair`: the JSON document and the Markdown table, and the
 //! verdict on the issue's targets.
 
-use crate::procfs::Machine;
-use crate::report::write_results;
+use crate::report::RunInfo;
 use serde::Serialize;
 use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
 
 /// Longest gap on the viewer allowed under jitter and loss, and longest time from the
 /// camera's return to the viewer's first frame (issue 15's targets), ms.
@@ -14,18 +12,9 @@ const TARGET_MS: f64 = 1000.0;
 /// One run of the benchmark.
 #[derive(Debug, Serialize)]
 pub struct ImpairReport {
-    /// Always `impair`.
-    pub bench: &'static str,
-    /// The daemon's version.
-    pub edgecam_version: &'static str,
-    /// When the run started.
-    pub started_utc: String,
-    /// Where it ran.
-    pub machine: Machine,
-    /// Load averages (1, 5, 15 min) when it started.
-    pub load_avg_start: [f64; 3],
-    /// And when it ended.
-    pub load_avg_end: [f64; 3],
+    /// Which benchmark, build, machine and load.
+    #[serde(flatten)]
+    pub run: RunInfo,
     /// The options.
     pub params: ImpairParams,
     /// One entry per scenario, in the order run.
@@ -205,17 +194,17 @@ impl ImpairReport {
              reconnects | after each outage: session / live / viewer, ms | cam0 ingest fps | \
              cam1 / cam2 fps | daemon CPU % | load 1m |\n\
              |---|---|---|---:|---:|---:|---|---:|---:|---:|---:|\n",
-            self.started_utc,
-            self.machine.host,
-            self.machine.cores,
-            self.machine.cpu_model,
+            self.run.started_utc,
+            self.run.machine.host,
+            self.run.machine.cores,
+            self.run.machine.cpu_model,
             p.width,
             p.height,
             p.fps,
             p.bitrate_kbps,
             p.clip_seconds,
-            self.load_avg_start[0],
-            self.load_avg_end[0],
+            self.run.load_avg_start[0],
+            self.run.load_avg_end[0],
         );
         for s in &self.scenarios {
             md += &s.row();
@@ -283,12 +272,5 @@ impl ImpairReport {
             ));
         }
         out
-    }
-
-    /// Writes `impair-<date>-<host>.json` and `impair-latest.md` into `dir`.
-    pub fn write(&self, dir: &Path, date: &str) -> anyhow::Result<PathBuf> {
-        let stem = format!("impair-{date}-{}", self.machine.host);
-        let (json, _) = write_results(dir, &stem, "impair-latest.md", self, &self.markdown())?;
-        Ok(json)
     }
 }

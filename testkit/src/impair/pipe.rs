@@ -224,9 +224,12 @@ pub async fn unstalled(ctl: &mut watch::Receiver<Control>) {
 mod tests {
     use super::*;
 
-    /// An output that records when each write happened and what it carried.
+    /// A write: when it happened and what it carried.
+    type Write = (Instant, Vec<u8>);
+
+    /// An output that records its writes.
     #[derive(Clone, Default)]
-    struct Recorder(Arc<Mutex<Vec<(Instant, Vec<u8>)>>>);
+    struct Recorder(Arc<Mutex<Vec<Write>>>);
 
     impl Out for Recorder {
         fn put(&mut self, data: &[u8]) -> impl Future<Output = io::Result<()>> + Send {
