@@ -92,102 +92,108 @@ struct Scenario {
     events: Events,
 }
 
-/// The scenarios `args` asks for.
-fn scenarios(args: &ImpairArgs) -> anyhow::Result<Vec<Scenario>> {
+/// The impairment and events of scenario `name` (one of [`SCENARIOS`]).
+fn plan(name: &str, args: &ImpairArgs) -> (&'static str, Impairment, Events) {
     let ms = Duration::from_millis;
     let jitter = Impairment {
         delay: ms(50),
         jitter: ms(40),
         ..Impairment::default()
     };
-    let loss = Impairment {
-        loss: 0.02,
-        ..Impairment::default()
-    };
-    let all = [
-        (
-            "baseline",
-            "tcp",
-            "none",
-            Impairment::default(),
-            Events::None,
-        ),
-        (
-            "jitter",
-            "tcp",
-            "50 ± 40 ms each way",
-            jitter.clone(),
-            Events::None,
-        ),
-        ("udp", "udp", "none", Impairment::default(), Events::None),
-        (
-            "loss",
+    let none = Impairment::default();
+    let (transport, imp) = match name {
+        "jitter" => ("tcp", jitter),
+        "udp" => ("udp", none),
+        "loss" => ("udp", Impairment { loss: 0.02, ..none }),
+        "jitter-loss" => (
             "udp",
-            "2 % datagram loss each way",
-            loss.clone(),
-            Events::None,
-        ),
-        (
-            "jitter-loss",
-            "udp",
-            "50 ± 40 ms and 2 % loss each way",
             Impairment {
                 loss: 0.02,
                 ..jitter
             },
-            Events::None,
         ),
-        (
-            "cap",
+        "cap" => (
             "tcp",
-            "3 Mbit/s cap, 32 KiB burst, 256 KiB queue",
             Impairment {
                 rate_bps: Some(3_000_000),
-                ..Impairment::default()
-            },
-            Events::None,
-        ),
-        (
-            "stall",
-            "tcp",
-            "2 stalls of 2 s",
-            Impairment::default(),
-            Events::Stalls {
-                len: Duration::from_secs(2),
-                count: 2,
+                ..none
             },
         ),
-        (
-            "outage",
-            "tcp",
-            "",
-            Impairment::default(),
-            Events::Outages {
-                len: Duration::from_secs(args.outage),
-                count: args.outages,
-            },
-        ),
-    ];
+        _ => ("tcp", none),
+    };
+    let events = match name {
+        "stall" => Events::Stalls {
+            len: Duration::from_secs(2),
+            count: 2,
+        },
+        "outage" => Events::Outages {
+            len: Duration::from_secs(args.outage),
+            count: args.outages,
+        },
+        _ => Events::None,
+    };
+    (transport, imp, events)
+}
+
+/// What a scenario does, in words.
+fn describe(imp: &Impairment, events: Events) -> String {
+    let mut parts = Vec::new();
+    if !imp.jitter.is_zero() || !imp.delay.is_zero() {
+        let (d, j) = (imp.delay.as_millis(), imp.jitter.as_millis());
+        parts.push(format!("{d} ± {j} ms"));
+    }
+    if imp.loss > 0.0 {
+        parts.push(format!("{} % loss", imp.loss * 100.0));
+    }
+    if let Some(r) = imp.rate_bps {
+        let (b, q) = (imp.burst_bytes / 1024, imp.queue_bytes / 1024);
+        parts.push(format!(
+            "{} Mbit/s cap ({b} KiB burst, {q} KiB queue)",
+            r / 1_000_000
+        ));
+    }
+    let plural = |n: u32| if n == 1 { "" } else { "s" };
+    match events {
+        Events::None => {}
+        Events::Stalls { len, count } => {
+            parts.push(format!(
+                "{count} stall{} of {} s",
+                plural(count),
+                len.as_secs()
+            ));
+        }
+        Events::Outages { len, count } => parts.push(format!(
+            "{count} outage{} of {} s (port closed)",
+            plural(count),
+            len.as_secs()
+        )),
+    }
+    match parts.len() {
+        0 => "none".to_string(),
+        _ if imp.loss > 0.0 || !imp.jitter.is_zero() => parts.join(" and ") + " each way",
+        _ => parts.join(", "),
+    }
+}
+
+/// The scenarios `args` asks for, in the fixed order.
+fn scenarios(args: &ImpairArgs) -> anyhow::Result<Vec<Scenario>> {
     for name in &args.scenarios {
         if !SCENARIOS.contains(&name.as_str()) {
             bail!("no scenario {name:?}; there are {}", SCENARIOS.join(", "));
         }
     }
-    Ok(all
+    Ok(SCENARIOS
         .into_iter()
-        .filter(|s| args.scenarios.is_empty() || args.scenarios.iter().any(|n| n == s.0))
-        .map(|(name, transport, what, imp, events)| Scenario {
-            name,
-            transport,
-            what: match events {
-                Events::Outages { len, count } => {
-                    let s = if count == 1 { "" } else { "s" };
-                    format!("{count} outage{s} of {} s (port closed)", len.as_secs())
-                }
-                _ => what.to_string(),
-            },
-            imp,
-            events,
+        .filter(|s| args.scenarios.is_empty() || args.scenarios.iter().any(|n| n == s))
+        .map(|name| {
+            let (transport, imp, events) = plan(name, args);
+            Scenario {
+                name,
+                transport,
+                what: describe(&imp, events),
+                imp,
+                events,
+            }
         })
         .collect())
 }
@@ -532,7 +538,20 @@ mod tests {
             .map(|s| s.name)
             .collect();
         assert_eq!(udp, ["udp", "loss", "jitter-loss"]);
-        assert_eq!(all[7].what, "3 outages of 10 s (port closed)");
+        let what: Vec<_> = all.iter().map(|s| s.what.as_str()).collect();
+        assert_eq!(
+            what,
+            [
+                "none",
+                "50 ± 40 ms each way",
+                "none",
+                "2 % loss each way",
+                "50 ± 40 ms and 2 % loss each way",
+                "3 Mbit/s cap (32 KiB burst, 256 KiB queue)",
+                "2 stalls of 2 s",
+                "3 outages of 10 s (port closed)",
+            ]
+        );
         let some = ImpairArgs {
             scenarios: vec!["cap".into(), "jitter".into()],
             ..args()
