@@ -1,5 +1,5 @@
-//! Retry delays: exponential growth, capped, reset after a stable session; with or without
-//! jitter.
+//! Retry delays: exponential growth, capped, reset after a stable session (or by the caller,
+//! when a camera answers again); with or without jitter.
 //!
 //! Pure logic: the random draw is passed in, so tests pin it. Delay number `n` (counting
 //! failures since the last reset from 0) is `unit · min(cap, base · 2ⁿ)` for the caller's
@@ -72,6 +72,14 @@ impl Backoff {
         }
     }
 
+    /// Forgets earlier failures: the next delay is at most `cfg.base` again. For a camera
+    /// that answers again after it could not be reached, so that a camera still booting
+    /// (answering, but failing its first requests) is retried soon rather than after the
+    /// ceiling its outage had grown.
+    pub fn reset(&mut self) {
+        self.failures = 0;
+    }
+
     /// The delay before the next attempt, for a uniform random `unit` in `[0, 1)`; counts one
     /// more failure. Values outside `[0, 1]` are clamped.
     pub fn next_delay(&mut self, unit: f64) -> Duration {
@@ -129,6 +137,19 @@ mod tests {
             assert!(b.next_delay(1.0) <= Duration::from_secs(30));
         }
         assert_eq!(b.ceiling(), Duration::from_secs(30));
+    }
+
+    #[test]
+    fn reset_starts_the_ladder_again() {
+        let mut b = Backoff::new(cfg());
+        for _ in 0..8 {
+            b.next_delay(1.0);
+        }
+        assert_eq!(b.ceiling(), Duration::from_secs(30));
+        b.reset();
+        assert_eq!((b.failures(), b.ceiling()), (0, Duration::from_millis(500)));
+        assert_eq!(b.next_delay(1.0), Duration::from_millis(500));
+        assert_eq!(b.ceiling(), Duration::from_secs(1));
     }
 
     #[test]

@@ -25,6 +25,7 @@ fn cfg() -> SupervisorConfig {
             cap: Duration::from_secs(1),
             stable_after: Duration::from_secs(30),
         },
+        probe_every: Duration::from_millis(250),
         first_epoch: 0,
     }
 }

@@ -13,7 +13,7 @@ use edgecam::ingest::supervisor::{SupervisorConfig, SupervisorHandle, spawn_supe
 use edgecam::ingest::{Source, SourceCtx, SourceError};
 use futures::future::BoxFuture;
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use support::{RtspServer, ServerOpts, SharedSink, StateLog, wait_until};
@@ -117,6 +117,7 @@ fn paused_cfg() -> SupervisorConfig {
             cap: Duration::from_secs(4),
             stable_after: Duration::from_secs(30),
         },
+        probe_every: Duration::from_millis(250),
         first_epoch: 0,
     }
 }
@@ -359,6 +360,172 @@ async fn stopping_one_supervisor_drops_its_source_and_leaves_the_other_running()
     );
 }
 
+/// A camera whose port the test opens and closes. Closed: attempts fail as unreachable and
+/// the probe says no. Open: the probe says yes, and an attempt fails with an RTSP error while
+/// `fails_when_open` lasts, then sends frames until the port closes again.
+struct Switchable {
+    /// The port accepts connections.
+    open: AtomicBool,
+    /// RTSP failures still to give while open (`u32::MAX`: forever).
+    fails_when_open: AtomicU32,
+    /// Attempts started.
+    attempts: AtomicU32,
+    /// Probes made.
+    probes: AtomicU32,
+}
+
+impl Switchable {
+    fn new(open: bool, fails_when_open: u32) -> Arc<Switchable> {
+        Arc::new(Switchable {
+            open: AtomicBool::new(open),
+            fails_when_open: AtomicU32::new(fails_when_open),
+            attempts: AtomicU32::new(0),
+            probes: AtomicU32::new(0),
+        })
+    }
+}
+
+impl Source for Switchable {
+    fn run<'a>(&'a self, ctx: SourceCtx<'a>) -> BoxFuture<'a, Result<(), SourceError>> {
+        self.attempts.fetch_add(1, Ordering::SeqCst);
+        Box::pin(async move {
+            if !self.open.load(Ordering::SeqCst) {
+                return Err(SourceError::Unreachable(
+                    "connection to cam:554 refused (nothing listening)".into(),
+                ));
+            }
+            let left = self.fails_when_open.load(Ordering::SeqCst);
+            if left > 0 {
+                if left != u32::MAX {
+                    self.fails_when_open.store(left - 1, Ordering::SeqCst);
+                }
+                return Err(SourceError::Connect(
+                    "camera answered RTSP status 503: Service Unavailable".into(),
+                ));
+            }
+            let mut pts = 0;
+            while self.open.load(Ordering::SeqCst) {
+                let info = FrameInfo {
+                    codec: Codec::H264,
+                    keyframe: pts == 0,
+                    params_changed: pts == 0,
+                    pts_us: pts,
+                    recv_mono_ns: ctx.clock.mono_ns(),
+                    recv_wall_us: ctx.clock.wall_us(),
+                    epoch: ctx.epoch,
+                };
+                pts += 40_000;
+                let _ = ctx.sink.push_frame(&info, &[&[0, 0, 0, 1, 0x65]]);
+                tokio::time::sleep(Duration::from_millis(40)).await;
+            }
+            Err(SourceError::Stream(
+                "camera at cam:554 ended the session".into(),
+            ))
+        })
+    }
+
+    fn probe(&self) -> Option<BoxFuture<'_, bool>> {
+        self.probes.fetch_add(1, Ordering::SeqCst);
+        Some(Box::pin(std::future::ready(
+            self.open.load(Ordering::SeqCst),
+        )))
+    }
+}
+
+/// The reconnect tests' config: a 30 s backoff cap (what the daemon uses), probes every
+/// 250 ms.
+fn probing_cfg() -> SupervisorConfig {
+    SupervisorConfig {
+        backoff: BackoffConfig {
+            cap: Duration::from_secs(30),
+            ..paused_cfg().backoff
+        },
+        ..paused_cfg()
+    }
+}
+
+/// Supervises `cam` (closed) for 20 s of refused attempts, by which time the backoff
+/// ceiling has grown to 30 s, then opens it. Returns the attempts made while it was closed
+/// and how long after it opened the stream went live.
+async fn live_after_reopening(cam: &Arc<Switchable>, cfg: SupervisorConfig) -> (u32, Duration) {
+    let (h, _sink, log) = start(cam.clone(), cfg);
+    let stats = h.stats();
+    tokio::time::sleep(Duration::from_secs(20)).await;
+    let tried = cam.attempts.load(Ordering::SeqCst);
+    let back = Instant::now();
+    cam.open.store(true, Ordering::SeqCst);
+    assert!(
+        wait_until(Duration::from_secs(120), || stats.state() == Live).await,
+        "{:?}",
+        stats.snapshot()
+    );
+    (tried, nth(&log, Live, 0) - back)
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_camera_that_returns_is_retried_within_one_probe_interval() {
+    let cam = Switchable::new(false, 0);
+    let (tried, waited) = live_after_reopening(&cam, probing_cfg()).await;
+    assert!(tried >= 3, "{tried}");
+    assert!(
+        waited <= Duration::from_millis(250),
+        "live {waited:?} after the return"
+    );
+    assert!(
+        cam.probes.load(Ordering::SeqCst) >= 10,
+        "probed while it was down"
+    );
+    // Probes are not attempts: the backoff still spaced the real ones.
+    assert!(
+        cam.attempts.load(Ordering::SeqCst) < 20,
+        "{}",
+        cam.attempts.load(Ordering::SeqCst)
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_camera_that_answers_but_fails_is_not_probed_and_waits_its_backoff() {
+    let cam = Switchable::new(true, u32::MAX);
+    let (h, _sink, log) = start(cam.clone(), probing_cfg());
+    let stats = h.stats();
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    assert_eq!(cam.probes.load(Ordering::SeqCst), 0);
+    // Probing would allow four attempts a second; full-jitter backoff to 30 s gives a handful.
+    let attempts = cam.attempts.load(Ordering::SeqCst);
+    assert!((2..40).contains(&attempts), "{attempts}");
+    assert!(!log.states().contains(&Live));
+    assert_eq!(
+        stats.last_error().as_deref(),
+        Some("camera answered RTSP status 503: Service Unavailable")
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn after_the_camera_answers_again_the_backoff_starts_from_its_base() {
+    // Back after 20 s, but its RTSP service needs one more try (a camera still booting).
+    let cam = Switchable::new(false, 1);
+    let (_, waited) = live_after_reopening(&cam, probing_cfg()).await;
+    // One probe interval to notice, then the 503, then at most the base delay (0.5 s),
+    // not the 30 s the ceiling had grown to.
+    assert!(
+        waited <= Duration::from_millis(250 + 500),
+        "live {waited:?} after the return"
+    );
+    assert_eq!(cam.fails_when_open.load(Ordering::SeqCst), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn without_probing_an_unreachable_camera_waits_out_its_backoff() {
+    let cam = Switchable::new(false, 0);
+    let cfg = SupervisorConfig {
+        probe_every: Duration::ZERO,
+        ..probing_cfg()
+    };
+    // Live again when its backoff delay (anything up to 30 s) is over.
+    live_after_reopening(&cam, cfg).await;
+    assert_eq!(cam.probes.load(Ordering::SeqCst), 0);
+}
+
 // ---- against a real RTSP server ----
 
 fn real_cfg() -> SupervisorConfig {
@@ -370,6 +537,7 @@ fn real_cfg() -> SupervisorConfig {
             cap: Duration::from_secs(1),
             stable_after: Duration::from_secs(30),
         },
+        probe_every: Duration::from_millis(250),
         first_epoch: 0,
     }
 }

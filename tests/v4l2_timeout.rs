@@ -283,6 +283,7 @@ fn start(fake: &Arc<Fake>) -> (SupervisorHandle, StateLog, Errors) {
             cap: Duration::from_millis(500),
             stable_after: Duration::from_secs(30),
         },
+        probe_every: Duration::from_millis(250),
         first_epoch: 0,
     };
     let clock: Arc<dyn Clock> = Arc::new(ManualClock::new(1_700_000_000_000_000));

@@ -12,9 +12,10 @@ use crate::e2e_report::{AtN, E2eParams, E2eReport, Edgecam, Pcts, Viewer};
 use crate::http;
 use crate::ingest::{self, FfmpegPlan, WorkDir};
 use crate::peers::{self, SwitcherPlan};
-use crate::procfs::{self, Machine, ProcSample};
+use crate::procfs::{self, ProcSample};
 use crate::rates;
-use crate::server::{self, RtspServer, ServerOpts};
+use crate::report::RunInfo;
+use crate::server::{self, PictureArgs, RtspServer};
 use crate::stats::Usage;
 use crate::wsclient::LiveClient;
 use anyhow::{Context, anyhow, bail};
@@ -50,21 +51,9 @@ pub struct E2eArgs {
     /// Switches, alarms and fresh connections measured per viewer (and for the switcher).
     #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..))]
     pub probes: u32,
-    /// Picture width.
-    #[arg(long, default_value_t = 1920)]
-    pub width: u32,
-    /// Picture height.
-    #[arg(long, default_value_t = 1080)]
-    pub height: u32,
-    /// Frames per second.
-    #[arg(long, default_value_t = 25)]
-    pub fps: u32,
-    /// Encoder bitrate, kbit/s.
-    #[arg(long, default_value_t = 4000)]
-    pub bitrate: u32,
-    /// Seconds of clip the server encodes once and loops.
-    #[arg(long, default_value_t = 4)]
-    pub clip_seconds: u32,
+    /// The picture.
+    #[command(flatten)]
+    pub picture: PictureArgs,
     /// H.264 profile of the served clip.
     #[arg(long, default_value = "high", value_parser = ["baseline", "main", "high"])]
     pub profile: String,
@@ -112,14 +101,7 @@ pub fn run(args: &E2eArgs) -> anyhow::Result<()> {
     let mounts = args.streams.iter().copied().max().unwrap_or(1);
     eprintln!("starting the RTSP server with {mounts} mounts");
     let mut server = server::start(
-        ServerOpts {
-            mounts,
-            width: args.width,
-            height: args.height,
-            fps: args.fps,
-            bitrate_kbps: args.bitrate,
-            ..server::clip(args.clip_seconds, &args.profile)
-        },
+        args.picture.server_opts(mounts, &args.profile),
         &cache,
         &env.work.0.join("server.log"),
     )?;
@@ -166,21 +148,16 @@ pub fn run(args: &E2eArgs) -> anyhow::Result<()> {
     }
     drop(server);
     let report = E2eReport {
-        bench: "e2e",
-        edgecam_version: env!("CARGO_PKG_VERSION"),
-        started_utc: started,
-        machine: Machine::detect(),
-        load_avg_start,
-        load_avg_end: procfs::load_avg(),
+        run: RunInfo::ending_now("e2e", started, load_avg_start),
         params: E2eParams {
             counts: args.streams.clone(),
             seconds: args.seconds,
             warmup_s: args.warmup,
             probes: args.probes,
-            width: args.width,
-            height: args.height,
-            fps: args.fps,
-            bitrate_kbps: args.bitrate,
+            width: args.picture.width,
+            height: args.picture.height,
+            fps: args.picture.fps,
+            bitrate_kbps: args.picture.bitrate,
             profile: args.profile.clone(),
             ring_bytes_per_stream: ring_bytes,
         },

@@ -1,8 +1,7 @@
 //! The end-to-end benchmark's results: per camera count, edgecam (no viewer, one H.264 viewer,
 //! one JPEG viewer) beside the two peers, as a JSON document and a Markdown table.
 
-use crate::procfs::Machine;
-use crate::report::{Measured, write_results};
+use crate::report::{Measured, RunInfo, write_results};
 use crate::stats::{Ranks, Usage};
 use serde::Serialize;
 use std::fmt::Write as _;
@@ -136,18 +135,9 @@ pub struct E2eParams {
 /// The whole run.
 #[derive(Debug, Clone, Serialize)]
 pub struct E2eReport {
-    /// `e2e`.
-    pub bench: &'static str,
-    /// edgecam version built.
-    pub edgecam_version: &'static str,
-    /// Start, UTC.
-    pub started_utc: String,
-    /// The machine.
-    pub machine: Machine,
-    /// Load average (1, 5, 15 min) at the start: the machine is shared.
-    pub load_avg_start: [f64; 3],
-    /// Load average at the end.
-    pub load_avg_end: [f64; 3],
+    /// Which benchmark, build, machine and load.
+    #[serde(flatten)]
+    pub run: RunInfo,
     /// Parameters.
     pub params: E2eParams,
     /// Callgrind instructions per ingested 64 KiB frame, when measured in this run.
@@ -199,14 +189,14 @@ impl E2eReport {
             "Machine: `{}`, {} ({} cores), Linux {}; shared with other work, load average \
              {:.2} at the start and {:.2} at the end. Run {} (edgecam {}). Ring arena {} MiB per \
              stream. CPU in % of one core.\n",
-            self.machine.host,
-            self.machine.cpu_model,
-            self.machine.cores,
-            self.machine.kernel,
-            self.load_avg_start[0],
-            self.load_avg_end[0],
-            self.started_utc,
-            self.edgecam_version,
+            self.run.machine.host,
+            self.run.machine.cpu_model,
+            self.run.machine.cores,
+            self.run.machine.kernel,
+            self.run.load_avg_start[0],
+            self.run.load_avg_end[0],
+            self.run.started_utc,
+            self.run.edgecam_version,
             pr.ring_bytes_per_stream >> 20,
         );
         let head: Vec<String> = self
@@ -497,7 +487,7 @@ impl E2eReport {
     /// Writes `e2e-<date>-<host>.json` (never overwriting an earlier run) and
     /// `e2e-latest.md` into `dir`; returns the JSON path.
     pub fn write(&self, dir: &Path, date: &str) -> anyhow::Result<PathBuf> {
-        let stem = format!("e2e-{date}-{}", self.machine.host);
+        let stem = format!("e2e-{date}-{}", self.run.machine.host);
         let (json_path, _) = write_results(dir, &stem, "e2e-latest.md", self, &self.markdown())?;
         Ok(json_path)
     }
@@ -518,6 +508,7 @@ fn list(v: &[(u32, f64)], f: impl Fn(f64) -> String) -> String {
 mod tests {
     use super::*;
     use crate::procfs::CpuShare;
+    use crate::procfs::Machine;
 
     fn usage(cpu_pct: f64, rss_mib: f64) -> Usage {
         Usage {
@@ -553,17 +544,19 @@ mod tests {
 
     fn report(jpeg_cpu: f64, switch_p95: f64) -> E2eReport {
         E2eReport {
-            bench: "e2e",
-            edgecam_version: "test",
-            started_utc: "now".into(),
-            machine: Machine {
-                host: "box".into(),
-                cpu_model: "cpu".into(),
-                cores: 4,
-                kernel: "6.1".into(),
+            run: RunInfo {
+                bench: "e2e",
+                edgecam_version: "test",
+                started_utc: "now".into(),
+                machine: Machine {
+                    host: "box".into(),
+                    cpu_model: "cpu".into(),
+                    cores: 4,
+                    kernel: "6.1".into(),
+                },
+                load_avg_start: [1.0; 3],
+                load_avg_end: [1.0; 3],
             },
-            load_avg_start: [1.0; 3],
-            load_avg_end: [1.0; 3],
             params: E2eParams {
                 counts: vec![16],
                 seconds: 30,

@@ -10,7 +10,7 @@ use crate::child::{self, Guard, Lines, wait_until};
 use crate::procfs::{self, Machine, ProcSample};
 use crate::rates;
 use crate::report::{IngestReport, Measured, Params, Window};
-use crate::server::{self, RtspServer, ServerOpts};
+use crate::server::{self, PictureArgs, RtspServer};
 use anyhow::{Context, anyhow, bail};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -30,24 +30,12 @@ pub struct IngestArgs {
     /// 10 s; per-stream rates need two of those lines inside the window, so 20 or more).
     #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
     pub seconds: u64,
-    /// Picture width.
-    #[arg(long, default_value_t = 1920)]
-    pub width: u32,
-    /// Picture height.
-    #[arg(long, default_value_t = 1080)]
-    pub height: u32,
-    /// Frames per second.
-    #[arg(long, default_value_t = 25, value_parser = clap::value_parser!(u32).range(1..=120))]
-    pub fps: u32,
-    /// Encoder bitrate, kbit/s.
-    #[arg(long, default_value_t = 4000)]
-    pub bitrate: u32,
+    /// The picture.
+    #[command(flatten)]
+    pub picture: PictureArgs,
     /// Seconds each side runs, once all its streams deliver frames, before the window opens.
     #[arg(long, default_value_t = 5)]
     pub warmup: u64,
-    /// Seconds of video the server encodes once and loops (cached under the target directory).
-    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..))]
-    pub clip_seconds: u32,
     /// H.264 profile of the served clip: `high` (x264 veryfast) is what IP cameras send;
     /// `baseline` (x264 ultrafast) is the cheapest there is to decode.
     #[arg(long, default_value = "high", value_parser = ["baseline", "main", "high"])]
@@ -90,22 +78,15 @@ pub fn run(args: &IngestArgs) -> anyhow::Result<()> {
         "starting the RTSP server: {} x {}x{}@{} {} kbit/s (the first run encodes a {} s clip \
          into {}; that takes a while)",
         args.streams,
-        args.width,
-        args.height,
-        args.fps,
-        args.bitrate,
-        args.clip_seconds,
+        args.picture.width,
+        args.picture.height,
+        args.picture.fps,
+        args.picture.bitrate,
+        args.picture.clip_seconds,
         cache.display()
     );
     let mut server = server::start(
-        ServerOpts {
-            mounts: args.streams,
-            width: args.width,
-            height: args.height,
-            fps: args.fps,
-            bitrate_kbps: args.bitrate,
-            ..server::clip(args.clip_seconds, &args.profile)
-        },
+        args.picture.server_opts(args.streams, &args.profile),
         &cache,
         &work.0.join("server.log"),
     )?;
@@ -122,11 +103,11 @@ pub fn run(args: &IngestArgs) -> anyhow::Result<()> {
         streams: args.streams,
         seconds: args.seconds,
         warmup_s: args.warmup,
-        width: args.width,
-        height: args.height,
-        fps: args.fps,
-        bitrate_kbps: args.bitrate,
-        clip_seconds: args.clip_seconds,
+        width: args.picture.width,
+        height: args.picture.height,
+        fps: args.picture.fps,
+        bitrate_kbps: args.picture.bitrate,
+        clip_seconds: args.picture.clip_seconds,
         profile: args.profile.clone(),
         ring_bytes_per_stream: ring_bytes,
     };

@@ -16,6 +16,8 @@ mod child;
 mod e2e;
 mod e2e_report;
 mod http;
+mod impair;
+mod impair_report;
 mod ingest;
 mod peers;
 mod plot;
@@ -72,6 +74,9 @@ enum Command {
     /// A long run with one viewer while the server drops every stream periodically: RSS,
     /// open fds, threads and runtime tasks must stay flat.
     Soak(soak::SoakArgs),
+    /// The daemon on a hostile network: one 1080p camera through an impairing relay (jitter,
+    /// loss over UDP, a bandwidth cap, stalls, outages) with one viewer, two streams beside it.
+    Impair(impair::ImpairArgs),
     /// Instructions per ingested 64 KiB frame (ring write + bookkeeping), by callgrind.
     RingInstr(ringinstr::RingInstrArgs),
     /// The loop `ring-instr` runs under callgrind.
@@ -87,6 +92,7 @@ fn main() -> ExitCode {
         Command::Browser(args) => browser::run(args),
         Command::E2e(args) => e2e::run(args),
         Command::Soak(args) => soak::run(args),
+        Command::Impair(args) => impair::run(args),
         Command::RingInstr(args) => ringinstr::run(args),
         Command::RingLoop(args) => ringinstr::ring_loop(args),
     };

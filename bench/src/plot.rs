@@ -56,7 +56,7 @@ pub fn render(report: &E2eReport, dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
     ];
     let title = format!(
         "CPU vs cameras (1080p25, {} kbit/s) on {} ({} cores, shared)",
-        report.params.bitrate_kbps, report.machine.host, report.machine.cores
+        report.params.bitrate_kbps, report.run.machine.host, report.run.machine.cores
     );
     let cpu_path = dir.join("e2e-cpu.png");
     chart(&cpu_path, &title, "% of one core (log scale)", &cpu)?;

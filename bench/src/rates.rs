@@ -103,6 +103,17 @@ pub fn daemon_restarts(lines: &[(Instant, String)], from: Instant, to: Instant) 
         .count()
 }
 
+/// When the daemon logged `message` for stream `id` (`stream live`, `attempt ended`, `rtsp
+/// session playing` ...), by the bench's receive time of each line.
+pub fn stream_events(lines: &[(Instant, String)], message: &str, id: &str) -> Vec<Instant> {
+    lines
+        .iter()
+        .filter(|(_, l)| is_message(l, message))
+        .filter(|(_, l)| fields(l).get("stream").is_some_and(|s| s == id))
+        .map(|(at, _)| *at)
+        .collect()
+}
+
 /// Streams that logged `stream live` so far.
 pub fn daemon_live_streams(lines: &[(Instant, String)]) -> std::collections::BTreeSet<String> {
     lines
@@ -231,6 +242,37 @@ mod tests {
         let ended = "x  WARN edgecam::ingest::supervisor: attempt ended stream=cam0 error=\"eof\"";
         let lines = vec![(at(1), ended.to_string()), (at(10), ended.to_string())];
         assert_eq!(daemon_restarts(&lines, at(5), at(15)), 1);
+    }
+
+    #[test]
+    fn stream_events_are_picked_by_message_and_stream() {
+        let t0 = Instant::now();
+        let at = |s: u64| t0 + Duration::from_secs(s);
+        let lines = vec![
+            (
+                at(1),
+                "x INFO edgecam::ingest::supervisor: stream live stream=cam0 epoch=1".into(),
+            ),
+            (
+                at(2),
+                "x INFO edgecam::ingest::supervisor: stream live stream=cam1 epoch=1".into(),
+            ),
+            (
+                at(3),
+                "x WARN edgecam::ingest::supervisor: attempt ended stream=cam0 error=\"eof\""
+                    .into(),
+            ),
+            (
+                at(4),
+                "x INFO edgecam::ingest::supervisor: stream live stream=cam0 epoch=2".into(),
+            ),
+        ];
+        assert_eq!(
+            stream_events(&lines, "stream live", "cam0"),
+            vec![at(1), at(4)]
+        );
+        assert_eq!(stream_events(&lines, "attempt ended", "cam0"), vec![at(3)]);
+        assert!(stream_events(&lines, "attempt ended", "cam1").is_empty());
     }
 
     #[test]

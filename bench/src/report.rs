@@ -306,6 +306,39 @@ impl IngestReport {
     }
 }
 
+/// What a whole-process benchmark's document starts with (flattened into it): which
+/// benchmark, which build, when, where, and how loaded the shared machine was.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunInfo {
+    /// The benchmark (`e2e`, `impair`).
+    pub bench: &'static str,
+    /// edgecam version built.
+    pub edgecam_version: &'static str,
+    /// Start, UTC.
+    pub started_utc: String,
+    /// The machine.
+    pub machine: Machine,
+    /// Load average (1, 5, 15 min) at the start: the machine is shared.
+    pub load_avg_start: [f64; 3],
+    /// Load average at the end.
+    pub load_avg_end: [f64; 3],
+}
+
+impl RunInfo {
+    /// The header of a run of `bench` that started at `started_utc` under `load_avg_start`
+    /// and ends now.
+    pub fn ending_now(bench: &'static str, started_utc: String, load_avg_start: [f64; 3]) -> Self {
+        RunInfo {
+            bench,
+            edgecam_version: env!("CARGO_PKG_VERSION"),
+            started_utc,
+            machine: Machine::detect(),
+            load_avg_start,
+            load_avg_end: crate::procfs::load_avg(),
+        }
+    }
+}
+
 /// Writes `doc` as `<stem>.json` into `dir` (`<stem>-2.json`, `-3` ... when that exists: a
 /// result of record is never overwritten) and `markdown` as `latest`; returns both paths.
 pub fn write_results(
@@ -329,6 +362,23 @@ pub fn write_results(
     std::fs::write(&md_path, markdown)
         .with_context(|| format!("cannot write {}", md_path.display()))?;
     Ok((json_path, md_path))
+}
+
+/// Prints `doc` as JSON, a blank line and `markdown` on stdout, then writes both into `dir`
+/// ([`write_results`]) and says where on stderr.
+pub fn publish(
+    dir: &Path,
+    stem: &str,
+    latest: &str,
+    doc: &impl Serialize,
+    markdown: &str,
+) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(doc)?);
+    println!();
+    print!("{markdown}");
+    let (json, md) = write_results(dir, stem, latest, doc, markdown)?;
+    eprintln!("\nwrote {} and {}", json.display(), md.display());
+    Ok(())
 }
 
 /// The command that reproduces a run with these parameters.

@@ -23,6 +23,40 @@ pub fn clip(clip_seconds: u32, profile: &str) -> ServerOpts {
     }
 }
 
+/// The picture the server serves: the options `ingest`, `e2e` and `impair` share.
+#[derive(Debug, Clone, clap::Args)]
+pub struct PictureArgs {
+    /// Picture width.
+    #[arg(long, default_value_t = 1920)]
+    pub width: u32,
+    /// Picture height.
+    #[arg(long, default_value_t = 1080)]
+    pub height: u32,
+    /// Frames per second.
+    #[arg(long, default_value_t = 25, value_parser = clap::value_parser!(u32).range(1..=120))]
+    pub fps: u32,
+    /// Encoder bitrate, kbit/s.
+    #[arg(long, default_value_t = 4000)]
+    pub bitrate: u32,
+    /// Seconds of video the server encodes once and loops (cached under the target directory).
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..))]
+    pub clip_seconds: u32,
+}
+
+impl PictureArgs {
+    /// Server options for `mounts` mounts of this picture as a looped clip in `profile`.
+    pub fn server_opts(&self, mounts: u32, profile: &str) -> ServerOpts {
+        ServerOpts {
+            mounts,
+            width: self.width,
+            height: self.height,
+            fps: self.fps,
+            bitrate_kbps: self.bitrate,
+            ..clip(self.clip_seconds, profile)
+        }
+    }
+}
+
 /// Starts the server (encoding the clip into `cache_dir` if it is not there yet) and waits
 /// until it listens. `log` receives its stderr.
 pub fn start(opts: ServerOpts, cache_dir: &Path, log: &Path) -> anyhow::Result<RtspServer> {

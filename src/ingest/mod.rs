@@ -43,6 +43,11 @@ pub enum SourceError {
     /// Could not connect or set up (refused, 404, 401, device missing or busy). Retried with backoff.
     #[error("{0}")]
     Connect(String),
+    /// Nothing answered at the camera's address (connection refused, timed out, no route):
+    /// retried with backoff, and meanwhile the supervisor probes the camera cheaply
+    /// ([`Source::probe`]) to retry as soon as it answers.
+    #[error("{0}")]
+    Unreachable(String),
     /// The session broke after it was set up (peer closed, garbage, decoder error). Retried.
     #[error("{0}")]
     Stream(String),
@@ -65,6 +70,14 @@ pub trait Source: Send + Sync {
         &'a self,
         ctx: SourceCtx<'a>,
     ) -> futures::future::BoxFuture<'a, Result<(), SourceError>>;
+
+    /// A cheap check, made between attempts while the camera is [`SourceError::Unreachable`],
+    /// that it answers again (for RTSP: a TCP connect to its port, closed at once); true when
+    /// it does. The supervisor bounds it with a timeout. `None` (the default): this kind
+    /// cannot be probed, and waits its backoff out.
+    fn probe(&self) -> Option<futures::future::BoxFuture<'_, bool>> {
+        None
+    }
 }
 
 pub mod redact;

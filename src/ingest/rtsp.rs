@@ -227,6 +227,9 @@ impl RtspSource {
         let text = e.to_string();
         let first = text.lines().next().unwrap_or("").trim();
         let path = self.url.path();
+        // The TCP connect itself failed: nothing answered at the camera's address.
+        let unreachable =
+            e.status_code().is_none() && first.starts_with("Unable to connect to RTSP server: ");
         let msg = match e.status_code() {
             Some(404) => format!("RTSP server has no stream at {path} (404 Not Found)"),
             Some(401) if self.creds.is_some() => {
@@ -272,6 +275,7 @@ impl RtspSource {
             }
         };
         match phase {
+            _ if unreachable => SourceError::Unreachable(msg),
             Phase::Setup => SourceError::Connect(msg),
             Phase::Streaming => SourceError::Stream(msg),
         }
@@ -281,6 +285,22 @@ impl RtspSource {
 impl Source for RtspSource {
     fn run<'a>(&'a self, ctx: SourceCtx<'a>) -> BoxFuture<'a, Result<(), SourceError>> {
         Box::pin(self.session(ctx))
+    }
+
+    /// A TCP connect to the camera's RTSP port, closed at once: costs the camera a SYN and a
+    /// FIN, far less than a session's DESCRIBE.
+    fn probe(&self) -> Option<BoxFuture<'_, bool>> {
+        let host = match self.url.host()? {
+            url::Host::Domain(d) => d.to_string(),
+            url::Host::Ipv4(a) => a.to_string(),
+            url::Host::Ipv6(a) => a.to_string(),
+        };
+        let port = self.url.port().unwrap_or(554);
+        Some(Box::pin(async move {
+            tokio::net::TcpStream::connect((host.as_str(), port))
+                .await
+                .is_ok()
+        }))
     }
 }
 
@@ -354,6 +374,18 @@ mod tests {
             }
             other => panic!("expected a config error, got {other:?}"),
         }
+    }
+
+    #[tokio::test]
+    async fn the_probe_says_whether_the_port_accepts() {
+        let open = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = open.local_addr().expect("addr").port();
+        let s = RtspSource::new(&format!("rtsp://127.0.0.1:{port}/x"), Transport::Tcp).unwrap();
+        assert!(s.probe().expect("rtsp can be probed").await);
+        drop(open);
+        assert!(!s.probe().expect("rtsp can be probed").await);
+        let v6 = RtspSource::new(&format!("rtsp://[::1]:{port}/x"), Transport::Tcp).unwrap();
+        assert!(!v6.probe().expect("an IPv6 host is probed too").await);
     }
 
     #[test]

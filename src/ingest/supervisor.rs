@@ -12,6 +12,17 @@
 //! A [`SourceError::Config`] puts the stream in `failed`, where it stays (still beating) until
 //! the supervisor is stopped; a config change replaces the supervisor.
 //!
+//! # Back as soon as the camera is
+//!
+//! The backoff ceiling grows while a camera is gone (to 30 s), so a camera back after a
+//! reboot could wait that long. When an attempt ends [`SourceError::Unreachable`] (nothing
+//! answered at its address), the backoff wait probes the camera every
+//! [`SupervisorConfig::probe_every`] ([`Source::probe`]: for RTSP a bare TCP connect) and the
+//! next attempt starts as soon as a probe succeeds. The expensive attempts stay rate-limited:
+//! a camera that answers but fails (401, 503, no video) is never probed, only retried after
+//! its backoff; and the first failure of a camera that answers again after being unreachable
+//! restarts its ladder from the base delay, so a camera still booting is retried soon.
+//!
 //! # Ownership of the sink, and panics
 //!
 //! The supervisor task owns the stream's writer `W` for its whole life. Each attempt borrows
@@ -50,6 +61,10 @@ use tokio::time::Instant;
 /// Longest the loop goes without beating or refreshing the rates.
 const BEAT_PERIOD: Duration = Duration::from_secs(1);
 
+/// How often an unreachable camera is probed during its backoff: a camera that comes back is
+/// retried within this, well inside the one second an operator notices.
+pub const PROBE_EVERY: Duration = Duration::from_millis(250);
+
 /// Timeouts and backoff of one stream's supervisor.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SupervisorConfig {
@@ -59,6 +74,9 @@ pub struct SupervisorConfig {
     pub stall_timeout: Duration,
     /// Reconnect delays.
     pub backoff: BackoffConfig,
+    /// While an unreachable camera waits its backoff, probe it this often and retry as soon
+    /// as it answers; zero never probes.
+    pub probe_every: Duration,
     /// Epoch before the first attempt; each attempt uses the next value. A replacement
     /// supervisor writing into the same ring passes the old one's last epoch here.
     pub first_epoch: u32,
@@ -71,6 +89,7 @@ impl SupervisorConfig {
             connect_timeout: Duration::from_millis(cfg.connect_timeout_ms),
             stall_timeout: Duration::from_millis(cfg.stall_timeout_ms),
             backoff: BackoffConfig::default(),
+            probe_every: PROBE_EVERY,
             first_epoch: 0,
         }
     }
@@ -183,6 +202,7 @@ impl Supervisor {
         let mut backoff = Backoff::new(self.cfg.backoff);
         let mut epoch = self.cfg.first_epoch;
         let mut first = true;
+        let mut was_unreachable = false;
         loop {
             epoch = epoch.wrapping_add(1);
             if !first {
@@ -194,6 +214,7 @@ impl Supervisor {
             tracing::debug!(stream = %id, epoch, "attempt starting");
             let (end, live_for) = self.attempt(&mut sink, &id, epoch).await;
             self.stats.set_rates(0.0, 0.0);
+            let unreachable = matches!(end, AttemptEnd::Returned(Err(SourceError::Unreachable(_))));
             let msg = match end {
                 AttemptEnd::Returned(Err(e)) if e.is_permanent() => {
                     self.stats.set_error(&e.to_string());
@@ -225,11 +246,52 @@ impl Supervisor {
                 }
             };
             self.stats.set_error(&msg);
+            if was_unreachable && !unreachable {
+                // It answers again: whatever failed now, start the ladder from the base.
+                backoff.reset();
+            }
+            was_unreachable = unreachable;
             backoff.attempt_ended(live_for);
             let delay = backoff.next_delay(fastrand::f64());
             tracing::warn!(stream = %id, error = %msg, retry_in_ms = delay.as_millis() as u64, "attempt ended");
             self.stats.set_state(StreamState::Backoff);
-            self.sleep_beating(delay).await;
+            if !unreachable {
+                self.sleep_beating(delay).await;
+            } else if self.wait_probing(delay).await {
+                tracing::info!(stream = %id, "camera answers again; retrying now");
+            }
+        }
+    }
+
+    /// Waits `d` like [`Supervisor::sleep_beating`], probing the camera every `probe_every`;
+    /// returns true as soon as a probe succeeds, false when `d` is over (or the source cannot
+    /// be probed, or probing is off).
+    async fn wait_probing(&self, d: Duration) -> bool {
+        let every = self.cfg.probe_every;
+        if every.is_zero() {
+            self.sleep_beating(d).await;
+            return false;
+        }
+        let end = Instant::now() + d;
+        let mut next_probe = Instant::now() + every;
+        loop {
+            self.beat().await;
+            let now = Instant::now();
+            if now >= end {
+                return false;
+            }
+            if now >= next_probe {
+                next_probe = now + every;
+                let Some(probe) = self.source.probe() else {
+                    self.sleep_beating(end - now).await;
+                    return false;
+                };
+                if tokio::time::timeout(every, probe).await == Ok(true) {
+                    return true;
+                }
+                continue;
+            }
+            tokio::time::sleep_until(end.min(next_probe).min(now + BEAT_PERIOD)).await;
         }
     }
 
@@ -420,6 +482,7 @@ mod tests {
         assert_eq!(s.connect_timeout, Duration::from_millis(5000));
         assert_eq!(s.stall_timeout, Duration::from_millis(1500));
         assert_eq!(s.backoff, BackoffConfig::default());
+        assert_eq!(s.probe_every, PROBE_EVERY);
     }
 
     #[test]

@@ -7,6 +7,11 @@
 //! only it needs (a cached clip, an H.264 profile, periodic drops, a log file) with struct
 //! update syntax. [`RtspServer::launch`] returns an error, for the bench;
 //! [`RtspServer::start`] panics with the packages to install, for the tests.
+//!
+//! [`impair`] is an impairing relay to put between that server and the daemon: delay,
+//! jitter, loss, bandwidth caps, stalls, resets and outages, over TCP and UDP.
+
+pub mod impair;
 
 use std::collections::VecDeque;
 use std::fmt;
