@@ -47,7 +47,11 @@ pub fn config_text(text: &str) {
             assert_eq!(back.as_ref(), Ok(&cfg), "TOML round trip of\n{again}");
             let json = serde_json::to_vec(&cfg).expect("a config renders as JSON");
             let put = web::put_config_body(&json);
-            assert_eq!(put.as_ref(), Ok(&cfg), "JSON round trip (GET then PUT /api/config)");
+            assert_eq!(
+                put.as_ref(),
+                Ok(&cfg),
+                "JSON round trip (GET then PUT /api/config)"
+            );
         }
     }
 }
@@ -56,7 +60,11 @@ pub fn config_text(text: &str) {
 fn field_errors(errors: &[FieldError]) {
     assert!(!errors.is_empty(), "an error without a problem");
     for e in errors {
-        assert!(!e.message.trim().is_empty(), "an empty message at `{}`", e.path);
+        assert!(
+            !e.message.trim().is_empty(),
+            "an empty message at `{}`",
+            e.path
+        );
     }
 }
 
@@ -263,14 +271,26 @@ pub fn access_unit(au: &[u8]) {
     for nal in nal_units(au) {
         let start = nal.with_start_code.as_ptr() as usize - base;
         let end = start + nal.with_start_code.len();
-        assert!(start >= prev_end && end <= au.len(), "NAL {start}..{end} out of place");
+        assert!(
+            start >= prev_end && end <= au.len(),
+            "NAL {start}..{end} out of place"
+        );
         prev_end = end;
         assert!(!nal.body.is_empty());
         let code = nal.with_start_code.len() - nal.body.len();
-        assert!(nal.with_start_code.ends_with(nal.body), "the body is the NAL's tail");
+        assert!(
+            nal.with_start_code.ends_with(nal.body),
+            "the body is the NAL's tail"
+        );
         let prefix = &nal.with_start_code[..code];
-        assert!(prefix == [0, 0, 1] || prefix == [0, 0, 0, 1], "start code {prefix:?}");
-        assert!(!nal.body.windows(3).any(|w| w == [0, 0, 1]), "a start code was missed");
+        assert!(
+            prefix == [0, 0, 1] || prefix == [0, 0, 0, 1],
+            "start code {prefix:?}"
+        );
+        assert!(
+            !nal.body.windows(3).any(|w| w == [0, 0, 1]),
+            "a start code was missed"
+        );
         if nal.nal_type() == NAL_SPS && first_sps.is_none() {
             first_sps = Some(nal.body);
         }
@@ -278,7 +298,9 @@ pub fn access_unit(au: &[u8]) {
     }
     // The first 00 00 01 begins the first unit's start code, or the empty unit before it.
     if let Some(first) = au.windows(3).position(|w| w == [0, 0, 1]) {
-        let first_nal = nal_units(au).next().map(|n| n.body.as_ptr() as usize - base);
+        let first_nal = nal_units(au)
+            .next()
+            .map(|n| n.body.as_ptr() as usize - base);
         assert!(first_nal.is_none_or(|b| b >= first + 3));
     } else {
         assert_eq!(nal_units(au).count(), 0);
@@ -306,15 +328,24 @@ pub fn normalize_sequence(units: &[&[u8]]) {
             continue;
         };
         assert!(has_slice, "an access unit without a slice was let through");
-        assert!(std::ptr::eq(n.parts[2], *au), "the access unit is passed on uncopied");
+        assert!(
+            std::ptr::eq(n.parts[2], *au),
+            "the access unit is passed on uncopied"
+        );
         assert_eq!(n.keyframe, is_keyframe(au));
-        assert!(started || n.keyframe, "a delta frame before the first keyframe");
+        assert!(
+            started || n.keyframe,
+            "a delta frame before the first keyframe"
+        );
         assert!(!n.params_changed || n.keyframe);
         if n.keyframe {
             started = true;
             let whole = n.parts.concat();
             let types: Vec<u8> = nal_units(&whole).map(|n| n.nal_type()).collect();
-            assert!(types.contains(&NAL_SPS) && types.contains(&NAL_PPS), "{types:?}");
+            assert!(
+                types.contains(&NAL_SPS) && types.contains(&NAL_PPS),
+                "{types:?}"
+            );
         } else {
             assert!(n.parts[0].is_empty() && n.parts[1].is_empty());
         }
@@ -522,7 +553,11 @@ fn check_pixels(c: &Conversion, stride: usize, dst: &I420Frame) {
                     avg(c.src[top + 3], c.src[bottom + 3]),
                 )
             };
-            assert_eq!((dst.u[row * cw + x], dst.v[row * cw + x]), (u, v), "UV at {x},{row}");
+            assert_eq!(
+                (dst.u[row * cw + x], dst.v[row * cw + x]),
+                (u, v),
+                "UV at {x},{row}"
+            );
         }
     }
 }

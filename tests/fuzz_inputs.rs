@@ -21,12 +21,21 @@ use proptest::prelude::*;
 use proptest::sample::{Index, select};
 use serde_json::{Value, json};
 
-/// Cases per property: enough for the mutators to reach every field, small enough for the
-/// whole file to stay well under a minute in the dev profile on a busy 2-core machine.
-const CASES: u32 = 256;
+/// Cases per property: enough for the mutators to reach every field, few enough for the whole
+/// file to stay well under a minute in the dev profile on a busy 2-core machine (CI). A longer
+/// run on stable: `EDGECAM_FUZZ_CASES=200000 cargo test --release --test fuzz_inputs`.
+fn cases() -> u32 {
+    std::env::var("EDGECAM_FUZZ_CASES")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(4096)
+}
 
-/// Each cargo-fuzz target and the check it runs on one input.
-const TARGETS: [(&str, fn(&[u8])); 7] = [
+/// What a cargo-fuzz target runs on one input.
+type Check = fn(&[u8]);
+
+/// Each cargo-fuzz target and its check.
+const TARGETS: [(&str, Check); 7] = [
     ("config", checks::config_bytes),
     ("state", checks::state_bytes),
     ("live_hello", checks::hello_bytes),
@@ -88,8 +97,11 @@ fn config_seeds() -> Vec<String> {
     let mut seeds = vec![
         std::fs::read_to_string(root.join("config.example.toml")).expect("config.example.toml"),
     ];
-    for (_, bytes) in committed_inputs("config") {
-        seeds.extend(String::from_utf8(bytes).ok());
+    for (path, bytes) in committed_inputs("config") {
+        let text = String::from_utf8(bytes).expect("a config seed is UTF-8");
+        let parsed = edgecam::config::parse(&text);
+        assert!(parsed.is_ok(), "{path} is not a valid config: {parsed:?}");
+        seeds.push(text);
     }
     seeds
 }
@@ -149,10 +161,32 @@ const TOML_VALUES: &[&str] = &[
 
 /// Pieces of TOML syntax to insert anywhere.
 const TOML_PIECES: &[&str] = &[
-    "\n", "=", "[", "]", "[[", "]]", "\"", "'", "'''", "\"\"\"", ".", ",", "#", "{", "}", "\\",
-    "\n[streams]\n", "\n[[streams]]\nid = \"x\"\nkind = \"testpattern\"\n", "\n[[alarms]]\n",
-    "\n[alarms.gpio]\nchip = \"gpiochip0\"\nline = 3\n", "\n[web]\n", "\né", "\u{0}",
-    "\u{feff}", "\r\n", "\t",
+    "\n",
+    "=",
+    "[",
+    "]",
+    "[[",
+    "]]",
+    "\"",
+    "'",
+    "'''",
+    "\"\"\"",
+    ".",
+    ",",
+    "#",
+    "{",
+    "}",
+    "\\",
+    "\n[streams]\n",
+    "\n[[streams]]\nid = \"x\"\nkind = \"testpattern\"\n",
+    "\n[[alarms]]\n",
+    "\n[alarms.gpio]\nchip = \"gpiochip0\"\nline = 3\n",
+    "\n[web]\n",
+    "\né",
+    "\u{0}",
+    "\u{feff}",
+    "\r\n",
+    "\t",
 ];
 
 /// One edit of a config text.
@@ -199,7 +233,12 @@ fn apply(text: &str, edits: &[Edit]) -> String {
                 } else {
                     keyed[i.index(keyed.len())]
                 };
-                let key = lines[n].split('=').next().unwrap_or("").trim_end().to_string();
+                let key = lines[n]
+                    .split('=')
+                    .next()
+                    .unwrap_or("")
+                    .trim_end()
+                    .to_string();
                 lines[n] = format!("{key} = {v}");
             }
             Edit::DropLine(i) => {
@@ -241,10 +280,7 @@ fn apply(text: &str, edits: &[Edit]) -> String {
 
 fn mutated_config() -> impl Strategy<Value = String> {
     let seeds = config_seeds();
-    (
-        select(seeds),
-        proptest::collection::vec(edit(), 0..5),
-    )
+    (select(seeds), proptest::collection::vec(edit(), 0..5))
         .prop_map(|(seed, edits)| apply(&seed, &edits))
 }
 
@@ -255,7 +291,8 @@ fn json_value() -> impl Strategy<Value = Value> {
         any::<bool>().prop_map(Value::Bool),
         any::<i64>().prop_map(Value::from),
         any::<u64>().prop_map(Value::from),
-        any::<f64>().prop_map(|f| serde_json::Number::from_f64(f).map_or(Value::Null, Value::Number)),
+        any::<f64>()
+            .prop_map(|f| serde_json::Number::from_f64(f).map_or(Value::Null, Value::Number)),
         select(&[0.0, -0.0, 1.5, 86_400.0, 86_400.5, -1.0, 1e300][..]).prop_map(|f| json!(f)),
         "\\PC{0,12}".prop_map(Value::String),
         select(&["h264", "jpeg", "hello", "cam1", "testpattern", "rtsp"][..])
@@ -328,8 +365,10 @@ fn good_bodies(route: checks::Route) -> Vec<Value> {
         Route::Password => vec![json!({"password": "correct horse"})],
         Route::ChangePassword => vec![json!({"current": "a", "new": "b"}), json!({"new": "b"})],
         Route::TestStream => vec![
-            serde_json::to_value(edgecam::config::StreamConfig::testpattern("t", 640, 360, 15))
-                .expect("JSON"),
+            serde_json::to_value(edgecam::config::StreamConfig::testpattern(
+                "t", 640, 360, 15,
+            ))
+            .expect("JSON"),
             json!({"id": "cam", "kind": "rtsp", "url": "rtsp://10.0.0.1/x"}),
         ],
         Route::PutConfig => {
@@ -341,8 +380,14 @@ fn good_bodies(route: checks::Route) -> Vec<Value> {
 
 fn api_input() -> impl Strategy<Value = (checks::Route, Vec<u8>)> {
     let route = select(&checks::ROUTES[..]);
-    (route, any::<Index>(), any::<Index>(), proptest::option::of(json_value()), 0u8..4).prop_map(
-        |(route, which, at, new, how)| {
+    (
+        route,
+        any::<Index>(),
+        any::<Index>(),
+        proptest::option::of(json_value()),
+        0u8..4,
+    )
+        .prop_map(|(route, which, at, new, how)| {
             let bodies = good_bodies(route);
             let base = &bodies[which.index(bodies.len())];
             let body = match how {
@@ -356,8 +401,7 @@ fn api_input() -> impl Strategy<Value = (checks::Route, Vec<u8>)> {
                 text.truncate(at.index(text.len() + 1));
             }
             (route, text)
-        },
-    )
+        })
 }
 
 fn hello_message() -> impl Strategy<Value = String> {
@@ -416,7 +460,10 @@ fn encoded_units() -> &'static [Vec<u8>] {
             for (i, y) in picture.y.iter_mut().enumerate() {
                 *y = (i as u8).wrapping_mul(3).wrapping_add(n * 20);
             }
-            let au = encoder.encode(&picture, false).expect("encodes").expect("a frame");
+            let au = encoder
+                .encode(&picture, false)
+                .expect("encodes")
+                .expect("a frame");
             units.push(au.data.to_vec());
         }
         units
@@ -430,9 +477,16 @@ fn nal() -> impl Strategy<Value = Vec<u8>> {
         select(&[0x67u8, 0x68, 0x65, 0x41, 0x06, 0x09, 0x01, 0x00][..]),
         any::<u8>(),
     ];
-    let body = proptest::collection::vec(prop_oneof![3 => Just(0u8), 1 => Just(1u8), 2 => any::<u8>()], 0..12);
+    let body = proptest::collection::vec(
+        prop_oneof![3 => Just(0u8), 1 => Just(1u8), 2 => any::<u8>()],
+        0..12,
+    );
     (any::<bool>(), header, body).prop_map(|(four, header, body)| {
-        let mut out = if four { vec![0, 0, 0, 1] } else { vec![0, 0, 1] };
+        let mut out = if four {
+            vec![0, 0, 0, 1]
+        } else {
+            vec![0, 0, 1]
+        };
         out.push(header);
         out.extend(body);
         out
@@ -486,7 +540,7 @@ fn conversion() -> impl Strategy<Value = (bool, u32, u32, i64, i64, i64, usize, 
 // ---------------------------------------------------------------------------------------------
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(CASES))]
+    #![proptest_config(ProptestConfig::with_cases(cases()))]
 
     #[test]
     fn config_from_random_bytes(data in bytes(512)) {
@@ -582,8 +636,8 @@ proptest! {
 }
 
 proptest! {
-    // openh264 decodes a few access units per case: fewer cases.
-    #![proptest_config(ProptestConfig::with_cases(48))]
+    // openh264 decodes a few access units per case, with a new decoder: fewer cases.
+    #![proptest_config(ProptestConfig::with_cases(cases() / 8))]
 
     #[test]
     fn h264_decoder_on_mutated_streams(data in annexb_stream()) {
@@ -615,8 +669,16 @@ fn regenerate_seed_corpus() {
     write("state", "state.bin", &[[0u8].as_slice(), &file].concat());
     let payload = postcard::to_allocvec(&state).expect("encodes");
     write("state", "payload", &[[1u8].as_slice(), &payload].concat());
-    write("live_hello", "h264", br#"{"type":"hello","codecs":["h264","jpeg"]}"#);
-    write("live_hello", "jpeg", br#"{"type":"hello","codecs":["jpeg"]}"#);
+    write(
+        "live_hello",
+        "h264",
+        br#"{"type":"hello","codecs":["h264","jpeg"]}"#,
+    );
+    write(
+        "live_hello",
+        "jpeg",
+        br#"{"type":"hello","codecs":["jpeg"]}"#,
+    );
     for (n, route) in checks::ROUTES.iter().enumerate() {
         for (i, body) in good_bodies(*route).iter().enumerate() {
             let bytes = [vec![n as u8], serde_json::to_vec(body).expect("JSON")].concat();
@@ -631,10 +693,20 @@ fn regenerate_seed_corpus() {
     }
     // `yuv_bytes`: width, height (u32 LE), stride (u16 LE), flags, bytesused (0 = all).
     let header = |w: u32, h: u32, stride: u16, flags: u8| {
-        [&w.to_le_bytes()[..], &h.to_le_bytes(), &stride.to_le_bytes(), &[flags, 0]].concat()
+        [
+            &w.to_le_bytes()[..],
+            &h.to_le_bytes(),
+            &stride.to_le_bytes(),
+            &[flags, 0],
+        ]
+        .concat()
     };
     let yuyv: Vec<u8> = (0..8 * 4 * 2).map(|i| i as u8).collect();
     write("yuv", "yuyv-8x4", &[header(8, 4, 0, 0), yuyv].concat());
     let nv12: Vec<u8> = (0..10 * 6).map(|i| i as u8).collect();
-    write("yuv", "nv12-8x4-stride10", &[header(8, 4, 10, 1), nv12].concat());
+    write(
+        "yuv",
+        "nv12-8x4-stride10",
+        &[header(8, 4, 10, 1), nv12].concat(),
+    );
 }
