@@ -352,16 +352,19 @@ pub fn normalize_sequence(units: &[&[u8]]) {
     }
 }
 
+/// A small picture's encoder settings (the capture paths that pass frames through ignore them;
+/// the proptest driver encodes its access units with them).
+pub const SMALL: EncoderSettings = EncoderSettings {
+    width: 64,
+    height: 48,
+    fps: 25,
+    bitrate_kbps: 200,
+    gop: 10,
+};
+
 /// The V4L2 camera-H.264 path, `bytesused` cutting each buffer to its first half.
 pub fn capture_h264(units: &[&[u8]]) {
-    let settings = EncoderSettings {
-        width: 64,
-        height: 48,
-        fps: 25,
-        bitrate_kbps: 200,
-        gop: 10,
-    };
-    let mut p = CaptureProcessor::new(CaptureFormat::H264, settings).expect("no encoder needed");
+    let mut p = CaptureProcessor::new(CaptureFormat::H264, SMALL).expect("no encoder needed");
     for au in units {
         let used = au.len() / 2;
         if let Some(f) = p.process(au, used).expect("H.264 passes through") {
@@ -390,14 +393,7 @@ pub fn decode_bytes(data: &[u8]) {
 
 /// The MJPEG capture path: a frame exactly when the cut buffer starts with a JPEG SOI.
 pub fn capture_mjpeg(buf: &[u8], bytesused: usize) {
-    let settings = EncoderSettings {
-        width: 64,
-        height: 48,
-        fps: 25,
-        bitrate_kbps: 200,
-        gop: 10,
-    };
-    let mut p = CaptureProcessor::new(CaptureFormat::Mjpeg, settings).expect("no encoder needed");
+    let mut p = CaptureProcessor::new(CaptureFormat::Mjpeg, SMALL).expect("no encoder needed");
     let data = &buf[..bytesused.min(buf.len())];
     match p.process(buf, bytesused) {
         Ok(Some(f)) => {

@@ -13,8 +13,8 @@ mod checks;
 use std::path::Path;
 use std::sync::OnceLock;
 
+use edgecam::codec::H264Encoder;
 use edgecam::codec::yuv::I420Frame;
-use edgecam::codec::{EncoderSettings, H264Encoder};
 use edgecam::config::Config;
 use edgecam::state::{FORMAT_VERSION, LatchedAlarm, PersistedState};
 use proptest::prelude::*;
@@ -446,15 +446,8 @@ fn any_state() -> impl Strategy<Value = PersistedState> {
 fn encoded_units() -> &'static [Vec<u8>] {
     static UNITS: OnceLock<Vec<Vec<u8>>> = OnceLock::new();
     UNITS.get_or_init(|| {
-        let settings = EncoderSettings {
-            width: 64,
-            height: 48,
-            fps: 25,
-            bitrate_kbps: 200,
-            gop: 10,
-        };
-        let mut encoder = H264Encoder::new(settings).expect("encoder");
-        let mut picture = I420Frame::new(64, 48).expect("size");
+        let mut encoder = H264Encoder::new(checks::SMALL).expect("encoder");
+        let mut picture = I420Frame::new(checks::SMALL.width, checks::SMALL.height).expect("size");
         let mut units = Vec::new();
         for n in 0..3u8 {
             for (i, y) in picture.y.iter_mut().enumerate() {
