@@ -18,7 +18,7 @@ use edgecam::codec::h264::{
 };
 use edgecam::codec::yuv::{I420Frame, check_dimensions, i420_to_rgb, nv12_to_i420, yuyv_to_i420};
 use edgecam::codec::{CaptureFormat, CaptureProcessor, CodecError, EncoderSettings, H264Decoder};
-use edgecam::config::FieldError;
+use edgecam::config::{Config, FieldError};
 use edgecam::state::{DecodeError, FORMAT_VERSION, MAGIC, PersistedState};
 use edgecam::web::fuzz as web;
 
@@ -34,17 +34,14 @@ pub fn config_bytes(data: &[u8]) {
     }
 }
 
-/// `config::parse` either fails with field errors, or gives a config that validates, renders
-/// as TOML that parses back to the same config, and survives the API's GET/PUT round trip
-/// (the JSON of `GET /api/config` sent back as `PUT /api/config`).
+/// `config::parse` either fails with field errors, or gives a config that validates, is saved
+/// and read back unchanged, and survives the API's GET/PUT round trip (the JSON of
+/// `GET /api/config` sent back as `PUT /api/config`).
 pub fn config_text(text: &str) {
     match edgecam::config::parse(text) {
         Err(errors) => field_errors(&errors),
         Ok(cfg) => {
-            assert_eq!(edgecam::config::validate(&cfg), Ok(()));
-            let again = edgecam::config::to_toml(&cfg).expect("a valid config renders as TOML");
-            let back = edgecam::config::parse(&again);
-            assert_eq!(back.as_ref(), Ok(&cfg), "TOML round trip of\n{again}");
+            saved_config_reloads(&cfg);
             let json = serde_json::to_vec(&cfg).expect("a config renders as JSON");
             let put = web::put_config_body(&json);
             assert_eq!(
@@ -54,6 +51,15 @@ pub fn config_text(text: &str) {
             );
         }
     }
+}
+
+/// A config that validates, as the daemon saves it (`save_live` renders it as TOML), reads back
+/// as the same valid config at the next start.
+fn saved_config_reloads(cfg: &Config) {
+    assert_eq!(edgecam::config::validate(cfg), Ok(()));
+    let saved = edgecam::config::to_toml(cfg).expect("a valid config renders as TOML");
+    let back = edgecam::config::parse(&saved);
+    assert_eq!(back.as_ref(), Ok(cfg), "TOML round trip of\n{saved}");
 }
 
 /// A rejected config says what is wrong (a path may be empty for the file as a whole).
@@ -223,9 +229,7 @@ pub fn api_body(route: Route, body: &[u8]) {
                 field_errors(&errors);
             }
         }),
-        Route::PutConfig => web::put_config_body(body).map(|cfg| {
-            assert_eq!(edgecam::config::validate(&cfg), Ok(()));
-        }),
+        Route::PutConfig => web::put_config_body(body).map(|cfg| saved_config_reloads(&cfg)),
     };
     if let Err(e) = outcome {
         assert_eq!(e.status.as_u16(), 400, "{route:?}: {e:?}");
