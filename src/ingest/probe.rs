@@ -217,7 +217,7 @@ fn frame_rate(seen: &Seen) -> Option<f64> {
 }
 
 /// Validates a single stream by placing it in an otherwise default config.
-fn check(cfg: &StreamConfig) -> Result<(), Vec<crate::config::FieldError>> {
+pub(crate) fn check(cfg: &StreamConfig) -> Result<(), Vec<crate::config::FieldError>> {
     let whole = crate::config::Config {
         streams: vec![cfg.clone()],
         ..crate::config::Config::default()

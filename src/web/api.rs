@@ -292,9 +292,9 @@ fn stream_row(c: &StreamConfig, entry: Option<&RunningStream>) -> StreamRow {
 
 /// Body of `POST /api/active`.
 #[derive(Debug, Deserialize)]
-struct SelectBody {
+pub(crate) struct SelectBody {
     /// The stream, or `null` to go back to the default.
-    stream: Option<String>,
+    pub(crate) stream: Option<String>,
 }
 
 /// `POST /api/active`: the user's selection.
@@ -375,7 +375,7 @@ const REQUIRED_KEYS: [(&str, &[&str]); 3] = [
 ];
 
 /// 400 unless `body` is a JSON object with every table of a whole config.
-fn check_complete(body: &serde_json::Value) -> ApiResult<()> {
+pub(crate) fn check_complete(body: &serde_json::Value) -> ApiResult<()> {
     let Some(top) = body.as_object() else {
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
@@ -445,6 +445,23 @@ struct TriggerBody {
     hold_s: Option<f64>,
 }
 
+/// The hold of a `POST /api/alarms/{id}/trigger` body: none for an empty body or no `hold_s`.
+pub(crate) fn trigger_hold(body: &[u8]) -> ApiResult<Option<Duration>> {
+    let body: TriggerBody = if body.iter().all(u8::is_ascii_whitespace) {
+        TriggerBody::default()
+    } else {
+        parse_json(body)?
+    };
+    match body.hold_s {
+        Some(s) if !(0.0..=86_400.0).contains(&s) || !s.is_finite() => Err(ApiError::field(
+            "hold_s",
+            "must be between 0 and 86400 seconds",
+        )),
+        Some(s) => Ok(Some(Duration::from_secs_f64(s))),
+        None => Ok(None),
+    }
+}
+
 /// Runs one alarm command as an operator: `call` gets the control handle; a refusal becomes
 /// the API's error (404 unknown alarm, 409 nothing to acknowledge on a transparent alarm).
 async fn alarm_call<T, Fut>(
@@ -470,21 +487,7 @@ async fn alarm_trigger(
 ) -> ApiResult<Json<serde_json::Value>> {
     // Roles first: a viewer learns nothing from how its body would have parsed.
     caller.require(Role::Operator)?;
-    let body: TriggerBody = if body.iter().all(u8::is_ascii_whitespace) {
-        TriggerBody::default()
-    } else {
-        parse_json(&body)?
-    };
-    let hold = match body.hold_s {
-        Some(s) if !(0.0..=86_400.0).contains(&s) || !s.is_finite() => {
-            return Err(ApiError::field(
-                "hold_s",
-                "must be between 0 and 86400 seconds",
-            ));
-        }
-        Some(s) => Some(Duration::from_secs_f64(s)),
-        None => None,
-    };
+    let hold = trigger_hold(&body)?;
     let alarm = id.clone();
     alarm_call(
         &st,

@@ -11,6 +11,8 @@ pub mod api;
 pub mod assets;
 pub mod auth;
 pub mod error;
+#[doc(hidden)]
+pub mod fuzz;
 pub mod metrics;
 pub mod origin;
 pub mod policy;

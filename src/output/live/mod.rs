@@ -217,14 +217,18 @@ pub async fn serve(ctx: LiveContext, mut ws: WebSocket, forced_jpeg: bool) {
 async fn read_hello(ws: &mut WebSocket) -> Option<Vec<String>> {
     loop {
         match ws.recv().await? {
-            Ok(Message::Text(t)) => {
-                let hello: Hello = serde_json::from_str(t.as_str()).ok()?;
-                return (hello.kind == "hello").then_some(hello.codecs);
-            }
+            Ok(Message::Text(t)) => return parse_hello(t.as_str()),
             Ok(Message::Ping(_) | Message::Pong(_)) => continue,
             _ => return None,
         }
     }
+}
+
+/// The codecs of a client's first text message when it is a `hello`; `None` for anything
+/// else (not JSON, another type, wrong field types). Never panics, whatever the text.
+pub fn parse_hello(text: &str) -> Option<Vec<String>> {
+    let hello: Hello = serde_json::from_str(text).ok()?;
+    (hello.kind == "hello").then_some(hello.codecs)
 }
 
 /// An `error` text message.
