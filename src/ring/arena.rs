@@ -1,72 +1,86 @@
 //! The payload arena: `cap` bytes addressed by logical, ever-increasing `u64` positions
 //! (`pos % cap`). A payload may wrap around the end; it is then copied in two parts.
 //!
-//! Concurrency model (seqlock bytes, the crossbeam `AtomicCell` precedent): the one writer
-//! copies into the arena while readers may be copying the same bytes out. A reader never
-//! trusts what it copied until it has re-validated, after an acquire fence, that the writer
-//! had not reserved those bytes for overwriting (see `FrameRing::read_at`). Bytes have no
-//! invalid bit patterns, and unvalidated copies are discarded, so a racing copy can only
-//! produce garbage that is thrown away, never a value that is used.
+//! Concurrency model (a seqlock over atomic words, as crossbeam's `SeqLock`-backed
+//! `AtomicCell` does): the one writer copies into the arena while readers may be copying the
+//! same bytes out. Every access is a *relaxed atomic* load or store of a machine word, so a
+//! racing copy is not a data race (which Rust's memory model makes undefined behaviour even
+//! when the result is thrown away): it can only return a mix of old and new words. A reader
+//! never trusts what it copied until it has re-validated, after an acquire fence, that the
+//! writer had not reserved those bytes for overwriting (see `FrameRing::read_at`), and it
+//! discards the copy otherwise.
 //!
-//! Under `cfg(edgecam_loom)` every byte is a loom `AtomicU8` accessed with relaxed ordering,
-//! so loom sees (and checks) exactly the races the protocol has to tolerate.
+//! Relaxed loads and stores of aligned words compile to plain `ldr`/`str` (`mov` on x86),
+//! so the copy costs about what a word-by-word `memcpy` does. A payload that starts or ends
+//! inside a word touches that word with a load-merge-store; only the single writer stores,
+//! so the bytes of the neighbouring frame it stores back are the ones it wrote before.
+//!
+//! The same code runs under `cfg(edgecam_loom)`, where the words are loom atomics, so
+//! `tests/ring_loom.rs` checks the production copy, not a model of it.
 
-#[cfg(not(edgecam_loom))]
-use std::cell::UnsafeCell;
+use super::sync::{AtomicUsize, Ordering};
 
-#[cfg(edgecam_loom)]
-use super::sync::{AtomicU8, Ordering};
+/// Bytes per arena word.
+const W: usize = std::mem::size_of::<usize>();
 
 /// The byte storage of one ring, allocated once.
 pub(crate) struct Arena {
-    /// The bytes. `UnsafeCell` because the writer mutates them through a shared reference
-    /// while readers copy them out (validated afterwards, see the module doc).
-    #[cfg(not(edgecam_loom))]
-    bytes: Box<[UnsafeCell<u8>]>,
-    /// Loom build: one atomic per byte so the model checker tracks every access.
-    #[cfg(edgecam_loom)]
-    bytes: Box<[AtomicU8]>,
+    /// The payload bytes, packed into native-endian words; the last word may be only
+    /// partly used. Atomic so the writer and racing readers never form a data race.
+    words: Box<[AtomicUsize]>,
+    /// Capacity in bytes (not rounded up to whole words).
+    cap: usize,
 }
 
-// SAFETY: the arena is shared between the single writer and the readers. Concurrent
-// access to the same bytes is the seqlock pattern: readers validate every copy against the
-// writer's `reserved` mark (with fences) and discard anything that may have raced, and `u8`
-// has no invalid values, so no torn value is ever used. Only one `RingWriter` exists (it is
-// not `Clone`), so there are never two concurrent writers.
-#[cfg(not(edgecam_loom))]
-unsafe impl Sync for Arena {}
+/// `n` zeroed words. Outside loom the allocation is `calloc`-like, so the kernel hands out
+/// zero pages lazily, as it did for the old byte arena.
+fn zeroed_words(n: usize) -> Box<[AtomicUsize]> {
+    #[cfg(not(edgecam_loom))]
+    {
+        use std::alloc::{Layout, alloc_zeroed, handle_alloc_error};
+        if n == 0 {
+            return Box::new([]);
+        }
+        let Ok(layout) = Layout::array::<AtomicUsize>(n) else {
+            // `RingSpec::validate` caps the arena far below `isize::MAX` bytes.
+            panic!("ring arena of {n} words does not fit the address space");
+        };
+        // SAFETY: `layout` has a non-zero size (`n > 0`).
+        let ptr = unsafe { alloc_zeroed(layout) }.cast::<AtomicUsize>();
+        if ptr.is_null() {
+            handle_alloc_error(layout);
+        }
+        // SAFETY: `ptr` is a live allocation from the global allocator with the layout of
+        // `[AtomicUsize; n]`, which is what `Box<[AtomicUsize]>` frees with. `AtomicUsize`
+        // has the in-memory representation of `usize`, for which all-zero bytes are the
+        // valid value 0, so the zeroed memory is `n` initialised atomics. The pointer is
+        // owned by the returned box only.
+        unsafe { Box::from_raw(std::ptr::slice_from_raw_parts_mut(ptr, n)) }
+    }
+    #[cfg(edgecam_loom)]
+    {
+        (0..n).map(|_| AtomicUsize::new(0)).collect()
+    }
+}
 
 impl Arena {
     /// Allocates `cap` zeroed bytes (`cap > 0`).
     pub(crate) fn new(cap: usize) -> Arena {
-        #[cfg(not(edgecam_loom))]
-        {
-            let zeroed: Box<[u8]> = vec![0u8; cap].into_boxed_slice();
-            let raw = Box::into_raw(zeroed) as *mut [UnsafeCell<u8>];
-            // SAFETY: `UnsafeCell<u8>` is `repr(transparent)` over `u8`, so a `[u8]` slice
-            // has the same layout as a `[UnsafeCell<u8>]` of the same length; the pointer
-            // comes from `Box::into_raw` and is turned back into a `Box` exactly once.
-            // (`vec![0; n]` lets the allocator hand out lazily zeroed pages.)
-            let bytes = unsafe { Box::from_raw(raw) };
-            Arena { bytes }
-        }
-        #[cfg(edgecam_loom)]
-        {
-            Arena {
-                bytes: (0..cap).map(|_| AtomicU8::new(0)).collect(),
-            }
+        Arena {
+            words: zeroed_words(cap.div_ceil(W)),
+            cap,
         }
     }
 
     /// Capacity in bytes.
     pub(crate) fn cap(&self) -> usize {
-        self.bytes.len()
+        self.cap
     }
 
     /// Splits the logical range `[pos, pos + len)` into at most two physical ranges:
     /// `(start, first_len, second_len)`, the second one starting at index 0.
     fn split(&self, pos: u64, len: usize) -> (usize, usize, usize) {
-        let cap = self.cap();
+        let cap = self.cap;
         // The remainder is < cap, which is a usize.
         let start = (pos % cap as u64) as usize;
         let first = len.min(cap - start);
@@ -76,31 +90,11 @@ impl Arena {
     /// Copies `src` to logical position `pos`. Only the ring writer calls this, after it
     /// has published `reserved >= pos + src.len()` (and `src.len() <= cap`).
     pub(crate) fn write(&self, pos: u64, src: &[u8]) {
-        debug_assert!(src.len() <= self.cap());
-        let (start, first, second) = self.split(pos, src.len());
-        #[cfg(not(edgecam_loom))]
-        {
-            let base = UnsafeCell::raw_get(self.bytes.as_ptr());
-            // SAFETY: `start + first <= cap` and `second <= start` (the payload is never
-            // longer than the arena), so both destination ranges are inside the allocation,
-            // and the source is a distinct `&[u8]`, so they do not overlap. Readers racing
-            // with these writes are tolerated by the seqlock validation (see `Arena`'s Sync
-            // impl); there is only one writer.
-            unsafe {
-                std::ptr::copy_nonoverlapping(src.as_ptr(), base.add(start), first);
-                std::ptr::copy_nonoverlapping(src.as_ptr().add(first), base, second);
-            }
-        }
-        #[cfg(edgecam_loom)]
-        {
-            for (i, b) in src[..first].iter().enumerate() {
-                self.bytes[start + i].store(*b, Ordering::Relaxed);
-            }
-            for (i, b) in src[first..].iter().enumerate() {
-                self.bytes[i].store(*b, Ordering::Relaxed);
-            }
-            let _ = second;
-        }
+        debug_assert!(src.len() <= self.cap);
+        let (start, first, _) = self.split(pos, src.len());
+        let (a, b) = src.split_at(first);
+        self.store_range(start, a);
+        self.store_range(0, b);
     }
 
     /// Replaces the contents of `dst` with the `len` bytes at logical position `pos`.
@@ -108,32 +102,102 @@ impl Arena {
     /// afterwards and discard `dst` if it may have raced. Reuses `dst`'s capacity, so it
     /// allocates only when `dst` is too small.
     pub(crate) fn read_into(&self, pos: u64, len: usize, dst: &mut Vec<u8>) {
-        debug_assert!(len <= self.cap());
-        dst.clear();
-        dst.reserve(len);
+        debug_assert!(len <= self.cap);
         let (start, first, second) = self.split(pos, len);
-        #[cfg(not(edgecam_loom))]
-        {
-            let base = UnsafeCell::raw_get(self.bytes.as_ptr()) as *const u8;
-            // SAFETY: the source ranges are inside the arena (see `write`), `dst` has room
-            // for `len = first + second` bytes after `reserve`, and `dst` is a separate
-            // allocation. The bytes may be concurrently overwritten by the writer; `u8` has
-            // no invalid values and the caller validates before using them (module doc).
-            // `set_len` is sound because all `len` bytes were just initialised.
-            unsafe {
-                let out = dst.as_mut_ptr();
-                std::ptr::copy_nonoverlapping(base.add(start), out, first);
-                std::ptr::copy_nonoverlapping(base, out.add(first), second);
-                dst.set_len(len);
-            }
+        dst.clear();
+        dst.resize(len, 0);
+        let (a, b) = dst.split_at_mut(first);
+        self.load_range(start, a);
+        self.load_range(0, &mut b[..second]);
+    }
+
+    /// Writer: stores `src` at physical byte index `start` (`start + src.len() <= cap`).
+    fn store_range(&self, start: usize, src: &[u8]) {
+        let mut word = start / W;
+        let mut src = src;
+        let lead = start % W;
+        if lead != 0 && !src.is_empty() {
+            let take = (W - lead).min(src.len());
+            self.merge(word, lead, &src[..take]);
+            src = &src[take..];
+            word += 1;
         }
-        #[cfg(edgecam_loom)]
-        {
-            for b in &self.bytes[start..start + first] {
-                dst.push(b.load(Ordering::Relaxed));
-            }
-            for b in &self.bytes[..second] {
-                dst.push(b.load(Ordering::Relaxed));
+        let mut chunks = src.chunks_exact(W);
+        for (slot, chunk) in self.words[word..].iter().zip(&mut chunks) {
+            let mut bytes = [0u8; W];
+            bytes.copy_from_slice(chunk);
+            slot.store(usize::from_ne_bytes(bytes), Ordering::Relaxed);
+        }
+        let tail = chunks.remainder();
+        if !tail.is_empty() {
+            self.merge(word + src.len() / W, 0, tail);
+        }
+    }
+
+    /// Writer: replaces bytes `lead..lead + part.len()` of word `word`, keeping the others.
+    /// The relaxed load returns this thread's own last store (the writer is the only
+    /// thread that stores), so the kept bytes are stored back unchanged.
+    fn merge(&self, word: usize, lead: usize, part: &[u8]) {
+        let slot = &self.words[word];
+        let mut bytes = slot.load(Ordering::Relaxed).to_ne_bytes();
+        bytes[lead..lead + part.len()].copy_from_slice(part);
+        slot.store(usize::from_ne_bytes(bytes), Ordering::Relaxed);
+    }
+
+    /// Reader: fills `dst` from physical byte index `start` (`start + dst.len() <= cap`).
+    fn load_range(&self, start: usize, dst: &mut [u8]) {
+        let mut word = start / W;
+        let mut dst = dst;
+        let lead = start % W;
+        if lead != 0 && !dst.is_empty() {
+            let take = (W - lead).min(dst.len());
+            let bytes = self.words[word].load(Ordering::Relaxed).to_ne_bytes();
+            let (head, rest) = dst.split_at_mut(take);
+            head.copy_from_slice(&bytes[lead..lead + take]);
+            dst = rest;
+            word += 1;
+        }
+        let full = dst.len() / W;
+        let (body, tail) = dst.split_at_mut(full * W);
+        for (slot, chunk) in self.words[word..].iter().zip(body.chunks_exact_mut(W)) {
+            chunk.copy_from_slice(&slot.load(Ordering::Relaxed).to_ne_bytes());
+        }
+        if !tail.is_empty() {
+            let bytes = self.words[word + full]
+                .load(Ordering::Relaxed)
+                .to_ne_bytes();
+            tail.copy_from_slice(&bytes[..tail.len()]);
+        }
+    }
+}
+
+#[cfg(all(test, not(edgecam_loom)))]
+mod tests {
+    use super::Arena;
+
+    /// Every start offset and length (including wraps and partial words) reads back what
+    /// was written, and a write never changes a byte outside its range.
+    #[test]
+    fn unaligned_writes_read_back_and_leave_neighbours_alone() {
+        for cap in [1usize, 7, 8, 9, 23, 64] {
+            for pos in 0..(2 * cap as u64) {
+                for len in 0..=cap {
+                    let arena = Arena::new(cap);
+                    let fill: Vec<u8> = (0..cap).map(|i| 0xA0 ^ i as u8).collect();
+                    arena.write(0, &fill);
+                    let src: Vec<u8> = (0..len).map(|i| i as u8 + 1).collect();
+                    arena.write(pos, &src);
+                    let mut got = Vec::new();
+                    arena.read_into(pos, len, &mut got);
+                    assert_eq!(got, src, "cap {cap} pos {pos} len {len}");
+                    let mut all = Vec::new();
+                    arena.read_into(0, cap, &mut all);
+                    for (i, b) in all.iter().enumerate() {
+                        let logical = (i + cap - (pos as usize % cap)) % cap;
+                        let want = if logical < len { src[logical] } else { fill[i] };
+                        assert_eq!(*b, want, "cap {cap} pos {pos} len {len} byte {i}");
+                    }
+                }
             }
         }
     }

@@ -29,7 +29,7 @@
 //!
 //! Both sizes come from the config (`[ring] bytes_per_stream`, `slots_per_stream`), read
 //! at start and on a config change; they are not known when the crate is compiled. So the
-//! slot table is a `Box<[Slot]>` (and the arena a boxed byte slice), allocated once when the
+//! slot table is a `Box<[Slot]>` (and the arena a boxed slice of atomic words), allocated once when the
 //! ring is made ([`FrameRing::new`]) and never resized, rather than a `heapless` or
 //! const-generic array: a compile-time size would either fix every installation to one ring
 //! size or give every size its own ring type, and hundreds of slots (512 by default) plus
