@@ -6,6 +6,7 @@
 pub mod capture;
 pub mod decode;
 pub mod encode;
+pub mod fmp4;
 pub mod h264;
 pub mod yuv;
 
