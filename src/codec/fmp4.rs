@@ -16,7 +16,7 @@
 
 use thiserror::Error;
 
-use super::h264::{NAL_PPS, NAL_SPS, nal_units};
+use super::h264::{NAL_PPS, NAL_SPS, nal_units, sps_codec_string};
 
 /// Media timescale: ticks per second of `tfdt` and sample durations.
 pub const TIMESCALE: u32 = 90_000;
@@ -43,6 +43,9 @@ pub enum Fmp4Error {
     /// The SPS could not be parsed for the picture size.
     #[error("SPS cannot be parsed: {0}")]
     BadSps(&'static str),
+    /// An SPS or PPS longer than `avcC`'s 16-bit length field can say.
+    #[error("parameter set of {0} bytes is too long for an MP4 init segment")]
+    ParamSetTooLong(usize),
 }
 
 /// An init segment and what a player needs to know about it.
@@ -76,6 +79,9 @@ pub fn init_segment(keyframe: &[u8]) -> Result<InitSegment, Fmp4Error> {
         .ok_or(Fmp4Error::NoPps)?
         .body;
     let (width, height) = sps_size(sps)?;
+    let (sps_len, pps_len) = (param_len(sps)?, param_len(pps)?);
+    // `sps_size` checked that the SPS has its profile, compatibility and level bytes.
+    let codec = sps_codec_string(sps).ok_or(Fmp4Error::BadSps("too short"))?;
     let (profile, compat, level) = (sps[1], sps[2], sps[3]);
     let (w16, h16) = (width.min(0xffff) as u16, height.min(0xffff) as u16);
     let mut out = Vec::with_capacity(700 + sps.len() + pps.len());
@@ -138,10 +144,10 @@ pub fn init_segment(keyframe: &[u8]) -> Result<InitSegment, Fmp4Error> {
                                 put16(o, 0xffff);
                                 bx(o, b"avcC", |o| {
                                     o.extend_from_slice(&[1, profile, compat, level, 0xff, 0xe1]);
-                                    put16(o, sps.len() as u16);
+                                    put16(o, sps_len);
                                     o.extend_from_slice(sps);
                                     o.push(1);
-                                    put16(o, pps.len() as u16);
+                                    put16(o, pps_len);
                                     o.extend_from_slice(pps);
                                 });
                             });
@@ -160,10 +166,15 @@ pub fn init_segment(keyframe: &[u8]) -> Result<InitSegment, Fmp4Error> {
     });
     Ok(InitSegment {
         bytes: out,
-        codec: format!("avc1.{profile:02x}{compat:02x}{level:02x}"),
+        codec,
         width,
         height,
     })
+}
+
+/// The length of a parameter set as `avcC` stores it.
+fn param_len(nal: &[u8]) -> Result<u16, Fmp4Error> {
+    u16::try_from(nal.len()).map_err(|_| Fmp4Error::ParamSetTooLong(nal.len()))
 }
 
 /// Turns access units into fragments on one continuous decode timeline.
@@ -227,14 +238,12 @@ impl Fragmenter {
         let dts = self.next_dts(pts_us);
         self.last_dts = Some(dts);
         self.last_pts_us = Some(pts_us);
-        let sample_len: usize = nal_units(au)
-            .filter(|n| keep_nal(n.nal_type()))
-            .map(|n| 4 + n.body.len())
-            .sum();
         out.clear();
-        out.reserve(120 + sample_len);
+        out.reserve(120 + au.len());
         let flags = if keyframe { FLAGS_SYNC } else { FLAGS_NON_SYNC };
-        let mut data_offset_at = 0;
+        // The sample size and data offset are patched in once the mdat is written, so the
+        // access unit is scanned for NAL units once.
+        let (mut offset_at, mut size_at) = (0, 0);
         bx(out, b"moof", |o| {
             full(o, b"mfhd", 0, 0, |o| put32(o, self.seq));
             bx(o, b"traf", |o| {
@@ -244,21 +253,25 @@ impl Fragmenter {
                 });
                 full(o, b"trun", 0, 0x0701, |o| {
                     put32(o, 1);
-                    data_offset_at = o.len();
-                    put32(o, 0);
-                    put32s(o, &[self.duration, sample_len as u32, flags]);
+                    offset_at = o.len();
+                    put32(o, 0); // data offset
+                    put32(o, self.duration);
+                    size_at = o.len();
+                    put32s(o, &[0, flags]); // sample size, sample flags
                 });
             });
         });
         // The sample starts right after the mdat header, counted from the moof's first byte.
-        let offset = (out.len() + 8) as u32;
-        out[data_offset_at..data_offset_at + 4].copy_from_slice(&offset.to_be_bytes());
-        put32(out, (8 + sample_len) as u32);
-        out.extend_from_slice(b"mdat");
-        for nal in nal_units(au).filter(|n| keep_nal(n.nal_type())) {
-            put32(out, nal.body.len() as u32);
-            out.extend_from_slice(nal.body);
-        }
+        let sample_start = out.len() + 8;
+        bx(out, b"mdat", |o| {
+            for nal in nal_units(au).filter(|n| keep_nal(n.nal_type())) {
+                put32(o, nal.body.len() as u32);
+                o.extend_from_slice(nal.body);
+            }
+        });
+        let sample_len = (out.len() - sample_start) as u32;
+        out[offset_at..offset_at + 4].copy_from_slice(&(sample_start as u32).to_be_bytes());
+        out[size_at..size_at + 4].copy_from_slice(&sample_len.to_be_bytes());
         self.seq = self.seq.wrapping_add(1);
     }
 }

@@ -70,7 +70,12 @@ pub fn nal_units(data: &[u8]) -> impl Iterator<Item = Nal<'_>> {
 /// from its profile, constraint flags and level; `None` when the unit has no SPS.
 pub fn avc_codec_string(au: &[u8]) -> Option<String> {
     let sps = nal_units(au).find(|n| n.nal_type() == NAL_SPS)?;
-    let b = sps.body.get(1..4)?;
+    sps_codec_string(sps.body)
+}
+
+/// The codec string of one SPS (NAL body, header byte first): `avc1.PPCCLL`.
+pub fn sps_codec_string(sps: &[u8]) -> Option<String> {
+    let b = sps.get(1..4)?;
     Some(format!("avc1.{:02x}{:02x}{:02x}", b[0], b[1], b[2]))
 }
 
