@@ -2,13 +2,15 @@
 //! on the same RTSP streams in the same run, for several camera counts.
 //!
 //! Per camera count N: the release daemon with no viewer, then with one live WebSocket client
-//! on the H.264 path, then one on the JPEG path (CPU, RSS, connect / switch / alarm to first
-//! frame, ingest-to-receive latency from the frame headers, skips and ring overwrites); then
+//! on the H.264 (WebCodecs) path, one on the MSE path and one on the JPEG path (CPU, RSS,
+//! connect / switch / alarm to first frame, ingest-to-receive latency from the frame headers,
+//! skips and ring overwrites), then ten clients at once on the H.264 and on the MSE path (CPU
+//! and frame rate); then
 //! one `ffmpeg -f null` decoder per stream; then the GStreamer decode-all MJPEG switcher
 //! (`bench/mjpeg_switcher.py`) with one HTTP client.
 
 use crate::child::{self, Guard, Lines, wait_until};
-use crate::e2e_report::{AtN, E2eParams, E2eReport, Edgecam, Pcts, Viewer};
+use crate::e2e_report::{AtN, Crowd, E2eParams, E2eReport, Edgecam, Pcts, Viewer};
 use crate::http;
 use crate::ingest::{self, FfmpegPlan, WorkDir};
 use crate::peers::{self, SwitcherPlan};
@@ -17,7 +19,7 @@ use crate::rates;
 use crate::report::RunInfo;
 use crate::server::{self, PictureArgs, RtspServer};
 use crate::stats::Usage;
-use crate::wsclient::LiveClient;
+use crate::wsclient::{LiveClient, LivePath};
 use anyhow::{Context, anyhow, bail};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -350,8 +352,13 @@ fn measure_edgecam(
         "edgecam idle: {:.2} % of one core ({:.3} per stream), RSS {:.1} MiB",
         idle.cpu_pct, idle.cpu_pct_per_stream, idle.rss_mib
     );
-    let h264 = viewer_phase(args, env, &mut d, n, false)?;
-    let jpeg = viewer_phase(args, env, &mut d, n, true)?;
+    let h264 = viewer_phase(args, env, &mut d, n, LivePath::H264)?;
+    let mse = viewer_phase(args, env, &mut d, n, LivePath::Mse)?;
+    let jpeg = viewer_phase(args, env, &mut d, n, LivePath::Jpeg)?;
+    let crowds = vec![
+        crowd_phase(args, env, &mut d, n, LivePath::H264)?,
+        crowd_phase(args, env, &mut d, n, LivePath::Mse)?,
+    ];
     let reconnects = rates::daemon_restarts(
         &d.log.snapshot(),
         samples[0][0].at,
@@ -362,7 +369,9 @@ fn measure_edgecam(
             idle,
             idle_ring_overwritten,
             h264,
+            mse,
             jpeg,
+            crowds,
             reconnects,
         },
         server_cpu,
@@ -377,12 +386,12 @@ fn viewer_phase(
     env: &Env,
     d: &mut Daemon,
     n: u32,
-    jpeg: bool,
+    path: LivePath,
 ) -> anyhow::Result<Viewer> {
-    let name = if jpeg { "jpeg" } else { "h264" };
+    let name = path.name();
     d.post("/api/active", Some(r#"{"stream":"cam0"}"#))?;
     let skipped0 = d.metric("edgecam_live_skipped_frames_total")?;
-    let client = LiveClient::connect(d.addr, TOKEN, jpeg)?;
+    let client = LiveClient::connect(d.addr, TOKEN, path)?;
     let mut failed = 0;
     let mut first = Vec::new();
     keep(
@@ -450,7 +459,7 @@ fn viewer_phase(
             break;
         }
         child::sleep(Duration::from_millis(200))?;
-        let c = LiveClient::connect(d.addr, TOKEN, jpeg)?;
+        let c = LiveClient::connect(d.addr, TOKEN, path)?;
         keep(
             c.first_frame(PROBE_TIMEOUT),
             &mut first,
@@ -487,6 +496,55 @@ fn viewer_phase(
 }
 
 /// Keeps a probe's duration, or counts (and reports) a probe that got no frame in time.
+/// Viewers in the crowd phase (the issue's "10 such viewers").
+const CROWD: usize = 10;
+
+/// [`CROWD`] viewers on one path watching the same stream: the daemon's CPU and the slowest
+/// viewer's frame rate over a steady window.
+fn crowd_phase(
+    args: &E2eArgs,
+    env: &Env,
+    d: &mut Daemon,
+    n: u32,
+    path: LivePath,
+) -> anyhow::Result<Crowd> {
+    d.post("/api/active", Some(r#"{"stream":"cam0"}"#))?;
+    let clients = (0..CROWD)
+        .map(|_| LiveClient::connect(d.addr, TOKEN, path))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    for c in &clients {
+        c.first_frame(PROBE_TIMEOUT)?;
+    }
+    child::sleep(Duration::from_secs(2))?;
+    eprintln!(
+        "edgecam: {CROWD} {} viewers, {} s",
+        path.name(),
+        args.seconds
+    );
+    let t0 = Instant::now();
+    let pid = d.guard.pid();
+    let samples = sample_window(&[pid], args.seconds, || d.ensure_running())?;
+    let usage = Usage::from_samples(&samples, n, env.tck);
+    let window = t0.elapsed().as_secs_f64().max(1e-9);
+    let min_fps = clients
+        .iter()
+        .map(|c| c.frames_since(t0).len() as f64 / window)
+        .fold(f64::INFINITY, f64::min);
+    drop(clients);
+    eprintln!(
+        "edgecam {CROWD} {}: {:.2} % CPU, slowest viewer {:.1} fps",
+        path.name(),
+        usage.cpu_pct,
+        min_fps
+    );
+    Ok(Crowd {
+        path: path.name().to_string(),
+        viewers: CROWD as u32,
+        usage,
+        min_fps,
+    })
+}
+
 pub fn keep(r: anyhow::Result<Duration>, into: &mut Vec<Duration>, failed: &mut u32, what: &str) {
     match r {
         Ok(d) => into.push(d),

@@ -37,7 +37,7 @@ impl Pcts {
 /// One viewer on one delivery path.
 #[derive(Debug, Clone, Serialize)]
 pub struct Viewer {
-    /// `h264` or `jpeg`.
+    /// `h264`, `mse` or `jpeg`.
     pub path: String,
     /// The daemon while the viewer watched a stream without switching.
     pub usage: Usage,
@@ -69,10 +69,27 @@ pub struct Edgecam {
     pub idle_ring_overwritten: u64,
     /// One H.264 (WebCodecs) viewer.
     pub h264: Viewer,
+    /// One MSE (fragmented MP4) viewer.
+    pub mse: Viewer,
     /// One JPEG viewer.
     pub jpeg: Viewer,
+    /// Several viewers at once, per path (H.264, MSE).
+    pub crowds: Vec<Crowd>,
     /// Stream reconnects during the whole run at this N.
     pub reconnects: usize,
+}
+
+/// Several viewers of one stream on one path at once.
+#[derive(Debug, Clone, Serialize)]
+pub struct Crowd {
+    /// `h264` or `mse`.
+    pub path: String,
+    /// How many viewers.
+    pub viewers: u32,
+    /// The daemon meanwhile.
+    pub usage: Usage,
+    /// Frames per second of the viewer that got the fewest.
+    pub min_fps: f64,
 }
 
 /// The GStreamer MJPEG switcher at one camera count.
@@ -154,6 +171,10 @@ pub mod targets {
     pub const MIN_RATIO_FFMPEG: f64 = 30.0;
     /// Most H.264-viewer CPU above idle, percentage points.
     pub const H264_VIEWER_PP: f64 = 2.0;
+    /// Issue 16: most CPU one MSE or WebCodecs viewer adds, % of one core.
+    pub const ONE_VIEWER_PP: f64 = 1.0;
+    /// Issue 16: most CPU ten such viewers add, % of one core.
+    pub const CROWD_PP: f64 = 5.0;
     /// Most JPEG-viewer CPU as a share of the GStreamer switcher's, N >= 4.
     pub const JPEG_VS_GST: f64 = 0.5;
     /// RSS budget above the rings, MiB.
@@ -217,6 +238,31 @@ impl E2eReport {
         row("edgecam CPU, one H.264 viewer", &|r| {
             format!("{:.2}", r.edgecam.h264.usage.cpu_pct)
         });
+        row("edgecam CPU, one MSE viewer", &|r| {
+            format!("{:.2}", r.edgecam.mse.usage.cpu_pct)
+        });
+        for c in self
+            .results
+            .first()
+            .map_or(&[][..], |r| &r.edgecam.crowds[..])
+        {
+            let (path, k) = (c.path.clone(), c.viewers);
+            row(
+                &format!(
+                    "edgecam CPU, {k} {} viewers (slowest fps)",
+                    path.to_uppercase()
+                ),
+                &|r| {
+                    r.edgecam
+                        .crowds
+                        .iter()
+                        .find(|x| x.path == path)
+                        .map_or("n/a".into(), |x| {
+                            format!("{:.2} ({:.1})", x.usage.cpu_pct, x.min_fps)
+                        })
+                },
+            );
+        }
         row("edgecam CPU, one JPEG viewer", &|r| {
             format!("{:.1}", r.edgecam.jpeg.usage.cpu_pct)
         });
@@ -275,6 +321,7 @@ impl E2eReport {
         });
         for (name, get) in [
             ("H.264", (|r: &AtN| &r.edgecam.h264) as fn(&AtN) -> &Viewer),
+            ("MSE", |r: &AtN| &r.edgecam.mse),
             ("JPEG", |r: &AtN| &r.edgecam.jpeg),
         ] {
             row(&format!("{name} first frame ms p50 / p95"), &|r| {
@@ -405,6 +452,43 @@ impl E2eReport {
             ),
             Some(pp.iter().all(|p| p.1 <= H264_VIEWER_PP)),
         );
+        for (name, get) in [
+            (
+                "WebCodecs",
+                (|r: &AtN| &r.edgecam.h264) as fn(&AtN) -> &Viewer,
+            ),
+            ("MSE", |r: &AtN| &r.edgecam.mse),
+        ] {
+            let pp: Vec<(u32, f64)> = self
+                .results
+                .iter()
+                .map(|r| (r.streams, get(r).usage.cpu_pct - r.edgecam.idle.cpu_pct))
+                .collect();
+            say(
+                format!(
+                    "one {name} viewer adds under {ONE_VIEWER_PP} % of one core ({})",
+                    list(&pp, |v| format!("{v:+.2}"))
+                ),
+                (!pp.is_empty()).then(|| pp.iter().all(|p| p.1 < ONE_VIEWER_PP)),
+            );
+        }
+        for path in ["h264", "mse"] {
+            let pp: Vec<(u32, f64)> = self
+                .results
+                .iter()
+                .filter_map(|r| {
+                    let c = r.edgecam.crowds.iter().find(|c| c.path == path)?;
+                    Some((r.streams, c.usage.cpu_pct - r.edgecam.idle.cpu_pct))
+                })
+                .collect();
+            say(
+                format!(
+                    "ten {path} viewers add under {CROWD_PP} % of one core ({})",
+                    list(&pp, |v| format!("{v:+.2}"))
+                ),
+                (!pp.is_empty()).then(|| pp.iter().all(|p| p.1 < CROWD_PP)),
+            );
+        }
         let jg: Vec<(u32, f64)> = self
             .results
             .iter()
@@ -576,7 +660,14 @@ mod tests {
                     idle: usage(4.0, 270.0),
                     idle_ring_overwritten: 10,
                     h264: viewer("h264", 5.0, switch_p95),
+                    mse: viewer("mse", 5.1, switch_p95),
                     jpeg: viewer("jpeg", jpeg_cpu, switch_p95),
+                    crowds: vec![Crowd {
+                        path: "mse".into(),
+                        viewers: 10,
+                        usage: usage(5.5, 270.0),
+                        min_fps: 25.0,
+                    }],
                     reconnects: 0,
                 },
                 ffmpeg: None,

@@ -311,7 +311,7 @@ fn start(
         || rates::daemon_live_streams(&lines.snapshot()).len() >= 3,
     )?;
     d.post("/api/active", Some(r#"{"stream":"cam0"}"#))?;
-    let client = LiveClient::connect(d.addr, TOKEN, false)?;
+    let client = LiveClient::connect(d.addr, TOKEN, crate::wsclient::LivePath::H264)?;
     client.first_frame(Duration::from_secs(30))?;
     child::sleep(WARMUP)?;
     Ok((relay, d, client))

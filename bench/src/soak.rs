@@ -91,7 +91,7 @@ pub fn run(args: &SoakArgs) -> anyhow::Result<()> {
     )?;
     let urls: Vec<String> = (0..args.streams).map(|i| server.url(i)).collect();
     let (mut d, _) = Daemon::start(&daemon_exe, &urls, &work.0, args.ring_bytes)?;
-    let client = LiveClient::connect(d.addr, crate::e2e::TOKEN, false)?;
+    let client = LiveClient::connect(d.addr, crate::e2e::TOKEN, crate::wsclient::LivePath::H264)?;
     client.first_frame(Duration::from_secs(30))?;
     eprintln!(
         "soak: {} streams, one H.264 viewer, server drops every stream every {} s, {} s",

@@ -4,7 +4,7 @@
 //! so the bench's blocking code can ask it questions while it keeps reading.
 
 use anyhow::{Context, bail};
-use edgecam::output::wire::{FLAG_CATCH_UP, FrameHeader};
+use edgecam::output::wire::{FLAG_CATCH_UP, FLAG_INIT, FrameHeader};
 use futures::{SinkExt, StreamExt};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -12,6 +12,28 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
+
+/// Which delivery path a client asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LivePath {
+    /// H.264 access units (the page's WebCodecs path).
+    H264,
+    /// Fragmented MP4 (the page's MSE path).
+    Mse,
+    /// Pictures re-encoded by the box (the last resort).
+    Jpeg,
+}
+
+impl LivePath {
+    /// The name in reports and in the `hello`.
+    pub fn name(self) -> &'static str {
+        match self {
+            LivePath::H264 => "h264",
+            LivePath::Mse => "mse",
+            LivePath::Jpeg => "jpeg",
+        }
+    }
+}
 
 /// One binary frame as received.
 #[derive(Debug, Clone, Copy)]
@@ -68,8 +90,9 @@ pub fn wall_us() -> i64 {
 }
 
 impl LiveClient {
-    /// Opens `/api/live` on `addr` with a bearer token and says hello with `h264` or `jpeg`.
-    pub fn connect(addr: SocketAddr, token: &str, jpeg: bool) -> anyhow::Result<LiveClient> {
+    /// Opens `/api/live` on `addr` with a bearer token and says hello for `path`.
+    pub fn connect(addr: SocketAddr, token: &str, path: LivePath) -> anyhow::Result<LiveClient> {
+        let jpeg = path == LivePath::Jpeg;
         let url = if jpeg {
             format!("ws://{addr}/api/live?mode=jpeg")
         } else {
@@ -80,10 +103,10 @@ impl LiveClient {
             "Authorization",
             HeaderValue::from_str(&format!("Bearer {token}")).context("bad token")?,
         );
-        let hello = if jpeg {
-            r#"{"type":"hello","codecs":["jpeg"]}"#
-        } else {
-            r#"{"type":"hello","codecs":["h264","jpeg"]}"#
+        let hello = match path {
+            LivePath::Jpeg => r#"{"type":"hello","codecs":["jpeg"]}"#,
+            LivePath::Mse => r#"{"type":"hello","codecs":["mse","jpeg"]}"#,
+            LivePath::H264 => r#"{"type":"hello","codecs":["h264","jpeg"]}"#,
         };
         let seen = Arc::new(Mutex::new(Seen::default()));
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel();
@@ -210,7 +233,10 @@ async fn read_loop(
             msg = ws.next() => match msg {
                 Some(Ok(Message::Binary(b))) => {
                     let (at, at_wall_us) = (Instant::now(), wall_us());
-                    if let Some(header) = FrameHeader::parse(&b) {
+                    // An MSE init segment is not a frame.
+                    if let Some(header) = FrameHeader::parse(&b)
+                        && header.flags & FLAG_INIT == 0
+                    {
                         lock(&seen).frames.push(FrameEvent { at, at_wall_us, header });
                     }
                 }
