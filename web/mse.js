@@ -9,9 +9,9 @@
 const MSE_PROBE_TYPE = 'video/mp4; codecs="avc1.42E01E"';
 // fMP4 decode time: `tfdt` version 1 holds a u64 of 90 kHz ticks.
 const MSE_TIMESCALE = 90000;
-// Live edge: further behind the newest frame than JUMP_S jumps (to END_GAP_S before it),
-// further than CATCH_UP_S plays a little faster until close again.
-const MSE_JUMP_S = 0.5, MSE_CATCH_UP_S = 0.15, MSE_END_GAP_S = 0.05;
+// Live edge: further behind the end of the buffer than JUMP_S jumps (to END_GAP_S before
+// it), further than CATCH_UP_S plays 10 % faster until within SETTLE_S again.
+const MSE_JUMP_S = 0.5, MSE_CATCH_UP_S = 0.15, MSE_SETTLE_S = 0.08, MSE_END_GAP_S = 0.05;
 // Data older than this behind the playhead is removed.
 const MSE_KEEP_S = 10;
 // Appends waiting for the SourceBuffer: beyond this the queued frames are dropped and the
@@ -183,7 +183,7 @@ class MsePlayer {
       const to = Math.max(start, end - MSE_END_GAP_S);
       if (Math.abs(to - v.currentTime) > 0.001) { v.currentTime = to; this.stats.jumps++; }
     }
-    const rate = lag > MSE_CATCH_UP_S ? 1.1 : 1.0;
+    const rate = lag > MSE_CATCH_UP_S || (v.playbackRate > 1 && lag > MSE_SETTLE_S) ? 1.1 : 1.0;
     if (v.playbackRate !== rate) v.playbackRate = rate;
     this.stats.rate = rate;
     if (v.paused) this.play();
