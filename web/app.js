@@ -234,8 +234,8 @@ function onText(msg) {
 
 function blankCanvas() {
   g2d.fillStyle = '#000'; g2d.fillRect(0, 0, canvas.width, canvas.height);
-  // The video keeps its last frame: hidden until the new stream's first one is presented.
-  mseEl.classList.add('blank');
+  // The video keeps its last frame: the black canvas instead until the next `init` with video.
+  canvas.hidden = false; mseEl.hidden = true;
   stats.stream = null;
 }
 
@@ -312,7 +312,6 @@ function startMse(mime) {
 // the previous stream's frames still buffered are not).
 function msePresented(meta) {
   if (meta.sid !== sid || meta.catchUp) return;
-  mseEl.classList.remove('blank');
   painted(meta);
 }
 
