@@ -43,7 +43,7 @@ window.edgecam = {
     if (!mseEl.hidden && mseEl.videoWidth) {
       c = document.createElement('canvas');
       c.width = mseEl.videoWidth; c.height = mseEl.videoHeight;
-      c.getContext('2d').drawImage(mseEl, 0, 0);
+      c.getContext('2d', { willReadFrequently: true }).drawImage(mseEl, 0, 0);
     }
     const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
     const out = [];
