@@ -95,9 +95,10 @@ export async function mseScenario(d, { base, oneTime, fps, outDir, prefix, expec
   await waitFor(d, () => window.edgecam.stats.choice, null, 'the page chose a path');
   let s = await stats(d);
   check(s.choice === 'mse', `the page chose the MSE path by itself (choice ${s.choice}, why: ${s.why})`);
-  await checkPixels(d, 'mse');
+  await waitFor(d, () => window.edgecam.stats.path, null, 'the first init with video');
   s = await stats(d);
   check(s.path === 'mse', `the server sends fragmented MP4 (path ${s.path}, ManagedMediaSource: ${s.mse && s.mse.managed})`);
+  await checkPixels(d, 'mse');
   const overlay = await d.eval(() => document.getElementById('overlay').textContent);
   check(overlay.startsWith('MSE'), `the overlay names the path (${overlay})`);
   const why = await d.eval(() => { const b = document.getElementById('https-offer'); return b.hidden ? '' : b.textContent; });
