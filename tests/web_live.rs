@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use edgecam::codec::h264::nal_units;
 use edgecam::config::Config;
-use edgecam::frame::Codec;
 use edgecam::output::live::LiveOptions;
+use edgecam::output::wire::WireCodec as Codec;
 use edgecam::output::wire::{FLAG_DISCONTINUITY, FLAG_KEYFRAME};
 use edgecam::web::WebOptions;
 use reqwest::Method;

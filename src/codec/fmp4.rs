@@ -182,6 +182,11 @@ fn param_len(nal: &[u8]) -> Result<u16, Fmp4Error> {
 /// The timeline survives a stream switch ([`Fragmenter::restart`]): the new stream's first
 /// fragment starts where the previous one ended, so a SourceBuffer in `segments` mode sees
 /// monotonic timestamps and never needs a reset.
+///
+/// Catch-up frames ([`Fragmenter::fragment_catch_up`], the GOP a viewer gets at once on a
+/// switch) are packed [`CATCH_UP_TICKS`] apart whatever their timestamps, so the newest frame
+/// of the burst lands a few milliseconds after the previous end and a player at the live edge
+/// shows it at once instead of replaying the GOP in real time.
 #[derive(Debug, Clone)]
 pub struct Fragmenter {
     /// `mfhd` sequence number of the next fragment (starts at 1).
@@ -190,9 +195,14 @@ pub struct Fragmenter {
     last_dts: Option<u64>,
     /// Source timestamp (µs) of the last access unit, to time the next; `None` after a restart.
     last_pts_us: Option<i64>,
-    /// Duration written for the last sample: the latest frame interval seen.
-    duration: u32,
+    /// The latest frame interval seen (ticks): the duration of a live sample.
+    interval: u32,
+    /// Duration written for the last sample: the next one starts where it ends.
+    last_len: u32,
 }
+
+/// Spacing (and duration) of catch-up frames on the timeline: 1 ms.
+pub const CATCH_UP_TICKS: u32 = TIMESCALE / 1000;
 
 impl Default for Fragmenter {
     fn default() -> Self {
@@ -207,7 +217,8 @@ impl Fragmenter {
             seq: 1,
             last_dts: None,
             last_pts_us: None,
-            duration: DEFAULT_DURATION,
+            interval: DEFAULT_DURATION,
+            last_len: DEFAULT_DURATION,
         }
     }
 
@@ -217,27 +228,48 @@ impl Fragmenter {
         self.last_pts_us = None;
     }
 
-    /// Decode time (ticks) the next fragment would get for a source timestamp of `pts_us`.
-    fn next_dts(&mut self, pts_us: i64) -> u64 {
-        let Some(last) = self.last_dts else {
-            return 0;
-        };
-        let step = self.last_pts_us.map(|p| pts_us - p);
-        match step {
-            Some(s) if s > 0 && s <= MAX_STEP_US => {
-                let ticks = (s as u64 * TIMESCALE as u64 / 1_000_000).max(1);
-                self.duration = ticks.min(u32::MAX as u64) as u32;
-                last + ticks
-            }
-            _ => last + self.duration as u64,
+    /// Decode time (ticks) of the next fragment for a source timestamp of `pts_us`, and the
+    /// duration to write for it. Learns the frame interval from the source timestamps.
+    ///
+    /// Each sample starts where the last one ended, and lasts the latest frame interval (the
+    /// step into it): the timeline follows the source's clock one frame late, but has no hole
+    /// or overlap however the timestamps jitter, so a player never stalls between fragments.
+    fn next_timing(&mut self, pts_us: i64, catch_up: bool) -> (u64, u32) {
+        let step = self
+            .last_pts_us
+            .map(|p| pts_us - p)
+            .filter(|s| *s > 0 && *s <= MAX_STEP_US);
+        if let Some(s) = step {
+            let ticks = (s as u64 * TIMESCALE as u64 / 1_000_000).clamp(1, u32::MAX as u64);
+            self.interval = ticks as u32;
         }
+        let len = if catch_up {
+            CATCH_UP_TICKS
+        } else {
+            self.interval
+        };
+        let dts = self
+            .last_dts
+            .map_or(0, |last| last + u64::from(self.last_len));
+        (dts, len)
     }
 
     /// Writes one access unit (Annex B) as `moof` + `mdat` into `out` (cleared first).
     pub fn fragment(&mut self, au: &[u8], pts_us: i64, keyframe: bool, out: &mut Vec<u8>) {
-        let dts = self.next_dts(pts_us);
+        self.write(au, pts_us, keyframe, false, out);
+    }
+
+    /// Like [`Fragmenter::fragment`] for a catch-up frame: one that is decoded but not meant
+    /// to be shown for long, packed [`CATCH_UP_TICKS`] after the previous fragment.
+    pub fn fragment_catch_up(&mut self, au: &[u8], pts_us: i64, keyframe: bool, out: &mut Vec<u8>) {
+        self.write(au, pts_us, keyframe, true, out);
+    }
+
+    fn write(&mut self, au: &[u8], pts_us: i64, keyframe: bool, catch_up: bool, out: &mut Vec<u8>) {
+        let (dts, len) = self.next_timing(pts_us, catch_up);
         self.last_dts = Some(dts);
         self.last_pts_us = Some(pts_us);
+        self.last_len = len;
         out.clear();
         out.reserve(120 + au.len());
         let flags = if keyframe { FLAGS_SYNC } else { FLAGS_NON_SYNC };
@@ -255,7 +287,7 @@ impl Fragmenter {
                     put32(o, 1);
                     offset_at = o.len();
                     put32(o, 0); // data offset
-                    put32(o, self.duration);
+                    put32(o, len);
                     size_at = o.len();
                     put32s(o, &[0, flags]); // sample size, sample flags
                 });
@@ -594,5 +626,52 @@ mod tests {
         assert_eq!(&tfdt[4..12], &7200u64.to_be_bytes());
         let mfhd = find(&out, &[b"moof", b"mfhd"]).expect("mfhd");
         assert_eq!(&mfhd[4..8], &[0, 0, 0, 3]);
+    }
+
+    /// Decode time and duration of a fragment.
+    fn timing(out: &[u8]) -> (u64, u32) {
+        let tfdt = find(out, &[b"moof", b"traf", b"tfdt"]).expect("tfdt");
+        let trun = find(out, &[b"moof", b"traf", b"trun"]).expect("trun");
+        let mut t = [0u8; 8];
+        t.copy_from_slice(&tfdt[4..12]);
+        let d = u32::from_be_bytes([trun[12], trun[13], trun[14], trun[15]]);
+        (u64::from_be_bytes(t), d)
+    }
+
+    #[test]
+    fn a_catch_up_burst_is_packed_and_the_timeline_has_no_gap() {
+        let au = keyframe();
+        let mut f = Fragmenter::new();
+        let mut out = Vec::new();
+        // Live at 25 fps: 3600 ticks a frame.
+        f.fragment(&au, 0, true, &mut out);
+        f.fragment(&au, 40_000, false, &mut out);
+        assert_eq!(timing(&out), (3600, 3600));
+        // A switch: three catch-up frames, then the newest, then live again.
+        f.restart();
+        let mut got = Vec::new();
+        for (i, pts) in [10_000_000i64, 10_040_000, 10_080_000].iter().enumerate() {
+            f.fragment_catch_up(&au, *pts, i == 0, &mut out);
+            got.push(timing(&out));
+        }
+        f.fragment(&au, 10_120_000, false, &mut out);
+        got.push(timing(&out));
+        f.fragment(&au, 10_160_000, false, &mut out);
+        got.push(timing(&out));
+        let c = u64::from(CATCH_UP_TICKS);
+        assert_eq!(
+            got,
+            [
+                (7200, CATCH_UP_TICKS),
+                (7200 + c, CATCH_UP_TICKS),
+                (7200 + 2 * c, CATCH_UP_TICKS),
+                (7200 + 3 * c, 3600),
+                (7200 + 3 * c + 3600, 3600),
+            ]
+        );
+        // Each sample starts where the one before it ends.
+        for w in got.windows(2) {
+            assert_eq!(w[0].0 + u64::from(w[0].1), w[1].0, "{got:?}");
+        }
     }
 }

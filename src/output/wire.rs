@@ -5,8 +5,8 @@
 //! | offset | size | field |
 //! |---|---|---|
 //! | 0 | 1 | version, currently [`WIRE_VERSION`] |
-//! | 1 | 1 | codec ([`Codec::as_u8`]: 0 = H.264 Annex B access unit, 1 = JPEG) |
-//! | 2 | 1 | flags ([`FLAG_KEYFRAME`], [`FLAG_DISCONTINUITY`], [`FLAG_CATCH_UP`], [`FLAG_PARAMS_CHANGED`]) |
+//! | 1 | 1 | codec ([`WireCodec`]: 0 = H.264 Annex B access unit, 1 = JPEG, 2 = fragmented MP4) |
+//! | 2 | 1 | flags ([`FLAG_KEYFRAME`], [`FLAG_DISCONTINUITY`], [`FLAG_CATCH_UP`], [`FLAG_PARAMS_CHANGED`], [`FLAG_INIT`]) |
 //! | 3 | 1 | reserved, 0 |
 //! | 4 | 4 | stream number: the `sid` of the `init` message this frame belongs to |
 //! | 8 | 8 | ring sequence number of the frame |
@@ -15,8 +15,50 @@
 //!
 //! The page uses the receive time to measure ingest-to-paint latency and shows the skipped
 //! counter; the stream number lets it drop frames of a stream it has already switched away from.
+//!
+//! On the MSE path (codec 2) a message flagged [`FLAG_INIT`] carries an fMP4 init segment
+//! (`ftyp` + `moov`); every other one is one `moof` + `mdat` holding one access unit, whose
+//! `tfdt` (version 1) is the big-endian `u64` at payload bytes [`TFDT_AT`]`..+8`, in 90 kHz
+//! ticks, so the page can match a painted frame's media time to the receive time above.
 
 use crate::frame::{Codec, FrameMeta};
+
+/// What a binary live message's payload is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WireCodec {
+    /// One H.264 access unit, Annex B (for WebCodecs).
+    H264 = 0,
+    /// One JPEG picture.
+    Jpeg = 1,
+    /// Fragmented MP4 for Media Source Extensions: an init segment or one fragment.
+    Fmp4 = 2,
+}
+
+impl WireCodec {
+    /// The value of header byte 1.
+    pub fn as_u8(self) -> u8 {
+        self as u8
+    }
+
+    /// The inverse of [`WireCodec::as_u8`]; `None` for a value no codec uses.
+    pub fn from_u8(v: u8) -> Option<WireCodec> {
+        match v {
+            0 => Some(WireCodec::H264),
+            1 => Some(WireCodec::Jpeg),
+            2 => Some(WireCodec::Fmp4),
+            _ => None,
+        }
+    }
+}
+
+impl From<Codec> for WireCodec {
+    fn from(c: Codec) -> WireCodec {
+        match c {
+            Codec::H264 => WireCodec::H264,
+            Codec::Jpeg => WireCodec::Jpeg,
+        }
+    }
+}
 
 /// Header size in bytes.
 pub const HEADER_LEN: usize = 28;
@@ -30,12 +72,17 @@ pub const FLAG_DISCONTINUITY: u8 = 2;
 pub const FLAG_CATCH_UP: u8 = 4;
 /// SPS/PPS changed with this frame; a decoder must be reconfigured.
 pub const FLAG_PARAMS_CHANGED: u8 = 8;
+/// MSE path: the payload is an fMP4 init segment, to append before the fragments after it.
+pub const FLAG_INIT: u8 = 16;
+/// MSE path: where a fragment's `tfdt` decode time (`u64`, big-endian) starts in the payload:
+/// `moof` header (8), `mfhd` (16), `traf` header (8), `tfhd` (16), `tfdt` header and version (12).
+pub const TFDT_AT: usize = 60;
 
 /// One frame's header fields.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FrameHeader {
     /// Payload codec.
-    pub codec: Codec,
+    pub codec: WireCodec,
     /// `FLAG_*` bits.
     pub flags: u8,
     /// Stream number from the client's latest `init`.
@@ -59,7 +106,7 @@ impl FrameHeader {
             flags |= FLAG_PARAMS_CHANGED;
         }
         FrameHeader {
-            codec: meta.info.codec,
+            codec: meta.info.codec.into(),
             flags,
             sid,
             seq: meta.seq,
@@ -94,7 +141,7 @@ impl FrameHeader {
             u64::from_le_bytes(b)
         };
         Some(FrameHeader {
-            codec: Codec::from_u8(h[1])?,
+            codec: WireCodec::from_u8(h[1])?,
             flags: h[2],
             sid: u32_at(4),
             seq: u64_at(8),
@@ -121,8 +168,8 @@ mod tests {
     #[test]
     fn header_round_trips() {
         let h = FrameHeader {
-            codec: Codec::H264,
-            flags: FLAG_KEYFRAME | FLAG_CATCH_UP,
+            codec: WireCodec::Fmp4,
+            flags: FLAG_KEYFRAME | FLAG_INIT,
             sid: 7,
             seq: 1 << 40,
             recv_wall_us: 1_700_000_000_123_456,

@@ -1,5 +1,6 @@
 //! One live client's loop: follows the view, switches streams, pumps H.264 frames from its
-//! own ring reader or pictures from the shared JPEG decoder, and sends them with timeouts.
+//! own ring reader (as they are, or as fMP4 fragments on the MSE path) or pictures from the
+//! shared JPEG decoder, and sends them with timeouts.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -8,13 +9,15 @@ use axum::extract::ws::{Message, Utf8Bytes, WebSocket};
 use serde::Serialize;
 
 use super::{End, LiveContext, Path};
+use crate::codec::fmp4::{Fragmenter, init_segment};
 use crate::codec::h264::avc_codec_string;
-use crate::frame::{Codec, FrameMeta};
+use crate::frame::FrameMeta;
 use crate::health::beacon::BeaconGuard;
 use crate::ingest::stats::{StreamState, StreamStats};
 use crate::output::jpeg::JpegWatch;
 use crate::output::wire::{
-    FLAG_CATCH_UP, FLAG_DISCONTINUITY, FLAG_KEYFRAME, FrameHeader, encode_frame,
+    FLAG_CATCH_UP, FLAG_DISCONTINUITY, FLAG_INIT, FLAG_KEYFRAME, FrameHeader, WireCodec,
+    encode_frame,
 };
 use crate::ring::{FrameRing, Reader, Start};
 use crate::select::{ActiveView, AlarmStatus};
@@ -45,6 +48,9 @@ struct ViewMsg<'a> {
     width: Option<u32>,
     /// Picture height, when known.
     height: Option<u32>,
+    /// MSE path: the MIME type of the init segment that follows, for `addSourceBuffer`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    mime: Option<&'a str>,
     /// Every alarm's state, for the banner.
     alarms: &'a [AlarmStatus],
     /// Whether the stream delivers video, and if not why; `None` on a `view` message.
@@ -139,6 +145,8 @@ struct Current {
     /// JPEG path: pictures of frames older than this were in the ring before the switch
     /// while the stream was down; they are stale and not shown.
     fresh_from: u64,
+    /// MSE path: a keyframe of this stream could not make an init segment; logged once.
+    mse_refused: bool,
 }
 
 /// One connected client.
@@ -147,7 +155,7 @@ pub(super) struct Client {
     ctx: LiveContext,
     /// The socket.
     ws: WebSocket,
-    /// H.264 or JPEG.
+    /// H.264, MSE or JPEG.
     path: Path,
     /// Stream number, bumped on every switch.
     sid: u32,
@@ -164,6 +172,11 @@ pub(super) struct Client {
     /// Catch-up frames were queued on the socket without a flush (a burst goes out in one
     /// write, and the browser gets it at once).
     unflushed: bool,
+    /// MSE path: the session's one decode timeline, continued across switches so the page
+    /// keeps one SourceBuffer.
+    fragmenter: Fragmenter,
+    /// MSE path: fragment buffer reused for every frame.
+    frag: Vec<u8>,
 }
 
 impl Client {
@@ -185,6 +198,8 @@ impl Client {
             buf: Vec::with_capacity(256 * 1024),
             beacon,
             unflushed: false,
+            fragmenter: Fragmenter::new(),
+            frag: Vec::new(),
         }
     }
 
@@ -271,6 +286,7 @@ impl Client {
     async fn switch(&mut self) -> Result<(), End> {
         self.sid = self.sid.wrapping_add(1);
         self.current = None;
+        self.fragmenter.restart();
         let Some(id) = self.view.stream.clone() else {
             let msg = self.view_msg("init", None, (None, None), None);
             return self.send(msg).await;
@@ -291,7 +307,7 @@ impl Client {
         };
         let fresh_from = if video.live { 0 } else { found.ring.head() };
         let (reader, jpeg) = match self.path {
-            Path::H264 => (Some(found.ring.reader(start)), None),
+            Path::H264 | Path::Mse => (Some(found.ring.reader(start)), None),
             Path::Jpeg => (None, Some(self.ctx.jpeg.subscribe(&id, &found.ring))),
         };
         let live = video.live;
@@ -308,6 +324,7 @@ impl Client {
             stats: found.stats,
             reported: video.clone(),
             fresh_from,
+            mse_refused: false,
         });
         if !live {
             let name = self.current.as_ref().map(|c| c.name.clone());
@@ -328,6 +345,7 @@ impl Client {
             codec: None,
             width: None,
             height: None,
+            mime: None,
             alarms: &self.view.alarms,
             video: Some(video),
         };
@@ -376,7 +394,7 @@ impl Client {
     /// Sends whatever is ready for the current stream.
     async fn pump(&mut self) -> Result<(), End> {
         match self.path {
-            Path::H264 => self.pump_h264().await,
+            Path::H264 | Path::Mse => self.pump_h264().await,
             Path::Jpeg => self.pump_jpeg().await,
         }
     }
@@ -439,10 +457,20 @@ impl Client {
                 }
                 cur.need_key = false;
             }
-            if !cur.init_sent {
+            if self.path == Path::Mse {
+                // An init segment before the first frame and whenever SPS/PPS change.
+                if (!cur.init_sent || meta.info.params_changed)
+                    && !self.send_mse_init(&meta).await?
+                {
+                    if let Some(cur) = self.current.as_mut() {
+                        cur.need_key = true;
+                    }
+                    continue;
+                }
+            } else if !cur.init_sent {
                 let codec = avc_codec_string(&self.buf);
                 let size = cur.size;
-                self.send_init(codec.as_deref(), size).await?;
+                self.send_init(codec.as_deref(), size, None).await?;
             }
             let Some(cur) = self.current.as_mut() else {
                 return Ok(());
@@ -474,11 +502,11 @@ impl Client {
         }
         cur.last_jpeg = Some(pic.meta.seq);
         if !cur.init_sent {
-            self.send_init(Some("jpeg"), (Some(pic.width), Some(pic.height)))
+            self.send_init(Some("jpeg"), (Some(pic.width), Some(pic.height)), None)
                 .await?;
         }
         let header = FrameHeader {
-            codec: Codec::Jpeg,
+            codec: WireCodec::Jpeg,
             flags: FLAG_KEYFRAME,
             sid: self.sid,
             seq: pic.meta.seq,
@@ -494,10 +522,28 @@ impl Client {
     /// Sends the frame in `self.buf` with its header. A catch-up frame is only queued: the
     /// newest frame of the burst (or [`Client::pump_h264`]) flushes them all in one write.
     async fn send_frame(&mut self, meta: &FrameMeta, flags: u8) -> Result<(), End> {
-        let header = FrameHeader::for_frame(meta, self.sid, flags, self.skipped as u32);
+        let mut header = FrameHeader::for_frame(meta, self.sid, flags, self.skipped as u32);
+        let payload = if self.path == Path::Mse {
+            if flags & FLAG_DISCONTINUITY != 0 {
+                // Frames were skipped: continue the timeline without a hole the player would
+                // stall at.
+                self.fragmenter.restart();
+            }
+            let (au, pts, key) = (&self.buf, meta.info.pts_us, meta.info.keyframe);
+            if flags & FLAG_CATCH_UP != 0 {
+                self.fragmenter
+                    .fragment_catch_up(au, pts, key, &mut self.frag);
+            } else {
+                self.fragmenter.fragment(au, pts, key, &mut self.frag);
+            }
+            header.codec = WireCodec::Fmp4;
+            &self.frag
+        } else {
+            &self.buf
+        };
         // One allocation per message: the socket takes ownership of its bytes.
         let mut msg = Vec::new();
-        encode_frame(&header, &self.buf, &mut msg);
+        encode_frame(&header, payload, &mut msg);
         self.observe_latency(meta);
         let msg = Message::Binary(msg.into());
         if flags & FLAG_CATCH_UP == 0 {
@@ -527,6 +573,7 @@ impl Client {
         &mut self,
         codec: Option<&str>,
         size: (Option<u32>, Option<u32>),
+        mime: Option<&str>,
     ) -> Result<(), End> {
         let now = self.ctx.clock.mono_ns();
         let Some(cur) = self.current.as_mut() else {
@@ -535,8 +582,43 @@ impl Client {
         cur.init_sent = true;
         cur.reported = VideoState::of(&cur.stats, true, now);
         let video = cur.reported.clone();
-        let msg = self.view_msg("init", codec, size, Some(&video));
+        let mut msg = self.view_fields("init", codec, size, Some(&video));
+        msg.mime = mime;
+        let msg = text_msg(&msg);
         self.send(msg).await
+    }
+
+    /// MSE path: the `init` text and the init segment for the keyframe in `self.buf`.
+    /// `false` when the keyframe cannot make one (no SPS/PPS): it is skipped, and the client
+    /// waits for the next keyframe.
+    async fn send_mse_init(&mut self, meta: &FrameMeta) -> Result<bool, End> {
+        let seg = match init_segment(&self.buf) {
+            Ok(seg) => seg,
+            Err(e) => {
+                if let Some(cur) = self.current.as_mut()
+                    && !std::mem::replace(&mut cur.mse_refused, true)
+                {
+                    let stream = self.view.stream.as_deref().unwrap_or("");
+                    tracing::warn!(stream = %stream, error = %e, "no MSE init segment from this keyframe; waiting for the next");
+                }
+                return Ok(false);
+            }
+        };
+        let mime = seg.mime();
+        let size = (Some(seg.width), Some(seg.height));
+        self.send_init(Some(&seg.codec), size, Some(&mime)).await?;
+        let header = FrameHeader {
+            codec: WireCodec::Fmp4,
+            flags: FLAG_INIT,
+            sid: self.sid,
+            seq: meta.seq,
+            recv_wall_us: meta.info.recv_wall_us,
+            skipped: self.skipped as u32,
+        };
+        let mut msg = Vec::new();
+        encode_frame(&header, &seg.bytes, &mut msg);
+        self.send(Message::Binary(msg.into())).await?;
+        Ok(true)
     }
 
     fn view_msg(
@@ -546,7 +628,18 @@ impl Client {
         size: (Option<u32>, Option<u32>),
         video: Option<&VideoState>,
     ) -> Message {
-        let msg = ViewMsg {
+        text_msg(&self.view_fields(kind, codec, size, video))
+    }
+
+    /// An `init` or `view` message for the current stream.
+    fn view_fields<'a>(
+        &'a self,
+        kind: &'static str,
+        codec: Option<&'a str>,
+        size: (Option<u32>, Option<u32>),
+        video: Option<&'a VideoState>,
+    ) -> ViewMsg<'a> {
+        ViewMsg {
             kind,
             sid: self.sid,
             stream: self.view.stream.as_deref(),
@@ -555,10 +648,10 @@ impl Client {
             codec,
             width: size.0,
             height: size.1,
+            mime: None,
             alarms: &self.view.alarms,
             video,
-        };
-        text_msg(&msg)
+        }
     }
 
     /// Sends one message; a client that does not take it within the timeout is dropped.

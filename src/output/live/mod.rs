@@ -2,7 +2,9 @@
 //!
 //! Protocol:
 //! 1. The client sends a `hello` text message saying what it can decode:
-//!    `{"type":"hello","codecs":["h264","jpeg"]}` (`h264` only where WebCodecs exists).
+//!    `{"type":"hello","codecs":["h264","mse","jpeg"]}` (`h264` where WebCodecs exists, `mse`
+//!    where Media Source Extensions play fragmented MP4). The server takes the first of h264,
+//!    mse, jpeg the client offers; `?mode=jpeg` on the URL forces JPEG.
 //! 2. For every stream it shows, the server sends an `init` text message
 //!    (`{"type":"init","sid":n,"stream":..,"name":..,"reason":..,"codec":"avc1.42c01f"|"jpeg",
 //!    "width":..,"height":..,"alarms":[..],"video":{"live":true,..}}`), then binary frames
@@ -16,7 +18,13 @@
 //!    `{"type":"video","sid":n,"live":..,"state":..,"error":..,"down_s":..}` message says
 //!    when it goes down or comes back. A stream that is down starts at its next new frame,
 //!    never at the stale GOP still in its ring.
-//! 3. On connect and on every switch the H.264 client gets the current GOP from the ring's
+//!    On the MSE path the `init` also carries `"mime"` (for `addSourceBuffer`/`changeType`)
+//!    and the size from the SPS, and is followed by a binary message flagged
+//!    [`super::wire::FLAG_INIT`] holding the fMP4 init segment; every frame is then one
+//!    `moof` + `mdat` on one decode timeline for the whole session (a switch appends a new init
+//!    segment to the same SourceBuffer). When the SPS/PPS change, the `init` (same `sid`) and a
+//!    new init segment come again before the frame.
+//! 3. On connect and on every switch the H.264 or MSE client gets the current GOP from the ring's
 //!    latest keyframe at once (frames flagged `catch-up` except the newest); nobody waits for
 //!    the camera's next IDR. The JPEG client gets the newest picture of the shared decoder.
 //!
@@ -145,7 +153,7 @@ struct Hello {
     /// `"hello"`.
     #[serde(rename = "type")]
     kind: String,
-    /// `"h264"`, `"jpeg"`.
+    /// `"h264"`, `"mse"`, `"jpeg"`.
     #[serde(default)]
     codecs: Vec<String>,
 }
@@ -155,6 +163,8 @@ struct Hello {
 pub(super) enum Path {
     /// Access units for WebCodecs.
     H264,
+    /// The same access units as fragmented MP4, for Media Source Extensions.
+    Mse,
     /// Pictures from the shared decoder.
     Jpeg,
 }
@@ -175,13 +185,16 @@ pub async fn serve(ctx: LiveContext, mut ws: WebSocket, forced_jpeg: bool) {
     let hello_timeout = ctx.options.hello_timeout;
     let path = match tokio::time::timeout(hello_timeout, read_hello(&mut ws)).await {
         Ok(Some(codecs)) => {
-            if codecs.iter().any(|c| c == "h264") && !forced_jpeg {
+            let offers = |name: &str| codecs.iter().any(|c| c == name);
+            if offers("h264") && !forced_jpeg {
                 Path::H264
+            } else if offers("mse") && !forced_jpeg {
+                Path::Mse
             } else if codecs.iter().any(|c| c == "jpeg") || forced_jpeg {
                 Path::Jpeg
             } else {
                 let _ = ws
-                    .send(error_msg("no codec this server can send (h264, jpeg)"))
+                    .send(error_msg("no codec this server can send (h264, mse, jpeg)"))
                     .await;
                 return;
             }
