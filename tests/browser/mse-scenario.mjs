@@ -112,14 +112,16 @@ export async function mseScenario(d, { base, oneTime, fps, outDir, prefix, expec
   // A click on another camera.
   const from = (await nowShowing(d)).trim();
   await d.eval(() => { window.edgecam.stats.marks = []; });
-  await waitFor(d, () => document.querySelector('.thumb[data-stream="cam2"]'), null, 'the strip has cam2');
+  // (A boolean: a DOM node does not serialize over WebDriver BiDi.)
+  await waitFor(d, () => !!document.querySelector('.thumb[data-stream="cam2"]'), null, 'the strip has cam2');
   await d.eval(() => window.edgecam.expect('click', 'cam2'));
   await d.click('.thumb[data-stream="cam2"]');
   const clickMs = await waitMark(d, 'click');
   await showsAndPaints(d, 'cam2', 'Test pattern 2', `click (was "${from}")`, fps);
   await checkPixels(d, 'mse after the click');
 
-  // An alarm (added through the API, triggered as a detector would) calls up cam3.
+  // An alarm (added through the API, triggered as a detector would, input on for 1 s, then
+  // latched) calls up cam3; Acknowledge returns the view to cam2.
   const put = await d.eval(async () => {
     const cfg = await fetch('/api/config').then((r) => r.json());
     cfg.alarms.push({ id: 'door', name: 'Front door', stream: 'cam3', priority: 10, mode: 'latched', hold_s: 30, video_loss: false, video_loss_after_s: 10, gpio: null, output: null });
@@ -129,12 +131,13 @@ export async function mseScenario(d, { base, oneTime, fps, outDir, prefix, expec
   check(put === 200, `the alarm is added (PUT /api/config: ${put})`);
   const trig = await d.eval(() => {
     window.edgecam.expect('alarm', 'cam3');
-    return fetch('/api/alarms/door/trigger', { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: '{}' }).then((r) => r.status);
+    return fetch('/api/alarms/door/trigger', { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: '{"hold_s": 1}' }).then((r) => r.status);
   });
   check(trig === 200, `the alarm is triggered (${trig})`);
   const alarmMs = await waitMark(d, 'alarm');
   await showsAndPaints(d, 'cam3', 'Test pattern 3', 'alarm', fps);
   await d.screenshot(path.join(outDir, `${prefix}-mse-alarm.png`));
+  await waitFor(d, () => !!document.querySelector('#banner button'), null, 'the latched alarm offers Acknowledge');
   await d.click('#banner button');
   await showsAndPaints(d, 'cam2', 'Test pattern 2', 'acknowledged: back to cam2', fps);
 
