@@ -1,5 +1,8 @@
-//! Browser test in real headless Chromium: `edgecam demo` with three test-pattern streams,
-//! driven by `tests/browser/run.mjs` (Node + playwright-core, Debian's /usr/bin/chromium).
+//! Browser tests in real headless Chromium and Firefox: `edgecam demo` with three test-pattern
+//! streams, driven by `tests/browser/run.mjs` (Node + playwright-core, Debian's
+//! /usr/bin/chromium), `lan.mjs` (the same from a LAN-style origin: the MSE path, then HTTPS
+//! with WebCodecs) and `firefox.mjs` (puppeteer-core over WebDriver BiDi, Debian's
+//! /usr/bin/firefox-esr: the MSE path in a second engine).
 //!
 //! The script logs in with the printed one-time password and sets a new one, checks that the
 //! live view paints changing pictures on the WebCodecs path and on the JPEG path (forced with
@@ -11,8 +14,9 @@
 //! The demo is this test's (debug) build unless `EDGECAM_BIN` names another binary; debug
 //! builds make the JPEG path slow (its encoder is instantiated in this crate at `opt-level` 0).
 //!
-//! Needs: `/usr/bin/chromium` (Debian `chromium`), Node, and `npm ci` in `tests/browser`
-//! (done here when `node_modules` is missing).
+//! Needs: `/usr/bin/chromium` (Debian `chromium`), `/usr/bin/firefox-esr` (Debian
+//! `firefox-esr`), Node, and `npm ci` in `tests/browser` (done here when `node_modules` is
+//! missing).
 
 mod support;
 
@@ -37,7 +41,10 @@ fn chromium() -> PathBuf {
 }
 
 fn ensure_node_modules(dir: &Path) {
-    if dir.join("node_modules/playwright-core").exists() {
+    if ["playwright-core", "puppeteer-core"]
+        .iter()
+        .all(|m| dir.join("node_modules").join(m).exists())
+    {
         return;
     }
     let status = Command::new("npm")
@@ -73,9 +80,14 @@ fn browser_ready() -> (PathBuf, PathBuf) {
     (browser, script_dir)
 }
 
-/// Starts `edgecam demo` with `streams` test patterns on `port`; returns it (killed on drop),
-/// its state dir and the one-time password it printed.
-fn start_demo(streams: u32, port: u16, https_port: u16) -> (Demo, tempfile::TempDir, String) {
+/// Starts `edgecam demo` with `streams` test patterns on `port` and `extra` arguments; returns
+/// it (killed on drop), its state dir and the one-time password it printed.
+fn start_demo(
+    streams: u32,
+    port: u16,
+    https_port: u16,
+    extra: &[&str],
+) -> (Demo, tempfile::TempDir, String) {
     let state = tempfile::tempdir().unwrap();
     // EDGECAM_BIN runs another build (e.g. target/release/edgecam for representative numbers).
     let bin = std::env::var("EDGECAM_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_edgecam").into());
@@ -86,6 +98,7 @@ fn start_demo(streams: u32, port: u16, https_port: u16) -> (Demo, tempfile::Temp
         .arg(format!("127.0.0.1:{https_port}"))
         .arg("--state-dir")
         .arg(state.path())
+        .args(extra)
         .stdout(Stdio::piped())
         // Warnings and errors only: a demo that dies says why.
         .env("RUST_LOG", "warn")
@@ -131,7 +144,7 @@ fn the_installer_adds_an_rtsp_camera_from_a_lan_origin() {
     });
     let port = free_port();
     let https_port = free_port();
-    let (demo, _state, password) = start_demo(1, port, https_port);
+    let (demo, _state, password) = start_demo(1, port, https_port, &[]);
     let artifacts = Path::new(env!("CARGO_TARGET_TMPDIR")).join("browser");
     let out = Command::new("node")
         .arg(script_dir.join("installer.mjs"))
@@ -165,7 +178,7 @@ fn the_page_in_headless_chromium() {
     let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
     let (browser, script_dir) = browser_ready();
     let port = free_port();
-    let (demo, _state, password) = start_demo(3, port, free_port());
+    let (demo, _state, password) = start_demo(3, port, free_port(), &[]);
 
     let artifacts = Path::new(env!("CARGO_TARGET_TMPDIR")).join("browser");
     let out = Command::new("node")
@@ -204,4 +217,97 @@ fn the_page_in_headless_chromium() {
     assert!(artifacts.join("alarm-banner.png").exists());
     assert!(artifacts.join("live-webcodecs.png").exists());
     assert!(artifacts.join("live-jpeg.png").exists());
+}
+
+/// The LAN name the MSE tests open the page by (the demo is told it is its own; each browser
+/// maps it to 127.0.0.1).
+const LAN_NAME: &str = "edgebox.test";
+/// The demo's test patterns run at the default frame rate (`streams[].fps`, 25).
+const DEMO_FPS: u32 = 25;
+
+/// Runs `script` with `args` from `tests/browser`; prints its output, fails the test when it
+/// fails, returns its `RESULT` line as JSON.
+fn run_script(script: &str, args: &[String], envs: &[(&str, PathBuf)]) -> serde_json::Value {
+    let script_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser");
+    let artifacts = Path::new(env!("CARGO_TARGET_TMPDIR")).join("browser");
+    let out = Command::new("node")
+        .arg(script_dir.join(script))
+        .args(args)
+        .arg(&artifacts)
+        .envs(envs.iter().map(|(k, v)| (*k, v.as_os_str())))
+        .current_dir(&script_dir)
+        .output()
+        .expect("node runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    println!("{stdout}");
+    eprintln!("{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{script} failed (screenshots in {})",
+        artifacts.display()
+    );
+    let result = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("RESULT "))
+        .unwrap_or_else(|| panic!("{script} prints its RESULT line"));
+    println!("{script} measured: {result}");
+    serde_json::from_str(result).unwrap()
+}
+
+/// The page as a LAN user opens it (`http://edgebox.test:PORT/`, not a secure context): it
+/// chooses the MSE path by itself, paints changing frames at about the camera's rate, and a
+/// click and an alarm switch the picture; the same box over HTTPS uses WebCodecs
+/// (`tests/browser/lan.mjs`).
+#[test]
+fn the_page_from_a_lan_origin_plays_h264_through_mse_in_chromium() {
+    let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    let (browser, _) = browser_ready();
+    let (port, https_port) = (free_port(), free_port());
+    let (demo, _state, password) = start_demo(3, port, https_port, &["--hostname", LAN_NAME]);
+    let v = run_script(
+        "lan.mjs",
+        &[
+            port.to_string(),
+            https_port.to_string(),
+            password,
+            DEMO_FPS.to_string(),
+        ],
+        &[("CHROMIUM", browser)],
+    );
+    drop(demo);
+    assert_eq!(v["mse"]["path"], "mse", "{v}");
+    assert!(
+        v["mse"]["ingest_to_paint_ms"]["n"].as_u64().unwrap() > 0,
+        "{v}"
+    );
+    assert!(v["mse"]["click_to_paint_ms"].is_number(), "{v}");
+    assert!(v["mse"]["alarm_to_paint_ms"].is_number(), "{v}");
+}
+
+/// The MSE scenario in a second engine: Debian's Firefox ESR, driven over WebDriver BiDi
+/// (`tests/browser/firefox.mjs`). A machine without it fails here, naming the package.
+#[test]
+fn the_page_from_a_lan_origin_plays_h264_through_mse_in_firefox() {
+    let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    let firefox =
+        PathBuf::from(std::env::var("FIREFOX").unwrap_or_else(|_| "/usr/bin/firefox-esr".into()));
+    assert!(
+        firefox.exists(),
+        "{} is missing: apt-get install firefox-esr (or set FIREFOX)",
+        firefox.display()
+    );
+    ensure_node_modules(&Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser"));
+    let port = free_port();
+    let (demo, _state, password) = start_demo(3, port, free_port(), &["--hostname", LAN_NAME]);
+    let v = run_script(
+        "firefox.mjs",
+        &[port.to_string(), password, DEMO_FPS.to_string()],
+        &[("FIREFOX", firefox)],
+    );
+    drop(demo);
+    assert_eq!(v["mse"]["path"], "mse", "{v}");
+    assert!(
+        v["mse"]["ingest_to_paint_ms"]["n"].as_u64().unwrap() > 0,
+        "{v}"
+    );
 }

@@ -1,16 +1,24 @@
-// edgecam page: login, live view (WebCodecs or JPEG over /api/live), stream strip, alarm
-// banner, and the camera / alarm / system tabs that edit the config through PUT /api/config.
+// edgecam page: login, live view (WebCodecs, MSE from mse.js, or JPEG over /api/live), stream
+// strip, alarm banner, and the camera / alarm / system tabs that edit the config through
+// PUT /api/config.
 'use strict';
 
 const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(location.search);
-const FORCE_JPEG = params.get('mode') === 'jpeg';
+// ?mode=webcodecs|mse|jpeg forces a live path; jpeg is also forced on the server.
+const MODE = params.get('mode');
+const FORCE_JPEG = MODE === 'jpeg';
 const HEADER_LEN = 28;
-const FLAG_KEY = 1, FLAG_CATCH_UP = 4;
+const FLAG_KEY = 1, FLAG_CATCH_UP = 4, FLAG_INIT = 16;
+const CODEC_JPEG = 1, CODEC_FMP4 = 2;
 
 // Measurements the browser test reads (window.edgecam.stats).
 const stats = {
-  path: null,           // 'h264' or 'jpeg'
+  path: null,           // what the server sends: 'h264' (WebCodecs), 'mse' or 'jpeg'
+  choice: null,         // the path chosen at load: 'webcodecs', 'mse' or 'jpeg'
+  why: null,            // why not WebCodecs (null on the WebCodecs path)
+  secure: window.isSecureContext,
+  mse: null,            // the MSE player's counters (appends, drops, jumps, lag)
   frames: 0,            // binary frames received
   painted: 0,           // frames drawn on the canvas
   firstPaintMs: null,   // page start to first painted frame
@@ -28,10 +36,16 @@ window.edgecam = {
   stats,
   // Starts a measurement that ends when `stream` is painted.
   expect(label, stream) { pending.push({ label, stream, t0: performance.now() }); },
-  // Canvas pixel fingerprint (a few sampled values) for tests.
+  // Pixel fingerprint of the picture (a few sampled values) for tests: the canvas, or on the
+  // MSE path the video drawn onto a scratch canvas.
   sample() {
-    const c = $('video'), g = c.getContext('2d');
-    const d = g.getImageData(0, 0, c.width, c.height).data;
+    let c = $('video');
+    if (!mseEl.hidden && mseEl.videoWidth) {
+      c = document.createElement('canvas');
+      c.width = mseEl.videoWidth; c.height = mseEl.videoHeight;
+      c.getContext('2d', { willReadFrequently: true }).drawImage(mseEl, 0, 0);
+    }
+    const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
     const out = [];
     for (let i = 0; i < 64; i++) out.push(d[Math.floor(d.length / 64 * i / 4) * 4]);
     return out;
@@ -156,12 +170,30 @@ let video = null, videoAt = 0;
 const names = new Map();   // stream id -> display name, from /api/status
 let fpsCount = 0, fps = 0;
 const canvas = $('video'), g2d = canvas.getContext('2d');
+// The MSE path's picture, and its player (made at the first MSE `init`, kept for the page).
+const mseEl = $('mse-video');
+let mse = null;
 
-// Whether this browser decodes H.264 with WebCodecs (secure contexts only: localhost or
-// HTTPS; not every build has H.264). Asked once, at load, so that connecting never waits.
-const h264Supported = (!FORCE_JPEG && 'VideoDecoder' in window)
-  ? VideoDecoder.isConfigSupported({ codec: 'avc1.42e01f' }).then((r) => r.supported, () => false)
-  : Promise.resolve(false);
+// The live path, chosen once at load by what this browser can do, so that connecting never
+// waits: WebCodecs decodes H.264 onto the canvas (secure contexts only: localhost or HTTPS;
+// not every build has H.264), MSE plays it as fragmented MP4 in the <video>, and JPEG
+// pictures (transcoded by the box) are the last resort. `why` says why not WebCodecs.
+const pathChoice = choosePath().then((c) => { stats.choice = c.path; stats.why = c.why; renderWhy(); return c; });
+
+async function choosePath() {
+  const wc = 'VideoDecoder' in window && await VideoDecoder.isConfigSupported({ codec: 'avc1.42e01f' }).then((r) => r.supported, () => false);
+  const ms = mseSupported();
+  const noWc = !window.isSecureContext ? 'not a secure context: WebCodecs needs HTTPS'
+    : ('VideoDecoder' in window ? 'this browser\'s WebCodecs cannot decode H.264' : 'this browser has no WebCodecs');
+  if (MODE === 'jpeg') return { path: 'jpeg', why: 'forced by ?mode=jpeg' };
+  if (MODE === 'mse') return ms ? { path: 'mse', why: 'forced by ?mode=mse' } : { path: 'jpeg', why: '?mode=mse, but this browser has no Media Source for H.264' };
+  if (wc) return { path: 'webcodecs', why: null };
+  if (MODE === 'webcodecs') return { path: 'jpeg', why: `?mode=webcodecs, but ${noWc}` };
+  if (ms) return { path: 'mse', why: noWc };
+  return { path: 'jpeg', why: `${noWc}, and it has no Media Source for H.264` };
+}
+const HELLO_CODECS = { webcodecs: ['h264', 'jpeg'], mse: ['mse', 'jpeg'], jpeg: ['jpeg'] };
+const PATH_LABEL = { h264: 'WebCodecs', webcodecs: 'WebCodecs', mse: 'MSE', jpeg: 'JPEG' };
 
 function connectLive() {
   if (ws) return;
@@ -170,11 +202,11 @@ function connectLive() {
   ws = new WebSocket(`${proto}//${location.host}/api/live${FORCE_JPEG ? '?mode=jpeg' : ''}`);
   ws.binaryType = 'arraybuffer';
   ws.onopen = async () => {
-    const codecs = (await h264Supported) ? ['h264', 'jpeg'] : ['jpeg'];
-    ws.send(JSON.stringify({ type: 'hello', codecs }));
+    ws.send(JSON.stringify({ type: 'hello', codecs: HELLO_CODECS[(await pathChoice).path] }));
   };
   ws.onmessage = (ev) => (typeof ev.data === 'string' ? onText(JSON.parse(ev.data)) : onFrame(ev.data));
-  ws.onclose = () => { ws = null; closeDecoder(); setTimeout(() => { if (session) connectLive(); }, 1000); };
+  // The next WebSocket starts a new fMP4 timeline: the MediaSource goes with this one.
+  ws.onclose = () => { ws = null; closeDecoder(); if (mse) mse.reset(); setTimeout(() => { if (session) connectLive(); }, 1000); };
 }
 
 function onText(msg) {
@@ -182,8 +214,10 @@ function onText(msg) {
     const switched = msg.sid !== sid || msg.stream !== view.stream;
     sid = msg.sid; codec = msg.codec;
     burst.initAt = performance.now(); burst.frames = 0;
-    stats.path = codec ? (codec === 'jpeg' ? 'jpeg' : 'h264') : stats.path;
-    if (codec && codec !== 'jpeg') openDecoder(codec); else closeDecoder();
+    stats.path = codec ? (codec === 'jpeg' ? 'jpeg' : msg.mime ? 'mse' : 'h264') : stats.path;
+    if (codec && msg.mime) startMse(msg.mime);
+    else if (codec && codec !== 'jpeg') openDecoder(codec); else closeDecoder();
+    if (codec) { canvas.hidden = !!msg.mime; mseEl.hidden = !msg.mime; }
     // A new camera without video: the previous camera's picture must not stay up under the
     // new name. Blank the canvas; the message says whose video is missing and why.
     if (!codec && switched) blankCanvas();
@@ -200,6 +234,8 @@ function onText(msg) {
 
 function blankCanvas() {
   g2d.fillStyle = '#000'; g2d.fillRect(0, 0, canvas.width, canvas.height);
+  // The video keeps its last frame: the black canvas instead until the next `init` with video.
+  canvas.hidden = false; mseEl.hidden = true;
   stats.stream = null;
 }
 
@@ -218,7 +254,7 @@ function ago(s) {
 function renderNoVideo() {
   const box = $('nosignal');
   const down = video && !video.live;
-  canvas.classList.toggle('stale', !!down && stats.stream === view.stream);
+  for (const e of [canvas, mseEl]) e.classList.toggle('stale', !!down && stats.stream === view.stream);
   if (!view.stream) { box.hidden = false; box.className = ''; box.textContent = 'No camera is configured yet: add one on the Cameras tab.'; return; }
   if (!down) { box.hidden = !!codec; box.className = ''; box.textContent = `Waiting for video from ${streamName()}…`; return; }
   const name = streamName();
@@ -265,6 +301,20 @@ function closeDecoder() {
   decoder = null; info.clear();
 }
 
+// The MSE path (web/mse.js): one player, one SourceBuffer per WebSocket session.
+function startMse(mime) {
+  closeDecoder();
+  if (!mse) { mse = new MsePlayer(mseEl, msePresented); stats.mse = mse.stats; }
+  mse.setType(mime);
+}
+
+// The video presented a frame: painted, as the other paths count it (catch-up frames and
+// the previous stream's frames still buffered are not).
+function msePresented(meta) {
+  if (meta.sid !== sid || meta.catchUp) return;
+  painted(meta);
+}
+
 function onFrame(buf) {
   if (buf.byteLength < HEADER_LEN) return;
   const dv = new DataView(buf);
@@ -272,12 +322,17 @@ function onFrame(buf) {
   const recvUs = Number(dv.getBigInt64(16, true));
   stats.skipped = dv.getUint32(24, true);
   if (fsid !== sid) return;
+  if (fcodec === CODEC_FMP4 && (flags & FLAG_INIT)) { if (mse) mse.appendInit(new Uint8Array(buf, HEADER_LEN)); return; }
   stats.frames++;
   const rxAt = performance.now();
   if (burst.frames++ === 0) burst.firstRxAt = rxAt;
   const meta = { recvUs, sid: fsid, rxAt, burst: burst.frames, catchUp: (flags & FLAG_CATCH_UP) !== 0, stream: view.stream };
   const payload = new Uint8Array(buf, HEADER_LEN);
-  if (fcodec === 1) {
+  if (fcodec === CODEC_FMP4) {
+    if (mse) mse.appendFrame(payload, (flags & FLAG_KEY) !== 0, meta);
+    return;
+  }
+  if (fcodec === CODEC_JPEG) {
     createImageBitmap(new Blob([payload], { type: 'image/jpeg' })).then((bm) => {
       if (fsid === sid) paint(bm, bm.width, bm.height, meta);
       bm.close();
@@ -300,7 +355,13 @@ function onFrame(buf) {
 function paint(img, w, h, meta) {
   if (canvas.width !== w || canvas.height !== h) { canvas.width = w; canvas.height = h; }
   g2d.drawImage(img, 0, 0, w, h);
-  if (!video || video.live) { $('nosignal').hidden = true; canvas.classList.remove('stale'); }
+  painted(meta);
+}
+
+// A frame is on screen (drawn on the canvas, or presented by the video): the counters, the
+// latency and the marks waiting for its stream.
+function painted(meta) {
+  if (!video || video.live) { $('nosignal').hidden = true; canvas.classList.remove('stale'); mseEl.classList.remove('stale'); }
   const t = performance.now();
   stats.painted++; fpsCount++; stats.lastPaintAt = t;
   if (stats.firstPaintMs === null) {
@@ -334,7 +395,9 @@ setInterval(() => {
   const l = stats.latencies.slice(-25);
   const avg = l.length ? l.reduce((a, b) => a + b, 0) / l.length : 0;
   $('overlay').hidden = !$('show-overlay').checked;
-  $('overlay').textContent = `${stats.path || '-'} · ${fps} fps · latency ${avg.toFixed(0)} ms`;
+  const label = PATH_LABEL[stats.path || stats.choice] || '-';
+  $('overlay').textContent = `${label} · ${fps} fps · latency ${avg.toFixed(0)} ms`;
+  $('overlay').title = stats.why ? `${label}: ${stats.why}` : label;
   if (video && !video.live) renderNoVideo();
   $('skipped').hidden = stats.skipped === 0;
   $('skipped').textContent = `skipped ${stats.skipped}`;
@@ -432,20 +495,27 @@ async function refreshStatus() {
     el.classList.toggle('active', s.id === view.stream);
   }
   if (thumbsDue()) thumbTick++;
-  offerHttps(st.https);
+  httpsInfo = st.https;
+  renderWhy();
   renderView();
   renderNoVideo();
 }
 
-// On plain HTTP the browser has no WebCodecs: say so in one line, with the HTTPS address and
-// the certificate's fingerprint to compare when the browser warns about it.
-function offerHttps(h) {
-  const bar = $('https-offer');
-  if (window.isSecureContext || !h) { bar.hidden = true; return; }
-  const url = `https://${location.hostname}:${h.port}/`;
-  bar.replaceChildren('Plain HTTP: this browser cannot decode H.264 here, so the box sends JPEG pictures. Full frame rate: ',
-    el('a', { href: url }, url), h.self_made ? ' (the box\'s own certificate: accept it if its SHA-256 is ' : ' (SHA-256 ',
-    el('code', {}, h.fingerprint_sha256), ').');
+// Off the WebCodecs path, one line says which path and why; on plain HTTP with the HTTPS
+// address and the certificate's fingerprint to compare when the browser warns about it.
+let httpsInfo = null;
+function renderWhy() {
+  const bar = $('https-offer'), h = httpsInfo;
+  if (!stats.why) { bar.hidden = true; return; }
+  const label = PATH_LABEL[stats.path || stats.choice];
+  const parts = [`${label}: ${stats.why}`];
+  if (!window.isSecureContext && h) {
+    const url = `https://${location.hostname}:${h.port}/`;
+    parts.push('. For WebCodecs open ', el('a', { href: url }, url),
+      h.self_made ? ' (the box\'s own certificate: accept it if its SHA-256 is ' : ' (certificate SHA-256 ',
+      el('code', {}, h.fingerprint_sha256), ').');
+  } else parts.push('.');
+  bar.replaceChildren(...parts);
   bar.hidden = false;
 }
 

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use super::AppState;
 
 /// (URL name, content type, bytes) of every embedded file.
-pub const ASSETS: [(&str, &str, &[u8]); 4] = [
+pub const ASSETS: [(&str, &str, &[u8]); 5] = [
     (
         "index.html",
         "text/html; charset=utf-8",
@@ -21,6 +21,11 @@ pub const ASSETS: [(&str, &str, &[u8]); 4] = [
         "app.js",
         "text/javascript; charset=utf-8",
         include_bytes!("../../web/app.js"),
+    ),
+    (
+        "mse.js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("../../web/mse.js"),
     ),
     (
         "style.css",
@@ -61,7 +66,8 @@ pub fn asset(name: &str) -> Response {
             h.insert(
                 header::CONTENT_SECURITY_POLICY,
                 HeaderValue::from_static(
-                    "default-src 'self'; img-src 'self' blob: data:; connect-src 'self'; frame-ancestors 'none'",
+                    // media-src blob:: the MSE path's <video> plays a MediaSource through a blob URL.
+                    "default-src 'self'; img-src 'self' blob: data:; media-src 'self' blob:; connect-src 'self'; frame-ancestors 'none'",
                 ),
             );
             resp

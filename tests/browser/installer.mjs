@@ -131,7 +131,7 @@ try {
   await fitsOneScreen('1366×800');
   check(await page.isVisible('#logout'), 'Log out is in the header');
 
-  // Plain HTTP: one line says why JPEG, and where HTTPS is, with the fingerprint to compare.
+  // Plain HTTP: one line says why not WebCodecs, and where HTTPS is, with the fingerprint to compare.
   await page.waitForSelector('#https-offer:not([hidden])', { timeout: TIMEOUT });
   const fp = await page.evaluate(() => fetch('/api/status').then((r) => r.json()).then((s) => s.https.fingerprint_sha256));
   const offer = await page.textContent('#https-offer');
