@@ -67,8 +67,8 @@ fn free_port() -> u16 {
 /// browser, and two at once on 2 cores only race each other.
 static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
-/// Checks the browser and the script's node modules; returns the script folder.
-fn browser_ready() -> (PathBuf, PathBuf) {
+/// Checks the browser and the scripts' node modules; returns the browser's path.
+fn browser_ready() -> PathBuf {
     let browser = chromium();
     assert!(
         browser.exists(),
@@ -77,7 +77,7 @@ fn browser_ready() -> (PathBuf, PathBuf) {
     );
     let script_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser");
     ensure_node_modules(&script_dir);
-    (browser, script_dir)
+    browser
 }
 
 /// Starts `edgecam demo` with `streams` test patterns on `port` and `extra` arguments; returns
@@ -135,7 +135,7 @@ fn box_name() -> String {
 #[test]
 fn the_installer_adds_an_rtsp_camera_from_a_lan_origin() {
     let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
-    let (browser, script_dir) = browser_ready();
+    let browser = browser_ready();
     let camera = support::RtspServer::start(support::ServerOpts {
         width: 640,
         height: 360,
@@ -146,59 +146,38 @@ fn the_installer_adds_an_rtsp_camera_from_a_lan_origin() {
     let https_port = free_port();
     let (demo, _state, password) = start_demo(1, port, https_port, &[]);
     let artifacts = Path::new(env!("CARGO_TARGET_TMPDIR")).join("browser");
-    let out = Command::new("node")
-        .arg(script_dir.join("installer.mjs"))
-        .arg(port.to_string())
-        .arg(&password)
-        .arg(camera.url(0))
-        .arg(&artifacts)
+    let args = [
+        port.to_string(),
+        password.clone(),
+        camera.url(0),
+        artifacts.display().to_string(),
         // A camera that is down: nothing listens on this port.
-        .arg(free_port().to_string())
+        free_port().to_string(),
         // The box's mDNS name, as a phone on the LAN reaches it (the daemon knows its own
         // hostname; Chromium maps the name to 127.0.0.1).
-        .arg(box_name())
-        .arg(https_port.to_string())
-        .env("CHROMIUM", &browser)
-        .current_dir(&script_dir)
-        .output()
-        .expect("node runs");
-    println!("{}", String::from_utf8_lossy(&out.stdout));
-    eprintln!("{}", String::from_utf8_lossy(&out.stderr));
+        box_name(),
+        https_port.to_string(),
+    ];
+    run_node("installer.mjs", &args, &[("CHROMIUM", browser)]);
     drop(demo);
-    assert!(
-        out.status.success(),
-        "the installer's browser test failed (screenshots in {})",
-        artifacts.display()
-    );
     assert!(artifacts.join("installer-camera-live.png").exists());
 }
 
 #[test]
 fn the_page_in_headless_chromium() {
     let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
-    let (browser, script_dir) = browser_ready();
+    let browser = browser_ready();
     let port = free_port();
     let (demo, _state, password) = start_demo(3, port, free_port(), &[]);
 
     let artifacts = Path::new(env!("CARGO_TARGET_TMPDIR")).join("browser");
-    let out = Command::new("node")
-        .arg(script_dir.join("run.mjs"))
-        .arg(format!("http://127.0.0.1:{port}"))
-        .arg(&password)
-        .arg(&artifacts)
-        .env("CHROMIUM", &browser)
-        .current_dir(&script_dir)
-        .output()
-        .expect("node runs");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    println!("{stdout}");
-    eprintln!("{}", String::from_utf8_lossy(&out.stderr));
+    let args = [
+        format!("http://127.0.0.1:{port}"),
+        password,
+        artifacts.display().to_string(),
+    ];
+    let stdout = run_node("run.mjs", &args, &[("CHROMIUM", browser)]);
     drop(demo);
-    assert!(
-        out.status.success(),
-        "the browser test failed (screenshots in {})",
-        artifacts.display()
-    );
     let latency = stdout
         .lines()
         .find_map(|l| l.strip_prefix("LATENCY "))
@@ -225,20 +204,19 @@ const LAN_NAME: &str = "edgebox.test";
 /// The demo's test patterns run at the default frame rate (`streams[].fps`, 25).
 const DEMO_FPS: u32 = 25;
 
-/// Runs `script` with `args` from `tests/browser`; prints its output, fails the test when it
-/// fails, returns its `RESULT` line as JSON.
-fn run_script(script: &str, args: &[String], envs: &[(&str, PathBuf)]) -> serde_json::Value {
+/// Runs `script` from `tests/browser` with `args`; prints its output, fails the test (naming
+/// the screenshots folder) when it fails, and returns its standard output.
+fn run_node(script: &str, args: &[String], envs: &[(&str, PathBuf)]) -> String {
     let script_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser");
     let artifacts = Path::new(env!("CARGO_TARGET_TMPDIR")).join("browser");
     let out = Command::new("node")
         .arg(script_dir.join(script))
         .args(args)
-        .arg(&artifacts)
         .envs(envs.iter().map(|(k, v)| (*k, v.as_os_str())))
         .current_dir(&script_dir)
         .output()
-        .expect("node runs");
-    let stdout = String::from_utf8_lossy(&out.stdout);
+        .unwrap_or_else(|e| panic!("node not runnable ({e}): install Node.js (Debian `nodejs`)"));
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     println!("{stdout}");
     eprintln!("{}", String::from_utf8_lossy(&out.stderr));
     assert!(
@@ -246,6 +224,16 @@ fn run_script(script: &str, args: &[String], envs: &[(&str, PathBuf)]) -> serde_
         "{script} failed (screenshots in {})",
         artifacts.display()
     );
+    stdout
+}
+
+/// Runs `script` with `args` and the artifacts folder as its last argument (see
+/// [`run_node`]); returns its `RESULT` line as JSON.
+fn run_script(script: &str, args: &[String], envs: &[(&str, PathBuf)]) -> serde_json::Value {
+    let artifacts = Path::new(env!("CARGO_TARGET_TMPDIR")).join("browser");
+    let mut args = args.to_vec();
+    args.push(artifacts.display().to_string());
+    let stdout = run_node(script, &args, envs);
     let result = stdout
         .lines()
         .find_map(|l| l.strip_prefix("RESULT "))
@@ -261,7 +249,7 @@ fn run_script(script: &str, args: &[String], envs: &[(&str, PathBuf)]) -> serde_
 #[test]
 fn the_page_from_a_lan_origin_plays_h264_through_mse_in_chromium() {
     let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
-    let (browser, _) = browser_ready();
+    let browser = browser_ready();
     let (port, https_port) = (free_port(), free_port());
     let (demo, _state, password) = start_demo(3, port, https_port, &["--hostname", LAN_NAME]);
     let v = run_script(
