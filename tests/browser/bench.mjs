@@ -2,31 +2,37 @@
 // (Debian's /usr/bin/chromium). Started by `edgecam-bench browser` with a running
 // `edgecam demo --streams 4`:
 //
-//   node bench.mjs <base url> <one-time password> <iterations> <steady seconds> [gop]
+//   node bench.mjs <base url> <one-time password> <iterations> <steady seconds> <gop|0> [lan url]
 //
 // It logs in with the one-time password and sets a new one (through the page, as a user
 // would), adds a transparent alarm on the last stream, and then, for the WebCodecs path and
-// for the JPEG path (forced with ?mode=jpeg), measures `iterations` times each:
+// for the JPEG path (forced with ?mode=jpeg) on <base url>, and, with a `lan url`
+// (http://edgebox.test:PORT, a name Chromium maps to 127.0.0.1 with --host-resolver-rules, so
+// the page is not a secure context), for the MSE path the page chooses there by itself (no
+// ?mode; the run fails unless it chose `mse` and isSecureContext is false), measures
+// `iterations` times each:
 //   - first frame: page connect (the live WebSocket is opened) to the first frame painted;
 //   - switch: click on a stream's thumbnail to that stream's first frame painted;
 //   - alarm: the alarm API call (issued from the page) to the alarm stream's first frame painted;
 // and, for `steady seconds` on one stream, ingest-to-paint of every painted frame (the receive
 // wall time in the frame header against the paint time; both clocks are this machine's).
 // Pauses between iterations are random, so switches land at every position in the GOP.
-// With `gop`, every stream's keyframe interval is set to that many frames first.
+// With a `gop` other than 0, every stream's keyframe interval is set to that many frames first.
+// Connect → first frame is measured from the creation of the page's first WebSocket (the
+// __benchSockets hook below), on every path.
 // It prints the raw samples as one line: `RESULT {...}`.
 import { launch } from './chromium.mjs';
 import fs from 'node:fs';
 import path from 'node:path';
 
-const [base, oneTime, itersArg, steadyArg, gopArg] = process.argv.slice(2);
+const [base, oneTime, itersArg, steadyArg, gopArg, lanBase] = process.argv.slice(2);
 if (!base || !oneTime) {
-  console.error('usage: node bench.mjs <base url> <one-time password> [iterations] [steady seconds]');
+  console.error('usage: node bench.mjs <base url> <one-time password> [iterations] [steady seconds] [gop|0] [lan url]');
   process.exit(2);
 }
 const ITERS = Number(itersArg || 30);
 const STEADY_S = Number(steadyArg || 10);
-const GOP = gopArg ? Number(gopArg) : null;
+const GOP = gopArg && gopArg !== '0' ? Number(gopArg) : null;
 const NEW_PASSWORD = 'browser-bench-password';
 const TIMEOUT = 30000;
 const ALARM_STREAM = 'cam4';
@@ -45,7 +51,9 @@ function recordSockets() {
   };
 }
 
-const { context, close } = await launch();
+// The LAN-style name for the MSE row; it must resolve to the demo's address.
+const lanHost = lanBase ? new URL(lanBase).hostname : null;
+const { context, close } = await launch({ extraArgs: lanHost ? [`--host-resolver-rules=MAP ${lanHost} 127.0.0.1`] : [] });
 await context.addInitScript(recordSockets);
 // Development aid: EDGECAM_APP_JS serves a working-tree app.js instead of the embedded one,
 // to try page changes without rebuilding the daemon. Not for numbers of record.
@@ -105,20 +113,42 @@ async function select(page, stream) {
   await waitShowing(page, stream);
 }
 
-async function measurePath(page, label, url) {
-  const r = { first_frame_ms: [], first_frame_from_navigation_ms: [], switch_ms: [], alarm_ms: [], ingest_to_paint_ms: [], detail: { first_frame: [], switch: [], alarm: [] } };
+// The page at `origin` (another origin than `base`: its own session cookie) logged in with
+// the password login() set.
+async function loginAgain(page, origin) {
+  await page.goto(origin + '/');
+  await page.waitForSelector('#auth-form', { state: 'visible', timeout: TIMEOUT });
+  await page.fill('#auth-password', NEW_PASSWORD);
+  await page.click('#auth-submit');
+  await page.waitForSelector('#tab-live:not([hidden])', { timeout: TIMEOUT });
+}
+
+// What the server must send on each path (window.edgecam.stats.path).
+const WIRE = { webcodecs: 'h264', jpeg: 'jpeg', mse: 'mse' };
+
+async function measurePath(page, label, origin, url) {
+  const r = { page: origin + url, first_frame_ms: [], first_frame_from_navigation_ms: [], switch_ms: [], alarm_ms: [], ingest_to_paint_ms: [], detail: { first_frame: [], switch: [], alarm: [] } };
   // 1. First frame: a fresh page load each time; measured from the WebSocket's creation.
   await select(page, 'cam1');
   for (let i = 0; i < ITERS; i++) {
-    await page.goto(base + url);
+    await page.goto(origin + url);
     await page.waitForFunction(() => window.edgecam.stats.painted >= 1, null, { timeout: TIMEOUT });
     const s = await page.evaluate(() => ({
       first: window.edgecam.stats.firstPaintAt ?? window.edgecam.stats.firstPaintMs,
-      connect: window.edgecam.stats.connectMs ?? window.__benchSockets[0],
+      connect: window.__benchSockets[0] ?? window.edgecam.stats.connectMs,
       path: window.edgecam.stats.path,
+      choice: window.edgecam.stats.choice,
+      why: window.edgecam.stats.why,
+      secure: window.isSecureContext,
       burst: window.edgecam.stats.firstBurst,
     }));
-    if (s.path !== (label === 'jpeg' ? 'jpeg' : 'h264')) throw new Error(`${label}: the page uses the ${s.path} path`);
+    if (s.path !== WIRE[label]) throw new Error(`${label}: the page at ${origin + url} uses the ${s.path} path (chose ${s.choice}: ${s.why}), not ${WIRE[label]}`);
+    if (label === 'mse') {
+      if (s.choice !== 'mse') throw new Error(`mse: the page at ${origin + url} chose ${s.choice} (${s.why}), not mse by itself`);
+      if (s.secure !== false) throw new Error(`mse: the page at ${origin + url} is a secure context (isSecureContext ${s.secure}); the MSE row needs a plain-HTTP non-loopback origin`);
+    }
+    r.secure_context = s.secure;
+    r.choice = s.choice;
     r.first_frame_ms.push(s.first - s.connect);
     r.first_frame_from_navigation_ms.push(s.first);
     const since = (x) => (x == null ? null : Math.round(x - s.connect));
@@ -164,7 +194,8 @@ async function measurePath(page, label, url) {
   r.ingest_to_paint_ms = s.latencies;
   r.steady_painted_fps = (s.painted - painted0) / STEADY_S;
   r.skipped = s.skipped;
-  log(`${label}: steady state done (${s.latencies.length} frames)`);
+  if (s.mse) r.mse_player = s.mse;
+  log(`${label}: steady state done (${s.latencies.length} frames, ${r.steady_painted_fps.toFixed(1)} painted/s)`);
   return r;
 }
 
@@ -174,8 +205,13 @@ try {
   await login(page);
   log('logged in; alarm configured');
   const result = { chromium: context.browser() ? context.browser().version() : null, iterations: ITERS, steady_s: STEADY_S };
-  result.webcodecs = await measurePath(page, 'webcodecs', '/');
-  result.jpeg = await measurePath(page, 'jpeg', '/?mode=jpeg');
+  result.webcodecs = await measurePath(page, 'webcodecs', base, '/');
+  result.jpeg = await measurePath(page, 'jpeg', base, '/?mode=jpeg');
+  if (lanBase) {
+    await loginAgain(page, lanBase);
+    log(`logged in at ${lanBase}`);
+    result.mse = await measurePath(page, 'mse', lanBase, '/');
+  }
   result.chromium_version = await page.evaluate(() => navigator.userAgent);
   console.log('RESULT ' + JSON.stringify(result));
 } catch (e) {
