@@ -240,6 +240,9 @@ pub struct BrowserReport {
     /// H.264 as fragmented MP4 through Media Source, the path the page chose by itself at
     /// `http://edgebox.test:PORT/` (plain HTTP, not a secure context); issue 16's targets.
     pub mse: PathResult,
+    /// H.264 with WebCodecs again, from `https://edgebox.test:HTTPS_PORT/` with the box's own
+    /// certificate accepted (a secure context): issue 16's WebCodecs-over-HTTPS row.
+    pub webcodecs_lan: PathResult,
     /// Every metric of every path met its target.
     pub all_targets_met: bool,
 }
@@ -259,6 +262,11 @@ impl BrowserReport {
         let jpeg = PathResult::from_raw(&raw["jpeg"], Targets::issue5(TARGET_INGEST_JPEG_MS))
             .context("jpeg")?;
         let mse = PathResult::from_raw(&raw["mse"], Targets::MSE).context("mse")?;
+        let webcodecs_lan = PathResult::from_raw(
+            &raw["webcodecs_lan"],
+            Targets::issue5(TARGET_INGEST_WEBCODECS_MS),
+        )
+        .context("webcodecs_lan")?;
         let mut params = head.params;
         params.chromium = raw["chromium"].as_str().map(str::to_string);
         Ok(BrowserReport {
@@ -271,10 +279,14 @@ impl BrowserReport {
             load_avg_start: head.load_avg_start,
             load_avg_end,
             params,
-            all_targets_met: webcodecs.all_met() && jpeg.all_met() && mse.all_met(),
+            all_targets_met: webcodecs.all_met()
+                && jpeg.all_met()
+                && mse.all_met()
+                && webcodecs_lan.all_met(),
             webcodecs,
             jpeg,
             mse,
+            webcodecs_lan,
         })
     }
 
@@ -378,11 +390,12 @@ impl BrowserReport {
     }
 
     /// The paths in table order, with their row names.
-    fn paths(&self) -> [(&'static str, &PathResult); 3] {
+    fn paths(&self) -> [(&'static str, &PathResult); 4] {
         [
             ("WebCodecs (H.264)", &self.webcodecs),
             ("JPEG", &self.jpeg),
             ("MSE (plain HTTP)", &self.mse),
+            ("WebCodecs (HTTPS, LAN name)", &self.webcodecs_lan),
         ]
     }
 
@@ -502,6 +515,7 @@ mod tests {
             "webcodecs": raw_path(100.0, 20.0),
             "jpeg": raw_path(200.0, 90.0),
             "mse": raw_path(180.0, 120.0),
+            "webcodecs_lan": raw_path(110.0, 25.0),
         });
         BrowserReport::new(&raw, head(), [4.0, 5.0, 6.0]).unwrap()
     }
@@ -528,6 +542,13 @@ mod tests {
         assert!(r.mse.first_frame.met && r.mse.ingest_to_paint.met, "{md}");
         assert_eq!(r.mse.steady_fps_met, Some(true));
         assert_eq!(r.webcodecs.steady_fps_met, None);
+        assert!(r.webcodecs_lan.all_met(), "{md}");
+        assert!(
+            md.contains(
+                "| WebCodecs (HTTPS, LAN name) | `http://127.0.0.1:1/` | 55 / **110** / 110 |"
+            ),
+            "{md}"
+        );
         assert!(
             md.contains("| 90 / **180** / 180 |") && md.contains("| **25.0** |"),
             "{md}"
@@ -553,6 +574,7 @@ mod tests {
             "webcodecs": raw_path(100.0, 20.0),
             "jpeg": raw_path(100.0, 20.0),
             "mse": raw_path(100.0, 20.0),
+            "webcodecs_lan": raw_path(100.0, 20.0),
         });
         raw["mse"]["steady_painted_fps"] = serde_json::json!(20.0);
         let r = BrowserReport::new(&raw, head(), [0.0; 3]).unwrap();
@@ -564,7 +586,12 @@ mod tests {
     fn a_path_without_samples_is_an_error() {
         let mut p = raw_path(100.0, 20.0);
         p["switch_ms"] = serde_json::json!([]);
-        let raw = serde_json::json!({"webcodecs": p, "jpeg": raw_path(1.0, 1.0), "mse": raw_path(1.0, 1.0)});
+        let raw = serde_json::json!({
+            "webcodecs": p,
+            "jpeg": raw_path(1.0, 1.0),
+            "mse": raw_path(1.0, 1.0),
+            "webcodecs_lan": raw_path(1.0, 1.0),
+        });
         let e = BrowserReport::new(&raw, head(), [0.0; 3]).unwrap_err();
         assert!(format!("{e:#}").contains("no samples for switch"), "{e:#}");
     }
