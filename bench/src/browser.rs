@@ -4,16 +4,24 @@
 //! a free 127.0.0.1 port) and `tests/browser/bench.mjs`, which drives one headless Debian
 //! Chromium through playwright-core: it logs in with the demo's one-time password and sets a
 //! new one (as a user does on the page), adds an alarm, and measures for the WebCodecs path
-//! and the JPEG path (`?mode=jpeg`) page connect → first frame painted, click → new stream
+//! and the JPEG path (`?mode=jpeg`) at `http://127.0.0.1:PORT`, and for the MSE path the page
+//! chooses by itself at `http://edgebox.test:PORT` (the demo runs with `--hostname
+//! edgebox.test`, Chromium maps the name to 127.0.0.1: a plain-HTTP origin that is not a
+//! secure context), and for WebCodecs again at `https://edgebox.test:HTTPS_PORT` (the box's own
+//! certificate accepted: a secure context on a LAN name), page connect → first frame painted,
+//! click → new stream
 //! painted, alarm API → painted, and ingest → paint in steady state, using the recorder built
 //! into the page (`window.edgecam.stats`). This side reduces the samples to p50/p95/p99,
-//! judges the targets and writes the results. Every process it starts (the demo, Node and the
+//! judges the targets and writes the results. With `--rtsp` the demo's test patterns are
+//! replaced, through the config API, by RTSP cameras serving the bench's 1080p25 clip (issue
+//! 16's setting). Every process it starts (the demo, Node and the
 //! browser under it) is killed when it ends, however it ends.
 
 mod report;
 
 use crate::child::{self, Guard, Lines, wait_until};
 use crate::procfs::{self, Machine};
+use crate::server::{self, PictureArgs, RtspServer, ServerOpts};
 use anyhow::{Context, anyhow, bail};
 use report::{BrowserReport, Params, ReportHead};
 use std::net::TcpListener;
@@ -24,6 +32,9 @@ use std::time::{Duration, Instant};
 
 /// How long the demo may take to print its one-time password.
 const DEMO_TIMEOUT: Duration = Duration::from_secs(60);
+/// The LAN-style name the MSE row opens the page by (`--hostname` of the demo; Chromium maps
+/// it to 127.0.0.1), so the page is a plain-HTTP, non-secure origin.
+const LAN_NAME: &str = "edgebox.test";
 /// Seconds of demo running before the browser starts, so every stream has a full GOP.
 const DEMO_WARMUP: Duration = Duration::from_secs(3);
 
@@ -47,6 +58,17 @@ pub struct BrowserArgs {
     /// for a before/after comparison in the same session.
     #[arg(long)]
     pub edgecam: Option<PathBuf>,
+    /// Replace the demo's test patterns by RTSP cameras serving the camera-like clip
+    /// (`--width` ... below; x264, `--gop` frames a keyframe, default 2 s), added through the
+    /// config API as an installer adds them: issue 16's 1080p25 setting.
+    #[arg(long)]
+    pub rtsp: bool,
+    /// The RTSP clip's picture (with `--rtsp`).
+    #[command(flatten)]
+    pub picture: PictureArgs,
+    /// H.264 profile of the RTSP clip (with `--rtsp`).
+    #[arg(long, default_value = "high", value_parser = ["baseline", "main", "high"])]
+    pub profile: String,
     /// A name for the run, kept in the results and their file name (e.g. `before`).
     #[arg(long)]
     pub label: Option<String>,
@@ -101,7 +123,19 @@ pub fn run(args: &BrowserArgs) -> anyhow::Result<()> {
     std::fs::create_dir_all(work.0.join("state"))
         .with_context(|| format!("cannot create {}", work.0.display()))?;
 
+    let cameras = if args.rtsp {
+        eprintln!("starting the RTSP server with {} mounts", args.streams);
+        let opts = ServerOpts {
+            gop: args.gop.unwrap_or(0),
+            ..args.picture.server_opts(args.streams, &args.profile)
+        };
+        let cache = child::bench_cache(&daemon_exe);
+        Some(server::start(opts, &cache, &work.0.join("server.log"))?)
+    } else {
+        None
+    };
     let port = free_port()?;
+    let https_port = free_port()?;
     eprintln!(
         "starting {} demo --streams {} on 127.0.0.1:{port} (load average {:.2} {:.2} {:.2})",
         daemon_exe.display(),
@@ -114,6 +148,9 @@ pub fn run(args: &BrowserArgs) -> anyhow::Result<()> {
     demo_cmd
         .args(["demo", "--streams", &args.streams.to_string(), "--listen"])
         .arg(format!("127.0.0.1:{port}"))
+        .args(["--hostname", LAN_NAME])
+        .arg("--https-listen")
+        .arg(format!("127.0.0.1:{https_port}"))
         .arg("--state-dir")
         .arg(work.0.join("state"))
         .env("NO_COLOR", "1")
@@ -149,10 +186,19 @@ pub fn run(args: &BrowserArgs) -> anyhow::Result<()> {
     let password = password().context("the password line vanished")?;
     child::sleep(DEMO_WARMUP)?;
 
-    let raw = run_script(script_dir, &chromium, port, &password, args)?;
+    let ports = (port, https_port);
+    let raw = run_script(
+        script_dir,
+        &chromium,
+        ports,
+        &password,
+        args,
+        cameras.as_ref(),
+    )?;
     demo.ensure_running()
         .map_err(|e| anyhow!("{e}; its log ends with:\n{}", stderr.tail(20)))?;
     drop(demo);
+    drop(cameras);
 
     let head = ReportHead {
         label: args.label.clone(),
@@ -162,7 +208,11 @@ pub fn run(args: &BrowserArgs) -> anyhow::Result<()> {
         load_avg_start,
         params: Params {
             streams: args.streams,
-            stream_format: stream_format(args.streams, args.gop),
+            stream_format: if args.rtsp {
+                rtsp_format(args)
+            } else {
+                stream_format(args.streams, args.gop)
+            },
             iterations: args.iterations,
             steady_s: args.steady,
             edgecam_binary: daemon_exe.display().to_string(),
@@ -204,22 +254,30 @@ fn check_tools(script_dir: &Path, chromium: &Path) -> anyhow::Result<()> {
     }
 }
 
-/// Runs `bench.mjs` and returns the document of its `RESULT` line. Its progress goes to our
-/// stderr as it happens.
+/// Runs `bench.mjs` against the demo's `(http, https)` ports (with `cameras` to add, if any)
+/// and returns the document of its `RESULT` line. Its progress goes to our stderr as it
+/// happens.
 fn run_script(
     script_dir: &Path,
     chromium: &Path,
-    port: u16,
+    (port, https_port): (u16, u16),
     password: &str,
     args: &BrowserArgs,
+    cameras: Option<&RtspServer>,
 ) -> anyhow::Result<serde_json::Value> {
     let mut cmd = Command::new("node");
+    if let Some(server) = cameras {
+        let urls: Vec<String> = (0..args.streams).map(|i| server.url(i)).collect();
+        cmd.env("BENCH_CAMERAS", serde_json::to_string(&urls)?);
+    }
     cmd.arg(script_dir.join("bench.mjs"))
         .arg(format!("http://127.0.0.1:{port}"))
         .arg(password)
         .arg(args.iterations.to_string())
         .arg(args.steady.to_string())
-        .args(args.gop.map(|g| g.to_string()))
+        .arg(args.gop.unwrap_or(0).to_string())
+        .arg(format!("http://{LAN_NAME}:{port}"))
+        .arg(format!("https://{LAN_NAME}:{https_port}"))
         .env("CHROMIUM", chromium)
         .current_dir(script_dir)
         .stdin(Stdio::null())
@@ -232,7 +290,7 @@ fn run_script(
     let out = Lines::capture(node.child.stdout.take().context("no stdout pipe")?, None)?;
     // Generous: a measurement takes about a second, a page load a few on a busy machine.
     let limit =
-        Duration::from_secs(120 + u64::from(args.iterations) * 3 * 2 * 10 + 2 * args.steady);
+        Duration::from_secs(240 + u64::from(args.iterations) * 4 * 3 * 10 + 4 * args.steady);
     let end = Instant::now() + limit;
     let status = loop {
         if let Some(status) = node.child.try_wait().context("cannot check on node")? {
@@ -281,6 +339,20 @@ fn stream_format(streams: u32, gop: Option<u32>) -> String {
     })
 }
 
+/// The RTSP cameras' format (`--rtsp`).
+fn rtsp_format(args: &BrowserArgs) -> String {
+    let p = &args.picture;
+    format!(
+        "RTSP cameras: {}x{}, {} fps, {} kbit/s, GOP {} frames, x264 {}",
+        p.width,
+        p.height,
+        p.fps,
+        p.bitrate,
+        args.gop.unwrap_or(2 * p.fps),
+        args.profile
+    )
+}
+
 /// The command that reproduces a run with these options.
 fn command_line(args: &BrowserArgs) -> String {
     let mut c = format!(
@@ -289,6 +361,13 @@ fn command_line(args: &BrowserArgs) -> String {
     );
     if let Some(g) = args.gop {
         c += &format!(" --gop {g}");
+    }
+    if args.rtsp {
+        let p = &args.picture;
+        c += &format!(
+            " --rtsp --width {} --height {} --fps {} --bitrate {} --clip-seconds {} --profile {}",
+            p.width, p.height, p.fps, p.bitrate, p.clip_seconds, args.profile
+        );
     }
     if let Some(l) = &args.label {
         c += &format!(" --label {l}");
@@ -316,6 +395,15 @@ mod tests {
             streams: 4,
             gop: Some(25),
             edgecam: None,
+            rtsp: false,
+            picture: PictureArgs {
+                width: 1920,
+                height: 1080,
+                fps: 25,
+                bitrate: 4000,
+                clip_seconds: 4,
+            },
+            profile: "high".into(),
             label: Some("before".into()),
             out_dir: None,
         };
@@ -323,6 +411,17 @@ mod tests {
             command_line(&args),
             "cargo run --release -p edgecam-bench -- browser --iterations 5 --steady 3 \
              --streams 4 --gop 25 --label before"
+        );
+        let rtsp = BrowserArgs { rtsp: true, ..args };
+        assert_eq!(
+            command_line(&rtsp),
+            "cargo run --release -p edgecam-bench -- browser --iterations 5 --steady 3 \
+             --streams 4 --gop 25 --rtsp --width 1920 --height 1080 --fps 25 --bitrate 4000 \
+             --clip-seconds 4 --profile high --label before"
+        );
+        assert_eq!(
+            rtsp_format(&rtsp),
+            "RTSP cameras: 1920x1080, 25 fps, 4000 kbit/s, GOP 25 frames, x264 high"
         );
     }
 }
