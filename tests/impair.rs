@@ -41,6 +41,7 @@ fn supervise(url: &str, transport: Transport) -> (SupervisorHandle, SharedSink, 
         },
         probe_every: Duration::from_millis(250),
         first_epoch: 0,
+        failed_retry: Duration::from_secs(300),
     };
     let sink = SharedSink::default();
     let clock: Arc<dyn Clock> = Arc::new(SystemClock::new());

@@ -27,6 +27,7 @@ fn cfg() -> SupervisorConfig {
         },
         probe_every: Duration::from_millis(250),
         first_epoch: 0,
+        failed_retry: Duration::from_secs(300),
     }
 }
 

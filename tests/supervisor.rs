@@ -119,6 +119,7 @@ fn paused_cfg() -> SupervisorConfig {
         },
         probe_every: Duration::from_millis(250),
         first_epoch: 0,
+        failed_retry: Duration::from_secs(300),
     }
 }
 
@@ -539,6 +540,7 @@ fn real_cfg() -> SupervisorConfig {
         },
         probe_every: Duration::from_millis(250),
         first_epoch: 0,
+        failed_retry: Duration::from_secs(300),
     }
 }
 
