@@ -88,6 +88,10 @@ struct OpenError {
     transport_refused: bool,
     /// The error to report.
     error: SourceError,
+    /// The refused session, still connected: kept open while the other transport is tried,
+    /// because some servers (gst-rtsp-server) tear a shared stream down when its last
+    /// client leaves and answer 503 to a `DESCRIBE` that comes meanwhile.
+    refused: Option<Session<retina::client::Described>>,
 }
 
 impl From<SourceError> for OpenError {
@@ -95,6 +99,7 @@ impl From<SourceError> for OpenError {
         OpenError {
             transport_refused: false,
             error,
+            refused: None,
         }
     }
 }
@@ -205,6 +210,7 @@ impl RtspSource {
         let (demuxed, index, transport) = match self.open(ctx.id, &ctx.phase, first).await {
             Ok((d, i)) => (d, i, first),
             Err(e) if e.transport_refused && self.transport == Transport::Auto => {
+                let _still_connected = e.refused;
                 let second = other(first);
                 tracing::warn!(stream = %ctx.id, url = %self.url, refused = transport_name(first), trying = transport_name(second), error = %e.error, "camera refused the RTSP transport; trying the other");
                 match self.open(ctx.id, &ctx.phase, second).await {
@@ -255,6 +261,7 @@ impl RtspSource {
             return Err(OpenError {
                 transport_refused: matches!(e.status_code(), Some(400 | 461 | 501)),
                 error: self.setup_error(&e, transport),
+                refused: Some(session),
             });
         }
         phase.set_transport(name);
