@@ -155,6 +155,13 @@ async fn every_endpoint_works_for_an_admin_session() {
         "dropped",
         "reconnects",
         "last_error",
+        "last_error_at_us",
+        "lost_packets",
+        "incomplete_frames",
+        "transport",
+        "waiting_for",
+        "keyframe_interval_ms",
+        "retry_at_us",
     ] {
         assert!(
             st["streams"][0].get(key).is_some(),
@@ -268,6 +275,8 @@ async fn every_endpoint_works_for_an_admin_session() {
         "edgecam_stream_reconnects_total{stream=\"cam1\"}",
         "edgecam_ring_overwritten_frames_total{stream=\"cam1\"}",
         "edgecam_ring_lagged_frames_total{stream=\"cam1\"}",
+        "edgecam_stream_rtp_lost_packets_total{stream=\"cam1\"} 0",
+        "edgecam_stream_incomplete_frames_total{stream=\"cam1\"} 0",
         "edgecam_alarm_raised_total{alarm=\"door\"} 1",
         "edgecam_live_clients",
         "edgecam_live_skipped_frames_total",
