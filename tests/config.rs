@@ -254,7 +254,11 @@ fn transport_defaults_to_auto_and_an_old_saved_tcp_still_loads() {
 #[test]
 fn failed_retry_is_bounded() {
     let quick = BASE.replace("kind = \"rtsp\"", "kind = \"rtsp\"\nfailed_retry_s = 1");
-    assert_only(&quick, "streams[0].failed_retry_s", "between 10 and 86400 s");
+    assert_only(
+        &quick,
+        "streams[0].failed_retry_s",
+        "between 10 and 86400 s",
+    );
 }
 
 #[test]

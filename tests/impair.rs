@@ -102,7 +102,11 @@ async fn a_jittery_path_stays_live_and_delivers_every_frame_in_order() {
     check_in_order(&sink);
     let s = stats.snapshot();
     assert_eq!((s.state, s.reconnects, s.stalls), (StreamState::Live, 0, 0));
-    assert_eq!((s.lost_packets, s.incomplete_frames), (0, 0), "TCP loses nothing");
+    assert_eq!(
+        (s.lost_packets, s.incomplete_frames),
+        (0, 0),
+        "TCP loses nothing"
+    );
     assert!(
         relay.stats().tcp_bytes_down > 100_000,
         "{:?}",

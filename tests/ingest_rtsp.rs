@@ -149,7 +149,10 @@ async fn failed_error(h: &SupervisorHandle) -> String {
     );
     let s = stats.snapshot();
     assert_eq!((s.reconnects, s.frames), (0, 0), "{s:?}");
-    assert!(s.retry_at_us.is_some() && s.last_error_at_us.is_some(), "{s:?}");
+    assert!(
+        s.retry_at_us.is_some() && s.last_error_at_us.is_some(),
+        "{s:?}"
+    );
     s.last_error.expect("an error sentence")
 }
 
@@ -191,7 +194,10 @@ async fn credentials_case(basic: bool) {
     );
     assert_eq!(gs.reconnects(), 0);
     // Still one login each: `failed` waits its 300 s (retried at once only when asked).
-    assert_eq!((bad.stats().reconnects(), none.stats().reconnects()), (0, 0));
+    assert_eq!(
+        (bad.stats().reconnects(), none.stats().reconnects()),
+        (0, 0)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -236,7 +242,10 @@ async fn auto_falls_back_to_udp_when_the_camera_refuses_tcp_and_remembers_it() {
     // Forced TCP is retried with a sentence that says what to set.
     let (tcp, _) = supervise("tcp", &url, Transport::Tcp);
     let e = retried_error(&tcp).await;
-    assert!(e.starts_with("the camera refused RTSP over TCP (status 461 at SETUP)"), "{e}");
+    assert!(
+        e.starts_with("the camera refused RTSP over TCP (status 461 at SETUP)"),
+        "{e}"
+    );
     assert!(e.contains("\"auto\" or \"udp\""), "{e}");
 }
 
@@ -256,7 +265,9 @@ async fn a_long_gop_camera_joined_mid_gop_waits_for_its_keyframe_without_a_timeo
     let (late, late_sink) = supervise("late", &server.url(0), Transport::Tcp);
     let stats = late.stats();
     assert!(
-        wait_until(LIVE_DEADLINE, || stats.snapshot().waiting_for == Some("keyframe")).await,
+        wait_until(LIVE_DEADLINE, || stats.snapshot().waiting_for
+            == Some("keyframe"))
+        .await,
         "P-frames before the keyframe were not seen: {:?}",
         stats.snapshot()
     );
@@ -267,7 +278,10 @@ async fn a_long_gop_camera_joined_mid_gop_waits_for_its_keyframe_without_a_timeo
         stats.snapshot()
     );
     let s = stats.snapshot();
-    assert_eq!((s.state, s.reconnects, s.last_error), (StreamState::Live, 0, None));
+    assert_eq!(
+        (s.state, s.reconnects, s.last_error),
+        (StreamState::Live, 0, None)
+    );
     assert!(late_sink.snapshot()[0].meta.info.keyframe);
     // By now the first stream has seen two keyframes 10 s apart.
     let fs = first.stats();

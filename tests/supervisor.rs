@@ -360,7 +360,11 @@ async fn a_refused_stream_is_failed_and_retried_only_after_the_long_interval() {
     assert_eq!(src.attempts.load(Ordering::SeqCst), 1, "{:?}", log.states());
     assert!(stats.beats() >= 299, "the loop kept beating while failed");
     assert!(
-        wait_until(Duration::from_secs(10), || src.attempts.load(Ordering::SeqCst) == 2).await
+        wait_until(Duration::from_secs(10), || src
+            .attempts
+            .load(Ordering::SeqCst)
+            == 2)
+        .await
     );
     assert_eq!(nth(&log, Connecting, 0) - t0, Duration::from_secs(300));
     assert!(wait_until(Duration::from_secs(1), || stats.state() == Failed).await);
@@ -371,7 +375,10 @@ async fn a_refused_stream_is_failed_and_retried_only_after_the_long_interval() {
 #[tokio::test(start_paused = true)]
 async fn test_connection_retries_a_failed_stream_at_once() {
     let src = Scripted::new(vec![
-        vec![Step::Fail(SourceError::Rejected, "no stream at /nope (404)")],
+        vec![Step::Fail(
+            SourceError::Rejected,
+            "no stream at /nope (404)",
+        )],
         vec![Step::Frames(1000, Duration::from_millis(40))],
     ]);
     let (h, _sink, log) = start(src.clone(), failing_cfg());
@@ -408,8 +415,14 @@ async fn a_retry_asked_for_while_live_does_not_cut_a_later_failed_wait_short() {
 #[tokio::test(start_paused = true)]
 async fn each_wait_of_a_session_has_its_own_sentence() {
     for (wait, starts) in [
-        (Waiting::Answer, "no RTSP answer from the camera within 5.0 s"),
-        (Waiting::Packets, "the camera set up the session but sent no video packets within 5.0 s"),
+        (
+            Waiting::Answer,
+            "no RTSP answer from the camera within 5.0 s",
+        ),
+        (
+            Waiting::Packets,
+            "the camera set up the session but sent no video packets within 5.0 s",
+        ),
     ] {
         let src = Scripted::new(vec![vec![Step::Wait(wait), Step::Hang]]);
         let t0 = Instant::now();

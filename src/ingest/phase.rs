@@ -107,7 +107,9 @@ impl AttemptPhase {
             self.shared
                 .lost_packets
                 .fetch_add(packets, Ordering::Relaxed);
-            self.shared.incomplete_frames.fetch_add(1, Ordering::Relaxed);
+            self.shared
+                .incomplete_frames
+                .fetch_add(1, Ordering::Relaxed);
         }
     }
 

@@ -35,11 +35,11 @@ use crate::config::schema::{StreamConfig, Transport};
 use crate::frame::{Codec, FrameInfo};
 use futures::StreamExt;
 use futures::future::BoxFuture;
+use retina::client::Demuxed;
 use retina::client::{
     Credentials, PlayOptions, Session, SessionOptions, SetupOptions, TcpTransportOptions,
     UdpTransportOptions,
 };
-use retina::client::Demuxed;
 use retina::codec::{CodecItem, FrameFormat};
 use std::collections::HashMap;
 use std::sync::{Mutex, OnceLock};

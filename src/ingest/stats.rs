@@ -409,8 +409,10 @@ impl StreamStats {
         e.clear();
         e.push_str(msg);
         // 0 means "never"; a clock at exactly the epoch is a broken RTC, shown one µs late.
-        self.last_error_at_us
-            .store(if at_wall_us == 0 { 1 } else { at_wall_us }, Ordering::Relaxed);
+        self.last_error_at_us.store(
+            if at_wall_us == 0 { 1 } else { at_wall_us },
+            Ordering::Relaxed,
+        );
     }
 
     /// Sets the RTP loss totals since start: `packets` lost, `frames` hit by it.
@@ -465,7 +467,10 @@ mod tests {
         s.record_reconnect();
         s.set_rates(25.0, 4_000_000.0);
         s.set_state(StreamState::Live);
-        s.set_error("connection to cam:554 refused (nothing listening)", 1_700_000_000_000_000);
+        s.set_error(
+            "connection to cam:554 refused (nothing listening)",
+            1_700_000_000_000_000,
+        );
         s.set_loss(5, 2);
         s.set_transport(Some("udp"));
         let snap = s.snapshot();

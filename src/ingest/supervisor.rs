@@ -431,7 +431,12 @@ impl Supervisor {
 
     /// Enforces the attempt's deadlines, refreshes the rates, copies what the source says
     /// into the stats and beats. Returns only when a deadline passes.
-    async fn watch(&self, started: Instant, phase: &AttemptPhase, loss_base: (u64, u64)) -> AttemptEnd {
+    async fn watch(
+        &self,
+        started: Instant,
+        phase: &AttemptPhase,
+        loss_base: (u64, u64),
+    ) -> AttemptEnd {
         let mut window_start = Instant::now();
         let mut window_frames = self.stats.frames();
         let mut window_bytes = self.stats.bytes();
@@ -622,9 +627,9 @@ fn timeout_sentence(
             "the camera set up the session but no video packets came within {secs:.1} s over \
              UDP; a firewall or NAT may block them: try transport = \"tcp\""
         ),
-        (Some(Waiting::Packets), _) => format!(
-            "the camera set up the session but sent no video packets within {secs:.1} s"
-        ),
+        (Some(Waiting::Packets), _) => {
+            format!("the camera set up the session but sent no video packets within {secs:.1} s")
+        }
         (Some(Waiting::Keyframe), _) => {
             let gop = keyframe_interval_ms
                 .map(|ms| format!(" (its keyframe interval was {:.1} s)", ms as f64 / 1000.0))
@@ -674,13 +679,22 @@ mod tests {
     fn timeout_sentences_name_what_was_missing() {
         let t = Duration::from_secs(5);
         let answer = timeout_sentence(None, Some(Waiting::Answer), None, t, None);
-        assert!(answer.starts_with("no RTSP answer from the camera within 5.0 s"), "{answer}");
+        assert!(
+            answer.starts_with("no RTSP answer from the camera within 5.0 s"),
+            "{answer}"
+        );
         let udp = timeout_sentence(None, Some(Waiting::Packets), Some("udp"), t, None);
-        assert!(udp.contains("UDP") && udp.contains("transport = \"tcp\""), "{udp}");
+        assert!(
+            udp.contains("UDP") && udp.contains("transport = \"tcp\""),
+            "{udp}"
+        );
         let tcp = timeout_sentence(None, Some(Waiting::Packets), Some("tcp"), t, None);
         assert!(!tcp.contains("UDP"), "{tcp}");
         let key = timeout_sentence(None, Some(Waiting::Keyframe), None, t * 4, Some(10_000));
-        assert!(key.contains("no keyframe came within 20.0 s (its keyframe interval was 10.0 s)"), "{key}");
+        assert!(
+            key.contains("no keyframe came within 20.0 s (its keyframe interval was 10.0 s)"),
+            "{key}"
+        );
         assert_eq!(
             timeout_sentence(Some("opening /dev/video0".into()), None, None, t, None),
             "timed out: no video within 5.0 s of connecting, still opening /dev/video0"

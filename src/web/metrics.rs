@@ -119,7 +119,9 @@ impl Collector for SampleCollector {
             "edgecam_stream_incomplete_frames",
             "Frames received right after lost RTP packets (data missing), per stream",
             ConstCounter,
-            streams.iter().map(|x| ("stream", &x.id, x.incomplete_frames))
+            streams
+                .iter()
+                .map(|x| ("stream", &x.id, x.incomplete_frames))
         );
         family!(
             "edgecam_stream_live",
