@@ -5,7 +5,9 @@
 //! UDP as configured, or with `auto` (the default) TCP first and UDP when the camera refuses
 //! TCP at `SETUP` (461 Unsupported Transport, as VLC's server answers; also 400 and 501).
 //! What gave frames is remembered per camera URL for the daemon's life ([`learned`]) and
-//! tried first on the next session, so the refusal costs one extra `DESCRIBE` only once. Frames arrive as Annex B access units with SPS/PPS in front of every keyframe
+//! tried first on the next session, so the refusal costs one extra `DESCRIBE` only once. A
+//! UDP session that played but got no frame (a firewall or NAT in the way) makes the next
+//! `auto` session start with TCP again. Frames arrive as Annex B access units with SPS/PPS in front of every keyframe
 //! (retina's [`FrameFormat::SIMPLE`]); they are copied into the sink and retina's buffer is
 //! dropped. Frames pass a [`super::gate::KeyframeGate`]: those before the first keyframe of
 //! a session, and those after a frame the ring refused until the next keyframe, are dropped,
@@ -42,6 +44,7 @@ use retina::client::{
 };
 use retina::codec::{CodecItem, FrameFormat};
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, OnceLock};
 use std::time::Instant;
 use url::Url;
@@ -63,6 +66,20 @@ pub fn learned(url: &Url) -> Option<Transport> {
 fn learn(url: &Url, t: Transport) {
     let mut map = learned_map().lock().unwrap_or_else(|p| p.into_inner());
     map.insert(url.as_str().to_string(), t);
+}
+
+/// The transport a session tries first: the configured one, or for `auto` what worked last
+/// (TCP when nothing did yet), except TCP when the last UDP session got no frame at all.
+fn first_transport(
+    configured: Transport,
+    learned: Option<Transport>,
+    udp_silent: bool,
+) -> Transport {
+    match configured {
+        Transport::Auto if udp_silent => Transport::Tcp,
+        Transport::Auto => learned.unwrap_or(Transport::Tcp),
+        t => t,
+    }
 }
 
 /// The other of TCP and UDP.
@@ -112,6 +129,9 @@ pub struct RtspSource {
     creds: Option<Credentials>,
     /// `auto`, TCP interleaved or UDP, from the config.
     transport: Transport,
+    /// Set while a UDP session plays and no frame came yet: when the next session starts
+    /// with it still set, UDP went silent (a firewall, NAT), and `auto` tries TCP first.
+    udp_silent: AtomicBool,
 }
 
 impl std::fmt::Debug for RtspSource {
@@ -179,6 +199,7 @@ impl RtspSource {
             url,
             creds,
             transport,
+            udp_silent: AtomicBool::new(false),
         })
     }
 
@@ -203,10 +224,8 @@ impl RtspSource {
 
     /// One session; see the module doc.
     async fn session(&self, ctx: SourceCtx<'_>) -> Result<(), SourceError> {
-        let first = match self.transport {
-            Transport::Auto => learned(&self.url).unwrap_or(Transport::Tcp),
-            t => t,
-        };
+        let silent = self.udp_silent.swap(false, Ordering::Relaxed);
+        let first = first_transport(self.transport, learned(&self.url), silent);
         let (demuxed, index, transport) = match self.open(ctx.id, &ctx.phase, first).await {
             Ok((d, i)) => (d, i, first),
             Err(e) if e.transport_refused && self.transport == Transport::Auto => {
@@ -265,6 +284,8 @@ impl RtspSource {
             });
         }
         phase.set_transport(name);
+        self.udp_silent
+            .store(transport == Transport::Udp, Ordering::Relaxed);
         let playing = session
             .play(PlayOptions::default())
             .await
@@ -302,6 +323,7 @@ impl RtspSource {
             }
             if first_frame {
                 first_frame = false;
+                self.udp_silent.store(false, Ordering::Relaxed);
                 if self.transport == Transport::Auto && learned(&self.url) != Some(transport) {
                     tracing::info!(stream = %id, transport = transport_name(transport), "rtsp transport remembered for this camera");
                 }
@@ -607,6 +629,20 @@ mod tests {
         assert_eq!((learned(&a), learned(&b)), (Some(Transport::Udp), None));
         assert_eq!(other(Transport::Udp), Transport::Tcp);
         assert_eq!(other(Transport::Tcp), Transport::Udp);
+    }
+
+    #[test]
+    fn auto_starts_with_what_worked_unless_udp_went_silent() {
+        use Transport::{Auto, Tcp, Udp};
+        assert_eq!(first_transport(Auto, None, false), Tcp);
+        assert_eq!(first_transport(Auto, Some(Udp), false), Udp);
+        assert_eq!(first_transport(Auto, Some(Udp), true), Tcp);
+        assert_eq!(
+            first_transport(Udp, Some(Tcp), true),
+            Udp,
+            "a forced transport stays"
+        );
+        assert_eq!(first_transport(Tcp, Some(Udp), false), Tcp);
     }
 
     #[test]
