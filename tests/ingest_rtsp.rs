@@ -239,6 +239,13 @@ async fn auto_falls_back_to_udp_when_the_camera_refuses_tcp_and_remembers_it() {
     assert_eq!(edgecam::ingest::rtsp::learned(&wire), Some(Transport::Udp));
     drop(auto);
 
+    // Test connection of the same camera says which transport worked.
+    let cfg: edgecam::config::StreamConfig =
+        toml::from_str(&format!("id = \"auto\"\nkind = \"rtsp\"\nurl = \"{url}\"")).expect("valid");
+    let report = edgecam::ingest::probe::probe(&cfg).await;
+    assert!(report.ok, "{report:?}");
+    assert_eq!(report.transport, Some("udp"));
+
     // Forced TCP is retried with a sentence that says what to set.
     let (tcp, _) = supervise("tcp", &url, Transport::Tcp);
     let e = retried_error(&tcp).await;

@@ -629,6 +629,7 @@ function probeResult(r) {
   const parts = [r.codec_string || r.codec];
   if (r.width && r.height) parts.push(`${r.width}×${r.height}`);
   if (r.fps) parts.push(`${r.fps.toFixed(1)} fps`);
+  if (r.transport) parts.push(`RTSP over ${r.transport.toUpperCase()}`);
   return `OK: ${parts.join(', ')} (first keyframe after ${r.elapsed_ms} ms)`;
 }
 

@@ -609,8 +609,8 @@ impl<W: FrameSink> FrameSink for CountingSink<'_, W> {
 }
 
 /// The sentence for an attempt that got no frame in time: what it waited for, in words an
-/// installer can act on.
-fn timeout_sentence(
+/// installer can act on. *Test connection* ([`super::probe`]) says the same.
+pub(crate) fn timeout_sentence(
     step: Option<String>,
     waiting: Option<Waiting>,
     transport: Option<&'static str>,
