@@ -232,6 +232,36 @@ fn fields_not_applicable_to_kind_are_rejected() {
 }
 
 #[test]
+fn transport_defaults_to_auto_and_an_old_saved_tcp_still_loads() {
+    let cfg: edgecam::config::Config = toml::from_str(BASE).expect("base parses");
+    assert_eq!(
+        cfg.streams[0].transport,
+        edgecam::config::schema::Transport::Auto
+    );
+    assert_eq!(cfg.streams[0].failed_retry_s, 300);
+    // Builds before `auto` saved `transport = "tcp"` on every stream, test patterns too.
+    let old = BASE.replace(
+        "kind = \"testpattern\"",
+        "kind = \"testpattern\"\ntransport = \"tcp\"",
+    );
+    let old = parse(&old).unwrap_or_else(|e| panic!("{e:?}"));
+    assert_eq!(
+        old.streams[1].transport,
+        edgecam::config::schema::Transport::Tcp
+    );
+}
+
+#[test]
+fn failed_retry_is_bounded() {
+    let quick = BASE.replace("kind = \"rtsp\"", "kind = \"rtsp\"\nfailed_retry_s = 1");
+    assert_only(
+        &quick,
+        "streams[0].failed_retry_s",
+        "between 10 and 86400 s",
+    );
+}
+
+#[test]
 fn v4l2_needs_an_absolute_device() {
     let missing = with("[[streams]]\nid = \"usb\"\nkind = \"v4l2\"\n");
     assert_only(&missing, "streams[2].device", "needs a `device`");

@@ -41,6 +41,7 @@ fn supervise(url: &str, transport: Transport) -> (SupervisorHandle, SharedSink, 
         },
         probe_every: Duration::from_millis(250),
         first_epoch: 0,
+        failed_retry: Duration::from_secs(300),
     };
     let sink = SharedSink::default();
     let clock: Arc<dyn Clock> = Arc::new(SystemClock::new());
@@ -101,6 +102,11 @@ async fn a_jittery_path_stays_live_and_delivers_every_frame_in_order() {
     check_in_order(&sink);
     let s = stats.snapshot();
     assert_eq!((s.state, s.reconnects, s.stalls), (StreamState::Live, 0, 0));
+    assert_eq!(
+        (s.lost_packets, s.incomplete_frames),
+        (0, 0),
+        "TCP loses nothing"
+    );
     assert!(
         relay.stats().tcp_bytes_down > 100_000,
         "{:?}",
@@ -124,6 +130,13 @@ async fn udp_through_loss_and_jitter_keeps_delivering_frames_in_order() {
     let r = relay.stats();
     assert_eq!(r.udp_flows, 2, "RTP and RTCP went through the relay: {r:?}");
     assert!(r.datagrams_down > 200 && r.datagrams_lost > 0, "{r:?}");
+    // The loss is counted per stream: the relay dropped RTP datagrams, the stream saw gaps.
+    let s = stats.snapshot();
+    assert!(
+        s.lost_packets > 0 && s.incomplete_frames > 0,
+        "loss not counted: {s:?} {r:?}"
+    );
+    assert_eq!(s.transport, Some("udp"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

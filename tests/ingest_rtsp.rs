@@ -27,6 +27,7 @@ fn cfg() -> SupervisorConfig {
         },
         probe_every: Duration::from_millis(250),
         first_epoch: 0,
+        failed_retry: Duration::from_secs(300),
     }
 }
 
@@ -137,10 +138,29 @@ async fn udp_transport_delivers_frames_from_a_looped_clip() {
     check_frames(&sink);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn credentials_are_sent_and_wrong_ones_are_reported() {
+/// Waits until the stream is `failed` and returns its last error: one attempt, no retry.
+async fn failed_error(h: &SupervisorHandle) -> String {
+    let stats = h.stats();
+    assert!(
+        wait_until(LIVE_DEADLINE, || stats.state() == StreamState::Failed).await,
+        "{} did not fail: {:?}",
+        stats.id(),
+        stats.snapshot()
+    );
+    let s = stats.snapshot();
+    assert_eq!((s.reconnects, s.frames), (0, 0), "{s:?}");
+    assert!(
+        s.retry_at_us.is_some() && s.last_error_at_us.is_some(),
+        "{s:?}"
+    );
+    s.last_error.expect("an error sentence")
+}
+
+/// A good, a wrong and a missing password against a server with Digest or Basic auth.
+async fn credentials_case(basic: bool) {
     let server = RtspServer::start(ServerOpts {
         auth: Some(("viewer".into(), "s3cret".into())),
+        basic_auth: basic,
         ..ServerOpts::default()
     });
     let (good, good_sink) = supervise(
@@ -151,32 +171,134 @@ async fn credentials_are_sent_and_wrong_ones_are_reported() {
     let (bad, _) = supervise(
         "bad",
         &server.url_with_creds(0, "viewer", "wrong"),
-        Transport::Tcp,
+        Transport::Auto,
     );
-    let (none, _) = supervise("none", &server.url(0), Transport::Tcp);
-    let (gs, bs, ns) = (good.stats(), bad.stats(), none.stats());
-    assert!(
-        wait_until(LIVE_DEADLINE, || good_sink.len() >= 10
-            && bs.reconnects() >= 1
-            && ns.reconnects() >= 1)
-        .await,
-        "good {:?} bad {:?} none {:?}",
-        gs.snapshot(),
-        bs.snapshot(),
-        ns.snapshot()
-    );
-    let bad_err = bs.last_error().expect("bad creds error");
+    let (none, _) = supervise("none", &server.url(0), Transport::Auto);
+    let bad_err = failed_error(&bad).await;
     assert_eq!(
         bad_err,
-        "camera rejected the credentials (401 Unauthorized)"
+        "the camera refused the user name or password (401 Unauthorized); check them in the \
+         camera URL in the Cameras tab"
     );
     assert!(!bad_err.contains("wrong"));
     assert_eq!(
-        ns.last_error().as_deref(),
-        Some("camera requires credentials but the URL has none (401 Unauthorized)")
+        failed_error(&none).await,
+        "the camera wants a user name and password (401 Unauthorized); put them in the camera \
+         URL in the Cameras tab (rtsp://user:password@...)"
     );
-    assert_ne!(bs.state(), StreamState::Failed, "401 is retried");
+    let gs = good.stats();
+    assert!(
+        wait_until(LIVE_DEADLINE, || good_sink.len() >= 10).await,
+        "{:?}",
+        gs.snapshot()
+    );
     assert_eq!(gs.reconnects(), 0);
+    // Still one login each: `failed` waits its 300 s (retried at once only when asked).
+    assert_eq!(
+        (bad.stats().reconnects(), none.stats().reconnects()),
+        (0, 0)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_digest_credentials_fail_after_one_login() {
+    credentials_case(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_basic_credentials_fail_after_one_login() {
+    credentials_case(true).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auto_falls_back_to_udp_when_the_camera_refuses_tcp_and_remembers_it() {
+    let server = RtspServer::start(ServerOpts {
+        udp_only: true,
+        ..ServerOpts::default()
+    });
+    let url = server.url(0);
+    let source = RtspSource::new(&url, Transport::Auto).expect("valid test url");
+    let wire = source.url().clone();
+    assert_eq!(edgecam::ingest::rtsp::learned(&wire), None);
+    let (auto, sink) = supervise("auto", &url, Transport::Auto);
+    let stats = auto.stats();
+    assert!(
+        wait_until(LIVE_DEADLINE, || sink.len() >= 30).await,
+        "auto did not go live over UDP: {:?}",
+        stats.snapshot()
+    );
+    check_frames(&sink);
+    let s = stats.snapshot();
+    assert_eq!(
+        (s.state, s.transport, s.reconnects),
+        (StreamState::Live, Some("udp"), 0),
+        "{s:?}"
+    );
+    assert_eq!(s.last_error, None, "the fallback is not an error");
+    // Remembered for the camera: the next session (a restart, Test connection) starts with UDP.
+    assert_eq!(edgecam::ingest::rtsp::learned(&wire), Some(Transport::Udp));
+    drop(auto);
+
+    // Test connection of the same camera says which transport worked.
+    let cfg: edgecam::config::StreamConfig =
+        toml::from_str(&format!("id = \"auto\"\nkind = \"rtsp\"\nurl = \"{url}\"")).expect("valid");
+    let report = edgecam::ingest::probe::probe(&cfg).await;
+    assert!(report.ok, "{report:?}");
+    assert_eq!(report.transport, Some("udp"));
+
+    // Forced TCP is retried with a sentence that says what to set.
+    let (tcp, _) = supervise("tcp", &url, Transport::Tcp);
+    let e = retried_error(&tcp).await;
+    assert!(
+        e.starts_with("the camera refused RTSP over TCP (status 461 at SETUP)"),
+        "{e}"
+    );
+    assert!(e.contains("\"auto\" or \"udp\""), "{e}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_gop_camera_joined_mid_gop_waits_for_its_keyframe_without_a_timeout() {
+    // A 10 s GOP: a viewer that joins after the first keyframe gets P-frames for seconds.
+    let server = RtspServer::start(ServerOpts {
+        gop: 250,
+        ..ServerOpts::default()
+    });
+    let (first, first_sink) = supervise("first", &server.url(0), Transport::Tcp);
+    assert!(
+        wait_until(LIVE_DEADLINE, || first_sink.len() >= 25).await,
+        "{:?}",
+        first.stats().snapshot()
+    );
+    let (late, late_sink) = supervise("late", &server.url(0), Transport::Tcp);
+    let stats = late.stats();
+    assert!(
+        wait_until(LIVE_DEADLINE, || stats.snapshot().waiting_for
+            == Some("keyframe"))
+        .await,
+        "P-frames before the keyframe were not seen: {:?}",
+        stats.snapshot()
+    );
+    // Longer than the 5 s connect timeout, shorter than the keyframe wait's cap.
+    assert!(
+        wait_until(Duration::from_secs(25), || late_sink.len() >= 1).await,
+        "{:?}",
+        stats.snapshot()
+    );
+    let s = stats.snapshot();
+    assert_eq!(
+        (s.state, s.reconnects, s.last_error),
+        (StreamState::Live, 0, None)
+    );
+    assert!(late_sink.snapshot()[0].meta.info.keyframe);
+    // By now the first stream has seen two keyframes 10 s apart.
+    let fs = first.stats();
+    assert!(
+        wait_until(LIVE_DEADLINE, || fs.keyframe_interval_ms().is_some()).await,
+        "{:?}",
+        fs.snapshot()
+    );
+    let gop = fs.keyframe_interval_ms().unwrap_or(0);
+    assert!((9_000..=11_000).contains(&gop), "measured GOP {gop} ms");
 }
 
 /// Waits until the stream has retried at least twice and returns its last error.
@@ -238,12 +360,14 @@ async fn failures_end_in_the_right_state_without_touching_a_healthy_stream() {
     .0;
 
     assert_eq!(
-        retried_error(&missing).await,
-        "RTSP server has no stream at /nope (404 Not Found)"
+        failed_error(&missing).await,
+        "the camera has no stream at /nope (404 Not Found); check the path in the camera URL \
+         in the Cameras tab (the camera's manual lists it)"
     );
     assert_eq!(
-        retried_error(&audio).await,
-        "camera offers no H.264 video stream (found: audio/pcma)"
+        failed_error(&audio).await,
+        "the camera offers no video at this URL (it offers audio/pcma); use the URL of its \
+         H.264 video stream"
     );
     let e = retried_error(&refused).await;
     assert!(
@@ -251,7 +375,10 @@ async fn failures_end_in_the_right_state_without_touching_a_healthy_stream() {
         "{e}"
     );
     let e = retried_error(&silent).await;
-    assert_eq!(e, "timed out: no video within 5.0 s of connecting");
+    assert!(
+        e.starts_with("no RTSP answer from the camera within 5.0 s; check the address and port"),
+        "{e}"
+    );
     let e = retried_error(&garbage).await;
     assert!(!e.contains("buffered"), "{e}");
     assert!(e.starts_with("not an RTSP server: 127.0.0.1:"), "{e}");

@@ -9,8 +9,10 @@ use edgecam::config::schema::Transport;
 use edgecam::frame::{Codec, FrameInfo};
 use edgecam::ingest::rtsp::RtspSource;
 use edgecam::ingest::stats::StreamState::{self, Backoff, Connecting, Failed, Live, Stalled};
-use edgecam::ingest::supervisor::{SupervisorConfig, SupervisorHandle, spawn_supervisor};
-use edgecam::ingest::{Source, SourceCtx, SourceError};
+use edgecam::ingest::supervisor::{
+    KEYFRAME_WAIT_CAP, SupervisorConfig, SupervisorHandle, spawn_supervisor,
+};
+use edgecam::ingest::{Source, SourceCtx, SourceError, Waiting};
 use futures::future::BoxFuture;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
@@ -24,6 +26,10 @@ use tokio::time::Instant;
 enum Step {
     /// Push `n` frames, one every `every` (the first is a keyframe).
     Frames(u32, Duration),
+    /// Push `n` frames, one every `every`, every `gop`-th of them a keyframe (the first too).
+    Gop(u32, Duration, u32),
+    /// Say what the attempt waits for (a network source's part of the session).
+    Wait(Waiting),
     /// Never return (a camera that keeps the session open but sends nothing).
     Hang,
     /// Name the step the attempt is in (what a connect timeout then reports).
@@ -78,13 +84,18 @@ impl Source for Scripted {
             let _guard = guard;
             let mut pts = 0;
             for step in script {
+                let (n, every, gop) = match step {
+                    Step::Frames(n, every) => (n, every, u32::MAX),
+                    Step::Gop(n, every, gop) => (n, every, gop),
+                    _ => (0, Duration::ZERO, 1),
+                };
                 match step {
-                    Step::Frames(n, every) => {
+                    Step::Frames(..) | Step::Gop(..) => {
                         for i in 0..n {
                             let info = FrameInfo {
                                 codec: Codec::H264,
-                                keyframe: i == 0,
-                                params_changed: i == 0,
+                                keyframe: i % gop == 0,
+                                params_changed: i % gop == 0,
                                 pts_us: pts,
                                 recv_mono_ns: ctx.clock.mono_ns(),
                                 recv_wall_us: ctx.clock.wall_us(),
@@ -98,6 +109,7 @@ impl Source for Scripted {
                         }
                     }
                     Step::Hang => futures::future::pending::<()>().await,
+                    Step::Wait(w) => ctx.phase.set_waiting(w),
                     Step::Phase(step) => ctx.phase.set(step),
                     Step::Fail(kind, msg) => return Err(kind(msg.to_string())),
                     Step::Panic(msg) => panic!("{msg}"),
@@ -119,6 +131,7 @@ fn paused_cfg() -> SupervisorConfig {
         },
         probe_every: Duration::from_millis(250),
         first_epoch: 0,
+        failed_retry: Duration::from_secs(300),
     }
 }
 
@@ -314,6 +327,149 @@ async fn a_config_error_parks_in_failed_and_the_loop_keeps_beating() {
     );
     assert_eq!(src.attempts.load(Ordering::SeqCst), 1, "not retried");
     assert_eq!(log.states(), vec![Failed]);
+}
+
+/// The supervisor config of the `failed` tests: a 300 s retry of refused streams.
+fn failing_cfg() -> SupervisorConfig {
+    SupervisorConfig {
+        failed_retry: Duration::from_secs(300),
+        ..paused_cfg()
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_refused_stream_is_failed_and_retried_only_after_the_long_interval() {
+    let src = Scripted::new(vec![vec![Step::Fail(
+        SourceError::Rejected,
+        "the camera refused the user name or password",
+    )]]);
+    let t0 = Instant::now();
+    let (h, _sink, log) = start(src.clone(), failing_cfg());
+    let stats = h.stats();
+    assert!(wait_until(Duration::from_secs(5), || stats.state() == Failed).await);
+    let s = stats.snapshot();
+    assert_eq!(
+        s.last_error.as_deref(),
+        Some("the camera refused the user name or password")
+    );
+    // The stream clock's wall time (a ManualClock that paused tokio time does not move).
+    assert_eq!(s.last_error_at_us, Some(1_700_000_000_000_000));
+    assert_eq!(s.retry_at_us, Some(1_700_000_000_000_000 + 300_000_000));
+    // One login in the first 299 s, however long the camera keeps refusing.
+    tokio::time::sleep(Duration::from_secs(299)).await;
+    assert_eq!(src.attempts.load(Ordering::SeqCst), 1, "{:?}", log.states());
+    assert!(stats.beats() >= 299, "the loop kept beating while failed");
+    assert!(
+        wait_until(Duration::from_secs(10), || src
+            .attempts
+            .load(Ordering::SeqCst)
+            == 2)
+        .await
+    );
+    assert_eq!(nth(&log, Connecting, 0) - t0, Duration::from_secs(300));
+    assert!(wait_until(Duration::from_secs(1), || stats.state() == Failed).await);
+    assert_eq!(log.states(), vec![Failed, Connecting, Failed]);
+    assert_eq!(stats.reconnects(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn test_connection_retries_a_failed_stream_at_once() {
+    let src = Scripted::new(vec![
+        vec![Step::Fail(
+            SourceError::Rejected,
+            "no stream at /nope (404)",
+        )],
+        vec![Step::Frames(1000, Duration::from_millis(40))],
+    ]);
+    let (h, _sink, log) = start(src.clone(), failing_cfg());
+    let stats = h.stats();
+    assert!(wait_until(Duration::from_secs(5), || stats.state() == Failed).await);
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    assert_eq!(src.attempts.load(Ordering::SeqCst), 1);
+    let asked = Instant::now();
+    stats.retry_now();
+    assert!(wait_until(Duration::from_secs(1), || stats.state() == Live).await);
+    assert_eq!(nth(&log, Connecting, 0), asked, "retried at once");
+    let s = stats.snapshot();
+    // Live again: the error is kept as history, with its time, and no retry is planned.
+    assert_eq!((s.state, s.retry_at_us), (Live, None));
+    assert_eq!(s.last_error.as_deref(), Some("no stream at /nope (404)"));
+    assert!(s.last_error_at_us.is_some());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_retry_asked_for_while_live_does_not_cut_a_later_failed_wait_short() {
+    let src = Scripted::new(vec![
+        vec![Step::Frames(10, Duration::from_millis(40))],
+        vec![Step::Fail(SourceError::Rejected, "401")],
+    ]);
+    let (h, _sink, _log) = start(src.clone(), failing_cfg());
+    let stats = h.stats();
+    assert!(wait_until(Duration::from_secs(5), || stats.state() == Live).await);
+    stats.retry_now();
+    assert!(wait_until(Duration::from_secs(10), || stats.state() == Failed).await);
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    assert_eq!(src.attempts.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn each_wait_of_a_session_has_its_own_sentence() {
+    for (wait, starts) in [
+        (
+            Waiting::Answer,
+            "no RTSP answer from the camera within 5.0 s",
+        ),
+        (
+            Waiting::Packets,
+            "the camera set up the session but sent no video packets within 5.0 s",
+        ),
+    ] {
+        let src = Scripted::new(vec![vec![Step::Wait(wait), Step::Hang]]);
+        let t0 = Instant::now();
+        let (h, _sink, log) = start(src, paused_cfg());
+        let stats = h.stats();
+        assert!(
+            wait_until(Duration::from_secs(4), || stats.snapshot().waiting_for
+                == Some(wait.as_str()))
+            .await
+        );
+        assert!(wait_until(Duration::from_secs(10), || stats.reconnects() >= 1).await);
+        assert_eq!(nth(&log, Backoff, 0) - t0, Duration::from_secs(5));
+        let e = stats.last_error().expect("an error");
+        assert!(e.starts_with(starts), "{e}");
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn video_without_a_keyframe_waits_two_measured_gops() {
+    // Attempt 1: a 4 s GOP (100 frames at 40 ms), measured, then the camera freezes.
+    // Attempt 2: frames arrive but no keyframe: the wait is 2 x 4 s, not the 5 s timeout.
+    let src = Scripted::new(vec![
+        vec![Step::Gop(250, Duration::from_millis(40), 100), Step::Hang],
+        vec![Step::Wait(Waiting::Keyframe), Step::Hang],
+    ]);
+    let (h, _sink, log) = start(src, paused_cfg());
+    let stats = h.stats();
+    assert!(wait_until(Duration::from_secs(60), || stats.reconnects() >= 2).await);
+    assert_eq!(stats.keyframe_interval_ms(), Some(4000));
+    let waited = nth(&log, Backoff, 1) - nth(&log, Connecting, 0);
+    assert_eq!(waited, Duration::from_secs(8), "{:?}", log.states());
+    let e = stats.last_error().expect("an error");
+    assert_eq!(
+        e,
+        "connected and video arrives, but no keyframe came within 8.0 s (its keyframe \
+         interval was 4.0 s); set the camera's keyframe (I-frame) interval to 1-2 s"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn video_without_a_keyframe_from_an_unmeasured_camera_waits_the_cap() {
+    let src = Scripted::new(vec![vec![Step::Wait(Waiting::Keyframe), Step::Hang]]);
+    let t0 = Instant::now();
+    let (h, _sink, log) = start(src, paused_cfg());
+    let stats = h.stats();
+    assert!(wait_until(Duration::from_secs(60), || stats.reconnects() >= 1).await);
+    assert_eq!(nth(&log, Backoff, 0) - t0, KEYFRAME_WAIT_CAP);
 }
 
 #[tokio::test(start_paused = true)]
@@ -539,6 +695,7 @@ fn real_cfg() -> SupervisorConfig {
         },
         probe_every: Duration::from_millis(250),
         first_epoch: 0,
+        failed_retry: Duration::from_secs(300),
     }
 }
 
@@ -701,11 +858,13 @@ async fn a_paused_server_stalls_the_stream_and_resuming_brings_it_back() {
         "{:?}",
         log.states()
     );
-    // While paused the server answers but sends nothing: attempts time out and are retried.
+    // While paused the server accepts connections but sends nothing (it cannot even answer
+    // DESCRIBE before its paused pipeline prerolls): attempts time out, saying what was
+    // missing, and are retried.
     assert!(
-        wait_until(DEADLINE, || s
-            .last_error()
-            .is_some_and(|e| e.starts_with("timed out")))
+        wait_until(DEADLINE, || s.last_error().is_some_and(|e| e
+            .starts_with("no RTSP answer from the camera within 4.0 s")
+            || e.contains("sent no video packets within 4.0 s")))
         .await,
         "{:?}",
         s.snapshot()

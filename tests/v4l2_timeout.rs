@@ -285,6 +285,7 @@ fn start(fake: &Arc<Fake>) -> (SupervisorHandle, StateLog, Errors) {
         },
         probe_every: Duration::from_millis(250),
         first_epoch: 0,
+        failed_retry: Duration::from_secs(300),
     };
     let clock: Arc<dyn Clock> = Arc::new(ManualClock::new(1_700_000_000_000_000));
     let h = spawn_supervisor("usb".into(), source, cfg, SharedSink::default(), clock);

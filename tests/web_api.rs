@@ -4,6 +4,7 @@
 //! a WebSocket client watches another stream.
 
 mod common;
+mod support;
 mod webutil;
 
 use std::time::Duration;
@@ -155,6 +156,13 @@ async fn every_endpoint_works_for_an_admin_session() {
         "dropped",
         "reconnects",
         "last_error",
+        "last_error_at_us",
+        "lost_packets",
+        "incomplete_frames",
+        "transport",
+        "waiting_for",
+        "keyframe_interval_ms",
+        "retry_at_us",
     ] {
         assert!(
             st["streams"][0].get(key).is_some(),
@@ -268,6 +276,8 @@ async fn every_endpoint_works_for_an_admin_session() {
         "edgecam_stream_reconnects_total{stream=\"cam1\"}",
         "edgecam_ring_overwritten_frames_total{stream=\"cam1\"}",
         "edgecam_ring_lagged_frames_total{stream=\"cam1\"}",
+        "edgecam_stream_rtp_lost_packets_total{stream=\"cam1\"} 0",
+        "edgecam_stream_incomplete_frames_total{stream=\"cam1\"} 0",
         "edgecam_alarm_raised_total{alarm=\"door\"} 1",
         "edgecam_live_clients",
         "edgecam_live_skipped_frames_total",
@@ -685,5 +695,68 @@ async fn a_live_config_change_adds_and_removes_streams_while_a_client_watches_an
             Live::Text(t) => panic!("unexpected message {t}"),
         }
     }
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_camera_refusing_the_password_is_failed_and_test_connection_retries_it_at_once() {
+    let camera = support::RtspServer::start(support::ServerOpts {
+        auth: Some(("viewer".into(), "s3cret".into())),
+        ..support::ServerOpts::default()
+    });
+    let url = camera.url_with_creds(0, "viewer", "wrong");
+    let door: edgecam::config::StreamConfig =
+        toml::from_str(&format!("id = \"door\"\nkind = \"rtsp\"\nurl = \"{url}\"")).expect("valid");
+    let stream = door.clone();
+    let s = TestServer::start_with(
+        move |dir| {
+            let mut cfg = config(dir);
+            cfg.streams.push(stream.clone());
+            cfg
+        },
+        WebOptions::default(),
+    )
+    .await;
+    let door_row = |st: &Value| -> Value {
+        st["streams"]
+            .as_array()
+            .and_then(|a| a.iter().find(|x| x["id"] == "door").cloned())
+            .unwrap_or(Value::Null)
+    };
+    let st = s
+        .wait_status("door failed", |st| door_row(st)["state"] == "failed")
+        .await;
+    let row = door_row(&st);
+    assert!(
+        row["last_error"]
+            .as_str()
+            .is_some_and(|e| e.starts_with("the camera refused the user name or password")),
+        "{row}"
+    );
+    assert!(
+        row["last_error_at_us"].is_i64() && row["retry_at_us"].is_i64(),
+        "{row}"
+    );
+    assert_eq!(row["reconnects"], 0);
+    assert!(
+        !row.to_string().contains("wrong"),
+        "the password never shows: {row}"
+    );
+
+    // Test connection (still the wrong password): the probe fails, and the stream is retried
+    // now, not in 300 s.
+    let r = s
+        .with_token(Method::POST, "/api/streams/test", ADMIN_TOKEN)
+        .json(&door)
+        .go()
+        .await;
+    assert_eq!(r.status(), 200);
+    let report = json_of(r).await;
+    assert_eq!(report["ok"], false, "{report}");
+    s.wait_status("door retried", |st| {
+        let row = door_row(st);
+        row["reconnects"] == 1 && row["state"] == "failed"
+    })
+    .await;
     s.stop().await;
 }

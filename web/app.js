@@ -605,7 +605,7 @@ const KIND_SPECIFIC = ['url', 'transport', 'device', 'width', 'height', 'fps', '
 function setKind(s, kind) {
   s.kind = kind;
   for (const k of KIND_SPECIFIC) if (!KIND_FIELDS[kind].includes(k)) s[k] = null;
-  if (kind === 'rtsp' && !s.transport) s.transport = 'tcp';
+  if (kind === 'rtsp' && !s.transport) s.transport = 'auto';
   if (kind === 'v4l2' && !s.device) s.device = '/dev/video0';
 }
 
@@ -629,6 +629,7 @@ function probeResult(r) {
   const parts = [r.codec_string || r.codec];
   if (r.width && r.height) parts.push(`${r.width}×${r.height}`);
   if (r.fps) parts.push(`${r.fps.toFixed(1)} fps`);
+  if (r.transport) parts.push(`RTSP over ${r.transport.toUpperCase()}`);
   return `OK: ${parts.join(', ')} (first keyframe after ${r.elapsed_ms} ms)`;
 }
 
@@ -663,7 +664,7 @@ function renderCameras() {
       field(s, 'id', 'Id', 'text', p + '.id'), field(s, 'name', 'Name', 'text', p + '.name'), kind);
     const labels = { url: 'RTSP URL', transport: 'Transport', device: 'Device', width: 'Width', height: 'Height', fps: 'FPS', bitrate_kbps: 'Bitrate kbit/s', gop: 'Keyframe interval (frames)' };
     for (const k of KIND_FIELDS[s.kind] || []) {
-      const kindOf = k === 'transport' ? 'select:tcp|udp' : ['url', 'device'].includes(k) ? 'text' : 'number';
+      const kindOf = k === 'transport' ? 'select:auto|tcp|udp' : ['url', 'device'].includes(k) ? 'text' : 'number';
       const f = field(s, k, labels[k], kindOf, `${p}.${k}`);
       if (k === 'url') f.querySelector('input').placeholder = 'rtsp://user:password@camera:554/stream1';
       grid.append(f);
@@ -679,7 +680,7 @@ function renderCameras() {
 
 $('camera-add').addEventListener('click', () => editConfig((cfg) => {
   const n = cfg.streams.length + 1;
-  const s = { id: `cam${n}`, name: null, kind: 'rtsp', url: '', transport: 'tcp', device: null, width: null, height: null, fps: null, bitrate_kbps: null, gop: null, connect_timeout_ms: 5000, stall_timeout_ms: 3000, enabled: true };
+  const s = { id: `cam${n}`, name: null, kind: 'rtsp', url: '', transport: 'auto', device: null, width: null, height: null, fps: null, bitrate_kbps: null, gop: null, connect_timeout_ms: 5000, stall_timeout_ms: 3000, failed_retry_s: 300, enabled: true };
   cfg.streams.push(s);
   renderCameras();
 }));
@@ -788,6 +789,24 @@ $('tokens-save').addEventListener('click', () => saveConfig('tokens-msg'));
 
 // ---------------------------------------------------------------- system tab
 
+// HH:MM of a wall time in µs (the API's `*_at_us`).
+const hhmm = (us) => new Date(us / 1000).toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' });
+
+// The state with what it waits for: `connecting (keyframe)`, `failed (retry at 14:05)`.
+function streamState(s) {
+  if (s.state === 'connecting' && s.waiting_for) return `connecting (waiting for ${s.waiting_for})`;
+  if (s.state === 'failed' && s.retry_at_us) return `failed (retry at ${hhmm(s.retry_at_us)})`;
+  return s.state;
+}
+
+// The last error: the reason while the stream is down, history ("last error at 14:02: ...")
+// once it is live again.
+function lastError(s) {
+  if (!s.last_error) return '';
+  const at = s.last_error_at_us ? ` at ${hhmm(s.last_error_at_us)}` : '';
+  return s.state === 'live' ? `last error${at}: ${s.last_error}` : s.last_error + (at ? ` (${at.trim()})` : '');
+}
+
 async function refreshSystem() {
   if (currentTab !== 'system' || !session) return;
   try {
@@ -797,8 +816,8 @@ async function refreshSystem() {
     showWatchdog(st.watchdog);
     const h = st.https;
     $('https-info').replaceChildren(...(h ? [`On port ${h.port}, ${h.self_made ? 'the box\'s own self-signed certificate' : 'your certificate'}, SHA-256 `, el('code', {}, h.fingerprint_sha256)] : ['Off (web.https = false).']));
-    const rows = st.streams.map((s) => [s.id, s.state, s.fps.toFixed(1), s.bitrate_kbps, s.frames, s.dropped, s.reconnects, s.ring_overwritten, s.ring_lagged, s.last_error || '']);
-    table($('stream-stats'), ['stream', 'state', 'fps', 'kbit/s', 'frames', 'dropped', 'reconnects', 'ring overwritten', 'ring lagged', 'last error'], rows);
+    const rows = st.streams.map((s) => [s.id, streamState(s), s.transport || '', s.fps.toFixed(1), s.bitrate_kbps, s.frames, s.dropped, s.lost_packets, s.incomplete_frames, s.reconnects, s.ring_overwritten, s.ring_lagged, lastError(s)]);
+    table($('stream-stats'), ['stream', 'state', 'transport', 'fps', 'kbit/s', 'frames', 'dropped', 'RTP lost', 'frames missing data', 'reconnects', 'ring overwritten', 'ring lagged', 'last error'], rows);
     const evs = ev.events.slice(-50).reverse().map((e) => [new Date(e.at_us / 1000).toLocaleTimeString(), e.kind, e.action, e.stream || '', e.alarm || '', e.detail, e.cause || '']);
     table($('events'), ['time', 'kind', 'what', 'stream', 'alarm', 'detail', 'cause'], evs);
   } catch (_) { /* next tick */ }

@@ -185,8 +185,12 @@ pub enum StreamKind {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Transport {
-    /// RTP interleaved on the RTSP TCP connection; works through NAT and loses nothing.
+    /// TCP first; when the camera refuses RTSP over TCP (461 Unsupported Transport, as
+    /// VLC's server does), UDP. What worked is remembered per camera for the daemon's life
+    /// and tried first on the next session.
     #[default]
+    Auto,
+    /// RTP interleaved on the RTSP TCP connection; works through NAT and loses nothing.
     Tcp,
     /// RTP over UDP; lower overhead on a clean LAN.
     Udp,
@@ -207,7 +211,7 @@ pub struct StreamConfig {
     /// `rtsp`: the camera URL, credentials included (they are never logged).
     #[serde(default)]
     pub url: Option<String>,
-    /// `rtsp`: TCP (default) or UDP.
+    /// `rtsp`: `auto` (default: TCP, UDP when the camera refuses TCP), `tcp` or `udp`.
     #[serde(default)]
     pub transport: Transport,
     /// `v4l2`: device path such as `/dev/video0`.
@@ -234,6 +238,11 @@ pub struct StreamConfig {
     /// Time without a frame after which a live stream counts as stalled.
     #[serde(default = "default_stall_timeout_ms")]
     pub stall_timeout_ms: u64,
+    /// How long a `failed` stream (wrong credentials, no such stream, unsupported codec)
+    /// waits before it tries again, in seconds: long, because cameras lock an account after
+    /// a few bad logins. *Test connection* and a config change retry at once.
+    #[serde(default = "default_failed_retry_s")]
+    pub failed_retry_s: u64,
     /// A disabled stream stays in the config but is not ingested.
     #[serde(default = "default_true")]
     pub enabled: bool,
@@ -258,6 +267,7 @@ impl StreamConfig {
             gop: None,
             connect_timeout_ms: default_connect_timeout_ms(),
             stall_timeout_ms: default_stall_timeout_ms(),
+            failed_retry_s: default_failed_retry_s(),
             enabled: true,
         }
     }
@@ -293,6 +303,9 @@ fn default_connect_timeout_ms() -> u64 {
 }
 fn default_stall_timeout_ms() -> u64 {
     3000
+}
+fn default_failed_retry_s() -> u64 {
+    300
 }
 fn default_true() -> bool {
     true

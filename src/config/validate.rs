@@ -331,6 +331,13 @@ impl Checker {
             ] {
                 self.range(format!("{base}.{field}"), v, 100, 600_000, " ms");
             }
+            self.range(
+                format!("{base}.failed_retry_s"),
+                s.failed_retry_s,
+                10,
+                86_400,
+                " s",
+            );
         }
     }
 
@@ -347,7 +354,9 @@ impl Checker {
             if s.url.is_some() {
                 self.err(format!("{base}.url"), "`url` applies only to rtsp streams");
             }
-            if s.transport != Transport::default() {
+            // `tcp` was the default before `auto`: configs saved by older builds carry it on
+            // every stream, so it stays accepted (and ignored) on other kinds.
+            if s.transport == Transport::Udp {
                 self.err(
                     format!("{base}.transport"),
                     "`transport` applies only to rtsp streams",

@@ -15,7 +15,7 @@ pub mod v4l2;
 
 use crate::clock::Clock;
 use crate::frame::FrameSink;
-pub use phase::AttemptPhase;
+pub use phase::{AttemptPhase, Waiting};
 use thiserror::Error;
 
 /// What a source gets from its supervisor for one connection attempt.
@@ -40,9 +40,17 @@ pub enum SourceError {
     /// until the config changes: the stream goes to `failed`.
     #[error("{0}")]
     Config(String),
-    /// Could not connect or set up (refused, 404, 401, device missing or busy). Retried with backoff.
+    /// Could not connect or set up (refused, 503, device missing or busy). Retried with backoff.
     #[error("{0}")]
     Connect(String),
+    /// The camera answered and refused in a way that retrying soon cannot change: wrong
+    /// credentials (401/403), no such stream (404), no video codec edgecam can show. The
+    /// stream goes to `failed` and is retried only on a long interval
+    /// ([`crate::ingest::supervisor::SupervisorConfig::failed_retry`]), on *Test connection*
+    /// or on a config change: a camera that locks an account after a few bad logins must not
+    /// see one every second.
+    #[error("{0}")]
+    Rejected(String),
     /// Nothing answered at the camera's address (connection refused, timed out, no route):
     /// retried with backoff, and meanwhile the supervisor probes the camera cheaply
     /// ([`Source::probe`]) to retry as soon as it answers.
@@ -57,6 +65,12 @@ impl SourceError {
     /// True when retrying cannot help until the config changes.
     pub fn is_permanent(&self) -> bool {
         matches!(self, SourceError::Config(_))
+    }
+
+    /// True when the camera refused the attempt for good ([`SourceError::Rejected`]): retried
+    /// only on the long `failed` interval or when asked.
+    pub fn is_rejection(&self) -> bool {
+        matches!(self, SourceError::Rejected(_))
     }
 }
 

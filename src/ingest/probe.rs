@@ -58,6 +58,9 @@ pub struct ProbeReport {
     pub errors: Vec<ProbeFieldError>,
     /// How long it took until the first keyframe (or the failure), ms.
     pub elapsed_ms: u64,
+    /// `tcp` or `udp`: the RTSP transport the session ran over (with `auto`, the one that
+    /// worked); `None` for other kinds or when no session was set up.
+    pub transport: Option<&'static str>,
 }
 
 /// Frames seen by the probe sink.
@@ -153,9 +156,12 @@ pub async fn probe(cfg: &StreamConfig) -> ProbeReport {
             Err(e) => e.to_string(),
         }),
         _ = got_key => None,
-        _ = tokio::time::sleep(limit) => Some(match phase.get() {
-            Some(step) => format!("no keyframe within {} s, still {step}", limit.as_secs()),
-            None => format!("no keyframe within {} s", limit.as_secs()),
+        _ = tokio::time::sleep(limit) => Some(match (phase.waiting(), phase.get()) {
+            (Some(w), _) => crate::ingest::supervisor::timeout_sentence(
+                None, Some(w), phase.transport(), limit, None,
+            ),
+            (None, Some(step)) => format!("no keyframe within {} s, still {step}", limit.as_secs()),
+            (None, None) => format!("no keyframe within {} s", limit.as_secs()),
         }),
     };
     let seen = seen.lock().unwrap_or_else(|p| p.into_inner());
@@ -163,7 +169,10 @@ pub async fn probe(cfg: &StreamConfig) -> ProbeReport {
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .unwrap_or_else(|| start.elapsed());
-    report(&seen, error, elapsed)
+    ProbeReport {
+        transport: phase.transport(),
+        ..report(&seen, error, elapsed)
+    }
 }
 
 /// The report from what the sink saw.
@@ -195,6 +204,7 @@ fn report(seen: &Seen, error: Option<String>, elapsed: Duration) -> ProbeReport 
         error: if seen.key.is_some() { None } else { error },
         errors: Vec::new(),
         elapsed_ms: elapsed.as_millis() as u64,
+        transport: None,
     }
 }
 

@@ -1,8 +1,13 @@
 //! IP cameras over RTSP, through the `retina` client.
 //!
 //! One [`Source::run`] call is one session: `DESCRIBE`, `SETUP` of the first H.264 video
-//! stream (TCP interleaved by default, UDP on request), `PLAY`, then frames until the session
-//! breaks. Frames arrive as Annex B access units with SPS/PPS in front of every keyframe
+//! stream, `PLAY`, then frames until the session breaks. The transport is TCP interleaved or
+//! UDP as configured, or with `auto` (the default) TCP first and UDP when the camera refuses
+//! TCP at `SETUP` (461 Unsupported Transport, as VLC's server answers; also 400 and 501).
+//! What gave frames is remembered per camera URL for the daemon's life ([`learned`]) and
+//! tried first on the next session, so the refusal costs one extra `DESCRIBE` only once. A
+//! UDP session that played but got no frame (a firewall or NAT in the way) makes the next
+//! `auto` session start with TCP again. Frames arrive as Annex B access units with SPS/PPS in front of every keyframe
 //! (retina's [`FrameFormat::SIMPLE`]); they are copied into the sink and retina's buffer is
 //! dropped. Frames pass a [`super::gate::KeyframeGate`]: those before the first keyframe of
 //! a session, and those after a frame the ring refused until the next keyframe, are dropped,
@@ -16,21 +21,105 @@
 //!
 //! Credentials are taken out of the URL and handed to retina as [`Credentials`]; the URL that
 //! goes on the wire and into every log line and error has no password.
+//!
+//! Along the way the source says what it waits for ([`Waiting`]: the RTSP answer, the first
+//! packet, the first keyframe), which transport runs, and the RTP packets retina saw lost
+//! ([`retina::codec::VideoFrame::loss`]), through the attempt's [`super::AttemptPhase`].
+//!
+//! Errors that retrying soon cannot fix (401, 403, 404, no H.264 video) are
+//! [`SourceError::Rejected`]: the supervisor parks the stream in `failed` instead of logging
+//! in again every second, which would lock the account on many cameras.
 
 use super::gate::KeyframeGate;
 use super::redact::redact_url;
-use super::{Source, SourceCtx, SourceError};
+use super::{AttemptPhase, Source, SourceCtx, SourceError, Waiting};
 use crate::config::schema::{StreamConfig, Transport};
 use crate::frame::{Codec, FrameInfo};
 use futures::StreamExt;
 use futures::future::BoxFuture;
+use retina::client::Demuxed;
 use retina::client::{
     Credentials, PlayOptions, Session, SessionOptions, SetupOptions, TcpTransportOptions,
     UdpTransportOptions,
 };
 use retina::codec::{CodecItem, FrameFormat};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, OnceLock};
 use std::time::Instant;
 use url::Url;
+
+/// The transport that last gave frames, per camera URL (without credentials): process-wide,
+/// so a restarted stream and *Test connection* start with what worked.
+fn learned_map() -> &'static Mutex<HashMap<String, Transport>> {
+    static MAP: OnceLock<Mutex<HashMap<String, Transport>>> = OnceLock::new();
+    MAP.get_or_init(|| Mutex::new(HashMap::new()))
+}
+
+/// The transport that last gave frames from the camera at `url` (credential-free), if any.
+pub fn learned(url: &Url) -> Option<Transport> {
+    let map = learned_map().lock().unwrap_or_else(|p| p.into_inner());
+    map.get(url.as_str()).copied()
+}
+
+/// Remembers that `t` gave frames from the camera at `url`.
+fn learn(url: &Url, t: Transport) {
+    let mut map = learned_map().lock().unwrap_or_else(|p| p.into_inner());
+    map.insert(url.as_str().to_string(), t);
+}
+
+/// The transport a session tries first: the configured one, or for `auto` what worked last
+/// (TCP when nothing did yet), except TCP when the last UDP session got no frame at all.
+fn first_transport(
+    configured: Transport,
+    learned: Option<Transport>,
+    udp_silent: bool,
+) -> Transport {
+    match configured {
+        Transport::Auto if udp_silent => Transport::Tcp,
+        Transport::Auto => learned.unwrap_or(Transport::Tcp),
+        t => t,
+    }
+}
+
+/// The other of TCP and UDP.
+fn other(t: Transport) -> Transport {
+    if t == Transport::Udp {
+        Transport::Tcp
+    } else {
+        Transport::Udp
+    }
+}
+
+/// The name of a concrete transport in logs and `/api/status`.
+fn transport_name(t: Transport) -> &'static str {
+    match t {
+        Transport::Udp => "udp",
+        Transport::Tcp | Transport::Auto => "tcp",
+    }
+}
+
+/// How opening a session failed.
+struct OpenError {
+    /// The camera refused this transport at `SETUP` (another may work).
+    transport_refused: bool,
+    /// The error to report.
+    error: SourceError,
+    /// The refused session, still connected: kept open while the other transport is tried,
+    /// because some servers (gst-rtsp-server) tear a shared stream down when its last
+    /// client leaves and answer 503 to a `DESCRIBE` that comes meanwhile.
+    refused: Option<Session<retina::client::Described>>,
+}
+
+impl From<SourceError> for OpenError {
+    fn from(error: SourceError) -> Self {
+        OpenError {
+            transport_refused: false,
+            error,
+            refused: None,
+        }
+    }
+}
 
 /// An RTSP camera: what is needed to open one session, parsed once from the config.
 pub struct RtspSource {
@@ -38,8 +127,11 @@ pub struct RtspSource {
     url: Url,
     /// User name and password from the configured URL, if it had any.
     creds: Option<Credentials>,
-    /// TCP interleaved or UDP, from the config.
+    /// `auto`, TCP interleaved or UDP, from the config.
     transport: Transport,
+    /// Set while a UDP session plays and no frame came yet: when the next session starts
+    /// with it still set, UDP went silent (a firewall, NAT), and `auto` tries TCP first.
+    udp_silent: AtomicBool,
 }
 
 impl std::fmt::Debug for RtspSource {
@@ -107,6 +199,7 @@ impl RtspSource {
             url,
             creds,
             transport,
+            udp_silent: AtomicBool::new(false),
         })
     }
 
@@ -131,60 +224,94 @@ impl RtspSource {
 
     /// One session; see the module doc.
     async fn session(&self, ctx: SourceCtx<'_>) -> Result<(), SourceError> {
-        let id = ctx.id;
-        tracing::debug!(stream = %id, url = %self.url, transport = ?self.transport, "rtsp connecting");
+        let silent = self.udp_silent.swap(false, Ordering::Relaxed);
+        let first = first_transport(self.transport, learned(&self.url), silent);
+        let (demuxed, index, transport) = match self.open(ctx.id, &ctx.phase, first).await {
+            Ok((d, i)) => (d, i, first),
+            Err(e) if e.transport_refused && self.transport == Transport::Auto => {
+                let _still_connected = e.refused;
+                let second = other(first);
+                tracing::warn!(stream = %ctx.id, url = %self.url, refused = transport_name(first), trying = transport_name(second), error = %e.error, "camera refused the RTSP transport; trying the other");
+                match self.open(ctx.id, &ctx.phase, second).await {
+                    Ok((d, i)) => (d, i, second),
+                    Err(e2) if e2.transport_refused => {
+                        return Err(SourceError::Connect(format!(
+                            "the camera at {} refused both RTSP over TCP and over UDP; check \
+                             its RTSP settings",
+                            self.endpoint()
+                        )));
+                    }
+                    Err(e2) => return Err(e2.error),
+                }
+            }
+            Err(e) => return Err(e.error),
+        };
+        self.stream_frames(ctx, demuxed, index, transport).await
+    }
+
+    /// `DESCRIBE`, `SETUP` over `transport` (TCP or UDP) and `PLAY`: the demuxed session
+    /// and the index of its H.264 stream.
+    async fn open(
+        &self,
+        id: &str,
+        phase: &AttemptPhase,
+        transport: Transport,
+    ) -> Result<(Demuxed, usize), OpenError> {
+        let name = transport_name(transport);
+        tracing::debug!(stream = %id, url = %self.url, transport = name, "rtsp connecting");
+        phase.set_waiting(Waiting::Answer);
         let options = SessionOptions::default()
             .creds(self.creds.clone())
             .user_agent(concat!("edgecam/", env!("CARGO_PKG_VERSION")).to_string());
         let mut session = Session::describe(self.url.clone(), options)
             .await
             .map_err(|e| self.human_error(&e, Phase::Setup))?;
-
-        let Some(index) = session
-            .streams()
-            .iter()
-            .position(|s| s.media() == "video" && s.encoding_name() == "h264")
-        else {
-            let found: Vec<String> = session
-                .streams()
-                .iter()
-                .map(|s| format!("{}/{}", s.media(), s.encoding_name()))
-                .collect();
-            let found = if found.is_empty() {
-                "no streams".to_string()
-            } else {
-                found.join(", ")
-            };
-            return Err(SourceError::Connect(format!(
-                "camera offers no H.264 video stream (found: {found})"
-            )));
-        };
-
-        let transport = match self.transport {
-            Transport::Tcp => retina::client::Transport::Tcp(TcpTransportOptions::default()),
+        let index = h264_stream(session.streams())?;
+        let wire = match transport {
             Transport::Udp => retina::client::Transport::Udp(UdpTransportOptions::default()),
+            Transport::Tcp | Transport::Auto => {
+                retina::client::Transport::Tcp(TcpTransportOptions::default())
+            }
         };
-        session
-            .setup(
-                index,
-                SetupOptions::default()
-                    .transport(transport)
-                    .frame_format(FrameFormat::SIMPLE),
-            )
-            .await
-            .map_err(|e| self.human_error(&e, Phase::Setup))?;
+        let setup = SetupOptions::default()
+            .transport(wire)
+            .frame_format(FrameFormat::SIMPLE);
+        if let Err(e) = session.setup(index, setup).await {
+            return Err(OpenError {
+                transport_refused: matches!(e.status_code(), Some(400 | 461 | 501)),
+                error: self.setup_error(&e, transport),
+                refused: Some(session),
+            });
+        }
+        phase.set_transport(name);
+        self.udp_silent
+            .store(transport == Transport::Udp, Ordering::Relaxed);
         let playing = session
             .play(PlayOptions::default())
             .await
             .map_err(|e| self.human_error(&e, Phase::Setup))?;
-        let mut demuxed = playing
+        let demuxed = playing
             .demuxed()
             .map_err(|e| self.human_error(&e, Phase::Setup))?;
-        tracing::info!(stream = %id, url = %self.url, "rtsp session playing");
+        phase.set_waiting(Waiting::Packets);
+        tracing::info!(stream = %id, url = %self.url, transport = name, "rtsp session playing");
+        Ok((demuxed, index))
+    }
 
+    /// Copies the session's frames into the sink until it ends.
+    async fn stream_frames(
+        &self,
+        ctx: SourceCtx<'_>,
+        mut demuxed: Demuxed,
+        index: usize,
+        transport: Transport,
+    ) -> Result<(), SourceError> {
+        let id = ctx.id;
         // Drops everything before the session's first keyframe, and after a refused frame
         // until the next one (a camera cannot be asked for an early keyframe over RTSP).
         let mut gate = KeyframeGate::new();
+        let mut first_frame = true;
+        let mut keyed = false;
         while let Some(item) = demuxed.next().await {
             let frame = match item {
                 Ok(CodecItem::VideoFrame(frame)) => frame,
@@ -194,11 +321,24 @@ impl RtspSource {
             if frame.stream_id() != index {
                 continue;
             }
-            if !gate.admits(frame.is_random_access_point()) {
-                continue;
+            if first_frame {
+                first_frame = false;
+                self.udp_silent.store(false, Ordering::Relaxed);
+                if self.transport == Transport::Auto && learned(&self.url) != Some(transport) {
+                    tracing::info!(stream = %id, transport = transport_name(transport), "rtsp transport remembered for this camera");
+                }
+                learn(&self.url, transport);
             }
+            ctx.phase.record_loss(u64::from(frame.loss()));
             if frame.loss() > 0 {
                 tracing::debug!(stream = %id, lost = frame.loss(), "rtp packets lost before frame");
+            }
+            keyed |= frame.is_random_access_point();
+            if !gate.admits(frame.is_random_access_point()) {
+                if !keyed {
+                    ctx.phase.set_waiting(Waiting::Keyframe);
+                }
+                continue;
             }
             let age = Instant::now().saturating_duration_since(frame.end_ctx().received());
             let ts = frame.timestamp();
@@ -220,6 +360,24 @@ impl RtspSource {
         )))
     }
 
+    /// The error of a failed `SETUP` over `transport`: a refused transport is named, with
+    /// what to set instead; anything else as [`RtspSource::human_error`] says.
+    fn setup_error(&self, e: &retina::Error, transport: Transport) -> SourceError {
+        match e.status_code() {
+            Some(code @ (400 | 461 | 501)) => {
+                let (name, instead) = match transport {
+                    Transport::Udp => ("UDP", "\"auto\" or \"tcp\""),
+                    Transport::Tcp | Transport::Auto => ("TCP", "\"auto\" or \"udp\""),
+                };
+                SourceError::Connect(format!(
+                    "the camera refused RTSP over {name} (status {code} at SETUP); set the \
+                     camera's transport to {instead} in the Cameras tab"
+                ))
+            }
+            _ => self.human_error(e, Phase::Setup),
+        }
+    }
+
     /// Turns a retina error into one sentence a person can act on. Retina's own message is
     /// several lines of connection context; only its first line is kept, and the URL in it
     /// has no credentials (they were removed before the request was made).
@@ -231,14 +389,32 @@ impl RtspSource {
         let unreachable =
             e.status_code().is_none() && first.starts_with("Unable to connect to RTSP server: ");
         let msg = match e.status_code() {
-            Some(404) => format!("RTSP server has no stream at {path} (404 Not Found)"),
+            Some(404) => {
+                return SourceError::Rejected(format!(
+                    "the camera has no stream at {path} (404 Not Found); check the path in the \
+                     camera URL in the Cameras tab (the camera's manual lists it)"
+                ));
+            }
             Some(401) if self.creds.is_some() => {
-                "camera rejected the credentials (401 Unauthorized)".to_string()
+                return SourceError::Rejected(
+                    "the camera refused the user name or password (401 Unauthorized); check \
+                     them in the camera URL in the Cameras tab"
+                        .to_string(),
+                );
             }
             Some(401) => {
-                "camera requires credentials but the URL has none (401 Unauthorized)".to_string()
+                return SourceError::Rejected(
+                    "the camera wants a user name and password (401 Unauthorized); put them in \
+                     the camera URL in the Cameras tab (rtsp://user:password@...)"
+                        .to_string(),
+                );
             }
-            Some(403) => format!("camera refused access to {path} (403 Forbidden)"),
+            Some(403) => {
+                return SourceError::Rejected(format!(
+                    "the camera refused access to {path} (403 Forbidden); check that the user \
+                     in the camera URL may view this stream"
+                ));
+            }
             Some(code) => format!("camera answered RTSP status {code}: {first}"),
             None => {
                 if let Some(io) = first.strip_prefix("Unable to connect to RTSP server: ") {
@@ -301,6 +477,51 @@ impl Source for RtspSource {
                 .await
                 .is_ok()
         }))
+    }
+}
+
+/// The index of the first H.264 video stream; otherwise a [`SourceError::Rejected`] that
+/// names what the camera offers instead.
+fn h264_stream(streams: &[retina::client::Stream]) -> Result<usize, SourceError> {
+    if let Some(i) = streams
+        .iter()
+        .position(|s| s.media() == "video" && s.encoding_name() == "h264")
+    {
+        return Ok(i);
+    }
+    let found: Vec<String> = streams
+        .iter()
+        .map(|s| format!("{}/{}", s.media(), s.encoding_name()))
+        .collect();
+    Err(SourceError::Rejected(no_h264_sentence(&found)))
+}
+
+/// What to tell an installer whose camera offers `found` (`media/encoding`) but no H.264.
+fn no_h264_sentence(found: &[String]) -> String {
+    let video = found
+        .iter()
+        .find_map(|f| f.strip_prefix("video/"))
+        .map(|enc| match enc {
+            "h265" | "hevc" => "H.265".to_string(),
+            "jpeg" => "MJPEG".to_string(),
+            other => other.to_uppercase(),
+        });
+    match video {
+        Some(codec) => format!(
+            "the camera sends {codec} video, which edgecam cannot show; set this stream to \
+             H.264 in the camera's own settings, or use its H.264 stream's URL"
+        ),
+        None => {
+            let list = if found.is_empty() {
+                "nothing".to_string()
+            } else {
+                found.join(", ")
+            };
+            format!(
+                "the camera offers no video at this URL (it offers {list}); use the URL of \
+                 its H.264 video stream"
+            )
+        }
     }
 }
 
@@ -386,6 +607,42 @@ mod tests {
         assert!(!s.probe().expect("rtsp can be probed").await);
         let v6 = RtspSource::new(&format!("rtsp://[::1]:{port}/x"), Transport::Tcp).unwrap();
         assert!(!v6.probe().expect("an IPv6 host is probed too").await);
+    }
+
+    #[test]
+    fn a_camera_without_h264_is_told_what_it_sends() {
+        let h265 = no_h264_sentence(&["video/h265".into(), "audio/pcma".into()]);
+        assert!(h265.starts_with("the camera sends H.265 video"), "{h265}");
+        let mjpeg = no_h264_sentence(&["video/jpeg".into()]);
+        assert!(mjpeg.starts_with("the camera sends MJPEG video"), "{mjpeg}");
+        let audio = no_h264_sentence(&["audio/pcma".into()]);
+        assert!(audio.contains("it offers audio/pcma"), "{audio}");
+        assert!(no_h264_sentence(&[]).contains("it offers nothing"));
+    }
+
+    #[test]
+    fn learned_transports_are_kept_per_url() {
+        let a = Url::parse("rtsp://127.0.0.1:1/learned-a").expect("url");
+        let b = Url::parse("rtsp://127.0.0.1:1/learned-b").expect("url");
+        assert_eq!(learned(&a), None);
+        learn(&a, Transport::Udp);
+        assert_eq!((learned(&a), learned(&b)), (Some(Transport::Udp), None));
+        assert_eq!(other(Transport::Udp), Transport::Tcp);
+        assert_eq!(other(Transport::Tcp), Transport::Udp);
+    }
+
+    #[test]
+    fn auto_starts_with_what_worked_unless_udp_went_silent() {
+        use Transport::{Auto, Tcp, Udp};
+        assert_eq!(first_transport(Auto, None, false), Tcp);
+        assert_eq!(first_transport(Auto, Some(Udp), false), Udp);
+        assert_eq!(first_transport(Auto, Some(Udp), true), Tcp);
+        assert_eq!(
+            first_transport(Udp, Some(Tcp), true),
+            Udp,
+            "a forced transport stays"
+        );
+        assert_eq!(first_transport(Tcp, Some(Udp), false), Tcp);
     }
 
     #[test]

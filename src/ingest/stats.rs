@@ -6,11 +6,12 @@
 //! channel, so a reader can follow every transition (even `stalled`, which lasts only as
 //! long as dropping the attempt) instead of polling.
 
+use super::phase::Waiting;
 use crate::health::beacon::Beacon;
 use serde::Serialize;
-use std::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU8, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Mutex, OnceLock};
-use tokio::sync::broadcast;
+use tokio::sync::{Notify, broadcast};
 
 /// State changes kept for a slow subscriber before it sees `Lagged`.
 const STATE_EVENTS: usize = 64;
@@ -28,7 +29,9 @@ pub enum StreamState {
     Stalled = 2,
     /// Waiting before the next attempt.
     Backoff = 3,
-    /// The config cannot work; nothing is retried until it changes.
+    /// The config cannot work, or the camera refused it for good (wrong credentials, no such
+    /// stream, a codec edgecam cannot show): retried only on a long interval, on *Test
+    /// connection* or on a config change (a config error only on a config change).
     Failed = 4,
 }
 
@@ -97,6 +100,24 @@ pub struct StreamStats {
     beats: AtomicU64,
     /// Why the last attempt ended, as a sentence for the operator; empty if none did yet.
     last_error: Mutex<String>,
+    /// When `last_error` was set (wall µs, the stream's clock; 0 = never), so the page can
+    /// show an error of the past as history once the stream is live again.
+    last_error_at_us: AtomicI64,
+    /// RTP packets lost (sequence gaps) since the supervisor started.
+    lost_packets: AtomicU64,
+    /// Frames that arrived after lost packets (their data, or frames before them, missing).
+    incomplete_frames: AtomicU64,
+    /// The transport of the current (or last) session, for RTSP (`tcp` / `udp`).
+    transport: Mutex<Option<&'static str>>,
+    /// [`Waiting`] of the current attempt as its `u8` (0: not connecting, or not said).
+    waiting: AtomicU8,
+    /// The camera's keyframe interval measured from its stored keyframes, ms (0: unknown);
+    /// sets how long a new session waits for its first keyframe.
+    keyframe_interval_ms: AtomicU64,
+    /// While `failed`: when the next attempt is due (wall µs; 0 = none planned).
+    retry_at_us: AtomicI64,
+    /// Wakes a `failed` stream for an attempt now (*Test connection*).
+    retry_now: Notify,
     /// The daemon's watchdog beacon for this stream's loop, attached once after start.
     beacon: OnceLock<Beacon>,
 }
@@ -126,8 +147,25 @@ pub struct StreamStatus {
     pub stalls: u64,
     /// Epoch of the current attempt.
     pub epoch: u32,
-    /// Why the last attempt ended; `None` if none ended yet.
+    /// Why the last attempt ended; `None` if none ended yet. Kept once the stream is live
+    /// again (with `state` then `live`), as history.
     pub last_error: Option<String>,
+    /// When `last_error` was set, wall µs since the Unix epoch (like the events' `at_us`).
+    pub last_error_at_us: Option<i64>,
+    /// RTP packets lost since start.
+    pub lost_packets: u64,
+    /// Frames with missing data (they came right after lost packets) since start.
+    pub incomplete_frames: u64,
+    /// `tcp` or `udp` for an RTSP stream once a session was set up; `None` otherwise.
+    pub transport: Option<&'static str>,
+    /// While `connecting`: `answer` (no RTSP answer yet), `packets` (playing, no video
+    /// packet yet) or `keyframe` (video arrives, no keyframe yet); `None` when not said.
+    pub waiting_for: Option<&'static str>,
+    /// The keyframe interval measured on the stream, ms; `None` until two keyframes came.
+    pub keyframe_interval_ms: Option<u64>,
+    /// While `failed`: when the next attempt is due, wall µs; `None` when none is planned
+    /// (a config error waits for a config change).
+    pub retry_at_us: Option<i64>,
 }
 
 impl StreamStats {
@@ -152,6 +190,14 @@ impl StreamStats {
             beacon: OnceLock::new(),
             beats: AtomicU64::new(0),
             last_error: Mutex::new(String::new()),
+            last_error_at_us: AtomicI64::new(0),
+            lost_packets: AtomicU64::new(0),
+            incomplete_frames: AtomicU64::new(0),
+            transport: Mutex::new(None),
+            waiting: AtomicU8::new(0),
+            keyframe_interval_ms: AtomicU64::new(0),
+            retry_at_us: AtomicI64::new(0),
+            retry_now: Notify::new(),
         }
     }
 
@@ -227,6 +273,44 @@ impl StreamStats {
         (!e.is_empty()).then(|| e.clone())
     }
 
+    /// When the last error was set (wall µs); `None` if never.
+    pub fn last_error_at_us(&self) -> Option<i64> {
+        nonzero_i64(self.last_error_at_us.load(Ordering::Relaxed))
+    }
+
+    /// RTP packets lost so far.
+    pub fn lost_packets(&self) -> u64 {
+        self.lost_packets.load(Ordering::Relaxed)
+    }
+
+    /// Frames with missing data so far.
+    pub fn incomplete_frames(&self) -> u64 {
+        self.incomplete_frames.load(Ordering::Relaxed)
+    }
+
+    /// The RTSP transport in use, once a session was set up.
+    pub fn transport(&self) -> Option<&'static str> {
+        *self.transport.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// What the connecting attempt waits for, if its source said.
+    pub fn waiting_for(&self) -> Option<Waiting> {
+        Waiting::from_u8(self.waiting.load(Ordering::Relaxed))
+    }
+
+    /// The measured keyframe interval, ms; `None` until measured.
+    pub fn keyframe_interval_ms(&self) -> Option<u64> {
+        let v = self.keyframe_interval_ms.load(Ordering::Relaxed);
+        (v > 0).then_some(v)
+    }
+
+    /// Asks a `failed` stream to make an attempt now instead of at its long retry interval
+    /// (*Test connection* does, after its own run). No effect in other states, and no
+    /// effect on a config error, which needs a config change.
+    pub fn retry_now(&self) {
+        self.retry_now.notify_one();
+    }
+
     /// A consistent-enough copy of everything (each field is read atomically on its own).
     pub fn snapshot(&self) -> StreamStatus {
         StreamStatus {
@@ -243,6 +327,13 @@ impl StreamStats {
             stalls: self.stalls(),
             epoch: self.epoch(),
             last_error: self.last_error(),
+            last_error_at_us: self.last_error_at_us(),
+            lost_packets: self.lost_packets(),
+            incomplete_frames: self.incomplete_frames(),
+            transport: self.transport(),
+            waiting_for: self.waiting_for().map(Waiting::as_str),
+            keyframe_interval_ms: self.keyframe_interval_ms(),
+            retry_at_us: nonzero_i64(self.retry_at_us.load(Ordering::Relaxed)),
         }
     }
 
@@ -312,12 +403,55 @@ impl StreamStats {
         self.beacon.set(beacon).is_ok()
     }
 
-    /// Replaces the last error sentence.
-    pub(crate) fn set_error(&self, msg: &str) {
+    /// Replaces the last error sentence, set at `at_wall_us`.
+    pub(crate) fn set_error(&self, msg: &str, at_wall_us: i64) {
         let mut e = self.last_error.lock().unwrap_or_else(|p| p.into_inner());
         e.clear();
         e.push_str(msg);
+        // 0 means "never"; a clock at exactly the epoch is a broken RTC, shown one µs late.
+        self.last_error_at_us.store(
+            if at_wall_us == 0 { 1 } else { at_wall_us },
+            Ordering::Relaxed,
+        );
     }
+
+    /// Sets the RTP loss totals since start: `packets` lost, `frames` hit by it.
+    pub(crate) fn set_loss(&self, packets: u64, frames: u64) {
+        self.lost_packets.store(packets, Ordering::Relaxed);
+        self.incomplete_frames.store(frames, Ordering::Relaxed);
+    }
+
+    /// Sets the transport of the current session.
+    pub(crate) fn set_transport(&self, t: Option<&'static str>) {
+        *self.transport.lock().unwrap_or_else(|p| p.into_inner()) = t;
+    }
+
+    /// Sets what the connecting attempt waits for (`None` once live, or between attempts).
+    pub(crate) fn set_waiting(&self, w: Option<Waiting>) {
+        self.waiting
+            .store(w.map_or(0, |w| w as u8), Ordering::Relaxed);
+    }
+
+    /// Stores a measured keyframe interval.
+    pub(crate) fn set_keyframe_interval_ms(&self, ms: u64) {
+        self.keyframe_interval_ms.store(ms, Ordering::Relaxed);
+    }
+
+    /// Sets when a `failed` stream's next attempt is due (`None`: none planned).
+    pub(crate) fn set_retry_at(&self, wall_us: Option<i64>) {
+        self.retry_at_us
+            .store(wall_us.unwrap_or(0), Ordering::Relaxed);
+    }
+
+    /// Resolves when [`StreamStats::retry_now`] is called (or was, since the last time).
+    pub(crate) async fn retry_requested(&self) {
+        self.retry_now.notified().await;
+    }
+}
+
+/// `None` for the "never" value 0.
+fn nonzero_i64(v: i64) -> Option<i64> {
+    (v != 0).then_some(v)
 }
 
 #[cfg(test)]
@@ -333,7 +467,12 @@ mod tests {
         s.record_reconnect();
         s.set_rates(25.0, 4_000_000.0);
         s.set_state(StreamState::Live);
-        s.set_error("connection to cam:554 refused (nothing listening)");
+        s.set_error(
+            "connection to cam:554 refused (nothing listening)",
+            1_700_000_000_000_000,
+        );
+        s.set_loss(5, 2);
+        s.set_transport(Some("udp"));
         let snap = s.snapshot();
         assert_eq!(snap.frames, 2);
         assert_eq!(snap.bytes, 1500);
@@ -342,6 +481,9 @@ mod tests {
         assert_eq!(snap.fps, 25.0);
         assert_eq!(snap.bitrate_kbps, 4000);
         assert_eq!(s.last_frame_mono_ns(), 9);
+        assert_eq!(snap.last_error_at_us, Some(1_700_000_000_000_000));
+        assert_eq!((snap.lost_packets, snap.incomplete_frames), (5, 2));
+        assert_eq!(snap.transport, Some("udp"));
         // Through serde (toml is already a dependency): the API names states in lowercase.
         let text = toml::to_string(&snap).unwrap_or_else(|e| format!("{e}"));
         assert!(text.contains("state = \"live\""), "{text}");
@@ -365,8 +507,9 @@ mod tests {
     #[test]
     fn last_error_is_none_until_set() {
         let s = StreamStats::new("x");
-        assert_eq!(s.last_error(), None);
-        s.set_error("boom");
+        assert_eq!((s.last_error(), s.last_error_at_us()), (None, None));
+        s.set_error("boom", 42);
         assert_eq!(s.last_error().as_deref(), Some("boom"));
+        assert_eq!(s.last_error_at_us(), Some(42));
     }
 }

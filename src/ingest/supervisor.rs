@@ -10,7 +10,20 @@
 //!   `backoff`.
 //!
 //! A [`SourceError::Config`] puts the stream in `failed`, where it stays (still beating) until
-//! the supervisor is stopped; a config change replaces the supervisor.
+//! the supervisor is stopped; a config change replaces the supervisor. A
+//! [`SourceError::Rejected`] (wrong credentials, no such stream, unsupported codec) is
+//! `failed` too, but retried after [`SupervisorConfig::failed_retry`] (minutes) or at once
+//! when [`StreamStats::retry_now`] is called (*Test connection*): never in a tight loop,
+//! because cameras lock an account after a few bad logins.
+//!
+//! # The first keyframe
+//!
+//! A source that says what it waits for ([`Waiting`]) gets one of three sentences when the
+//! connect timeout passes: no RTSP answer, no packets, or video without a keyframe. The last
+//! wait is longer: frames before the first keyframe cannot be shown, and a camera with a
+//! long GOP sends P-frames for seconds before it. It lasts two of the camera's keyframe
+//! intervals as measured on its earlier keyframes (at least the connect timeout, at most
+//! [`KEYFRAME_WAIT_CAP`]), or the cap while the interval is still unknown.
 //!
 //! # Back as soon as the camera is
 //!
@@ -45,7 +58,7 @@
 //! supervisors, so stopping one never touches another.
 
 use super::stats::{StreamState, StreamStats};
-use super::{AttemptPhase, Source, SourceCtx, SourceError};
+use super::{AttemptPhase, Source, SourceCtx, SourceError, Waiting};
 use crate::backoff::{Backoff, BackoffConfig};
 use crate::clock::Clock;
 use crate::config::schema::StreamConfig;
@@ -53,7 +66,7 @@ use crate::frame::{FrameInfo, FrameSink, SinkError};
 use futures::FutureExt;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -64,6 +77,10 @@ const BEAT_PERIOD: Duration = Duration::from_secs(1);
 /// How often an unreachable camera is probed during its backoff: a camera that comes back is
 /// retried within this, well inside the one second an operator notices.
 pub const PROBE_EVERY: Duration = Duration::from_millis(250);
+
+/// The longest an attempt waits for its first keyframe while other frames arrive, and the
+/// wait while the camera's keyframe interval is not known yet.
+pub const KEYFRAME_WAIT_CAP: Duration = Duration::from_secs(30);
 
 /// Timeouts and backoff of one stream's supervisor.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -80,6 +97,9 @@ pub struct SupervisorConfig {
     /// Epoch before the first attempt; each attempt uses the next value. A replacement
     /// supervisor writing into the same ring passes the old one's last epoch here.
     pub first_epoch: u32,
+    /// How long a stream the camera refused for good ([`SourceError::Rejected`]) stays
+    /// `failed` before the next attempt.
+    pub failed_retry: Duration,
 }
 
 impl SupervisorConfig {
@@ -91,6 +111,7 @@ impl SupervisorConfig {
             backoff: BackoffConfig::default(),
             probe_every: PROBE_EVERY,
             first_epoch: 0,
+            failed_retry: Duration::from_secs(cfg.failed_retry_s),
         }
     }
 }
@@ -156,6 +177,8 @@ pub fn spawn_supervisor<W: FrameSink + 'static>(
         base: Instant::now(),
         last_frame_at: AtomicU64::new(0),
         live_since_at: AtomicU64::new(0),
+        last_key_pts_us: AtomicI64::new(i64::MIN),
+        last_key_epoch: AtomicU32::new(0),
     };
     let task = tokio::spawn(sup.run(sink));
     SupervisorHandle {
@@ -170,8 +193,17 @@ enum AttemptEnd {
     Returned(Result<(), SourceError>),
     /// The source panicked; the message if it was a string.
     Panicked(String),
-    /// No frame within the connect timeout; the step the source was in, if it said.
-    ConnectTimeout(Option<String>),
+    /// No frame within the connect timeout (or the keyframe wait).
+    ConnectTimeout {
+        /// The step the source was in, if it said.
+        step: Option<String>,
+        /// What it waited for, if it said.
+        waiting: Option<Waiting>,
+        /// The transport of the session, if it said (for the "no packets" hint).
+        transport: Option<&'static str>,
+        /// How long the attempt waited.
+        waited: Duration,
+    },
     /// No frame within the stall timeout of the previous one.
     Stalled,
 }
@@ -193,6 +225,21 @@ struct Supervisor {
     last_frame_at: AtomicU64,
     /// Same encoding: when the current attempt's first stored frame arrived (went `live`).
     live_since_at: AtomicU64,
+    /// Presentation time of the newest stored keyframe (µs; `i64::MIN`: none yet), to
+    /// measure the camera's keyframe interval.
+    last_key_pts_us: AtomicI64,
+    /// Epoch of that keyframe: intervals are measured within one session only.
+    last_key_epoch: AtomicU32,
+}
+
+/// What the loop does after an attempt ended.
+enum Next {
+    /// Retry after a backoff delay; the error sentence.
+    Retry(String),
+    /// `failed` until the config changes.
+    Park(String),
+    /// `failed`, retried after [`SupervisorConfig::failed_retry`] or when asked.
+    Refused(String),
 }
 
 impl Supervisor {
@@ -214,38 +261,27 @@ impl Supervisor {
             tracing::debug!(stream = %id, epoch, "attempt starting");
             let (end, live_for) = self.attempt(&mut sink, &id, epoch).await;
             self.stats.set_rates(0.0, 0.0);
+            self.stats.set_waiting(None);
             let unreachable = matches!(end, AttemptEnd::Returned(Err(SourceError::Unreachable(_))));
-            let msg = match end {
-                AttemptEnd::Returned(Err(e)) if e.is_permanent() => {
-                    self.stats.set_error(&e.to_string());
+            let msg = match self.next_step(end) {
+                Next::Park(msg) => {
+                    self.set_error(&msg);
                     self.stats.set_state(StreamState::Failed);
-                    tracing::error!(stream = %id, error = %e, "stream failed; fix its config");
+                    tracing::error!(stream = %id, error = %msg, "stream failed; fix its config");
                     self.idle_forever().await;
                     return;
                 }
-                AttemptEnd::Returned(Err(e)) => e.to_string(),
-                AttemptEnd::Returned(Ok(())) => "source ended without an error".to_string(),
-                AttemptEnd::Panicked(p) => {
-                    self.stats.record_panic();
-                    format!("source panicked: {p}")
+                Next::Refused(msg) => {
+                    self.set_error(&msg);
+                    self.wait_failed(&id, &msg).await;
+                    // Whatever happens next starts a fresh ladder.
+                    backoff.reset();
+                    was_unreachable = false;
+                    continue;
                 }
-                AttemptEnd::ConnectTimeout(None) => format!(
-                    "timed out: no video within {:.1} s of connecting",
-                    self.cfg.connect_timeout.as_secs_f64()
-                ),
-                AttemptEnd::ConnectTimeout(Some(step)) => format!(
-                    "timed out: no video within {:.1} s of connecting, still {step}",
-                    self.cfg.connect_timeout.as_secs_f64()
-                ),
-                AttemptEnd::Stalled => {
-                    self.stats.record_stall();
-                    format!(
-                        "stream stalled: no frame for {:.1} s",
-                        self.cfg.stall_timeout.as_secs_f64()
-                    )
-                }
+                Next::Retry(msg) => msg,
             };
-            self.stats.set_error(&msg);
+            self.set_error(&msg);
             if was_unreachable && !unreachable {
                 // It answers again: whatever failed now, start the ladder from the base.
                 backoff.reset();
@@ -261,6 +297,63 @@ impl Supervisor {
                 tracing::info!(stream = %id, "camera answers again; retrying now");
             }
         }
+    }
+
+    /// Sorts how an attempt ended into what to do next, with the sentence for `last_error`.
+    fn next_step(&self, end: AttemptEnd) -> Next {
+        match end {
+            AttemptEnd::Returned(Err(e)) if e.is_permanent() => Next::Park(e.to_string()),
+            AttemptEnd::Returned(Err(e)) if e.is_rejection() => Next::Refused(e.to_string()),
+            AttemptEnd::Returned(Err(e)) => Next::Retry(e.to_string()),
+            AttemptEnd::Returned(Ok(())) => Next::Retry("source ended without an error".into()),
+            AttemptEnd::Panicked(p) => {
+                self.stats.record_panic();
+                Next::Retry(format!("source panicked: {p}"))
+            }
+            AttemptEnd::ConnectTimeout {
+                step,
+                waiting,
+                transport,
+                waited,
+            } => Next::Retry(timeout_sentence(
+                step,
+                waiting,
+                transport,
+                waited,
+                self.stats.keyframe_interval_ms(),
+            )),
+            AttemptEnd::Stalled => {
+                self.stats.record_stall();
+                Next::Retry(format!(
+                    "stream stalled: no frame for {:.1} s",
+                    self.cfg.stall_timeout.as_secs_f64()
+                ))
+            }
+        }
+    }
+
+    /// Sets `last_error`, stamped with the stream clock's wall time.
+    fn set_error(&self, msg: &str) {
+        self.stats.set_error(msg, self.clock.wall_us());
+    }
+
+    /// The `failed` state of a refused stream: beats until [`SupervisorConfig::failed_retry`]
+    /// has passed or a retry is asked for ([`StreamStats::retry_now`]).
+    async fn wait_failed(&self, id: &str, msg: &str) {
+        let wait = self.cfg.failed_retry;
+        // A request made before the stream failed is not one for this wait.
+        let _ = self.stats.retry_requested().now_or_never();
+        let due = self.clock.wall_us() + wait.as_micros() as i64;
+        self.stats.set_retry_at(Some(due));
+        self.stats.set_state(StreamState::Failed);
+        tracing::warn!(stream = %id, error = %msg, retry_in_s = wait.as_secs(), "camera refused the stream; retrying later");
+        tokio::select! {
+            () = self.sleep_beating(wait) => {}
+            () = self.stats.retry_requested() => {
+                tracing::info!(stream = %id, "retry asked for; trying now");
+            }
+        }
+        self.stats.set_retry_at(None);
     }
 
     /// Waits `d` like [`Supervisor::sleep_beating`], probing the camera every `probe_every`;
@@ -304,6 +397,7 @@ impl Supervisor {
     ) -> (AttemptEnd, Duration) {
         self.last_frame_at.store(0, Ordering::Relaxed);
         self.live_since_at.store(0, Ordering::Relaxed);
+        self.last_key_pts_us.store(i64::MIN, Ordering::Relaxed);
         let started = Instant::now();
         let mut counting = CountingSink {
             inner: sink,
@@ -317,17 +411,16 @@ impl Supervisor {
             epoch,
             phase: phase.clone(),
         };
+        let loss_base = (self.stats.lost_packets(), self.stats.incomplete_frames());
         let run = AssertUnwindSafe(self.source.run(ctx)).catch_unwind();
         let end = tokio::select! {
             r = run => match r {
                 Ok(result) => AttemptEnd::Returned(result),
                 Err(payload) => AttemptEnd::Panicked(panic_message(&*payload)),
             },
-            end = self.watch(started) => match end {
-                AttemptEnd::ConnectTimeout(_) => AttemptEnd::ConnectTimeout(phase.get()),
-                other => other,
-            },
+            end = self.watch(started, &phase, loss_base) => end,
         };
+        self.sync_phase(&phase, loss_base);
         // Live from the first frame to the last one; zero if the attempt never went live.
         let live_for = match (self.live_since(), self.last_frame()) {
             (Some(a), Some(b)) => b.saturating_duration_since(a),
@@ -336,14 +429,20 @@ impl Supervisor {
         (end, live_for)
     }
 
-    /// Enforces the attempt's deadlines, refreshes the rates and beats. Returns only when a
-    /// deadline passes.
-    async fn watch(&self, started: Instant) -> AttemptEnd {
+    /// Enforces the attempt's deadlines, refreshes the rates, copies what the source says
+    /// into the stats and beats. Returns only when a deadline passes.
+    async fn watch(
+        &self,
+        started: Instant,
+        phase: &AttemptPhase,
+        loss_base: (u64, u64),
+    ) -> AttemptEnd {
         let mut window_start = Instant::now();
         let mut window_frames = self.stats.frames();
         let mut window_bytes = self.stats.bytes();
         loop {
             self.beat().await;
+            self.sync_phase(phase, loss_base);
             let now = Instant::now();
             let elapsed = now - window_start;
             if elapsed >= BEAT_PERIOD {
@@ -356,12 +455,17 @@ impl Supervisor {
                 (window_start, window_frames, window_bytes) = (now, f, b);
             }
             let deadline = match self.last_frame() {
-                None => started + self.cfg.connect_timeout,
+                None => started + self.first_frame_wait(phase.waiting()),
                 Some(t) => t + self.cfg.stall_timeout,
             };
             if now >= deadline {
                 return match self.last_frame() {
-                    None => AttemptEnd::ConnectTimeout(None),
+                    None => AttemptEnd::ConnectTimeout {
+                        step: phase.get(),
+                        waiting: phase.waiting(),
+                        transport: phase.transport(),
+                        waited: now - started,
+                    },
                     Some(_) => {
                         self.stats.set_state(StreamState::Stalled);
                         AttemptEnd::Stalled
@@ -370,6 +474,35 @@ impl Supervisor {
             }
             tokio::time::sleep_until(deadline.min(now + BEAT_PERIOD)).await;
         }
+    }
+
+    /// How long an attempt may take to its first stored frame: the connect timeout, or,
+    /// while frames without a keyframe arrive, two measured keyframe intervals (see the
+    /// module doc).
+    fn first_frame_wait(&self, waiting: Option<Waiting>) -> Duration {
+        let connect = self.cfg.connect_timeout;
+        if waiting != Some(Waiting::Keyframe) {
+            return connect;
+        }
+        let two_gops = match self.stats.keyframe_interval_ms() {
+            Some(ms) => Duration::from_millis(ms.saturating_mul(2)).min(KEYFRAME_WAIT_CAP),
+            None => KEYFRAME_WAIT_CAP,
+        };
+        connect.max(two_gops)
+    }
+
+    /// Copies what the attempt's source said (wait, transport, RTP loss) into the stats.
+    fn sync_phase(&self, phase: &AttemptPhase, (lost, incomplete): (u64, u64)) {
+        if self.last_frame().is_none() {
+            self.stats.set_waiting(phase.waiting());
+        }
+        if let Some(t) = phase.transport() {
+            self.stats.set_transport(Some(t));
+        }
+        self.stats.set_loss(
+            lost + phase.lost_packets(),
+            incomplete + phase.incomplete_frames(),
+        );
     }
 
     /// Sleeps `d`, beating at least once a second.
@@ -398,6 +531,20 @@ impl Supervisor {
     async fn beat(&self) {
         crate::health::fault::checkpoint("stream", self.stats.id()).await;
         self.stats.beat(self.clock.mono_ns());
+    }
+
+    /// Measures the keyframe interval: the pts distance to the previous keyframe of the
+    /// same session, when it is plausible (0 to 60 s).
+    fn keyframe_stored(&self, info: &FrameInfo) {
+        let prev = self.last_key_pts_us.swap(info.pts_us, Ordering::Relaxed);
+        let prev_epoch = self.last_key_epoch.swap(info.epoch, Ordering::Relaxed);
+        if prev == i64::MIN || prev_epoch != info.epoch {
+            return;
+        }
+        let ms = info.pts_us.saturating_sub(prev) / 1000;
+        if (1..=60_000).contains(&ms) {
+            self.stats.set_keyframe_interval_ms(ms as u64);
+        }
     }
 
     /// When the current attempt's newest frame arrived, if any.
@@ -442,8 +589,12 @@ impl<W: FrameSink> FrameSink for CountingSink<'_, W> {
             Ok(seq) => {
                 let len = parts.iter().map(|p| p.len()).sum();
                 sup.stats.record_frame(len, info.recv_mono_ns);
+                if info.keyframe {
+                    sup.keyframe_stored(info);
+                }
                 if sup.live_since_at.load(Ordering::Relaxed) == 0 {
                     sup.live_since_at.store(now, Ordering::Relaxed);
+                    sup.stats.set_waiting(None);
                     sup.stats.set_state(StreamState::Live);
                     tracing::info!(stream = %sup.stats.id(), epoch = info.epoch, "stream live");
                 }
@@ -454,6 +605,44 @@ impl<W: FrameSink> FrameSink for CountingSink<'_, W> {
                 Err(e)
             }
         }
+    }
+}
+
+/// The sentence for an attempt that got no frame in time: what it waited for, in words an
+/// installer can act on. *Test connection* ([`super::probe`]) says the same.
+pub(crate) fn timeout_sentence(
+    step: Option<String>,
+    waiting: Option<Waiting>,
+    transport: Option<&'static str>,
+    waited: Duration,
+    keyframe_interval_ms: Option<u64>,
+) -> String {
+    let secs = waited.as_secs_f64();
+    match (waiting, step) {
+        (Some(Waiting::Answer), _) => format!(
+            "no RTSP answer from the camera within {secs:.1} s; check the address and port in \
+             the camera URL (the RTSP port is usually 554)"
+        ),
+        (Some(Waiting::Packets), _) if transport == Some("udp") => format!(
+            "the camera set up the session but no video packets came within {secs:.1} s over \
+             UDP; a firewall or NAT may block them: try transport = \"tcp\""
+        ),
+        (Some(Waiting::Packets), _) => {
+            format!("the camera set up the session but sent no video packets within {secs:.1} s")
+        }
+        (Some(Waiting::Keyframe), _) => {
+            let gop = keyframe_interval_ms
+                .map(|ms| format!(" (its keyframe interval was {:.1} s)", ms as f64 / 1000.0))
+                .unwrap_or_default();
+            format!(
+                "connected and video arrives, but no keyframe came within {secs:.1} s{gop}; set \
+                 the camera's keyframe (I-frame) interval to 1-2 s"
+            )
+        }
+        (None, Some(step)) => {
+            format!("timed out: no video within {secs:.1} s of connecting, still {step}")
+        }
+        (None, None) => format!("timed out: no video within {secs:.1} s of connecting"),
     }
 }
 
@@ -483,6 +672,33 @@ mod tests {
         assert_eq!(s.stall_timeout, Duration::from_millis(1500));
         assert_eq!(s.backoff, BackoffConfig::default());
         assert_eq!(s.probe_every, PROBE_EVERY);
+        assert_eq!(s.failed_retry, Duration::from_secs(300));
+    }
+
+    #[test]
+    fn timeout_sentences_name_what_was_missing() {
+        let t = Duration::from_secs(5);
+        let answer = timeout_sentence(None, Some(Waiting::Answer), None, t, None);
+        assert!(
+            answer.starts_with("no RTSP answer from the camera within 5.0 s"),
+            "{answer}"
+        );
+        let udp = timeout_sentence(None, Some(Waiting::Packets), Some("udp"), t, None);
+        assert!(
+            udp.contains("UDP") && udp.contains("transport = \"tcp\""),
+            "{udp}"
+        );
+        let tcp = timeout_sentence(None, Some(Waiting::Packets), Some("tcp"), t, None);
+        assert!(!tcp.contains("UDP"), "{tcp}");
+        let key = timeout_sentence(None, Some(Waiting::Keyframe), None, t * 4, Some(10_000));
+        assert!(
+            key.contains("no keyframe came within 20.0 s (its keyframe interval was 10.0 s)"),
+            "{key}"
+        );
+        assert_eq!(
+            timeout_sentence(Some("opening /dev/video0".into()), None, None, t, None),
+            "timed out: no video within 5.0 s of connecting, still opening /dev/video0"
+        );
     }
 
     #[test]

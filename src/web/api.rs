@@ -134,8 +134,23 @@ struct StreamRow {
     dropped: u64,
     /// Reconnects.
     reconnects: u64,
-    /// Why the last attempt ended.
+    /// Why the last attempt ended; kept as history once the stream is live again.
     last_error: Option<String>,
+    /// When `last_error` was set, wall µs (like the events' `at_us`).
+    last_error_at_us: Option<i64>,
+    /// RTP packets lost (sequence gaps) since the stream started.
+    lost_packets: u64,
+    /// Frames that came right after lost packets: data of theirs, or of frames before
+    /// them, is missing.
+    incomplete_frames: u64,
+    /// `tcp` / `udp`: the RTSP transport of the current or last session.
+    transport: Option<&'static str>,
+    /// While `connecting`: `answer`, `packets` or `keyframe`, what the attempt waits for.
+    waiting_for: Option<&'static str>,
+    /// The camera's keyframe interval measured on its stream, ms.
+    keyframe_interval_ms: Option<u64>,
+    /// While `failed`: when the next attempt is due, wall µs.
+    retry_at_us: Option<i64>,
     /// Frames the ring recycled.
     ring_overwritten: u64,
     /// Frames readers lost by lagging.
@@ -271,6 +286,13 @@ fn stream_row(c: &StreamConfig, entry: Option<&RunningStream>) -> StreamRow {
         dropped: 0,
         reconnects: 0,
         last_error: None,
+        last_error_at_us: None,
+        lost_packets: 0,
+        incomplete_frames: 0,
+        transport: None,
+        waiting_for: None,
+        keyframe_interval_ms: None,
+        retry_at_us: None,
         ring_overwritten: 0,
         ring_lagged: 0,
     };
@@ -284,6 +306,13 @@ fn stream_row(c: &StreamConfig, entry: Option<&RunningStream>) -> StreamRow {
         row.dropped = s.dropped;
         row.reconnects = s.reconnects;
         row.last_error = s.last_error;
+        row.last_error_at_us = s.last_error_at_us;
+        row.lost_packets = s.lost_packets;
+        row.incomplete_frames = s.incomplete_frames;
+        row.transport = s.transport;
+        row.waiting_for = s.waiting_for;
+        row.keyframe_interval_ms = s.keyframe_interval_ms;
+        row.retry_at_us = s.retry_at_us;
         row.ring_overwritten = ring.overwritten;
         row.ring_lagged = ring.lagged_frames;
     }
@@ -618,13 +647,18 @@ async fn mjpeg(State(st): St, caller: MediaCaller, Path(id): Path<String>) -> Ap
 }
 
 /// `POST /api/streams/test`: runs a stream config for a few seconds and reports whether it
-/// delivered a keyframe (the "Test connection" button).
+/// delivered a keyframe (the "Test connection" button). A running stream of that id that
+/// the camera refused (`failed`) is then retried at once rather than at its long interval.
 async fn test_stream(
+    State(st): St,
     caller: Caller,
     JsonBody(cfg): JsonBody<StreamConfig>,
 ) -> ApiResult<Json<serde_json::Value>> {
     caller.require(Role::Admin)?;
     let report = crate::ingest::probe::probe(&cfg).await;
+    if let Some(running) = st.status().stream(&cfg.id) {
+        running.stats.retry_now();
+    }
     Ok(Json(serde_json::to_value(report).unwrap_or_default()))
 }
 
@@ -646,6 +680,8 @@ async fn metrics(State(st): St, _caller: MediaCaller, headers: HeaderMap) -> Api
                 reconnects: s.reconnects,
                 ring_overwritten: ring.overwritten,
                 ring_lagged: ring.lagged_frames,
+                lost_packets: s.lost_packets,
+                incomplete_frames: s.incomplete_frames,
                 live: s.state == StreamState::Live,
             }
         })

@@ -39,6 +39,10 @@ pub struct StreamSample {
     pub ring_overwritten: u64,
     /// Frames ring readers lost by falling behind.
     pub ring_lagged: u64,
+    /// RTP packets lost on the way from the camera.
+    pub lost_packets: u64,
+    /// Frames with missing data (they came right after lost packets).
+    pub incomplete_frames: u64,
     /// 1 when the stream is live.
     pub live: bool,
 }
@@ -104,6 +108,20 @@ impl Collector for SampleCollector {
             "Reconnect attempts, per stream",
             ConstCounter,
             streams.iter().map(|x| ("stream", &x.id, x.reconnects))
+        );
+        family!(
+            "edgecam_stream_rtp_lost_packets",
+            "RTP packets lost between the camera and the box, per stream",
+            ConstCounter,
+            streams.iter().map(|x| ("stream", &x.id, x.lost_packets))
+        );
+        family!(
+            "edgecam_stream_incomplete_frames",
+            "Frames received right after lost RTP packets (data missing), per stream",
+            ConstCounter,
+            streams
+                .iter()
+                .map(|x| ("stream", &x.id, x.incomplete_frames))
         );
         family!(
             "edgecam_stream_live",

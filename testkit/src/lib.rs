@@ -60,8 +60,13 @@ pub struct ServerOpts {
     /// H.264 profile: `baseline` (x264 ultrafast, cheapest to encode: the tests), `main` or
     /// `high` (x264 veryfast, what IP cameras send: the benchmarks).
     pub profile: String,
-    /// Require these credentials (digest auth) on every mount.
+    /// Require these credentials on every mount (digest auth, or Basic with `basic_auth`).
     pub auth: Option<(String, String)>,
+    /// With `auth`: HTTP Basic instead of Digest.
+    pub basic_auth: bool,
+    /// Refuse RTP over the RTSP TCP connection (461 to an interleaved `SETUP`), like VLC's
+    /// RTSP server: only UDP works.
+    pub udp_only: bool,
     /// Fixed port; `None` lets the server pick a free one.
     pub port: Option<u16>,
     /// 0: encode live. N: encode N seconds once (cached in `cache_dir`), then loop the clip;
@@ -94,6 +99,8 @@ impl Default for ServerOpts {
             gop: 25,
             profile: "baseline".to_string(),
             auth: None,
+            basic_auth: false,
+            udp_only: false,
             port: None,
             clip_seconds: 0,
             audio_mount: false,
@@ -122,6 +129,12 @@ impl ServerOpts {
             .args(["--drop-every", &self.drop_every_s.to_string()]);
         if self.audio_mount {
             cmd.arg("--audio-mount");
+        }
+        if self.udp_only {
+            cmd.arg("--udp-only");
+        }
+        if self.basic_auth {
+            cmd.args(["--auth", "basic"]);
         }
         if let Some((user, pass)) = &self.auth {
             cmd.args(["--user", user, "--password", pass]);
@@ -373,6 +386,8 @@ mod tests {
     fn the_command_line_names_every_option_the_script_takes() {
         let opts = ServerOpts {
             auth: Some(("u".into(), "p".into())),
+            basic_auth: true,
+            udp_only: true,
             audio_mount: true,
             cache_dir: Some("/tmp/clips".into()),
             ..ServerOpts::default()

@@ -12,7 +12,8 @@ line:
   pause   stop producing frames on every mount, without closing any session
   resume  produce frames again
   quit    exit
-EOF stdin also exits. `--drop-every S` closes every client connection each S seconds. Run it with Debian's /usr/bin/python3 (the gi bindings live there).
+EOF stdin also exits. `--drop-every S` closes every client connection each S seconds.
+`--udp-only` refuses RTSP over TCP (461 to an interleaved SETUP), like VLC's server. Run it with Debian's /usr/bin/python3 (the gi bindings live there).
 """
 
 import argparse
@@ -67,6 +68,12 @@ def parse_args():
         default=0,
         help="close every client's session every this many seconds, like a camera that "
         "reboots (0 = never; the soak benchmark)",
+    )
+    p.add_argument(
+        "--udp-only",
+        action="store_true",
+        help="refuse RTP over the RTSP TCP connection (461 to an interleaved SETUP), like VLC's "
+        "server: a camera without TCP transport",
     )
     p.add_argument("--cache-dir", default=os.path.join(tempfile.gettempdir(), "edgecam-rtsp-clips"))
     return p.parse_args()
@@ -196,6 +203,8 @@ class Server:
             f.set_launch(line)
             f.set_shared(True)
             f.connect("media-configure", self.on_media_configure)
+            if a.udp_only:
+                f.set_protocols(GstRtsp.RTSPLowerTrans.UDP | GstRtsp.RTSPLowerTrans.UDP_MCAST)
             if a.user is not None:
                 f.add_role_from_structure(
                     Gst.Structure.new_from_string(
