@@ -8,6 +8,7 @@ pub mod decode;
 pub mod encode;
 pub mod fmp4;
 pub mod h264;
+pub mod sps;
 pub mod yuv;
 
 pub use capture::{CaptureFormat, CaptureProcessor, ProcessedFrame};

@@ -11,6 +11,7 @@ use serde::Serialize;
 use super::{End, LiveContext, Path};
 use crate::codec::fmp4::{Fragmenter, init_segment};
 use crate::codec::h264::avc_codec_string;
+use crate::codec::sps;
 use crate::frame::FrameMeta;
 use crate::health::beacon::BeaconGuard;
 use crate::ingest::stats::{StreamState, StreamStats};
@@ -177,6 +178,9 @@ pub(super) struct Client {
     fragmenter: Fragmenter,
     /// MSE path: fragment buffer reused for every frame.
     frag: Vec<u8>,
+    /// A keyframe with its SPS rewritten for low delay ([`low_delay_keyframe`]); swapped
+    /// with `buf` when the rewrite applies.
+    sps_buf: Vec<u8>,
 }
 
 impl Client {
@@ -200,6 +204,7 @@ impl Client {
             unflushed: false,
             fragmenter: Fragmenter::new(),
             frag: Vec::new(),
+            sps_buf: Vec::new(),
         }
     }
 
@@ -457,6 +462,9 @@ impl Client {
                 }
                 cur.need_key = false;
             }
+            if meta.info.keyframe {
+                low_delay_keyframe(&mut self.buf, &mut self.sps_buf);
+            }
             if self.path == Path::Mse {
                 // An init segment before the first frame and whenever SPS/PPS change.
                 if (!cur.init_sent || meta.info.params_changed)
@@ -678,6 +686,16 @@ impl Client {
 }
 
 /// A JSON text message.
+/// Gives the keyframe in `buf` an SPS that says "no reordering" where its SPS rules
+/// reordering out but does not say so (see [`crate::codec::sps`]): hardware decoders then
+/// output every picture at once instead of filling their DPB first. Both paths get it: the
+/// in-band SPS of the WebCodecs path and the MSE init segment's `avcC` are made from `buf`.
+fn low_delay_keyframe(buf: &mut Vec<u8>, scratch: &mut Vec<u8>) {
+    if sps::low_delay_access_unit(buf, scratch) {
+        std::mem::swap(buf, scratch);
+    }
+}
+
 fn text_msg(msg: &impl Serialize) -> Message {
     let text = serde_json::to_string(msg).unwrap_or_default();
     Message::Text(Utf8Bytes::from(text))
@@ -700,5 +718,43 @@ async fn wait_jpeg(rx: Option<&mut JpegWatch>) {
             }
         }
         None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::codec::h264::{NAL_SPS, nal_units};
+
+    fn sps_of(au: &[u8]) -> sps::SpsInfo {
+        let nal = nal_units(au)
+            .find(|n| n.nal_type() == NAL_SPS)
+            .expect("sps");
+        sps::parse(nal.body).expect("parse")
+    }
+
+    #[test]
+    fn keyframes_go_out_with_a_low_delay_sps_on_both_paths() {
+        let pps_idr: &[u8] = &[
+            0, 0, 1, 0x68, 0xce, 0x38, 0x80, 0, 0, 0, 1, 0x65, 0x88, 0x84,
+        ];
+        let key = [&[0, 0, 0, 1][..], &sps::baseline_without_vui(), pps_idr].concat();
+        assert_eq!(sps_of(&key).restriction, None);
+        let (mut buf, mut scratch) = (key.clone(), Vec::new());
+        low_delay_keyframe(&mut buf, &mut scratch);
+        let r = sps_of(&buf).restriction.expect("restriction added");
+        assert_eq!(
+            (r.max_num_reorder_frames, r.max_dec_frame_buffering),
+            (0, 1)
+        );
+        assert!(buf.ends_with(pps_idr), "PPS and slice untouched");
+        // The MSE init segment is made from the same buffer: its avcC has the new SPS.
+        let init = init_segment(&buf).expect("init");
+        let new_sps = nal_units(&buf).next().expect("sps").body.to_vec();
+        assert!(init.bytes.windows(new_sps.len()).any(|w| w == new_sps));
+        // An SPS that says so already is left as it is.
+        let again = buf.clone();
+        low_delay_keyframe(&mut buf, &mut scratch);
+        assert_eq!(buf, again);
     }
 }
