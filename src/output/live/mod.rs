@@ -24,6 +24,11 @@
 //!    `moof` + `mdat` on one decode timeline for the whole session (a switch appends a new init
 //!    segment to the same SourceBuffer). When the SPS/PPS change, the `init` (same `sid`) and a
 //!    new init segment come again before the frame.
+//!
+//!    Every keyframe goes out with [`crate::codec::sps::low_delay`] applied to its SPS (on
+//!    both paths, so the MSE init segment's `avcC` has it too): an SPS that rules reordering
+//!    out without saying so gets a `bitstream_restriction` with `max_num_reorder_frames` 0,
+//!    so a hardware decoder outputs each frame at once.
 //! 3. On connect and on every switch the H.264 or MSE client gets the current GOP from the ring's
 //!    latest keyframe at once (frames flagged `catch-up` except the newest); nobody waits for
 //!    the camera's next IDR. The JPEG client gets the newest picture of the shared decoder.
