@@ -443,22 +443,28 @@ fn assemble(header: u8, rbsp: Vec<u8>) -> Vec<u8> {
 /// reordering ([`SpsInfo::no_reordering`]) and has no `bitstream_restriction` of its own;
 /// `None` when it stays as it is (it has one, or B-frames are possible).
 pub fn low_delay(sps: &[u8]) -> Result<Option<Vec<u8>>, SpsError> {
+    low_delay_if(sps, false)
+}
+
+/// Like [`low_delay`], and also for an SPS that allows B-frames when `seen_in_order` says
+/// the stream has been seen not to use them (presentation order equal to decode order).
+pub fn low_delay_if(sps: &[u8], seen_in_order: bool) -> Result<Option<Vec<u8>>, SpsError> {
     let info = parse(sps)?;
-    if info.restriction.is_some() || !info.no_reordering() {
+    if info.restriction.is_some() || !(info.no_reordering() || seen_in_order) {
         return Ok(None);
     }
     rewrite(sps, Some(info.low_delay_restriction()), None).map(Some)
 }
 
-/// Rewrites the SPS of an Annex B access unit with [`low_delay`] into `out` (cleared first).
-/// Returns false (and leaves `out` empty) when nothing changes: no SPS, an SPS that stays
-/// as it is, or one that cannot be parsed (the access unit then goes out untouched).
-pub fn low_delay_access_unit(au: &[u8], out: &mut Vec<u8>) -> bool {
+/// Rewrites the SPS of an Annex B access unit with [`low_delay_if`] into `out` (cleared
+/// first). Returns false (and leaves `out` empty) when nothing changes: no SPS, an SPS that
+/// stays as it is, or one that cannot be parsed (the access unit then goes out untouched).
+pub fn low_delay_access_unit(au: &[u8], seen_in_order: bool, out: &mut Vec<u8>) -> bool {
     out.clear();
     let mut changed = false;
     for nal in nal_units(au) {
         let new = if nal.nal_type() == NAL_SPS {
-            low_delay(nal.body).ok().flatten()
+            low_delay_if(nal.body, seen_in_order).ok().flatten()
         } else {
             None
         };
@@ -631,7 +637,7 @@ mod tests {
     }
 
     #[test]
-    fn high_profile_with_poc_type_0_is_left_alone() {
+    fn high_profile_with_poc_type_0_needs_to_be_seen_in_order() {
         let none = rewrite(&X264_1080, None, None).expect("remove");
         assert_eq!(
             low_delay(&none),
@@ -651,7 +657,7 @@ mod tests {
         ]
         .concat();
         let mut out = Vec::new();
-        assert!(low_delay_access_unit(&au, &mut out));
+        assert!(low_delay_access_unit(&au, false, &mut out));
         let nals: Vec<Vec<u8>> = nal_units(&out)
             .map(|n| n.with_start_code.to_vec())
             .collect();
@@ -664,7 +670,7 @@ mod tests {
         assert_eq!(nals[1], [0, 0, 1, 0x68, 0xce]);
         assert_eq!(nals[2], [0, 0, 0, 1, 0x65, 9, 9]);
         let p_frame = [0, 0, 0, 1, 0x41, 7];
-        assert!(!low_delay_access_unit(&p_frame, &mut out));
+        assert!(!low_delay_access_unit(&p_frame, true, &mut out));
         assert!(out.is_empty());
     }
 }

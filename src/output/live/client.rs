@@ -8,6 +8,7 @@ use std::time::Duration;
 use axum::extract::ws::{Message, Utf8Bytes, WebSocket};
 use serde::Serialize;
 
+use super::order::OrderWatch;
 use super::{End, LiveContext, Path};
 use crate::codec::fmp4::{Fragmenter, init_segment};
 use crate::codec::h264::avc_codec_string;
@@ -148,6 +149,11 @@ struct Current {
     fresh_from: u64,
     /// MSE path: a keyframe of this stream could not make an init segment; logged once.
     mse_refused: bool,
+    /// Whether this stream reorders, from the frames sent so far.
+    order: OrderWatch,
+    /// Whether the last keyframe sent got the low-delay SPS; `None` before the first. When
+    /// it changes, the MSE path needs a new init segment.
+    low_delay: Option<bool>,
 }
 
 /// One connected client.
@@ -330,6 +336,8 @@ impl Client {
             reported: video.clone(),
             fresh_from,
             mse_refused: false,
+            order: OrderWatch::default(),
+            low_delay: None,
         });
         if !live {
             let name = self.current.as_ref().map(|c| c.name.clone());
@@ -462,12 +470,16 @@ impl Client {
                 }
                 cur.need_key = false;
             }
+            let in_order = cur.order.observe(meta.info.pts_us, meta.info.keyframe);
+            let mut sps_changed = false;
             if meta.info.keyframe {
-                low_delay_keyframe(&mut self.buf, &mut self.sps_buf);
+                let low = low_delay_keyframe(&mut self.buf, in_order, &mut self.sps_buf);
+                sps_changed = cur.low_delay.replace(low).is_some_and(|was| was != low);
             }
             if self.path == Path::Mse {
-                // An init segment before the first frame and whenever SPS/PPS change.
-                if (!cur.init_sent || meta.info.params_changed)
+                // An init segment before the first frame and whenever SPS/PPS change (also
+                // by the low-delay rewrite).
+                if (!cur.init_sent || meta.info.params_changed || sps_changed)
                     && !self.send_mse_init(&meta).await?
                 {
                     if let Some(cur) = self.current.as_mut() {
@@ -687,13 +699,16 @@ impl Client {
 
 /// A JSON text message.
 /// Gives the keyframe in `buf` an SPS that says "no reordering" where its SPS rules
-/// reordering out but does not say so (see [`crate::codec::sps`]): hardware decoders then
-/// output every picture at once instead of filling their DPB first. Both paths get it: the
-/// in-band SPS of the WebCodecs path and the MSE init segment's `avcC` are made from `buf`.
-fn low_delay_keyframe(buf: &mut Vec<u8>, scratch: &mut Vec<u8>) {
-    if sps::low_delay_access_unit(buf, scratch) {
+/// reordering out, or `seen_in_order` says the stream does not reorder, but the SPS does not
+/// say so (see [`crate::codec::sps`]): hardware decoders then output every picture at once
+/// instead of filling their DPB first. Both paths get it: the in-band SPS of the WebCodecs
+/// path and the MSE init segment's `avcC` are made from `buf`. Returns whether it did.
+fn low_delay_keyframe(buf: &mut Vec<u8>, seen_in_order: bool, scratch: &mut Vec<u8>) -> bool {
+    let changed = sps::low_delay_access_unit(buf, seen_in_order, scratch);
+    if changed {
         std::mem::swap(buf, scratch);
     }
+    changed
 }
 
 fn text_msg(msg: &impl Serialize) -> Message {
@@ -741,7 +756,7 @@ mod tests {
         let key = [&[0, 0, 0, 1][..], &sps::baseline_without_vui(), pps_idr].concat();
         assert_eq!(sps_of(&key).restriction, None);
         let (mut buf, mut scratch) = (key.clone(), Vec::new());
-        low_delay_keyframe(&mut buf, &mut scratch);
+        assert!(low_delay_keyframe(&mut buf, false, &mut scratch));
         let r = sps_of(&buf).restriction.expect("restriction added");
         assert_eq!(
             (r.max_num_reorder_frames, r.max_dec_frame_buffering),
@@ -754,7 +769,7 @@ mod tests {
         assert!(init.bytes.windows(new_sps.len()).any(|w| w == new_sps));
         // An SPS that says so already is left as it is.
         let again = buf.clone();
-        low_delay_keyframe(&mut buf, &mut scratch);
+        assert!(!low_delay_keyframe(&mut buf, true, &mut scratch));
         assert_eq!(buf, again);
     }
 }
