@@ -158,6 +158,7 @@ fn x264_clip(dir: &Path, args: &DeclatArgs, bframes: u32) -> anyhow::Result<Vec<
         Command::new("ffmpeg")
             .args([
                 "-hide_banner",
+                "-nostdin",
                 "-loglevel",
                 "error",
                 "-y",
@@ -202,7 +203,7 @@ fn x264_clip(dir: &Path, args: &DeclatArgs, bframes: u32) -> anyhow::Result<Vec<
         .collect();
     let annexb = tool(
         Command::new("ffmpeg")
-            .args(["-hide_banner", "-loglevel", "error", "-i"])
+            .args(["-hide_banner", "-nostdin", "-loglevel", "error", "-i"])
             .arg(&mp4)
             .args([
                 "-c",
