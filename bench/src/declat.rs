@@ -55,6 +55,9 @@ struct Stream {
     /// Whether presentation order differs from decode order (no MSE then: edgecam's fMP4
     /// has no composition offsets).
     reordered: bool,
+    /// The SPS changes mid-stream (WebCodecs only: the page's MSE run appends one init
+    /// segment).
+    sps_changes: bool,
 }
 
 /// Prepares the streams, runs the page, prints the table and the raw results.
@@ -96,24 +99,46 @@ fn variants(name: &str, aus: Vec<Au>) -> Vec<Stream> {
         .map(|a| map_sps(a, |s| sps::low_delay(s).ok().flatten()))
         .collect();
     let changed = fixed.iter().zip(&l51).any(|(a, b)| a.data != b.data);
+    // The observed-order rule: the first GOP as sent, the rewrite from the second keyframe.
+    let mut keys = 0;
+    let later: Vec<Au> = l51
+        .iter()
+        .map(|a| {
+            keys += usize::from(a.key);
+            // Unchanged before (whatever the SPS-only rule would do), rewritten after.
+            let seen = keys >= 2;
+            map_sps(a, |s| {
+                seen.then(|| sps::low_delay_if(s, true).ok().flatten())?
+            })
+        })
+        .collect();
+    let stream = |name: String, aus: Vec<Au>, sps_changes: bool| Stream {
+        name,
+        aus,
+        reordered,
+        sps_changes,
+    };
     let mut out = vec![
-        Stream {
-            name: format!("{name}: as encoded"),
-            aus,
-            reordered,
-        },
-        Stream {
-            name: format!("{name}: level 5.1, no bitstream_restriction"),
-            aus: l51,
-            reordered,
-        },
+        stream(format!("{name}: as encoded"), aus, false),
+        stream(
+            format!("{name}: level 5.1, no bitstream_restriction"),
+            l51,
+            false,
+        ),
     ];
     if changed {
-        out.push(Stream {
-            name: format!("{name}: level 5.1, no restriction, then edgecam's rewrite"),
-            aus: fixed,
-            reordered,
-        });
+        out.push(stream(
+            format!("{name}: level 5.1, no restriction, then edgecam's rewrite"),
+            fixed,
+            false,
+        ));
+    }
+    if !reordered {
+        out.push(stream(
+            format!("{name}: level 5.1, no restriction, the rewrite from the 2nd keyframe"),
+            later,
+            true,
+        ));
     }
     out
 }
@@ -280,7 +305,8 @@ fn openh264_clip(args: &DeclatArgs) -> anyhow::Result<Vec<Au>> {
     Ok(aus)
 }
 
-/// What the SPS of a stream's first keyframe says, for the table.
+/// What the SPS of a stream's first keyframe says, for the table (a stream whose SPS
+/// changes says so).
 fn sps_summary(s: &Stream) -> String {
     let Some(nal) = s
         .aus
@@ -301,8 +327,13 @@ fn sps_summary(s: &Stream) -> String {
                 }
                 None => "no restriction".into(),
             };
+            let then = if s.sps_changes {
+                "; reorder 0 from the 2nd keyframe"
+            } else {
+                ""
+            };
             format!(
-                "profile {} level {} poc {} refs {}; {r}",
+                "profile {} level {} poc {} refs {}; {r}{then}",
                 i.profile_idc, i.level_idc, i.pic_order_cnt_type, i.max_num_ref_frames
             )
         }
@@ -328,7 +359,7 @@ fn write_streams(dir: &Path, streams: &[Stream]) -> anyhow::Result<()> {
             .iter()
             .map(|a| json!({"range": put(&a.data), "key": a.key, "pts": a.pts}))
             .collect();
-        let mse = if s.reordered {
+        let mse = if s.reordered || s.sps_changes {
             Value::Null
         } else {
             let init = init_segment(&first.data)?;
