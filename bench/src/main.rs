@@ -13,6 +13,7 @@
 
 mod browser;
 mod child;
+mod declat;
 mod e2e;
 mod e2e_report;
 mod http;
@@ -79,6 +80,9 @@ enum Command {
     Impair(impair::ImpairArgs),
     /// Instructions per ingested 64 KiB frame (ring write + bookkeeping), by callgrind.
     RingInstr(ringinstr::RingInstrArgs),
+    /// Frames Chromium's H.264 decoders hold before output (WebCodecs and MSE), for SPSs
+    /// with and without `bitstream_restriction` (issue 16 item 4).
+    DecoderLatency(declat::DeclatArgs),
     /// The loop `ring-instr` runs under callgrind.
     #[command(hide = true)]
     RingLoop(ringinstr::RingLoopArgs),
@@ -94,6 +98,7 @@ fn main() -> ExitCode {
         Command::Soak(args) => soak::run(args),
         Command::Impair(args) => impair::run(args),
         Command::RingInstr(args) => ringinstr::run(args),
+        Command::DecoderLatency(args) => declat::run(args),
         Command::RingLoop(args) => ringinstr::ring_loop(args),
     };
     match result {

@@ -8,9 +8,11 @@ use std::time::Duration;
 use axum::extract::ws::{Message, Utf8Bytes, WebSocket};
 use serde::Serialize;
 
+use super::order::OrderWatch;
 use super::{End, LiveContext, Path};
 use crate::codec::fmp4::{Fragmenter, init_segment};
 use crate::codec::h264::avc_codec_string;
+use crate::codec::sps;
 use crate::frame::FrameMeta;
 use crate::health::beacon::BeaconGuard;
 use crate::ingest::stats::{StreamState, StreamStats};
@@ -147,6 +149,11 @@ struct Current {
     fresh_from: u64,
     /// MSE path: a keyframe of this stream could not make an init segment; logged once.
     mse_refused: bool,
+    /// Whether this stream reorders, from the frames sent so far.
+    order: OrderWatch,
+    /// Whether the last keyframe sent got the low-delay SPS; `None` before the first. When
+    /// it changes, the MSE path needs a new init segment.
+    low_delay: Option<bool>,
 }
 
 /// One connected client.
@@ -177,6 +184,9 @@ pub(super) struct Client {
     fragmenter: Fragmenter,
     /// MSE path: fragment buffer reused for every frame.
     frag: Vec<u8>,
+    /// A keyframe with its SPS rewritten for low delay ([`low_delay_keyframe`]); swapped
+    /// with `buf` when the rewrite applies.
+    sps_buf: Vec<u8>,
 }
 
 impl Client {
@@ -200,6 +210,7 @@ impl Client {
             unflushed: false,
             fragmenter: Fragmenter::new(),
             frag: Vec::new(),
+            sps_buf: Vec::new(),
         }
     }
 
@@ -325,6 +336,8 @@ impl Client {
             reported: video.clone(),
             fresh_from,
             mse_refused: false,
+            order: OrderWatch::default(),
+            low_delay: None,
         });
         if !live {
             let name = self.current.as_ref().map(|c| c.name.clone());
@@ -457,9 +470,16 @@ impl Client {
                 }
                 cur.need_key = false;
             }
+            let in_order = cur.order.observe(meta.info.pts_us, meta.info.keyframe);
+            let mut sps_changed = false;
+            if meta.info.keyframe {
+                let low = low_delay_keyframe(&mut self.buf, in_order, &mut self.sps_buf);
+                sps_changed = cur.low_delay.replace(low).is_some_and(|was| was != low);
+            }
             if self.path == Path::Mse {
-                // An init segment before the first frame and whenever SPS/PPS change.
-                if (!cur.init_sent || meta.info.params_changed)
+                // An init segment before the first frame and whenever SPS/PPS change (also
+                // by the low-delay rewrite).
+                if (!cur.init_sent || meta.info.params_changed || sps_changed)
                     && !self.send_mse_init(&meta).await?
                 {
                     if let Some(cur) = self.current.as_mut() {
@@ -678,6 +698,19 @@ impl Client {
 }
 
 /// A JSON text message.
+/// Gives the keyframe in `buf` an SPS that says "no reordering" where its SPS rules
+/// reordering out, or `seen_in_order` says the stream does not reorder, but the SPS does not
+/// say so (see [`crate::codec::sps`]): hardware decoders then output every picture at once
+/// instead of filling their DPB first. Both paths get it: the in-band SPS of the WebCodecs
+/// path and the MSE init segment's `avcC` are made from `buf`. Returns whether it did.
+fn low_delay_keyframe(buf: &mut Vec<u8>, seen_in_order: bool, scratch: &mut Vec<u8>) -> bool {
+    let changed = sps::low_delay_access_unit(buf, seen_in_order, scratch);
+    if changed {
+        std::mem::swap(buf, scratch);
+    }
+    changed
+}
+
 fn text_msg(msg: &impl Serialize) -> Message {
     let text = serde_json::to_string(msg).unwrap_or_default();
     Message::Text(Utf8Bytes::from(text))
@@ -700,5 +733,43 @@ async fn wait_jpeg(rx: Option<&mut JpegWatch>) {
             }
         }
         None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::codec::h264::{NAL_SPS, nal_units};
+
+    fn sps_of(au: &[u8]) -> sps::SpsInfo {
+        let nal = nal_units(au)
+            .find(|n| n.nal_type() == NAL_SPS)
+            .expect("sps");
+        sps::parse(nal.body).expect("parse")
+    }
+
+    #[test]
+    fn keyframes_go_out_with_a_low_delay_sps_on_both_paths() {
+        let pps_idr: &[u8] = &[
+            0, 0, 1, 0x68, 0xce, 0x38, 0x80, 0, 0, 0, 1, 0x65, 0x88, 0x84,
+        ];
+        let key = [&[0, 0, 0, 1][..], &sps::baseline_without_vui(), pps_idr].concat();
+        assert_eq!(sps_of(&key).restriction, None);
+        let (mut buf, mut scratch) = (key.clone(), Vec::new());
+        assert!(low_delay_keyframe(&mut buf, false, &mut scratch));
+        let r = sps_of(&buf).restriction.expect("restriction added");
+        assert_eq!(
+            (r.max_num_reorder_frames, r.max_dec_frame_buffering),
+            (0, 1)
+        );
+        assert!(buf.ends_with(pps_idr), "PPS and slice untouched");
+        // The MSE init segment is made from the same buffer: its avcC has the new SPS.
+        let init = init_segment(&buf).expect("init");
+        let new_sps = nal_units(&buf).next().expect("sps").body.to_vec();
+        assert!(init.bytes.windows(new_sps.len()).any(|w| w == new_sps));
+        // An SPS that says so already is left as it is.
+        let again = buf.clone();
+        assert!(!low_delay_keyframe(&mut buf, true, &mut scratch));
+        assert_eq!(buf, again);
     }
 }
