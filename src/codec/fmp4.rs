@@ -187,6 +187,14 @@ fn param_len(nal: &[u8]) -> Result<u16, Fmp4Error> {
 /// switch) are packed [`CATCH_UP_TICKS`] apart whatever their timestamps, so the newest frame
 /// of the burst lands a few milliseconds after the previous end and a player at the live edge
 /// shows it at once instead of replaying the GOP in real time.
+///
+/// Streams with B-frames arrive in decode order, their timestamps (presentation times) out
+/// of order. The `tfdt` timeline above is the decode timeline; each sample's presentation
+/// time is written as a composition time offset (`trun` version 1, never negative). The
+/// offset counts frames: (presentation index − decode index + reorder delay) × the sample's
+/// duration, the indexes counted from the GOP's keyframe and the presentation index from the
+/// timestamps. The reorder delay comes from the SPS (`max_num_reorder_frames`) or, without
+/// one, is learned as frames need more. A stream without B-frames gets offset 0.
 #[derive(Debug, Clone)]
 pub struct Fragmenter {
     /// `mfhd` sequence number of the next fragment (starts at 1).
@@ -199,6 +207,125 @@ pub struct Fragmenter {
     interval: u32,
     /// Duration written for the last sample: the next one starts where it ends.
     last_len: u32,
+    /// Presentation order of the current GOP: where composition offsets come from.
+    order: Reorder,
+}
+
+/// Timestamp steps kept to find the frame interval of a reordered stream.
+const STEPS_KEPT: usize = 16;
+
+/// What a [`Fragmenter`] knows of the presentation order of the frames it wrote.
+#[derive(Debug, Clone, Default)]
+struct Reorder {
+    /// Frames decoded since the GOP's keyframe (the keyframe is 0); `None` until a keyframe
+    /// follows a restart (no offset can be given then).
+    decoded: Option<i64>,
+    /// Presentation index of the latest frame, in frame intervals from the keyframe's.
+    shown: i64,
+    /// Reorder delay in frames: how far a frame may be decoded ahead of its presentation.
+    delay: i64,
+    /// The highest presentation index among this GOP's catch-up frames: a live frame shown
+    /// before it is still packed as catch-up, or it would be presented after it.
+    catch_up_shown: Option<i64>,
+    /// Sizes of recent timestamp steps (µs, not zero); the smallest is the frame interval
+    /// (two B-frames in a row are one frame apart, as are all frames of other streams).
+    steps: std::collections::VecDeque<i64>,
+    /// The frame interval the SPS states (VUI timing), for the first frames of a source.
+    sps_frame_us: Option<i64>,
+    /// Highest timestamp so far (µs).
+    top: Option<i64>,
+    /// A frame came with a timestamp below the highest one: the stream has B-frames.
+    reordered: bool,
+}
+
+impl Reorder {
+    /// Forgets the source (a switch or a jump in its timestamps); the delay is kept.
+    fn restart(&mut self) {
+        let delay = self.delay;
+        *self = Reorder {
+            delay,
+            ..Reorder::default()
+        };
+    }
+
+    /// The frame interval (µs): the smallest recent step, or what the SPS says, or 25 fps.
+    fn unit_us(&self) -> i64 {
+        let seen = self.steps.iter().copied().chain(self.sps_frame_us).min();
+        seen.unwrap_or(1_000_000 / 25).max(1)
+    }
+
+    /// Takes in the next frame in decode order; `step` is its timestamp minus the previous
+    /// frame's (`None` after a restart). Returns whether it must be packed as catch-up.
+    fn push(
+        &mut self,
+        au: &[u8],
+        pts_us: i64,
+        step: Option<i64>,
+        keyframe: bool,
+        catch_up: bool,
+    ) -> bool {
+        if let Some(s) = step.filter(|s| *s != 0) {
+            if self.steps.len() == STEPS_KEPT {
+                self.steps.pop_front();
+            }
+            self.steps.push_back(s.abs());
+        }
+        if self.top.is_some_and(|t| pts_us < t) {
+            self.reordered = true;
+        }
+        self.top = Some(self.top.map_or(pts_us, |t| t.max(pts_us)));
+        if keyframe {
+            if let Some(sps) = keyframe_sps(au) {
+                if let Some(n) = sps.reorder_frames {
+                    self.delay = i64::from(n.min(16));
+                }
+                self.sps_frame_us = sps.frame_us.or(self.sps_frame_us);
+            }
+            self.decoded = Some(0);
+            self.shown = 0;
+            self.catch_up_shown = None;
+        } else if let (Some(k), Some(s)) = (self.decoded, step) {
+            let unit = self.unit_us();
+            self.decoded = Some(k + 1);
+            // Rounded to whole frames step by step: neighbours in decode order are a few
+            // frames apart at most, so jitter of the timestamps does not move the index.
+            self.shown += (s + s.signum() * unit / 2) / unit;
+        }
+        let packed = catch_up || self.catch_up_shown.is_some_and(|c| self.shown < c);
+        if packed && self.decoded.is_some() {
+            self.catch_up_shown = Some(
+                self.catch_up_shown
+                    .map_or(self.shown, |c| c.max(self.shown)),
+            );
+        }
+        packed
+    }
+
+    /// The duration (ticks) of a live sample of a reordered stream: one frame interval.
+    fn interval(&self) -> u32 {
+        (self.unit_us().min(MAX_STEP_US) as u64 * TIMESCALE as u64 / 1_000_000).max(1) as u32
+    }
+
+    /// Composition time offset (ticks) of the latest frame, lasting `len` ticks; raises the
+    /// delay if this frame needs more (so the offset is never negative).
+    fn offset(&mut self, len: u32) -> u32 {
+        let Some(k) = self.decoded else {
+            return 0;
+        };
+        let ahead = self.shown - k;
+        if ahead + self.delay < 0 {
+            tracing::debug!(delay = -ahead, "fMP4: reorder delay raised");
+            self.delay = -ahead;
+        }
+        let frames = (ahead + self.delay).clamp(0, 64) as u32;
+        frames.saturating_mul(len)
+    }
+}
+
+/// What the SPS of a keyframe access unit says, if it has one that parses.
+fn keyframe_sps(au: &[u8]) -> Option<SpsInfo> {
+    let sps = nal_units(au).find(|n| n.nal_type() == NAL_SPS)?.body;
+    parse_sps(sps).ok()
 }
 
 /// Spacing (and duration) of catch-up frames on the timeline: 1 ms.
@@ -219,6 +346,7 @@ impl Fragmenter {
             last_pts_us: None,
             interval: DEFAULT_DURATION,
             last_len: DEFAULT_DURATION,
+            order: Reorder::default(),
         }
     }
 
@@ -226,20 +354,35 @@ impl Fragmenter {
     /// one frame after the last one written, whatever its own timestamps.
     pub fn restart(&mut self) {
         self.last_pts_us = None;
+        self.order.restart();
     }
 
-    /// Decode time (ticks) of the next fragment for a source timestamp of `pts_us`, and the
-    /// duration to write for it. Learns the frame interval from the source timestamps.
+    /// Decode time (ticks) of the next fragment for a source timestamp of `pts_us`, the
+    /// duration to write for it and its composition time offset. Learns the frame interval
+    /// from the source timestamps.
     ///
     /// Each sample starts where the last one ended, and lasts the latest frame interval (the
-    /// step into it): the timeline follows the source's clock one frame late, but has no hole
-    /// or overlap however the timestamps jitter, so a player never stalls between fragments.
-    fn next_timing(&mut self, pts_us: i64, catch_up: bool) -> (u64, u32) {
-        let step = self
-            .last_pts_us
-            .map(|p| pts_us - p)
-            .filter(|s| *s > 0 && *s <= MAX_STEP_US);
-        if let Some(s) = step {
+    /// step into it; for a stream with B-frames, the average advance of its timestamps over
+    /// the latest frames): the timeline follows the source's clock about one frame late, but
+    /// has no hole or overlap however the timestamps jitter, so a player never stalls
+    /// between fragments.
+    fn next_timing(
+        &mut self,
+        au: &[u8],
+        pts_us: i64,
+        keyframe: bool,
+        catch_up: bool,
+    ) -> (u64, u32, u32) {
+        let mut step = self.last_pts_us.map(|p| pts_us - p);
+        if step.is_some_and(|s| s.abs() > MAX_STEP_US) {
+            // A jump in the source's clock: counting frames across it means nothing.
+            self.order.restart();
+            step = None;
+        }
+        let catch_up = self.order.push(au, pts_us, step, keyframe, catch_up);
+        if self.order.reordered {
+            self.interval = self.order.interval();
+        } else if let Some(s) = step.filter(|s| *s > 0) {
             let ticks = (s as u64 * TIMESCALE as u64 / 1_000_000).clamp(1, u32::MAX as u64);
             self.interval = ticks as u32;
         }
@@ -251,7 +394,7 @@ impl Fragmenter {
         let dts = self
             .last_dts
             .map_or(0, |last| last + u64::from(self.last_len));
-        (dts, len)
+        (dts, len, self.order.offset(len))
     }
 
     /// Writes one access unit (Annex B) as `moof` + `mdat` into `out` (cleared first).
@@ -266,12 +409,12 @@ impl Fragmenter {
     }
 
     fn write(&mut self, au: &[u8], pts_us: i64, keyframe: bool, catch_up: bool, out: &mut Vec<u8>) {
-        let (dts, len) = self.next_timing(pts_us, catch_up);
+        let (dts, len, offset) = self.next_timing(au, pts_us, keyframe, catch_up);
         self.last_dts = Some(dts);
         self.last_pts_us = Some(pts_us);
         self.last_len = len;
         out.clear();
-        out.reserve(120 + au.len());
+        out.reserve(124 + au.len());
         let flags = if keyframe { FLAGS_SYNC } else { FLAGS_NON_SYNC };
         // The sample size and data offset are patched in once the mdat is written, so the
         // access unit is scanned for NAL units once.
@@ -283,13 +426,14 @@ impl Fragmenter {
                 full(o, b"tfdt", 1, 0, |o| {
                     o.extend_from_slice(&dts.to_be_bytes())
                 });
-                full(o, b"trun", 0, 0x0701, |o| {
+                // Version 1: signed composition offsets (ours are never negative).
+                full(o, b"trun", 1, TRUN_FLAGS, |o| {
                     put32(o, 1);
                     offset_at = o.len();
                     put32(o, 0); // data offset
                     put32(o, len);
                     size_at = o.len();
-                    put32s(o, &[0, flags]); // sample size, sample flags
+                    put32s(o, &[0, flags, offset]); // sample size, flags, composition offset
                 });
             });
         });
@@ -307,6 +451,10 @@ impl Fragmenter {
         self.seq = self.seq.wrapping_add(1);
     }
 }
+
+/// `trun` flags: data offset, and per sample its duration, size, flags and composition time
+/// offset.
+const TRUN_FLAGS: u32 = 0x0f01;
 
 /// Whether a NAL unit goes into a sample: parameter sets live in `avcC`, delimiters nowhere.
 fn keep_nal(t: u8) -> bool {
@@ -403,6 +551,35 @@ impl Bits {
 
 /// The cropped picture size an SPS (NAL body, header byte first) describes.
 pub fn sps_size(sps: &[u8]) -> Result<(u32, u32), Fmp4Error> {
+    parse_sps(sps).map(|s| (s.width, s.height))
+}
+
+/// What the fragmenter reads from an SPS.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct SpsInfo {
+    /// Cropped picture width.
+    width: u32,
+    /// Cropped picture height.
+    height: u32,
+    /// `max_num_reorder_frames` of the VUI's bitstream restriction: how many frames may be
+    /// decoded ahead of one shown before them. `None` when the SPS does not say (or its VUI
+    /// cannot be read: the size is still good).
+    reorder_frames: Option<u32>,
+    /// The frame interval (µs) the VUI's timing information states, if it does.
+    frame_us: Option<i64>,
+}
+
+/// What the VUI says that the fragmenter uses.
+#[derive(Debug, Clone, Copy, Default)]
+struct Vui {
+    /// `max_num_reorder_frames`, see [`SpsInfo::reorder_frames`].
+    reorder_frames: Option<u32>,
+    /// See [`SpsInfo::frame_us`].
+    frame_us: Option<i64>,
+}
+
+/// Parses an SPS (NAL body, header byte first) for [`SpsInfo`].
+fn parse_sps(sps: &[u8]) -> Result<SpsInfo, Fmp4Error> {
     if sps.len() < 4 {
         return Err(Fmp4Error::BadSps("too short"));
     }
@@ -487,12 +664,83 @@ pub fn sps_size(sps: &[u8]) -> Result<(u32, u32), Fmp4Error> {
     }
     let width = (w_mbs * 16).checked_sub(crop_x);
     let height = ((2 - frame_mbs_only) * h_units * 16).checked_sub(crop_y);
-    match (width, height) {
-        (Some(w), Some(h)) if w > 0 && h > 0 && w <= 16_384 && h <= 16_384 => {
-            Ok((w as u32, h as u32))
-        }
-        _ => Err(Fmp4Error::BadSps("picture size out of range")),
+    let (width, height) = match (width, height) {
+        (Some(w), Some(h)) if w > 0 && h > 0 && w <= 16_384 && h <= 16_384 => (w as u32, h as u32),
+        _ => return Err(Fmp4Error::BadSps("picture size out of range")),
+    };
+    let mut vui = Vui::default();
+    if let Ok(1) = r.bit() {
+        // A VUI that cannot be read leaves what was read of it; the size is good anyway.
+        let _ = read_vui(&mut r, &mut vui);
     }
+    Ok(SpsInfo {
+        width,
+        height,
+        reorder_frames: vui.reorder_frames,
+        frame_us: vui.frame_us,
+    })
+}
+
+/// Reads the VUI up to its bitstream restriction into `vui`.
+fn read_vui(r: &mut Bits, vui: &mut Vui) -> Result<(), Fmp4Error> {
+    if r.bit()? == 1 && r.bits(8)? == 255 {
+        r.bits(32)?; // sar_width, sar_height
+    }
+    if r.bit()? == 1 {
+        r.bit()?; // overscan_appropriate_flag
+    }
+    if r.bit()? == 1 {
+        r.bits(4)?; // video_format, video_full_range_flag
+        if r.bit()? == 1 {
+            r.bits(24)?; // colour primaries, transfer, matrix
+        }
+    }
+    if r.bit()? == 1 {
+        r.ue()?; // chroma_sample_loc_type_top_field
+        r.ue()?; // chroma_sample_loc_type_bottom_field
+    }
+    if r.bit()? == 1 {
+        let units = i64::from(r.bits(32)?); // num_units_in_tick
+        let scale = i64::from(r.bits(32)?); // time_scale
+        r.bit()?; // fixed_frame_rate_flag
+        // A frame is two ticks (fields); only a plausible rate (1-240 fps) is believed.
+        let us = (scale > 0).then(|| 2 * units * 1_000_000 / scale);
+        vui.frame_us = us.filter(|u| (4_000..=1_000_000).contains(u));
+    }
+    let nal_hrd = r.bit()? == 1;
+    if nal_hrd {
+        skip_hrd(r)?;
+    }
+    let vcl_hrd = r.bit()? == 1;
+    if vcl_hrd {
+        skip_hrd(r)?;
+    }
+    if nal_hrd || vcl_hrd {
+        r.bit()?; // low_delay_hrd_flag
+    }
+    r.bit()?; // pic_struct_present_flag
+    if r.bit()? == 0 {
+        return Ok(()); // no bitstream_restriction
+    }
+    r.bit()?; // motion_vectors_over_pic_boundaries_flag
+    for _ in 0..4 {
+        r.ue()?; // max_bytes_per_pic_denom, max_bits_per_mb_denom, log2_max_mv_length_h/v
+    }
+    vui.reorder_frames = Some(r.ue()?);
+    Ok(())
+}
+
+/// Skips `hrd_parameters()`.
+fn skip_hrd(r: &mut Bits) -> Result<(), Fmp4Error> {
+    let cpbs = r.ue()?.min(31) + 1;
+    r.bits(8)?; // bit_rate_scale, cpb_size_scale
+    for _ in 0..cpbs {
+        r.ue()?; // bit_rate_value_minus1
+        r.ue()?; // cpb_size_value_minus1
+        r.bit()?; // cbr_flag
+    }
+    r.bits(20)?; // four 5-bit delay and offset lengths
+    Ok(())
 }
 
 /// Iterates over the top-level boxes of `data`: (type, body). Stops at the first box whose
@@ -672,6 +920,107 @@ mod tests {
         // Each sample starts where the one before it ends.
         for w in got.windows(2) {
             assert_eq!(w[0].0 + u64::from(w[0].1), w[1].0, "{got:?}");
+        }
+    }
+
+    /// x264's SPS of a 320x240 Main profile stream with `bframes=2` (b-pyramid): its VUI
+    /// says up to two frames are decoded ahead of one shown before them.
+    const X264_MAIN_SPS: &str = "674d4015eca0a0fd80b5060606a5000003000100000300328f162d96";
+    /// The same at High profile.
+    const X264_HIGH_SPS: &str = "67640014acd94141fb016a0c0c0d4a000003000200000300651e28532c";
+
+    fn unhex(h: &str) -> Vec<u8> {
+        (0..h.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&h[i..i + 2], 16).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn the_sps_vui_gives_the_reorder_delay() {
+        for sps in [X264_MAIN_SPS, X264_HIGH_SPS] {
+            let info = parse_sps(&unhex(sps)).unwrap();
+            assert_eq!((info.width, info.height), (320, 240));
+            assert_eq!(info.reorder_frames, Some(2), "{sps}");
+            assert_eq!(info.frame_us, Some(40_000), "25 fps: {sps}");
+        }
+        // openh264's baseline SPS: no B-frames.
+        let key = keyframe();
+        assert!(keyframe_sps(&key).is_some_and(|s| s.reorder_frames.unwrap_or(0) == 0));
+    }
+
+    /// Presentation time (decode time + composition offset) and decode time of a fragment.
+    fn pts_dts(out: &[u8]) -> (u64, u64) {
+        let trun = find(out, &[b"moof", b"traf", b"trun"]).expect("trun");
+        assert_eq!(trun[0], 1, "trun version 1");
+        assert_eq!(
+            u32::from_be_bytes([0, trun[1], trun[2], trun[3]]),
+            TRUN_FLAGS
+        );
+        let cto = i32::from_be_bytes([trun[24], trun[25], trun[26], trun[27]]);
+        assert!(cto >= 0);
+        let (dts, _) = timing(out);
+        (dts + cto as u64, dts)
+    }
+
+    /// Decode-order frames of a GOP with B-frames (`I0 P3 B1 B2 P6 B4 B5 ...`, 40 ms apart in
+    /// presentation), keyframe first, starting at `start_us`; returns (pts_us, keyframe).
+    fn b_gop(start_us: i64, frames: i64) -> Vec<(i64, bool)> {
+        let mut v = vec![(start_us, true)];
+        let mut p = 0;
+        while p + 3 < frames {
+            for q in [p + 3, p + 1, p + 2] {
+                v.push((start_us + q * 40_000, false));
+            }
+            p += 3;
+        }
+        v
+    }
+
+    #[test]
+    fn b_frames_get_presentation_times_in_timestamp_order_on_a_monotonic_decode_timeline() {
+        let mut key = Vec::new();
+        key.extend_from_slice(&[0, 0, 0, 1]);
+        key.extend_from_slice(&unhex(X264_MAIN_SPS));
+        key.extend_from_slice(&keyframe()[4..]);
+        let delta = [0u8, 0, 0, 1, 0x41, 0x9a, 0x00];
+        let mut f = Fragmenter::new();
+        let mut out = Vec::new();
+        // A catch-up GOP, then two live GOPs.
+        let mut frames: Vec<(i64, bool, bool)> = Vec::new();
+        frames.extend(b_gop(0, 13).into_iter().map(|(p, k)| (p, k, true)));
+        frames.extend(b_gop(520_000, 13).into_iter().map(|(p, k)| (p, k, false)));
+        frames.extend(b_gop(1_040_000, 13).into_iter().map(|(p, k)| (p, k, false)));
+        let mut got = Vec::new();
+        for &(pts, keyframe, catch_up) in &frames {
+            let au: &[u8] = if keyframe { &key } else { &delta };
+            if catch_up {
+                f.fragment_catch_up(au, pts, keyframe, &mut out);
+            } else {
+                f.fragment(au, pts, keyframe, &mut out);
+            }
+            let (p, d) = pts_dts(&out);
+            let (_, len) = timing(&out);
+            got.push((pts, p, d, len));
+        }
+        for w in got.windows(2) {
+            assert_eq!(
+                w[0].2 + u64::from(w[0].3),
+                w[1].2,
+                "one decode timeline: {got:?}"
+            );
+        }
+        // Sorted by source timestamp, the presentation times increase strictly.
+        let mut by_pts = got.clone();
+        by_pts.sort_by_key(|g| g.0);
+        for w in by_pts.windows(2) {
+            assert!(w[0].1 < w[1].1, "presentation order: {w:?} in {got:?}");
+        }
+        // Live frames last a frame (40 ms) and are shown 40 ms apart.
+        let live: Vec<_> = by_pts.iter().filter(|g| g.0 >= 600_000).collect();
+        for w in live.windows(2) {
+            assert_eq!(w[1].1 - w[0].1, 3600, "{live:?}");
+            assert_eq!(w[1].3, 3600, "{live:?}");
         }
     }
 }

@@ -211,7 +211,7 @@ fn report(seen: &Seen, error: Option<String>, elapsed: Duration) -> ProbeReport 
 /// The size of the picture an H.264 keyframe decodes to.
 fn picture_size(keyframe: &[u8]) -> Option<(u32, u32)> {
     let mut decoder = crate::codec::H264Decoder::new().ok()?;
-    let picture = decoder.decode(keyframe).ok()??;
+    let picture = decoder.decode_flushed(keyframe).ok()??;
     Some((picture.width, picture.height))
 }
 

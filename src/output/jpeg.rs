@@ -8,6 +8,11 @@
 //! one and a slow consumer simply misses intermediate ones. When the last receiver is gone the
 //! task ends, so nothing is decoded while nobody watches. Decoding runs on tokio's blocking
 //! pool, one batch (every frame stored since the last batch) at a time.
+//!
+//! A decode error (a lost packet, a profile openh264 cannot decode) makes the decoder wait
+//! for the next keyframe. The hub remembers each stream's last good picture and counts its
+//! decode errors across decoder runs, so a snapshot can still show the last picture (with its
+//! age) while the stream cannot be decoded, and `/api/status` and `/metrics` can say why.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -70,11 +75,27 @@ struct Entry {
     ring: Arc<FrameRing>,
 }
 
+/// What the hub keeps of a stream whether or not a decoder runs for it.
+#[derive(Debug, Default)]
+struct Memory {
+    /// The newest picture any decoder (shared or one-shot) made of the stream: what a
+    /// snapshot shows, with its age, when no fresh picture can be decoded.
+    last_good: Option<Arc<JpegFrame>>,
+    /// Frames that failed to decode, counted once each however many decoders read them.
+    decode_errors: u64,
+    /// The ring (by address) and sequence number of the newest frame counted in
+    /// `decode_errors`, so the shared decoder and repeated snapshots do not count a frame twice.
+    counted_through: Option<(usize, u64)>,
+}
+
 /// The shared decoders, by stream id.
 #[derive(Clone, Default)]
 pub struct JpegHub {
     /// Running decoders. A decoder removes its entry (under this lock) when it ends.
     entries: Arc<Mutex<HashMap<String, Entry>>>,
+    /// Last good pictures and decode error counts, by stream id (never removed: a stream
+    /// that comes back keeps its count, as the other per-stream counters do).
+    memory: Arc<Mutex<HashMap<String, Memory>>>,
     /// Settings for decoders started from now on.
     settings: Arc<Mutex<JpegSettings>>,
 }
@@ -97,6 +118,75 @@ impl JpegHub {
 
     fn lock(&self) -> MutexGuard<'_, HashMap<String, Entry>> {
         self.entries.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn memory(&self) -> MutexGuard<'_, HashMap<String, Memory>> {
+        self.memory.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Records `pic` as the newest good picture of its stream.
+    fn remember(&self, pic: &Arc<JpegFrame>) {
+        let mut memory = self.memory();
+        let m = memory.entry(pic.stream.clone()).or_default();
+        if m.last_good
+            .as_ref()
+            .is_none_or(|old| !Arc::ptr_eq(old, pic))
+        {
+            m.last_good = Some(Arc::clone(pic));
+        }
+    }
+
+    /// Counts a decode error of frame `seq` of `stream` read from `ring`, unless a decoder
+    /// already counted this frame (or a newer one of the same ring).
+    fn count_error(&self, stream: &str, ring: &FrameRing, seq: u64) {
+        let ring_id = std::ptr::from_ref(ring) as usize;
+        let mut memory = self.memory();
+        let m = memory.entry(stream.to_string()).or_default();
+        if m.counted_through
+            .is_some_and(|(r, s)| r == ring_id && s >= seq)
+        {
+            return;
+        }
+        m.counted_through = Some((ring_id, seq));
+        m.decode_errors += 1;
+    }
+
+    /// Frames of `stream` that failed to decode so far (for `/api/status` and `/metrics`).
+    pub fn decode_errors(&self, stream: &str) -> u64 {
+        self.memory().get(stream).map_or(0, |m| m.decode_errors)
+    }
+
+    /// The newest good picture ever made of `stream`, however old: what a snapshot falls
+    /// back to while the stream yields no picture.
+    pub fn last_good(&self, stream: &str) -> Option<Arc<JpegFrame>> {
+        self.memory().get(stream)?.last_good.clone()
+    }
+
+    /// A snapshot of `stream`: a fresh picture decoded from the current GOP of `ring` (see
+    /// [`snapshot`]), else the last good picture. Blocking; `None` when the stream never
+    /// had a picture.
+    pub fn snapshot_or_last(
+        &self,
+        stream: &str,
+        ring: &Arc<FrameRing>,
+        settings: JpegSettings,
+    ) -> Option<Arc<JpegFrame>> {
+        let shot = snapshot(ring, settings);
+        if let Some(seq) = shot.error_at {
+            self.count_error(stream, ring, seq);
+        }
+        let Some(pic) = shot.picture else {
+            return self.last_good(stream);
+        };
+        let pic = Arc::new(JpegFrame {
+            stream: stream.to_string(),
+            meta: pic.meta,
+            width: pic.width,
+            height: pic.height,
+            data: Bytes::from(pic.data),
+        });
+        self.remember(&pic);
+        Some(pic)
     }
 
     /// Changes quality and downscale (running decoders pick them up on their next picture).
@@ -217,8 +307,9 @@ impl Decoder {
             let stream = self.stream.clone();
             let tx = Arc::clone(&self.tx);
             let ring = Arc::clone(&self.ring);
+            let hub = self.hub.clone();
             let joined = tokio::task::spawn_blocking(move || {
-                work.decode_available(&ring, &stream, settings, &tx);
+                work.decode_available(&ring, &hub, &stream, settings, &tx);
                 work
             })
             .await;
@@ -265,6 +356,7 @@ impl Work {
     fn decode_available(
         &mut self,
         ring: &FrameRing,
+        hub: &JpegHub,
         stream: &str,
         settings: JpegSettings,
         tx: &watch::Sender<Option<Arc<JpegFrame>>>,
@@ -290,53 +382,24 @@ impl Work {
             };
             round.1 += 1;
             let newest = meta.seq + 1 >= round_end;
-            let publish = |width, height, data: &[u8]| {
-                tx.send_replace(Some(Arc::new(JpegFrame {
+            let size = match meta.info.codec {
+                Codec::Jpeg if newest => {
+                    std::mem::swap(&mut self.out, &mut self.buf);
+                    Some((0, 0))
+                }
+                Codec::Jpeg => None,
+                Codec::H264 => self.decode_h264(&meta, newest, ring, hub, stream, settings),
+            };
+            if let Some((width, height)) = size {
+                let pic = Arc::new(JpegFrame {
                     stream: stream.to_string(),
                     meta,
                     width,
                     height,
-                    data: Bytes::copy_from_slice(data),
-                })));
-            };
-            match meta.info.codec {
-                Codec::Jpeg => {
-                    if newest {
-                        publish(0, 0, &self.buf);
-                    }
-                }
-                Codec::H264 => {
-                    let Some(d) = self.dec.as_mut() else { continue };
-                    let starting = !self.synced;
-                    if starting {
-                        if !meta.info.keyframe {
-                            continue;
-                        }
-                        if !self.fresh
-                            && let Err(e) = d.reset()
-                        {
-                            tracing::warn!(stream = %stream, error = %e, "decoder reset failed");
-                            continue;
-                        }
-                        self.synced = true;
-                    }
-                    self.fresh = false;
-                    match d.decode(&self.buf) {
-                        Ok(Some(pic)) if newest || starting => {
-                            match encode_i420(pic, settings, &mut self.out) {
-                                Ok((w, h)) => publish(w, h, &self.out),
-                                Err(e) => {
-                                    tracing::warn!(stream = %stream, error = %e, "JPEG encoding failed")
-                                }
-                            }
-                        }
-                        Ok(_) => {}
-                        Err(e) => {
-                            tracing::debug!(stream = %stream, error = %e, "decode failed; waiting for a keyframe");
-                            self.synced = false;
-                        }
-                    }
-                }
+                    data: Bytes::copy_from_slice(&self.out),
+                });
+                hub.remember(&pic);
+                tx.send_replace(Some(pic));
             }
             if newest {
                 let us = round.0.elapsed().as_micros() as u64;
@@ -345,47 +408,160 @@ impl Work {
             }
         }
     }
+
+    /// Decodes the H.264 frame in `self.buf`; encodes the picture into `self.out` and returns
+    /// its size when it is to be published (the newest frame of a round, or the keyframe the
+    /// decoder starts from).
+    ///
+    /// With B-frames the decoder gives out each picture one or more frames late, and nothing
+    /// for the keyframe it starts from: that keyframe's picture is then made by a one-shot
+    /// decoder ([`H264Decoder::decode_flushed`]), since draining this one would break the
+    /// frames after it. A decode error is counted and the decoder waits for the next
+    /// keyframe; the last picture published stays the stream's last good picture.
+    fn decode_h264(
+        &mut self,
+        meta: &FrameMeta,
+        newest: bool,
+        ring: &FrameRing,
+        hub: &JpegHub,
+        stream: &str,
+        settings: JpegSettings,
+    ) -> Option<(u32, u32)> {
+        let d = self.dec.as_mut()?;
+        let starting = !self.synced;
+        if starting {
+            if !meta.info.keyframe {
+                return None;
+            }
+            if !self.fresh
+                && let Err(e) = d.reset()
+            {
+                tracing::warn!(stream = %stream, error = %e, "decoder reset failed");
+                return None;
+            }
+            self.synced = true;
+        }
+        self.fresh = false;
+        let pic = match d.decode(&self.buf) {
+            Ok(Some(pic)) if newest || starting => Some(pic),
+            Ok(Some(_)) => return None,
+            Ok(None) if starting => {
+                return self.one_shot(stream, settings);
+            }
+            Ok(None) => return None,
+            Err(e) => {
+                tracing::debug!(stream = %stream, seq = meta.seq, error = %e, "decode failed; waiting for a keyframe");
+                hub.count_error(stream, ring, meta.seq);
+                self.synced = false;
+                return None;
+            }
+        };
+        let pic = pic?;
+        encode_or_log(pic, settings, &mut self.out, stream)
+    }
+
+    /// The picture of the keyframe in `self.buf` from a decoder of its own, encoded into
+    /// `self.out`.
+    fn one_shot(&mut self, stream: &str, settings: JpegSettings) -> Option<(u32, u32)> {
+        let mut dec = H264Decoder::new().ok()?;
+        match dec.decode_flushed(&self.buf) {
+            Ok(Some(pic)) => encode_or_log(pic, settings, &mut self.out, stream),
+            Ok(None) => None,
+            Err(e) => {
+                tracing::debug!(stream = %stream, error = %e, "keyframe does not decode on its own");
+                None
+            }
+        }
+    }
+}
+
+/// [`encode_i420`], logging a failure.
+fn encode_or_log(
+    pic: &I420Frame,
+    settings: JpegSettings,
+    out: &mut Vec<u8>,
+    stream: &str,
+) -> Option<(u32, u32)> {
+    encode_i420(pic, settings, out)
+        .inspect_err(|e| tracing::warn!(stream = %stream, error = %e, "JPEG encoding failed"))
+        .ok()
+}
+
+/// What [`snapshot`] made of the current GOP.
+#[derive(Debug, Default)]
+pub struct Snapshot {
+    /// The newest picture that could be produced; `None` when there is no keyframe or not
+    /// even it decodes.
+    pub picture: Option<JpegFrameData>,
+    /// The ring sequence number of the frame that failed to decode, if one did (decoding
+    /// stops there: what follows depends on it).
+    pub error_at: Option<u64>,
 }
 
 /// Decodes the current GOP of `ring` (latest keyframe to newest frame) and encodes the newest
-/// picture: a snapshot of a stream nobody is watching. Blocking; `None` when the ring has no
-/// keyframe yet or decoding fails.
-pub fn snapshot(ring: &Arc<FrameRing>, settings: JpegSettings) -> Option<JpegFrameData> {
-    ring.latest_keyframe()?;
+/// picture that can be produced: a snapshot of a stream nobody is watching. Blocking.
+///
+/// The decoder is drained at the end, so a stream with B-frames (whose pictures come out of
+/// the decoder late) yields its newest picture too. A frame that fails to decode ends the
+/// decode: the picture is then the last one decoded before it (at worst the keyframe's), and
+/// the failing frame is reported in [`Snapshot::error_at`].
+pub fn snapshot(ring: &Arc<FrameRing>, settings: JpegSettings) -> Snapshot {
+    let mut shot = Snapshot::default();
+    if ring.latest_keyframe().is_none() {
+        return shot;
+    }
     let head = ring.head();
     let mut reader = ring.reader(Start::LatestKeyframe);
     let mut buf = Vec::new();
-    let mut dec = H264Decoder::new().ok()?;
+    let Ok(mut dec) = H264Decoder::new() else {
+        return shot;
+    };
     let mut out = Vec::new();
-    let mut last = None;
+    // The frame the newest picture is attributed to: the last one fed before it came out.
+    let mut shown = None;
+    let mut fed = None;
     while reader.cursor() < head {
         let Ok(Some(meta)) = reader.next_into(&mut buf) else {
             break;
         };
-        let newest = reader.cursor() >= head;
         match meta.info.codec {
-            Codec::Jpeg if newest => {
+            Codec::Jpeg if reader.cursor() >= head => {
                 out.clear();
                 out.extend_from_slice(&buf);
-                last = Some((meta, 0, 0));
+                shot.picture = Some(JpegFrameData {
+                    meta,
+                    width: 0,
+                    height: 0,
+                    data: out,
+                });
+                return shot;
             }
             Codec::Jpeg => {}
-            Codec::H264 => {
-                if let Ok(Some(pic)) = dec.decode(&buf)
-                    && newest
-                {
-                    let (w, h) = encode_i420(pic, settings, &mut out).ok()?;
-                    last = Some((meta, w, h));
+            Codec::H264 => match dec.decode(&buf) {
+                Ok(Some(_)) => (shown, fed) = (Some(meta), Some(meta)),
+                Ok(None) => fed = Some(meta),
+                Err(e) => {
+                    tracing::debug!(seq = meta.seq, error = %e, "snapshot: frame does not decode");
+                    shot.error_at = Some(meta.seq);
+                    break;
                 }
-            }
+            },
         }
     }
-    last.map(|(meta, width, height)| JpegFrameData {
-        meta,
-        width,
-        height,
-        data: out,
-    })
+    if shot.error_at.is_none() && matches!(dec.flush(), Ok(Some(_))) {
+        shown = fed;
+    }
+    if let (Some(meta), Some(pic)) = (shown, dec.last_picture())
+        && let Ok((width, height)) = encode_i420(pic, settings, &mut out)
+    {
+        shot.picture = Some(JpegFrameData {
+            meta,
+            width,
+            height,
+            data: out,
+        });
+    }
+    shot
 }
 
 /// A picture made by [`snapshot`].
@@ -563,7 +739,8 @@ mod tests {
             fresh: true,
         };
         let (tx, rx) = watch::channel(None);
-        work.decode_available(&ring, "cam1", JpegSettings::default(), &tx);
+        let hub = JpegHub::default();
+        work.decode_available(&ring, &hub, "cam1", JpegSettings::default(), &tx);
         let shown = rx.borrow().clone().expect("a picture was published");
         assert_eq!(shown.meta.seq, key_seq);
         assert!(shown.meta.info.keyframe);

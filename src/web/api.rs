@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State, WebSocketUpgrade};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -25,7 +25,7 @@ use crate::control::{Control, ControlError};
 use crate::gpio::InputState;
 use crate::handles::{ApplyError, RunningStream};
 use crate::ingest::stats::StreamState;
-use crate::output::jpeg::{self, JpegSettings};
+use crate::output::jpeg::JpegSettings;
 use crate::output::mjpeg::{self, StreamFeed};
 use crate::output::placeholder;
 use crate::select::{EventsReport, SelectError};
@@ -155,6 +155,9 @@ struct StreamRow {
     ring_overwritten: u64,
     /// Frames readers lost by lagging.
     ring_lagged: u64,
+    /// Frames the snapshot/JPEG decoder could not decode (lost packets, an unsupported
+    /// profile): why a live stream shows an old picture or none.
+    decode_errors: u64,
 }
 
 /// One GPIO alarm input in `GET /api/status`: a missing chip or a permission problem shows
@@ -192,7 +195,7 @@ async fn status(State(st): St, _caller: Caller) -> ApiResult<Json<serde_json::Va
         .config
         .streams
         .iter()
-        .map(|c| stream_row(c, status.stream(&c.id)))
+        .map(|c| stream_row(c, status.stream(&c.id), st.jpeg.decode_errors(&c.id)))
         .collect();
     let watchdog = st
         .handles
@@ -274,7 +277,7 @@ async fn install_certificate(
     }
 }
 
-fn stream_row(c: &StreamConfig, entry: Option<&RunningStream>) -> StreamRow {
+fn stream_row(c: &StreamConfig, entry: Option<&RunningStream>, decode_errors: u64) -> StreamRow {
     let mut row = StreamRow {
         id: c.id.clone(),
         name: c.display_name().to_string(),
@@ -295,6 +298,7 @@ fn stream_row(c: &StreamConfig, entry: Option<&RunningStream>) -> StreamRow {
         retry_at_us: None,
         ring_overwritten: 0,
         ring_lagged: 0,
+        decode_errors,
     };
     if let Some(e) = entry {
         let s = e.stats.snapshot();
@@ -586,8 +590,10 @@ async fn live(
 }
 
 /// `GET /api/streams/{id}/snapshot.jpg`: the stream's newest picture (from the shared decoder
-/// when one runs for the stream, else by decoding the current GOP once); 503 saying why when
-/// it has none.
+/// when one runs for the stream, else by decoding the current GOP once). When none can be
+/// decoded now (no keyframe yet, a decode error) it is the last good picture, however old;
+/// `X-Picture-Age-Ms` says how old the picture is in every case. 503 saying why when the
+/// stream never had a picture.
 async fn snapshot(
     State(st): St,
     _caller: MediaCaller,
@@ -603,8 +609,8 @@ async fn snapshot(
             downscale: web.jpeg_downscale,
         }
     };
-    let data: Vec<u8> = match st.jpeg.latest(&id, &stream.ring) {
-        Some(pic) => pic.data.to_vec(),
+    let pic = match st.jpeg.latest(&id, &stream.ring) {
+        Some(pic) => pic,
         None => {
             let why = placeholder::no_video_reason(&stream)
                 .unwrap_or_else(|| "no picture decoded yet".to_string());
@@ -612,20 +618,30 @@ async fn snapshot(
                 StatusCode::SERVICE_UNAVAILABLE,
                 format!("no picture from {}: {why}", stream.name),
             );
-            let ring = stream.ring;
-            tokio::task::spawn_blocking(move || jpeg::snapshot(&ring, settings))
+            let (hub, ring) = (st.jpeg.clone(), stream.ring);
+            tokio::task::spawn_blocking(move || hub.snapshot_or_last(&id, &ring, settings))
                 .await
                 .map_err(|e| ApiError::internal("snapshot failed", &e))?
                 .ok_or(no_picture)?
-                .data
         }
     };
-    let mut resp = data.into_response();
+    let age_ms = st
+        .clock
+        .mono_ns()
+        .saturating_sub(pic.meta.info.recv_mono_ns)
+        / 1_000_000;
+    let mut resp = pic.data.clone().into_response();
     let h = resp.headers_mut();
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static("image/jpeg"));
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(PICTURE_AGE, HeaderValue::from(age_ms));
     Ok(resp)
 }
+
+/// Response header of `snapshot.jpg`: milliseconds since ingest received the frame the
+/// picture shows, so a client can tell a stale picture (the stream does not decode) from a
+/// fresh one.
+const PICTURE_AGE: HeaderName = HeaderName::from_static("x-picture-age-ms");
 
 /// `GET /api/streams/{id}/mjpeg`: every new picture, or the "no video" placeholder while the
 /// stream has none. Ends when the stream is removed or the caller's credential revoked.
@@ -682,6 +698,7 @@ async fn metrics(State(st): St, _caller: MediaCaller, headers: HeaderMap) -> Api
                 ring_lagged: ring.lagged_frames,
                 lost_packets: s.lost_packets,
                 incomplete_frames: s.incomplete_frames,
+                decode_errors: st.jpeg.decode_errors(&e.config.id),
                 live: s.state == StreamState::Live,
             }
         })

@@ -43,6 +43,8 @@ pub struct StreamSample {
     pub lost_packets: u64,
     /// Frames with missing data (they came right after lost packets).
     pub incomplete_frames: u64,
+    /// Frames the snapshot/JPEG decoder could not decode.
+    pub decode_errors: u64,
     /// 1 when the stream is live.
     pub live: bool,
 }
@@ -142,6 +144,12 @@ impl Collector for SampleCollector {
             "Frames ring readers lost by falling behind, per stream",
             ConstCounter,
             streams.iter().map(|x| ("stream", &x.id, x.ring_lagged))
+        );
+        family!(
+            "edgecam_stream_decode_errors",
+            "Frames the snapshot/JPEG decoder could not decode, per stream",
+            ConstCounter,
+            streams.iter().map(|x| ("stream", &x.id, x.decode_errors))
         );
         family!(
             "edgecam_alarm_active",

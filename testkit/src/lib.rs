@@ -58,8 +58,13 @@ pub struct ServerOpts {
     /// Keyframe interval in frames (0 = two seconds).
     pub gop: u32,
     /// H.264 profile: `baseline` (x264 ultrafast, cheapest to encode: the tests), `main` or
-    /// `high` (x264 veryfast, what IP cameras send: the benchmarks).
+    /// `high` (x264 veryfast, what IP cameras send: the benchmarks), or `high-4:4:4` (4:4:4
+    /// chroma, which openh264 cannot decode: the undecodable-stream tests).
     pub profile: String,
+    /// B-frames between reference frames (0 = none, x264's zerolatency tune). More than 0
+    /// needs `main` or `high` and live encoding: frames then arrive in decode order, with
+    /// presentation timestamps out of order, as relays of libx264 files send them.
+    pub bframes: u32,
     /// Require these credentials on every mount (digest auth, or Basic with `basic_auth`).
     pub auth: Option<(String, String)>,
     /// With `auth`: HTTP Basic instead of Digest.
@@ -98,6 +103,7 @@ impl Default for ServerOpts {
             bitrate_kbps: 800,
             gop: 25,
             profile: "baseline".to_string(),
+            bframes: 0,
             auth: None,
             basic_auth: false,
             udp_only: false,
@@ -126,7 +132,8 @@ impl ServerOpts {
             .args(["--profile", &self.profile])
             .args(["--port", &self.port.unwrap_or(0).to_string()])
             .args(["--clip-seconds", &self.clip_seconds.to_string()])
-            .args(["--drop-every", &self.drop_every_s.to_string()]);
+            .args(["--drop-every", &self.drop_every_s.to_string()])
+            .args(["--bframes", &self.bframes.to_string()]);
         if self.audio_mount {
             cmd.arg("--audio-mount");
         }

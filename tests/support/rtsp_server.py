@@ -42,10 +42,19 @@ def parse_args():
     p.add_argument("--no-noise", action="store_true", help="moving content only (cheaper)")
     p.add_argument(
         "--profile",
-        choices=["baseline", "main", "high"],
+        choices=["baseline", "main", "high", "high-4:4:4"],
         default="baseline",
         help="H.264 profile: baseline (ultrafast, cheapest to encode; the tests) or main/high "
-        "(veryfast, like an IP camera's stream; for benchmarks, best with --clip-seconds)",
+        "(veryfast, like an IP camera's stream; for benchmarks, best with --clip-seconds); "
+        "high-4:4:4 (4:4:4 chroma, which openh264 cannot decode: the undecodable-stream tests)",
+    )
+    p.add_argument(
+        "--bframes",
+        type=int,
+        default=0,
+        help="B-frames between references (x264 bframes=N, no zerolatency tune: frames are "
+        "sent in decode order, as ffmpeg/VLC relays of libx264 files do); main/high only, "
+        "live encoding only (the clip loop stamps pts = dts)",
     )
     p.add_argument("--user", default=None, help="require this user name on every mount")
     p.add_argument("--password", default=None, help="password for --user")
@@ -84,10 +93,14 @@ def gop_frames(a):
 
 
 def encoder(a):
-    # zerolatency: no B-frames and no lookahead, like a camera's live stream.
+    # zerolatency: no B-frames and no lookahead, like a camera's live stream. With --bframes
+    # the tune is left out (it forces bframes=0) and x264 reorders frames.
     preset = "ultrafast" if a.profile == "baseline" else "veryfast"
+    tune = f"bframes={a.bframes}" if a.bframes > 0 else "tune=zerolatency"
+    # 4:4:4 needs 4:4:4 input; every other profile encodes the I420 content as it is.
+    chroma = " videoconvert ! video/x-raw,format=Y444 !" if a.profile == "high-4:4:4" else ""
     return (
-        f"x264enc tune=zerolatency speed-preset={preset} bitrate={a.bitrate} "
+        f"{chroma} x264enc {tune} speed-preset={preset} bitrate={a.bitrate} "
         f"key-int-max={gop_frames(a)} ! video/x-h264,profile={a.profile},stream-format=byte-stream"
     )
 
@@ -263,6 +276,9 @@ class Server:
 
 def main():
     a = parse_args()
+    if a.bframes > 0 and (a.clip_seconds > 0 or a.profile == "baseline"):
+        print("ERROR --bframes needs --profile main or high and live encoding", flush=True)
+        sys.exit(2)
     Gst.init(None)
     clip = make_clip(a) if a.clip_seconds > 0 else None
     srv = Server(a, clip)
