@@ -748,6 +748,63 @@ mod tests {
         assert!(shown.data.starts_with(&[0xff, 0xd8]), "a JPEG");
     }
 
+    /// A GOP that does not decode (a keyframe whose slice is garbage) leaves the snapshot on
+    /// the last good picture, and its failing frame is counted once however often it is read.
+    #[test]
+    fn a_gop_that_does_not_decode_keeps_the_last_good_picture_and_counts_one_error() {
+        let (mut writer, ring) = FrameRing::new(RingSpec {
+            arena_bytes: 1 << 20,
+            slots: 64,
+        })
+        .unwrap();
+        let mut enc = H264Encoder::new(EncoderSettings {
+            width: 64,
+            height: 48,
+            fps: 25,
+            bitrate_kbps: 200,
+            gop: 50,
+        })
+        .unwrap();
+        let pic = I420Frame::new(64, 48).unwrap();
+        let key = enc.encode(&pic, true).unwrap().unwrap().data.to_vec();
+        let info = |keyframe| FrameInfo {
+            codec: Codec::H264,
+            keyframe,
+            params_changed: keyframe,
+            pts_us: 0,
+            recv_mono_ns: 0,
+            recv_wall_us: 0,
+            epoch: 1,
+        };
+        writer.push_frame(&info(true), &[&key]).unwrap();
+        let hub = JpegHub::default();
+        let good = hub
+            .snapshot_or_last("cam1", &ring, JpegSettings::default())
+            .expect("a picture of the good GOP");
+        assert_eq!((good.width, good.height), (64, 48));
+        assert_eq!(hub.decode_errors("cam1"), 0);
+
+        // The same parameter sets, then an IDR slice of noise.
+        let slice_at = key
+            .windows(5)
+            .position(|w| w[..4] == [0, 0, 0, 1] && w[4] & 0x1f == 5)
+            .expect("an IDR slice");
+        let mut broken = key[..slice_at + 5].to_vec();
+        broken.extend((0..400u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8 | 1));
+        writer.push_frame(&info(true), &[&broken]).unwrap();
+        for _ in 0..2 {
+            let shown = hub
+                .snapshot_or_last("cam1", &ring, JpegSettings::default())
+                .expect("the last good picture");
+            assert!(Arc::ptr_eq(&shown, &good), "the good GOP's picture");
+        }
+        assert_eq!(
+            hub.decode_errors("cam1"),
+            1,
+            "one frame failed, counted once"
+        );
+    }
+
     #[test]
     fn encodes_a_downscaled_jpeg_of_the_picture() {
         let mut pic = I420Frame::new(64, 32).unwrap();
