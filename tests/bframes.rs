@@ -267,6 +267,19 @@ async fn a_b_frame_stream_starts_live_clients_at_a_keyframe_and_ffprobe_reads_ms
     );
     assert_eq!(h.codec, WireCodec::H264);
     assert!(!payload.is_empty());
+    // The chunks' timestamps are presentation times: in decode order they go back at each
+    // B-frame, and no two are the same.
+    let mut pts = vec![h.pts_us];
+    while pts.len() < 30 {
+        let (h, _) = h264.next_frame().await;
+        assert_eq!(h.codec, WireCodec::H264);
+        pts.push(h.pts_us);
+    }
+    assert!(pts.windows(2).any(|w| w[1] < w[0]), "{pts:?}");
+    let mut distinct = pts.clone();
+    distinct.sort_unstable();
+    distinct.dedup();
+    assert_eq!(distinct.len(), pts.len(), "{pts:?}");
     drop(h264);
 
     // MSE: three seconds (a catch-up burst, then live frames) read back by ffprobe.

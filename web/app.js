@@ -8,7 +8,7 @@ const params = new URLSearchParams(location.search);
 // ?mode=webcodecs|mse|jpeg forces a live path; jpeg is also forced on the server.
 const MODE = params.get('mode');
 const FORCE_JPEG = MODE === 'jpeg';
-const HEADER_LEN = 28;
+const HEADER_LEN = 36;
 const FLAG_KEY = 1, FLAG_CATCH_UP = 4, FLAG_INIT = 16;
 const CODEC_JPEG = 1, CODEC_FMP4 = 2;
 
@@ -162,7 +162,7 @@ function showTab(name) {
 
 // ---------------------------------------------------------------- live view
 
-let ws = null, sid = 0, codec = null, decoder = null, info = new Map(), chunkTs = 0;
+let ws = null, sid = 0, codec = null, decoder = null, info = new Map(), chunkTs = 0, tsSid = -1, tsBase = 0;
 let view = { stream: null, reason: '', alarms: [] };
 // The shown stream's video state from the server (`init`.video, `video` messages), and when it
 // came, so "down for" counts on between messages.
@@ -343,8 +343,14 @@ function onFrame(buf) {
   const key = (flags & FLAG_KEY) !== 0;
   if (decoder.needKey && !key) return;
   decoder.needKey = false;
-  // Chunk timestamps count on across streams (ring sequence numbers would collide).
-  const ts = ++chunkTs;
+  // Chunk timestamps are presentation times (header bytes 28..36, µs on the camera's clock):
+  // with B-frames the decoder hands pictures out in that order, each stamped with its own
+  // chunk's timestamp, so `info` finds the right frame. A switch (or a jump of the camera's
+  // clock) takes a new base, so they count on across streams and never collide.
+  const pts = Number(dv.getBigInt64(28, true));
+  if (fsid !== tsSid || Math.abs(tsBase + pts - chunkTs) > 10e6) { tsSid = fsid; tsBase = chunkTs + 1e6 - pts; }
+  const ts = tsBase + pts;
+  chunkTs = Math.max(chunkTs, ts);
   info.set(ts, meta);
   if (info.size > 500) info.clear();
   try {

@@ -1,5 +1,5 @@
 //! A live-path client (`/api/live`, the browser's WebSocket) that records what it receives and
-//! when: every `init` (which stream a `sid` is) and every binary frame's 28-byte header with
+//! when: every `init` (which stream a `sid` is) and every binary frame's 36-byte header with
 //! the client's own receive time. It runs on its own thread with a one-thread tokio runtime,
 //! so the bench's blocking code can ask it questions while it keeps reading.
 

@@ -12,9 +12,13 @@
 //! | 8 | 8 | ring sequence number of the frame |
 //! | 16 | 8 | receive wall time in µs since the UNIX epoch (when ingest got the frame) |
 //! | 24 | 4 | frames this client has skipped so far (slow client, bounded queue) |
+//! | 28 | 8 | presentation timestamp in µs on the source's own timeline (`i64`) |
 //!
 //! The page uses the receive time to measure ingest-to-paint latency and shows the skipped
 //! counter; the stream number lets it drop frames of a stream it has already switched away from.
+//! The presentation timestamp is what WebCodecs chunks carry: with B-frames the access units
+//! come in decode order and the decoder hands pictures out in presentation order, stamped with
+//! their own chunk's timestamp.
 //!
 //! On the MSE path (codec 2) a message flagged [`FLAG_INIT`] carries an fMP4 init segment
 //! (`ftyp` + `moov`); every other one is one `moof` + `mdat` holding one access unit, whose
@@ -61,9 +65,9 @@ impl From<Codec> for WireCodec {
 }
 
 /// Header size in bytes.
-pub const HEADER_LEN: usize = 28;
+pub const HEADER_LEN: usize = 36;
 /// The header version this server writes.
-pub const WIRE_VERSION: u8 = 1;
+pub const WIRE_VERSION: u8 = 2;
 /// The frame is a keyframe (an IDR with SPS/PPS, or a JPEG): a decoder may start here.
 pub const FLAG_KEYFRAME: u8 = 1;
 /// Frames were skipped before this one (the client fell behind); it is always a keyframe.
@@ -93,6 +97,9 @@ pub struct FrameHeader {
     pub recv_wall_us: i64,
     /// Frames skipped by this client so far.
     pub skipped: u32,
+    /// Presentation timestamp (µs, source timeline): the WebCodecs chunk timestamp, which
+    /// differs from decode order when the stream has B-frames.
+    pub pts_us: i64,
 }
 
 impl FrameHeader {
@@ -112,6 +119,7 @@ impl FrameHeader {
             seq: meta.seq,
             recv_wall_us: meta.info.recv_wall_us,
             skipped,
+            pts_us: meta.info.pts_us,
         }
     }
 
@@ -125,6 +133,7 @@ impl FrameHeader {
         out[8..16].copy_from_slice(&self.seq.to_le_bytes());
         out[16..24].copy_from_slice(&self.recv_wall_us.to_le_bytes());
         out[24..28].copy_from_slice(&self.skipped.to_le_bytes());
+        out[28..36].copy_from_slice(&self.pts_us.to_le_bytes());
     }
 
     /// Parses a header from the start of a message; `None` when it is too short, of another
@@ -147,6 +156,7 @@ impl FrameHeader {
             seq: u64_at(8),
             recv_wall_us: u64_at(16) as i64,
             skipped: u32_at(24),
+            pts_us: u64_at(28) as i64,
         })
     }
 }
@@ -174,6 +184,7 @@ mod tests {
             seq: 1 << 40,
             recv_wall_us: 1_700_000_000_123_456,
             skipped: 99,
+            pts_us: -40_000,
         };
         let mut out = Vec::new();
         encode_frame(&h, b"abc", &mut out);

@@ -532,6 +532,7 @@ impl Client {
             seq: pic.meta.seq,
             recv_wall_us: pic.meta.info.recv_wall_us,
             skipped: self.skipped as u32,
+            pts_us: pic.meta.info.pts_us,
         };
         let mut msg = Vec::new();
         encode_frame(&header, &pic.data, &mut msg);
@@ -634,6 +635,7 @@ impl Client {
             seq: meta.seq,
             recv_wall_us: meta.info.recv_wall_us,
             skipped: self.skipped as u32,
+            pts_us: meta.info.pts_us,
         };
         let mut msg = Vec::new();
         encode_frame(&header, &seg.bytes, &mut msg);
