@@ -372,6 +372,11 @@ async fn an_undecodable_stream_counts_decode_errors_in_status_and_metrics() {
         assert!(since.elapsed() < DEADLINE, "no decode error counted: {r}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
+    // Now the snapshot's 503 says why.
+    let (status, _, body) = snapshot(&s).await;
+    assert_eq!(status, 503);
+    let body = String::from_utf8_lossy(&body);
+    assert!(body.contains("does not decode"), "{body}");
     let metrics = s
         .with_token(Method::GET, "/metrics", VIEWER_TOKEN)
         .go()

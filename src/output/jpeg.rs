@@ -156,6 +156,19 @@ impl JpegHub {
         self.memory().get(stream).map_or(0, |m| m.decode_errors)
     }
 
+    /// Why `stream` shows no picture although it is live: its frames fail to decode and none
+    /// ever did (a profile openh264 cannot decode, such as High 4:4:4). `None` otherwise.
+    pub fn undecodable_reason(&self, stream: &str) -> Option<String> {
+        let memory = self.memory();
+        let m = memory.get(stream)?;
+        (m.last_good.is_none() && m.decode_errors > 0).then(|| {
+            format!(
+                "its H.264 does not decode ({} frames failed)",
+                m.decode_errors
+            )
+        })
+    }
+
     /// The newest good picture ever made of `stream`, however old: what a snapshot falls
     /// back to while the stream yields no picture.
     pub fn last_good(&self, stream: &str) -> Option<Arc<JpegFrame>> {

@@ -4,7 +4,8 @@
 //! While the stream has no picture (camera offline, no keyframe yet) the client gets the
 //! [`placeholder`](super::placeholder) at once and again every [`PLACEHOLDER_EVERY`], so it
 //! shows which camera is down and why instead of waiting on an empty body until it times
-//! out; real pictures replace it as soon as they come. Sending something every few seconds
+//! out; real pictures replace it as soon as they come. A live stream whose frames never
+//! decode gets the placeholder too, saying so. Sending something every few seconds
 //! also lets the server notice a client that went away. A stream restarted by a config change
 //! (a new ring) is followed; a stream removed from the config, or a credential revoked, ends
 //! the response.
@@ -263,7 +264,7 @@ impl Feed for StreamFeed {
     }
 
     fn no_video(&self) -> Option<String> {
-        placeholder::no_video_reason(&self.stream)
+        placeholder::no_video_reason(&self.stream).or_else(|| self.hub.undecodable_reason(&self.id))
     }
 
     fn placeholder(&self, reason: &str, last: (u32, u32)) -> Option<Bytes> {

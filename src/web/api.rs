@@ -613,6 +613,7 @@ async fn snapshot(
         Some(pic) => pic,
         None => {
             let why = placeholder::no_video_reason(&stream)
+                .or_else(|| st.jpeg.undecodable_reason(&id))
                 .unwrap_or_else(|| "no picture decoded yet".to_string());
             let no_picture = ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
