@@ -10,7 +10,7 @@ use std::process::Command;
 
 use edgecam::codec::fmp4::{CATCH_UP_TICKS, boxes};
 use edgecam::output::wire::{
-    FLAG_CATCH_UP, FLAG_INIT, FLAG_KEYFRAME, FrameHeader, TFDT_AT, WireCodec,
+    CTO_AT, FLAG_CATCH_UP, FLAG_INIT, FLAG_KEYFRAME, FrameHeader, TFDT_AT, WireCodec,
 };
 use reqwest::Method;
 use serde_json::json;
@@ -34,6 +34,16 @@ fn timing(frag: &[u8]) -> (u64, u32) {
         "tfdt at the documented offset"
     );
     assert_eq!(fixed, dts);
+    assert_eq!(
+        &frag[CTO_AT - 28..CTO_AT - 24],
+        b"trun",
+        "trun right after tfdt"
+    );
+    assert_eq!(
+        &frag[CTO_AT - 24..CTO_AT + 4],
+        &trun[..28],
+        "the composition offset at the documented offset"
+    );
     (dts, u32::from_be_bytes(trun[12..16].try_into().unwrap()))
 }
 

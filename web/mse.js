@@ -25,12 +25,19 @@ function mseSupported() {
   try { return !!(C && C.isTypeSupported && C.isTypeSupported(MSE_PROBE_TYPE)); } catch (_) { return false; }
 }
 
-// The fragment's decode time in seconds: the server writes moof(mfhd, traf(tfhd, tfdt v1)),
-// which puts tfdt's 64-bit time at bytes 60..68; anything else is found by walking the boxes.
+// The fragment's presentation time in seconds (what requestVideoFrameCallback reports as
+// mediaTime): its decode time plus the sample's composition offset (B-frames). The server
+// writes moof(mfhd, traf(tfhd, tfdt v1, trun v1)), which puts tfdt's 64-bit time at bytes
+// 60..68 and, with trun flag 0x800, the first sample's signed offset at 100..104; anything
+// else is found by walking the boxes (decode time only).
 function fragmentTime(p) {
   const dv = new DataView(p.buffer, p.byteOffset, p.byteLength);
   const isType = (at, t) => at + 8 <= p.length && String.fromCharCode(p[at + 4], p[at + 5], p[at + 6], p[at + 7]) === t;
-  if (isType(52, 'tfdt') && p[56] === 1 && p.length >= 68) return Number(dv.getBigUint64(60)) / MSE_TIMESCALE;
+  if (isType(52, 'tfdt') && p[56] === 1 && p.length >= 68) {
+    let t = Number(dv.getBigUint64(60));
+    if (isType(68, 'trun') && p.length >= 104 && (dv.getUint32(76) & 0xf01) === 0xf01) t += dv.getInt32(100);
+    return t / MSE_TIMESCALE;
+  }
   // Walks the boxes in [start, end) for `path`; returns the offset of the last one's header.
   const find = (start, end, path) => {
     for (let at = start; at + 8 <= end;) {

@@ -309,7 +309,11 @@ impl Reorder {
     /// Composition time offset (ticks) of the latest frame, lasting `len` ticks; raises the
     /// delay if this frame needs more (so the offset is never negative).
     fn offset(&mut self, len: u32) -> u32 {
-        let Some(k) = self.decoded else {
+        // A stream whose SPS allows no reordering and whose timestamps never went backwards
+        // has no B-frames: presentation is decode order. Counting frames from its steps
+        // would only turn a late or dropped source frame into an offset that lasts the rest
+        // of the GOP (and a player matching painted frames by their time would lose them).
+        let Some(k) = self.decoded.filter(|_| self.reordered || self.delay > 0) else {
             return 0;
         };
         let ahead = self.shown - k;
@@ -961,6 +965,26 @@ mod tests {
         assert!(cto >= 0);
         let (dts, _) = timing(out);
         (dts + cto as u64, dts)
+    }
+
+    #[test]
+    fn a_stream_without_b_frames_gets_no_offset_when_a_source_frame_is_late_or_lost() {
+        let au = keyframe();
+        let mut f = Fragmenter::new();
+        let mut out = Vec::new();
+        // 25 fps with jitter, one frame late by 25 ms and one lost (an 80 ms step).
+        let mut pts = 0i64;
+        for (i, step) in [
+            0, 40_000, 39_000, 41_000, 65_000, 15_000, 40_000, 80_000, 40_000,
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            pts += step;
+            f.fragment(&au, pts, i == 0, &mut out);
+            let (p, d) = pts_dts(&out);
+            assert_eq!(p, d, "frame {i}: presentation is decode time");
+        }
     }
 
     /// Decode-order frames of a GOP with B-frames (`I0 P3 B1 B2 P6 B4 B5 ...`, 40 ms apart in

@@ -23,7 +23,9 @@
 //! On the MSE path (codec 2) a message flagged [`FLAG_INIT`] carries an fMP4 init segment
 //! (`ftyp` + `moov`); every other one is one `moof` + `mdat` holding one access unit, whose
 //! `tfdt` (version 1) is the big-endian `u64` at payload bytes [`TFDT_AT`]`..+8`, in 90 kHz
-//! ticks, so the page can match a painted frame's media time to the receive time above.
+//! ticks, and the first sample's composition time offset (`i32`) is at [`CTO_AT`]`..+4`, so
+//! the page can match a painted frame's media time (decode time + offset) to the receive time
+//! above.
 
 use crate::frame::{Codec, FrameMeta};
 
@@ -81,6 +83,10 @@ pub const FLAG_INIT: u8 = 16;
 /// MSE path: where a fragment's `tfdt` decode time (`u64`, big-endian) starts in the payload:
 /// `moof` header (8), `mfhd` (16), `traf` header (8), `tfhd` (16), `tfdt` header and version (12).
 pub const TFDT_AT: usize = 60;
+/// MSE path: where the fragment's composition time offset (`i32`, big-endian; `trun` version
+/// 1 with flags 0xf01) starts in the payload: after the `tfdt` (20), the `trun` header,
+/// version and flags (12), sample count, data offset, duration, size and flags (4 each).
+pub const CTO_AT: usize = 100;
 
 /// One frame's header fields.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
