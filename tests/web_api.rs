@@ -230,6 +230,13 @@ async fn every_endpoint_works_for_an_admin_session() {
     assert_eq!(r.headers()["content-type"], "image/jpeg");
     let jpeg = r.bytes().await.unwrap();
     assert_eq!(&jpeg[..2], &[0xff, 0xd8], "a JPEG file");
+    // The thumbnails' cheap form: the keyframe's picture (with the page's cache buster).
+    let r = get("/api/streams/cam1/snapshot.jpg?keyframe=1&t=123")
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(r.headers().contains_key("x-picture-age-ms"));
+    assert_eq!(&r.bytes().await.unwrap()[..2], &[0xff, 0xd8], "a JPEG file");
     assert_eq!(
         get("/api/streams/nope/snapshot.jpg")
             .await

@@ -497,7 +497,7 @@ async function refreshStatus() {
       if (!why) { why = document.createElement('div'); why.className = 'why'; el.prepend(why); }
       why.textContent = s.state === 'connecting' && !s.last_error ? 'connecting…' : `No video: ${s.last_error || s.state}`;
     } else if (why) why.remove();
-    if (thumbTick % 3 === 0 && s.state === 'live' && thumbsDue()) el.querySelector('img').src = `/api/streams/${encodeURIComponent(s.id)}/snapshot.jpg?t=${Date.now()}`;
+    if (thumbTick % 3 === 0 && s.state === 'live' && thumbsDue()) el.querySelector('img').src = `/api/streams/${encodeURIComponent(s.id)}/snapshot.jpg?keyframe=1&t=${Date.now()}`;
     el.classList.toggle('active', s.id === view.stream);
   }
   if (thumbsDue()) thumbTick++;

@@ -183,8 +183,9 @@ impl JpegHub {
         stream: &str,
         ring: &Arc<FrameRing>,
         settings: JpegSettings,
+        depth: Depth,
     ) -> Option<Arc<JpegFrame>> {
-        let shot = snapshot(ring, settings);
+        let shot = snapshot(ring, settings, depth);
         if let Some(seq) = shot.error_at {
             self.count_error(stream, ring, seq);
         }
@@ -512,13 +513,14 @@ pub struct Snapshot {
 }
 
 /// Decodes the current GOP of `ring` (latest keyframe to newest frame) and encodes the newest
-/// picture that can be produced: a snapshot of a stream nobody is watching. Blocking.
+/// picture that can be produced (or, with [`Depth::Keyframe`], only the keyframe's): a
+/// snapshot of a stream nobody is watching. Blocking.
 ///
 /// The decoder is drained at the end, so a stream with B-frames (whose pictures come out of
 /// the decoder late) yields its newest picture too. A frame that fails to decode ends the
 /// decode: the picture is then the last one decoded before it (at worst the keyframe's), and
 /// the failing frame is reported in [`Snapshot::error_at`].
-pub fn snapshot(ring: &Arc<FrameRing>, settings: JpegSettings) -> Snapshot {
+pub fn snapshot(ring: &Arc<FrameRing>, settings: JpegSettings, depth: Depth) -> Snapshot {
     let mut shot = Snapshot::default();
     if ring.latest_keyframe().is_none() {
         return shot;
@@ -538,7 +540,7 @@ pub fn snapshot(ring: &Arc<FrameRing>, settings: JpegSettings) -> Snapshot {
             break;
         };
         match meta.info.codec {
-            Codec::Jpeg if reader.cursor() >= head => {
+            Codec::Jpeg if reader.cursor() >= head || depth == Depth::Keyframe => {
                 out.clear();
                 out.extend_from_slice(&buf);
                 shot.picture = Some(JpegFrameData {
@@ -560,6 +562,9 @@ pub fn snapshot(ring: &Arc<FrameRing>, settings: JpegSettings) -> Snapshot {
                 }
             },
         }
+        if depth == Depth::Keyframe {
+            break;
+        }
     }
     if shot.error_at.is_none() && matches!(dec.flush(), Ok(Some(_))) {
         shown = fed;
@@ -575,6 +580,18 @@ pub fn snapshot(ring: &Arc<FrameRing>, settings: JpegSettings) -> Snapshot {
         });
     }
     shot
+}
+
+/// How far into the current GOP [`snapshot`] decodes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Depth {
+    /// To the newest frame: the freshest picture, at the cost of decoding up to a whole GOP
+    /// (50 frames of a camera's 2 s GOP).
+    Newest,
+    /// The latest keyframe only: one decode, a picture up to one GOP old. What the page's
+    /// thumbnails ask for (`?keyframe=1`): four 1080p thumbnails refreshed every few seconds
+    /// would otherwise decode whole GOPs on the box whenever a page is open.
+    Keyframe,
 }
 
 /// A picture made by [`snapshot`].
@@ -792,7 +809,7 @@ mod tests {
         writer.push_frame(&info(true), &[&key]).unwrap();
         let hub = JpegHub::default();
         let good = hub
-            .snapshot_or_last("cam1", &ring, JpegSettings::default())
+            .snapshot_or_last("cam1", &ring, JpegSettings::default(), Depth::Newest)
             .expect("a picture of the good GOP");
         assert_eq!((good.width, good.height), (64, 48));
         assert_eq!(hub.decode_errors("cam1"), 0);
@@ -807,7 +824,7 @@ mod tests {
         writer.push_frame(&info(true), &[&broken]).unwrap();
         for _ in 0..2 {
             let shown = hub
-                .snapshot_or_last("cam1", &ring, JpegSettings::default())
+                .snapshot_or_last("cam1", &ring, JpegSettings::default(), Depth::Newest)
                 .expect("the last good picture");
             assert!(Arc::ptr_eq(&shown, &good), "the good GOP's picture");
         }
@@ -816,6 +833,47 @@ mod tests {
             1,
             "one frame failed, counted once"
         );
+    }
+
+    /// A keyframe-depth snapshot decodes the latest keyframe only (its picture is attributed
+    /// to the keyframe), a full one the whole GOP (the newest frame).
+    #[test]
+    fn a_keyframe_snapshot_decodes_only_the_keyframe() {
+        let (mut writer, ring) = FrameRing::new(RingSpec {
+            arena_bytes: 1 << 20,
+            slots: 64,
+        })
+        .unwrap();
+        let mut enc = H264Encoder::new(EncoderSettings {
+            width: 64,
+            height: 48,
+            fps: 25,
+            bitrate_kbps: 200,
+            gop: 50,
+        })
+        .unwrap();
+        let pic = I420Frame::new(64, 48).unwrap();
+        let info = |keyframe| FrameInfo {
+            codec: Codec::H264,
+            keyframe,
+            params_changed: keyframe,
+            pts_us: 0,
+            recv_mono_ns: 0,
+            recv_wall_us: 0,
+            epoch: 1,
+        };
+        let mut seqs = Vec::new();
+        for i in 0..6 {
+            let f = enc.encode(&pic, i == 0).unwrap().unwrap();
+            seqs.push(writer.push_frame(&info(f.keyframe), &[f.data]).unwrap());
+        }
+        let full = snapshot(&ring, JpegSettings::default(), Depth::Newest);
+        let key = snapshot(&ring, JpegSettings::default(), Depth::Keyframe);
+        let full = full.picture.expect("a picture of the GOP");
+        let key = key.picture.expect("the keyframe's picture");
+        assert_eq!(full.meta.seq, seqs[5], "the newest frame");
+        assert_eq!(key.meta.seq, seqs[0], "the keyframe, nothing after it");
+        assert_eq!((key.width, key.height), (64, 48));
     }
 
     #[test]

@@ -25,7 +25,7 @@ use crate::control::{Control, ControlError};
 use crate::gpio::InputState;
 use crate::handles::{ApplyError, RunningStream};
 use crate::ingest::stats::StreamState;
-use crate::output::jpeg::JpegSettings;
+use crate::output::jpeg::{Depth, JpegSettings};
 use crate::output::mjpeg::{self, StreamFeed};
 use crate::output::placeholder;
 use crate::select::{EventsReport, SelectError};
@@ -589,8 +589,27 @@ async fn live(
         .on_upgrade(move |socket| crate::output::live::serve(ctx, socket, jpeg))
 }
 
+/// Query of `snapshot.jpg`.
+#[derive(Debug, Default, Deserialize)]
+struct SnapshotQuery {
+    /// `keyframe=1`: the latest keyframe's picture, one decode instead of a GOP (thumbnails).
+    #[serde(default)]
+    keyframe: Option<String>,
+}
+
+impl SnapshotQuery {
+    /// How deep to decode: `keyframe` given and not `0` or `false` asks for the keyframe.
+    fn depth(&self) -> Depth {
+        match self.keyframe.as_deref() {
+            Some("0" | "false") | None => Depth::Newest,
+            Some(_) => Depth::Keyframe,
+        }
+    }
+}
+
 /// `GET /api/streams/{id}/snapshot.jpg`: the stream's newest picture (from the shared decoder
-/// when one runs for the stream, else by decoding the current GOP once). When none can be
+/// when one runs for the stream, else by decoding the current GOP once; with `?keyframe=1`
+/// the latest keyframe's picture, one decode: what the page's thumbnails use). When none can be
 /// decoded now (no keyframe yet, a decode error) it is the last good picture, however old;
 /// `X-Picture-Age-Ms` says how old the picture is in every case. 503 saying why when the
 /// stream never had a picture.
@@ -598,10 +617,12 @@ async fn snapshot(
     State(st): St,
     _caller: MediaCaller,
     Path(id): Path<String>,
+    Query(q): Query<SnapshotQuery>,
 ) -> ApiResult<Response> {
     let stream = st
         .lookup_stream(&id)
         .ok_or_else(|| ApiError::not_found(format!("no running stream `{id}`")))?;
+    let depth = q.depth();
     let settings = {
         let web = &st.status().config.web;
         JpegSettings {
@@ -620,7 +641,7 @@ async fn snapshot(
                 format!("no picture from {}: {why}", stream.name),
             );
             let (hub, ring) = (st.jpeg.clone(), stream.ring);
-            tokio::task::spawn_blocking(move || hub.snapshot_or_last(&id, &ring, settings))
+            tokio::task::spawn_blocking(move || hub.snapshot_or_last(&id, &ring, settings, depth))
                 .await
                 .map_err(|e| ApiError::internal("snapshot failed", &e))?
                 .ok_or(no_picture)?
