@@ -403,21 +403,33 @@ impl Fragmenter {
 
     /// Writes one access unit (Annex B) as `moof` + `mdat` into `out` (cleared first).
     pub fn fragment(&mut self, au: &[u8], pts_us: i64, keyframe: bool, out: &mut Vec<u8>) {
-        self.write(au, pts_us, keyframe, false, out);
+        out.clear();
+        self.append(au, pts_us, keyframe, false, out);
     }
 
     /// Like [`Fragmenter::fragment`] for a catch-up frame: one that is decoded but not meant
     /// to be shown for long, packed [`CATCH_UP_TICKS`] after the previous fragment.
     pub fn fragment_catch_up(&mut self, au: &[u8], pts_us: i64, keyframe: bool, out: &mut Vec<u8>) {
-        self.write(au, pts_us, keyframe, true, out);
+        out.clear();
+        self.append(au, pts_us, keyframe, true, out);
     }
 
-    fn write(&mut self, au: &[u8], pts_us: i64, keyframe: bool, catch_up: bool, out: &mut Vec<u8>) {
+    /// Appends the fragment (a catch-up one when `catch_up`) to what `out` holds already (a
+    /// message header: the live path builds its message in one buffer, with no copy of the
+    /// fragment). Offsets inside the fragment count from its own first byte.
+    pub fn append(
+        &mut self,
+        au: &[u8],
+        pts_us: i64,
+        keyframe: bool,
+        catch_up: bool,
+        out: &mut Vec<u8>,
+    ) {
         let (dts, len, offset) = self.next_timing(au, pts_us, keyframe, catch_up);
         self.last_dts = Some(dts);
         self.last_pts_us = Some(pts_us);
         self.last_len = len;
-        out.clear();
+        let base = out.len();
         out.reserve(124 + au.len());
         let flags = if keyframe { FLAGS_SYNC } else { FLAGS_NON_SYNC };
         // The sample size and data offset are patched in once the mdat is written, so the
@@ -443,6 +455,7 @@ impl Fragmenter {
         });
         // The sample starts right after the mdat header, counted from the moof's first byte.
         let sample_start = out.len() + 8;
+        let data_offset = (sample_start - base) as u32;
         bx(out, b"mdat", |o| {
             for nal in nal_units(au).filter(|n| keep_nal(n.nal_type())) {
                 put32(o, nal.body.len() as u32);
@@ -450,7 +463,7 @@ impl Fragmenter {
             }
         });
         let sample_len = (out.len() - sample_start) as u32;
-        out[offset_at..offset_at + 4].copy_from_slice(&(sample_start as u32).to_be_bytes());
+        out[offset_at..offset_at + 4].copy_from_slice(&data_offset.to_be_bytes());
         out[size_at..size_at + 4].copy_from_slice(&sample_len.to_be_bytes());
         self.seq = self.seq.wrapping_add(1);
     }
@@ -965,6 +978,25 @@ mod tests {
         assert!(cto >= 0);
         let (dts, _) = timing(out);
         (dts + cto as u64, dts)
+    }
+
+    #[test]
+    fn an_appended_fragment_is_the_same_bytes_after_what_was_there() {
+        let au = keyframe();
+        let (mut a, mut b) = (Fragmenter::new(), Fragmenter::new());
+        let mut alone = Vec::new();
+        let mut after = vec![0xee; 36];
+        for (i, pts) in [0i64, 40_000, 80_000].into_iter().enumerate() {
+            a.fragment(&au, pts, i == 0, &mut alone);
+            after.truncate(36);
+            b.append(&au, pts, i == 0, false, &mut after);
+            assert_eq!(&after[..36], &[0xee; 36], "the header is left alone");
+            assert_eq!(
+                &after[36..],
+                &alone[..],
+                "fragment {i}: offsets from its own start"
+            );
+        }
     }
 
     #[test]

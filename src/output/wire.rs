@@ -169,12 +169,19 @@ impl FrameHeader {
 
 /// Builds `header + payload` into `out`, reusing its capacity (one message per frame).
 pub fn encode_frame(header: &FrameHeader, payload: &[u8], out: &mut Vec<u8>) {
+    encode_header(header, payload.len(), out);
+    out.extend_from_slice(payload);
+}
+
+/// Writes only the header into `out` (cleared first), with room for a payload of
+/// `payload_len` bytes that the caller writes after it in place (the MSE path's fragment),
+/// so the payload is not built elsewhere and copied.
+pub fn encode_header(header: &FrameHeader, payload_len: usize, out: &mut Vec<u8>) {
     let mut h = [0u8; HEADER_LEN];
     header.write(&mut h);
     out.clear();
-    out.reserve(HEADER_LEN + payload.len());
+    out.reserve(HEADER_LEN + payload_len);
     out.extend_from_slice(&h);
-    out.extend_from_slice(payload);
 }
 
 #[cfg(test)]

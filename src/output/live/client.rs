@@ -19,7 +19,7 @@ use crate::ingest::stats::{StreamState, StreamStats};
 use crate::output::jpeg::JpegWatch;
 use crate::output::wire::{
     FLAG_CATCH_UP, FLAG_DISCONTINUITY, FLAG_INIT, FLAG_KEYFRAME, FrameHeader, WireCodec,
-    encode_frame,
+    encode_frame, encode_header,
 };
 use crate::ring::{FrameRing, Reader, Start};
 use crate::select::{ActiveView, AlarmStatus};
@@ -182,8 +182,6 @@ pub(super) struct Client {
     /// MSE path: the session's one decode timeline, continued across switches so the page
     /// keeps one SourceBuffer.
     fragmenter: Fragmenter,
-    /// MSE path: fragment buffer reused for every frame.
-    frag: Vec<u8>,
     /// A keyframe with its SPS rewritten for low delay ([`low_delay_keyframe`]); swapped
     /// with `buf` when the rewrite applies.
     sps_buf: Vec<u8>,
@@ -209,7 +207,6 @@ impl Client {
             beacon,
             unflushed: false,
             fragmenter: Fragmenter::new(),
-            frag: Vec::new(),
             sps_buf: Vec::new(),
         }
     }
@@ -544,27 +541,23 @@ impl Client {
     /// newest frame of the burst (or [`Client::pump_h264`]) flushes them all in one write.
     async fn send_frame(&mut self, meta: &FrameMeta, flags: u8) -> Result<(), End> {
         let mut header = FrameHeader::for_frame(meta, self.sid, flags, self.skipped as u32);
-        let payload = if self.path == Path::Mse {
+        // One allocation per message: the socket takes ownership of its bytes.
+        let mut msg = Vec::new();
+        if self.path == Path::Mse {
             if flags & FLAG_DISCONTINUITY != 0 {
                 // Frames were skipped: continue the timeline without a hole the player would
                 // stall at.
                 self.fragmenter.restart();
             }
-            let (au, pts, key) = (&self.buf, meta.info.pts_us, meta.info.keyframe);
-            if flags & FLAG_CATCH_UP != 0 {
-                self.fragmenter
-                    .fragment_catch_up(au, pts, key, &mut self.frag);
-            } else {
-                self.fragmenter.fragment(au, pts, key, &mut self.frag);
-            }
             header.codec = WireCodec::Fmp4;
-            &self.frag
+            // The fragment is written right after the header, in the message itself.
+            encode_header(&header, self.buf.len() + 128, &mut msg);
+            let (au, pts, key) = (&self.buf, meta.info.pts_us, meta.info.keyframe);
+            let catch_up = flags & FLAG_CATCH_UP != 0;
+            self.fragmenter.append(au, pts, key, catch_up, &mut msg);
         } else {
-            &self.buf
-        };
-        // One allocation per message: the socket takes ownership of its bytes.
-        let mut msg = Vec::new();
-        encode_frame(&header, payload, &mut msg);
+            encode_frame(&header, &self.buf, &mut msg);
+        }
         self.observe_latency(meta);
         let msg = Message::Binary(msg.into());
         if flags & FLAG_CATCH_UP == 0 {
