@@ -722,18 +722,16 @@ mod tests {
     use super::*;
     use crate::codec::{EncoderSettings, H264Encoder};
     use crate::frame::{FrameInfo, FrameSink};
-    use crate::ring::RingSpec;
+    use crate::ring::{RingSpec, RingWriter};
 
-    /// A decoder starting on a GOP whose later frames cannot be decoded still shows the
-    /// keyframe's picture: the first picture after a switch does not wait for the burst.
-    #[test]
-    fn the_starting_keyframe_is_published_before_the_burst_is_decoded() {
-        let (mut writer, ring) = FrameRing::new(RingSpec {
+    /// A ring, a 64x48 encoder (2 s GOP) and a picture to encode: what each test starts from.
+    fn setup() -> (RingWriter, Arc<FrameRing>, H264Encoder, I420Frame) {
+        let (writer, ring) = FrameRing::new(RingSpec {
             arena_bytes: 1 << 20,
             slots: 64,
         })
         .unwrap();
-        let mut enc = H264Encoder::new(EncoderSettings {
+        let enc = H264Encoder::new(EncoderSettings {
             width: 64,
             height: 48,
             fps: 25,
@@ -741,10 +739,12 @@ mod tests {
             gop: 50,
         })
         .unwrap();
-        let pic = I420Frame::new(64, 48).unwrap();
-        let key = enc.encode(&pic, true).unwrap().unwrap();
-        assert!(key.keyframe);
-        let info = |keyframe| FrameInfo {
+        (writer, ring, enc, I420Frame::new(64, 48).unwrap())
+    }
+
+    /// An H.264 frame's ring metadata.
+    fn info(keyframe: bool) -> FrameInfo {
+        FrameInfo {
             codec: Codec::H264,
             keyframe,
             params_changed: keyframe,
@@ -752,7 +752,16 @@ mod tests {
             recv_mono_ns: 0,
             recv_wall_us: 0,
             epoch: 1,
-        };
+        }
+    }
+
+    /// A decoder starting on a GOP whose later frames cannot be decoded still shows the
+    /// keyframe's picture: the first picture after a switch does not wait for the burst.
+    #[test]
+    fn the_starting_keyframe_is_published_before_the_burst_is_decoded() {
+        let (mut writer, ring, mut enc, pic) = setup();
+        let key = enc.encode(&pic, true).unwrap().unwrap();
+        assert!(key.keyframe);
         let key_seq = writer.push_frame(&info(true), &[key.data]).unwrap();
         // Deltas that are not H.264 at all: the newest frame yields no picture.
         for _ in 0..5 {
@@ -782,30 +791,8 @@ mod tests {
     /// the last good picture, and its failing frame is counted once however often it is read.
     #[test]
     fn a_gop_that_does_not_decode_keeps_the_last_good_picture_and_counts_one_error() {
-        let (mut writer, ring) = FrameRing::new(RingSpec {
-            arena_bytes: 1 << 20,
-            slots: 64,
-        })
-        .unwrap();
-        let mut enc = H264Encoder::new(EncoderSettings {
-            width: 64,
-            height: 48,
-            fps: 25,
-            bitrate_kbps: 200,
-            gop: 50,
-        })
-        .unwrap();
-        let pic = I420Frame::new(64, 48).unwrap();
+        let (mut writer, ring, mut enc, pic) = setup();
         let key = enc.encode(&pic, true).unwrap().unwrap().data.to_vec();
-        let info = |keyframe| FrameInfo {
-            codec: Codec::H264,
-            keyframe,
-            params_changed: keyframe,
-            pts_us: 0,
-            recv_mono_ns: 0,
-            recv_wall_us: 0,
-            epoch: 1,
-        };
         writer.push_frame(&info(true), &[&key]).unwrap();
         let hub = JpegHub::default();
         let good = hub
@@ -839,29 +826,7 @@ mod tests {
     /// to the keyframe), a full one the whole GOP (the newest frame).
     #[test]
     fn a_keyframe_snapshot_decodes_only_the_keyframe() {
-        let (mut writer, ring) = FrameRing::new(RingSpec {
-            arena_bytes: 1 << 20,
-            slots: 64,
-        })
-        .unwrap();
-        let mut enc = H264Encoder::new(EncoderSettings {
-            width: 64,
-            height: 48,
-            fps: 25,
-            bitrate_kbps: 200,
-            gop: 50,
-        })
-        .unwrap();
-        let pic = I420Frame::new(64, 48).unwrap();
-        let info = |keyframe| FrameInfo {
-            codec: Codec::H264,
-            keyframe,
-            params_changed: keyframe,
-            pts_us: 0,
-            recv_mono_ns: 0,
-            recv_wall_us: 0,
-            epoch: 1,
-        };
+        let (mut writer, ring, mut enc, pic) = setup();
         let mut seqs = Vec::new();
         for i in 0..6 {
             let f = enc.encode(&pic, i == 0).unwrap().unwrap();
