@@ -17,6 +17,7 @@
 use thiserror::Error;
 
 use super::h264::{NAL_PPS, NAL_SPS, nal_units, sps_codec_string};
+use super::sps::{self, SpsError};
 
 /// Media timescale: ticks per second of `tfdt` and sample durations.
 pub const TIMESCALE: u32 = 90_000;
@@ -42,7 +43,10 @@ pub enum Fmp4Error {
     NoPps,
     /// The SPS could not be parsed for the picture size.
     #[error("SPS cannot be parsed: {0}")]
-    BadSps(&'static str),
+    BadSps(#[from] SpsError),
+    /// The SPS is too short for its profile and level bytes (the codec string).
+    #[error("SPS too short for a codec string")]
+    ShortSps,
     /// An SPS or PPS longer than `avcC`'s 16-bit length field can say.
     #[error("parameter set of {0} bytes is too long for an MP4 init segment")]
     ParamSetTooLong(usize),
@@ -81,7 +85,7 @@ pub fn init_segment(keyframe: &[u8]) -> Result<InitSegment, Fmp4Error> {
     let (width, height) = sps_size(sps)?;
     let (sps_len, pps_len) = (param_len(sps)?, param_len(pps)?);
     // `sps_size` checked that the SPS has its profile, compatibility and level bytes.
-    let codec = sps_codec_string(sps).ok_or(Fmp4Error::BadSps("too short"))?;
+    let codec = sps_codec_string(sps).ok_or(Fmp4Error::ShortSps)?;
     let (profile, compat, level) = (sps[1], sps[2], sps[3]);
     let (w16, h16) = (width.min(0xffff) as u16, height.min(0xffff) as u16);
     let mut out = Vec::with_capacity(700 + sps.len() + pps.len());
@@ -524,48 +528,6 @@ fn matrix(out: &mut Vec<u8>) {
     );
 }
 
-/// Reads the bits of an SPS payload (emulation prevention bytes removed).
-struct Bits {
-    /// The RBSP bytes.
-    data: Vec<u8>,
-    /// Next bit to read, counted from the first byte's most significant bit.
-    pos: usize,
-}
-
-impl Bits {
-    fn bit(&mut self) -> Result<u32, Fmp4Error> {
-        let byte = self
-            .data
-            .get(self.pos / 8)
-            .ok_or(Fmp4Error::BadSps("truncated"))?;
-        let b = (byte >> (7 - self.pos % 8)) & 1;
-        self.pos += 1;
-        Ok(b as u32)
-    }
-
-    fn bits(&mut self, n: u32) -> Result<u32, Fmp4Error> {
-        (0..n).try_fold(0, |acc, _| Ok(acc << 1 | self.bit()?))
-    }
-
-    /// An unsigned Exp-Golomb number.
-    fn ue(&mut self) -> Result<u32, Fmp4Error> {
-        let mut zeros = 0;
-        while self.bit()? == 0 {
-            zeros += 1;
-            if zeros > 31 {
-                return Err(Fmp4Error::BadSps("exp-golomb code too long"));
-            }
-        }
-        Ok(((1u64 << zeros) - 1 + self.bits(zeros)? as u64) as u32)
-    }
-
-    /// A signed Exp-Golomb number.
-    fn se(&mut self) -> Result<i32, Fmp4Error> {
-        let k = self.ue()? as i64;
-        Ok(if k % 2 == 1 { (k + 1) / 2 } else { -(k / 2) } as i32)
-    }
-}
-
 /// The cropped picture size an SPS (NAL body, header byte first) describes.
 pub fn sps_size(sps: &[u8]) -> Result<(u32, u32), Fmp4Error> {
     parse_sps(sps).map(|s| (s.width, s.height))
@@ -586,178 +548,16 @@ struct SpsInfo {
     frame_us: Option<i64>,
 }
 
-/// What the VUI says that the fragmenter uses.
-#[derive(Debug, Clone, Copy, Default)]
-struct Vui {
-    /// `max_num_reorder_frames`, see [`SpsInfo::reorder_frames`].
-    reorder_frames: Option<u32>,
-    /// See [`SpsInfo::frame_us`].
-    frame_us: Option<i64>,
-}
-
-/// Parses an SPS (NAL body, header byte first) for [`SpsInfo`].
+/// Parses an SPS (NAL body, header byte first) for [`SpsInfo`], with [`sps::parse_lenient`]:
+/// one SPS parser in the crate, the one the low-delay rewrite uses.
 fn parse_sps(sps: &[u8]) -> Result<SpsInfo, Fmp4Error> {
-    if sps.len() < 4 {
-        return Err(Fmp4Error::BadSps("too short"));
-    }
-    let mut data = Vec::with_capacity(sps.len());
-    let mut zeros = 0;
-    for &b in &sps[1..] {
-        if zeros >= 2 && b == 3 {
-            zeros = 0;
-            continue;
-        }
-        zeros = if b == 0 { zeros + 1 } else { 0 };
-        data.push(b);
-    }
-    let mut r = Bits { data, pos: 24 };
-    let profile = sps[1];
-    r.ue()?; // seq_parameter_set_id
-    let mut chroma = 1;
-    if matches!(
-        profile,
-        100 | 110 | 122 | 244 | 44 | 83 | 86 | 118 | 128 | 138 | 139 | 134 | 135
-    ) {
-        chroma = r.ue()?;
-        if chroma == 3 {
-            r.bit()?; // separate_colour_plane_flag
-        }
-        r.ue()?; // bit_depth_luma_minus8
-        r.ue()?; // bit_depth_chroma_minus8
-        r.bit()?; // qpprime_y_zero_transform_bypass_flag
-        if r.bit()? == 1 {
-            let lists = if chroma == 3 { 12 } else { 8 };
-            for i in 0..lists {
-                if r.bit()? == 1 {
-                    let size = if i < 6 { 16 } else { 64 };
-                    let (mut last, mut next) = (8i32, 8i32);
-                    for _ in 0..size {
-                        if next != 0 {
-                            next = (last + r.se()? + 256) % 256;
-                        }
-                        if next != 0 {
-                            last = next;
-                        }
-                    }
-                }
-            }
-        }
-    }
-    r.ue()?; // log2_max_frame_num_minus4
-    match r.ue()? {
-        0 => {
-            r.ue()?;
-        }
-        1 => {
-            r.bit()?;
-            r.se()?;
-            r.se()?;
-            for _ in 0..r.ue()?.min(255) {
-                r.se()?;
-            }
-        }
-        _ => {}
-    }
-    r.ue()?; // max_num_ref_frames
-    r.bit()?; // gaps_in_frame_num_value_allowed_flag
-    let w_mbs = r.ue()? as u64 + 1;
-    let h_units = r.ue()? as u64 + 1;
-    let frame_mbs_only = r.bit()? as u64;
-    if frame_mbs_only == 0 {
-        r.bit()?; // mb_adaptive_frame_field_flag
-    }
-    r.bit()?; // direct_8x8_inference_flag
-    let (mut crop_x, mut crop_y) = (0u64, 0u64);
-    if r.bit()? == 1 {
-        let (l, rt, t, b) = (r.ue()?, r.ue()?, r.ue()?, r.ue()?);
-        let (unit_x, unit_y) = match chroma {
-            0 => (1, 2 - frame_mbs_only),
-            1 => (2, 2 * (2 - frame_mbs_only)),
-            2 => (2, 2 - frame_mbs_only),
-            _ => (1, 2 - frame_mbs_only),
-        };
-        crop_x = unit_x * (l as u64 + rt as u64);
-        crop_y = unit_y * (t as u64 + b as u64);
-    }
-    let width = (w_mbs * 16).checked_sub(crop_x);
-    let height = ((2 - frame_mbs_only) * h_units * 16).checked_sub(crop_y);
-    let (width, height) = match (width, height) {
-        (Some(w), Some(h)) if w > 0 && h > 0 && w <= 16_384 && h <= 16_384 => (w as u32, h as u32),
-        _ => return Err(Fmp4Error::BadSps("picture size out of range")),
-    };
-    let mut vui = Vui::default();
-    if let Ok(1) = r.bit() {
-        // A VUI that cannot be read leaves what was read of it; the size is good anyway.
-        let _ = read_vui(&mut r, &mut vui);
-    }
+    let info = sps::parse_lenient(sps)?;
     Ok(SpsInfo {
-        width,
-        height,
-        reorder_frames: vui.reorder_frames,
-        frame_us: vui.frame_us,
+        width: info.width,
+        height: info.height,
+        reorder_frames: info.restriction.map(|r| r.max_num_reorder_frames),
+        frame_us: info.frame_us,
     })
-}
-
-/// Reads the VUI up to its bitstream restriction into `vui`.
-fn read_vui(r: &mut Bits, vui: &mut Vui) -> Result<(), Fmp4Error> {
-    if r.bit()? == 1 && r.bits(8)? == 255 {
-        r.bits(32)?; // sar_width, sar_height
-    }
-    if r.bit()? == 1 {
-        r.bit()?; // overscan_appropriate_flag
-    }
-    if r.bit()? == 1 {
-        r.bits(4)?; // video_format, video_full_range_flag
-        if r.bit()? == 1 {
-            r.bits(24)?; // colour primaries, transfer, matrix
-        }
-    }
-    if r.bit()? == 1 {
-        r.ue()?; // chroma_sample_loc_type_top_field
-        r.ue()?; // chroma_sample_loc_type_bottom_field
-    }
-    if r.bit()? == 1 {
-        let units = i64::from(r.bits(32)?); // num_units_in_tick
-        let scale = i64::from(r.bits(32)?); // time_scale
-        r.bit()?; // fixed_frame_rate_flag
-        // A frame is two ticks (fields); only a plausible rate (1-240 fps) is believed.
-        let us = (scale > 0).then(|| 2 * units * 1_000_000 / scale);
-        vui.frame_us = us.filter(|u| (4_000..=1_000_000).contains(u));
-    }
-    let nal_hrd = r.bit()? == 1;
-    if nal_hrd {
-        skip_hrd(r)?;
-    }
-    let vcl_hrd = r.bit()? == 1;
-    if vcl_hrd {
-        skip_hrd(r)?;
-    }
-    if nal_hrd || vcl_hrd {
-        r.bit()?; // low_delay_hrd_flag
-    }
-    r.bit()?; // pic_struct_present_flag
-    if r.bit()? == 0 {
-        return Ok(()); // no bitstream_restriction
-    }
-    r.bit()?; // motion_vectors_over_pic_boundaries_flag
-    for _ in 0..4 {
-        r.ue()?; // max_bytes_per_pic_denom, max_bits_per_mb_denom, log2_max_mv_length_h/v
-    }
-    vui.reorder_frames = Some(r.ue()?);
-    Ok(())
-}
-
-/// Skips `hrd_parameters()`.
-fn skip_hrd(r: &mut Bits) -> Result<(), Fmp4Error> {
-    let cpbs = r.ue()?.min(31) + 1;
-    r.bits(8)?; // bit_rate_scale, cpb_size_scale
-    for _ in 0..cpbs {
-        r.ue()?; // bit_rate_value_minus1
-        r.ue()?; // cpb_size_value_minus1
-        r.bit()?; // cbr_flag
-    }
-    r.bits(20)?; // four 5-bit delay and offset lengths
-    Ok(())
 }
 
 /// Iterates over the top-level boxes of `data`: (type, body). Stops at the first box whose

@@ -60,6 +60,13 @@ pub struct SpsInfo {
     pub vui_present: bool,
     /// The VUI's `bitstream_restriction`, when the SPS has one.
     pub restriction: Option<Restriction>,
+    /// Cropped picture width in pixels (the MP4 init segment's size).
+    pub width: u32,
+    /// Cropped picture height in pixels.
+    pub height: u32,
+    /// The frame interval (µs) the VUI's timing information states (two ticks a frame), when
+    /// it does and the rate is plausible (1 to 250 fps): the fMP4 timeline's first guess.
+    pub frame_us: Option<i64>,
 }
 
 impl SpsInfo {
@@ -257,9 +264,11 @@ fn parse_vui(r: &mut Reader, p: &mut Parsed) -> Result<(), SpsError> {
         r.ue()?; // chroma sample locations
     }
     if r.flag()? {
-        r.bits(32)?;
-        r.bits(32)?;
-        r.bit()?; // num_units_in_tick, time_scale, fixed_frame_rate_flag
+        let units = i64::from(r.bits(32)?); // num_units_in_tick
+        let scale = i64::from(r.bits(32)?); // time_scale
+        r.bit()?; // fixed_frame_rate_flag
+        let us = (scale > 0).then(|| 2 * units * 1_000_000 / scale);
+        p.info.frame_us = us.filter(|u| (4_000..=1_000_000).contains(u));
     }
     let nal_hrd = r.flag()?;
     if nal_hrd {
@@ -286,8 +295,9 @@ fn parse_vui(r: &mut Reader, p: &mut Parsed) -> Result<(), SpsError> {
     Ok(())
 }
 
-/// Parses the RBSP of an SPS (the bytes after the NAL header byte, unescaped).
-fn parse_rbsp(rbsp: &[u8]) -> Result<Parsed, SpsError> {
+/// Parses the RBSP of an SPS (the bytes after the NAL header byte, unescaped). `lenient`
+/// keeps what was read when the VUI does not parse (the picture size is good anyway).
+fn parse_rbsp(rbsp: &[u8], lenient: bool) -> Result<Parsed, SpsError> {
     if rbsp.len() < 3 {
         return Err(SpsError::Truncated);
     }
@@ -297,8 +307,9 @@ fn parse_rbsp(rbsp: &[u8]) -> Result<Parsed, SpsError> {
     };
     let (profile_idc, level_idc) = (rbsp[0], rbsp[2]);
     r.ue()?; // seq_parameter_set_id
+    let mut chroma = 1;
     if HIGH_PROFILES.contains(&profile_idc) {
-        let chroma = r.ue()?;
+        chroma = r.ue()?;
         if chroma == 3 {
             r.bit()?; // separate_colour_plane_flag
         }
@@ -334,17 +345,33 @@ fn parse_rbsp(rbsp: &[u8]) -> Result<Parsed, SpsError> {
     }
     let max_num_ref_frames = r.ue()?;
     r.bit()?; // gaps_in_frame_num_value_allowed_flag
-    r.ue()?;
-    r.ue()?; // picture size in macroblocks
-    if !r.flag()? {
+    let w_mbs = u64::from(r.ue()?) + 1;
+    let h_units = u64::from(r.ue()?) + 1; // picture size in macroblocks (map units)
+    let frame_mbs_only = u64::from(r.bit()?);
+    if frame_mbs_only == 0 {
         r.bit()?; // mb_adaptive_frame_field_flag
     }
     r.bit()?; // direct_8x8_inference_flag
+    let (mut crop_x, mut crop_y) = (0u64, 0u64);
     if r.flag()? {
-        for _ in 0..4 {
-            r.ue()?; // frame cropping offsets
-        }
+        let (left, right, top, bottom) = (r.ue()?, r.ue()?, r.ue()?, r.ue()?);
+        // Crop units (spec 7.4.2.1.1): chroma subsampling and field coding widen them.
+        let (unit_x, unit_y) = match chroma {
+            1 => (2, 2 * (2 - frame_mbs_only)),
+            2 => (2, 2 - frame_mbs_only),
+            _ => (1, 2 - frame_mbs_only),
+        };
+        crop_x = unit_x * (u64::from(left) + u64::from(right));
+        crop_y = unit_y * (u64::from(top) + u64::from(bottom));
     }
+    let width = (w_mbs * 16).checked_sub(crop_x);
+    let height = ((2 - frame_mbs_only) * h_units * 16).checked_sub(crop_y);
+    let (width, height) = match (width, height) {
+        (Some(w), Some(h)) if (1..=16_384).contains(&w) && (1..=16_384).contains(&h) => {
+            (w as u32, h as u32)
+        }
+        _ => return Err(SpsError::OutOfRange("picture size")),
+    };
     let mut p = Parsed {
         info: SpsInfo {
             profile_idc,
@@ -353,6 +380,9 @@ fn parse_rbsp(rbsp: &[u8]) -> Result<Parsed, SpsError> {
             max_num_ref_frames,
             vui_present: false,
             restriction: None,
+            width,
+            height,
+            frame_us: None,
         },
         vui_flag_at: r.pos,
         restriction_flag_at: None,
@@ -360,7 +390,10 @@ fn parse_rbsp(rbsp: &[u8]) -> Result<Parsed, SpsError> {
     };
     if r.flag()? {
         p.info.vui_present = true;
-        parse_vui(&mut r, &mut p)?;
+        let vui = parse_vui(&mut r, &mut p);
+        if !lenient {
+            vui?;
+        }
     }
     Ok(p)
 }
@@ -376,7 +409,14 @@ fn rbsp_of(sps: &[u8]) -> Result<Vec<u8>, SpsError> {
 
 /// Reads an SPS NAL unit (header byte first, no start code).
 pub fn parse(sps: &[u8]) -> Result<SpsInfo, SpsError> {
-    Ok(parse_rbsp(&rbsp_of(sps)?)?.info)
+    Ok(parse_rbsp(&rbsp_of(sps)?, false)?.info)
+}
+
+/// Like [`parse`], but a VUI that does not parse leaves what was read of it: for what only
+/// needs the picture size and, if they can be read, the timing and the restriction (the MP4
+/// init segment, the fMP4 timeline).
+pub fn parse_lenient(sps: &[u8]) -> Result<SpsInfo, SpsError> {
+    Ok(parse_rbsp(&rbsp_of(sps)?, true)?.info)
 }
 
 /// Rewrites an SPS NAL unit with `restriction` as its VUI `bitstream_restriction` (`None`
@@ -389,7 +429,7 @@ pub fn rewrite(
     level_idc: Option<u8>,
 ) -> Result<Vec<u8>, SpsError> {
     let mut rbsp = rbsp_of(sps)?;
-    let p = parse_rbsp(&rbsp)?;
+    let p = parse_rbsp(&rbsp, false)?;
     if let Some(level) = level_idc {
         rbsp[2] = level;
     }
