@@ -517,13 +517,7 @@ mod tests {
             seconds: 20,
             outage: 10,
             outages: 3,
-            picture: PictureArgs {
-                width: 1920,
-                height: 1080,
-                fps: 25,
-                bitrate: 4000,
-                clip_seconds: 4,
-            },
+            picture: PictureArgs::default(),
             out_dir: None,
         }
     }

@@ -43,6 +43,19 @@ pub struct PictureArgs {
     pub clip_seconds: u32,
 }
 
+impl Default for PictureArgs {
+    /// What the command line gives when no picture option is set (clap's defaults above,
+    /// not a second copy of them).
+    fn default() -> Self {
+        #[derive(clap::Parser)]
+        struct Only {
+            #[command(flatten)]
+            picture: PictureArgs,
+        }
+        <Only as clap::Parser>::parse_from(["edgecam-bench"]).picture
+    }
+}
+
 impl PictureArgs {
     /// Server options for `mounts` mounts of this picture as a looped clip in `profile`.
     pub fn server_opts(&self, mounts: u32, profile: &str) -> ServerOpts {

@@ -578,11 +578,12 @@ pub fn boxes(data: &[u8]) -> impl Iterator<Item = ([u8; 4], &[u8])> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    /// A real 160x96 constrained-baseline SPS (openh264) and a PPS, with an IDR slice.
-    fn keyframe() -> Vec<u8> {
+    /// A real 160x96 constrained-baseline SPS (openh264) and a PPS, with an IDR slice (the
+    /// SPS tests read theirs from it too).
+    pub(crate) fn keyframe() -> Vec<u8> {
         let settings = crate::codec::EncoderSettings {
             width: 160,
             height: 96,

@@ -501,6 +501,14 @@ pub fn low_delay_if(sps: &[u8], seen_in_order: bool) -> Result<Option<Vec<u8>>, 
 /// stays as it is, or one that cannot be parsed (the access unit then goes out untouched).
 pub fn low_delay_access_unit(au: &[u8], seen_in_order: bool, out: &mut Vec<u8>) -> bool {
     out.clear();
+    // Most keyframes need no rewrite: check the (tiny) SPS first rather than copying a whole
+    // keyframe only to throw the copy away.
+    let needs = |n: &crate::codec::h264::Nal| {
+        n.nal_type() == NAL_SPS && matches!(low_delay_if(n.body, seen_in_order), Ok(Some(_)))
+    };
+    if !nal_units(au).any(|n| needs(&n)) {
+        return false;
+    }
     let mut changed = false;
     for nal in nal_units(au) {
         let new = if nal.nal_type() == NAL_SPS {
@@ -558,17 +566,8 @@ mod tests {
     ];
 
     fn openh264_sps() -> Vec<u8> {
-        let settings = crate::codec::EncoderSettings {
-            width: 160,
-            height: 96,
-            fps: 25,
-            bitrate_kbps: 200,
-            gop: 10,
-        };
-        let mut enc = crate::codec::H264Encoder::new(settings).expect("encoder");
-        let pic = crate::codec::I420Frame::new(160, 96).expect("frame");
-        let f = enc.encode(&pic, true).expect("encode").expect("frame");
-        nal_units(f.data)
+        let key = crate::codec::fmp4::tests::keyframe();
+        nal_units(&key)
             .find(|n| n.nal_type() == NAL_SPS)
             .expect("sps")
             .body

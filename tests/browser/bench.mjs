@@ -128,9 +128,9 @@ async function login(page) {
 async function waitAllLive(page) {
   const end = Date.now() + 90000;
   for (;;) {
-    const states = await page.evaluate(async () => (await (await fetch('/api/status')).json()).streams.map((s) => `${s.id}:${s.state}:${s.fps}`));
-    if (states.every((x) => x.split(':')[1] === 'live' && Number(x.split(':')[2]) > 0)) break;
-    if (Date.now() > end) throw new Error('the cameras did not all go live within 90 s: ' + states.join(' '));
+    const streams = await page.evaluate(async () => (await (await fetch('/api/status')).json()).streams.map(({ id, state, fps }) => ({ id, state, fps })));
+    if (streams.every((s) => s.state === 'live' && s.fps > 0)) break;
+    if (Date.now() > end) throw new Error('the cameras did not all go live within 90 s: ' + streams.map((s) => `${s.id} ${s.state}`).join(', '));
     await sleep(500);
   }
   // A full GOP in every ring, so a switch finds a keyframe.

@@ -692,7 +692,6 @@ impl Client {
     }
 }
 
-/// A JSON text message.
 /// Gives the keyframe in `buf` an SPS that says "no reordering" where its SPS rules
 /// reordering out, or `seen_in_order` says the stream does not reorder, but the SPS does not
 /// say so (see [`crate::codec::sps`]): hardware decoders then output every picture at once
@@ -706,6 +705,7 @@ fn low_delay_keyframe(buf: &mut Vec<u8>, seen_in_order: bool, scratch: &mut Vec<
     changed
 }
 
+/// A JSON text message.
 fn text_msg(msg: &impl Serialize) -> Message {
     let text = serde_json::to_string(msg).unwrap_or_default();
     Message::Text(Utf8Bytes::from(text))
