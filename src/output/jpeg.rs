@@ -302,7 +302,8 @@ impl Work {
             match meta.info.codec {
                 Codec::Jpeg => {
                     if newest {
-                        publish(0, 0, &self.buf);
+                        let (w, h) = crate::codec::jfif::picture_size(&self.buf).unwrap_or((0, 0));
+                        publish(w, h, &self.buf);
                     }
                 }
                 Codec::H264 => {
