@@ -153,7 +153,10 @@ async fn an_rtp_jpeg_camera_is_served_as_jpeg_on_every_output() {
     // /api/live: the JPEG, WebCodecs and MSE clients all get JPEG pictures.
     for codecs in [&["jpeg"][..], &["h264", "jpeg"], &["mse", "jpeg"]] {
         let mut c = s.live(VIEWER_TOKEN, codecs, "").await;
-        let (init, h, payload) = c.init_and_keyframe().await;
+        // Bounded: a client that never gets an `init` with a codec gets frames forever.
+        let (init, h, payload) = tokio::time::timeout(DEADLINE, c.init_and_keyframe())
+            .await
+            .unwrap_or_else(|_| panic!("{codecs:?}: no init with a codec"));
         assert_eq!(init["stream"], "mj", "{codecs:?}");
         assert_eq!(init["codec"], "jpeg", "{codecs:?}: {init}");
         assert!(
