@@ -12,7 +12,8 @@ use thiserror::Error;
 pub enum Codec {
     /// H.264 access unit in Annex B form (start codes), SPS/PPS in front of every keyframe.
     H264 = 0,
-    /// One complete JPEG image (a V4L2 MJPEG camera, or a decoded frame for JPEG clients).
+    /// One complete JPEG image (a V4L2 MJPEG camera, an RTP/JPEG camera, or a decoded frame
+    /// for JPEG clients).
     Jpeg = 1,
 }
 
@@ -20,6 +21,14 @@ impl Codec {
     /// The codec stored as a small integer in the ring's descriptors and the wire header.
     pub fn as_u8(self) -> u8 {
         self as u8
+    }
+
+    /// `h264` or `jpeg`: the name in `/api/status`, *Test connection* and logs.
+    pub fn name(self) -> &'static str {
+        match self {
+            Codec::H264 => "h264",
+            Codec::Jpeg => "jpeg",
+        }
     }
 
     /// The inverse of [`Codec::as_u8`]; `None` for a value no codec uses.

@@ -6,6 +6,7 @@ mod support;
 use edgecam::backoff::BackoffConfig;
 use edgecam::clock::{Clock, SystemClock};
 use edgecam::config::schema::Transport;
+use edgecam::frame::Codec;
 use edgecam::ingest::rtsp::RtspSource;
 use edgecam::ingest::stats::StreamState;
 use edgecam::ingest::supervisor::{SupervisorConfig, SupervisorHandle, spawn_supervisor};
@@ -136,6 +137,52 @@ async fn udp_transport_delivers_frames_from_a_looped_clip() {
         stats.snapshot()
     );
     check_frames(&sink);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_rtp_jpeg_camera_stores_jpeg_pictures_and_h264_is_still_preferred() {
+    let server = RtspServer::start(ServerOpts {
+        width: 320,
+        height: 240,
+        fps: 10,
+        gop: 10,
+        jpeg_mounts: true,
+        ..ServerOpts::default()
+    });
+    let url = |path: &str| format!("rtsp://127.0.0.1:{}/{path}", server.port());
+    let (jpeg, jpeg_sink) = supervise("jpeg", &url("jpeg"), Transport::Tcp);
+    // RTP/JPEG is listed first, H.264 second: H.264 is chosen.
+    let (both, both_sink) = supervise("both", &url("both"), Transport::Tcp);
+    for (h, sink) in [(&jpeg, &jpeg_sink), (&both, &both_sink)] {
+        let stats = h.stats();
+        assert!(
+            wait_until(LIVE_DEADLINE, || stats.state() == StreamState::Live
+                && sink.len() >= 20)
+            .await,
+            "{} not live with 20 frames: {:?}",
+            stats.id(),
+            stats.snapshot()
+        );
+    }
+    let frames = jpeg_sink.snapshot();
+    for (i, f) in frames.iter().enumerate() {
+        assert_eq!(f.meta.info.codec, Codec::Jpeg, "frame {i}");
+        assert!(f.meta.info.keyframe, "every JPEG frame is a keyframe ({i})");
+        assert!(f.jpeg, "frame {i} is one whole JPEG image (SOI .. EOI)");
+    }
+    for w in frames.windows(2) {
+        assert_eq!(w[1].meta.seq, w[0].meta.seq + 1);
+        assert!(w[1].meta.info.pts_us > w[0].meta.info.pts_us, "pts advance");
+    }
+    assert_eq!(jpeg.stats().snapshot().codec, Some("jpeg"));
+    assert_eq!(both.stats().snapshot().codec, Some("h264"));
+    assert!(
+        both_sink
+            .snapshot()
+            .iter()
+            .all(|f| f.meta.info.codec == Codec::H264)
+    );
+    check_frames(&both_sink);
 }
 
 /// Waits until the stream is `failed` and returns its last error: one attempt, no retry.

@@ -43,7 +43,7 @@ pub struct ProbeReport {
     pub codec_string: Option<String>,
     /// Size in bytes of the first keyframe.
     pub keyframe_bytes: Option<usize>,
-    /// Picture width, from the decoded first keyframe (H.264).
+    /// Picture width, from the decoded first keyframe (H.264) or its frame header (JPEG).
     pub width: Option<u32>,
     /// Picture height, likewise.
     pub height: Option<u32>,
@@ -178,19 +178,13 @@ pub async fn probe(cfg: &StreamConfig) -> ProbeReport {
 /// The report from what the sink saw.
 fn report(seen: &Seen, error: Option<String>, elapsed: Duration) -> ProbeReport {
     let (codec, codec_string, bytes) = match &seen.key {
-        Some((c, cs, n)) => (
-            Some(match c {
-                Codec::H264 => "h264".to_string(),
-                Codec::Jpeg => "jpeg".to_string(),
-            }),
-            cs.clone(),
-            Some(*n),
-        ),
+        Some((c, cs, n)) => (Some(c.name().to_string()), cs.clone(), Some(*n)),
         None => (None, None, None),
     };
     let (width, height) = match seen.key {
         Some((Codec::H264, _, _)) => picture_size(&seen.key_payload).unzip(),
-        _ => (None, None),
+        Some((Codec::Jpeg, _, _)) => crate::codec::jfif::picture_size(&seen.key_payload).unzip(),
+        None => (None, None),
     };
     ProbeReport {
         ok: seen.key.is_some(),

@@ -1,15 +1,19 @@
 //! IP cameras over RTSP, through the `retina` client.
 //!
 //! One [`Source::run`] call is one session: `DESCRIBE`, `SETUP` of the first H.264 video
-//! stream, `PLAY`, then frames until the session breaks. The transport is TCP interleaved or
+//! stream (or, when the camera offers none, of its first RTP/JPEG one), `PLAY`, then frames
+//! until the session breaks. The transport is TCP interleaved or
 //! UDP as configured, or with `auto` (the default) TCP first and UDP when the camera refuses
 //! TCP at `SETUP` (461 Unsupported Transport, as VLC's server answers; also 400 and 501).
 //! What gave frames is remembered per camera URL for the daemon's life ([`learned`]) and
 //! tried first on the next session, so the refusal costs one extra `DESCRIBE` only once. A
 //! UDP session that played but got no frame (a firewall or NAT in the way) makes the next
-//! `auto` session start with TCP again. Frames arrive as Annex B access units with SPS/PPS in front of every keyframe
-//! (retina's [`FrameFormat::SIMPLE`]); they are copied into the sink and retina's buffer is
-//! dropped. Frames pass a [`super::gate::KeyframeGate`]: those before the first keyframe of
+//! `auto` session start with TCP again. H.264 frames arrive as Annex B access units with
+//! SPS/PPS in front of every keyframe (retina's [`FrameFormat::SIMPLE`]); RTP/JPEG (RFC 2435,
+//! older MJPEG cameras) arrives as one complete JPEG image per frame (retina rebuilds the
+//! headers the RTP payload leaves out: SOI, quantization and Huffman tables, SOF0, SOS, EOI),
+//! stored as [`Codec::Jpeg`], every frame a keyframe. Frames are copied into the sink and
+//! retina's buffer is dropped. Frames pass a [`super::gate::KeyframeGate`]: those before the first keyframe of
 //! a session, and those after a frame the ring refused until the next keyframe, are dropped,
 //! so what is stored always decodes.
 //!
@@ -26,7 +30,7 @@
 //! packet, the first keyframe), which transport runs, and the RTP packets retina saw lost
 //! ([`retina::codec::VideoFrame::loss`]), through the attempt's [`super::AttemptPhase`].
 //!
-//! Errors that retrying soon cannot fix (401, 403, 404, no H.264 video) are
+//! Errors that retrying soon cannot fix (401, 403, 404, no H.264 or JPEG video) are
 //! [`SourceError::Rejected`]: the supervisor parks the stream in `failed` instead of logging
 //! in again every second, which would lock the account on many cameras.
 
@@ -226,14 +230,14 @@ impl RtspSource {
     async fn session(&self, ctx: SourceCtx<'_>) -> Result<(), SourceError> {
         let silent = self.udp_silent.swap(false, Ordering::Relaxed);
         let first = first_transport(self.transport, learned(&self.url), silent);
-        let (demuxed, index, transport) = match self.open(ctx.id, &ctx.phase, first).await {
-            Ok((d, i)) => (d, i, first),
+        let (demuxed, video, transport) = match self.open(ctx.id, &ctx.phase, first).await {
+            Ok((d, v)) => (d, v, first),
             Err(e) if e.transport_refused && self.transport == Transport::Auto => {
                 let _still_connected = e.refused;
                 let second = other(first);
                 tracing::warn!(stream = %ctx.id, url = %self.url, refused = transport_name(first), trying = transport_name(second), error = %e.error, "camera refused the RTSP transport; trying the other");
                 match self.open(ctx.id, &ctx.phase, second).await {
-                    Ok((d, i)) => (d, i, second),
+                    Ok((d, v)) => (d, v, second),
                     Err(e2) if e2.transport_refused => {
                         return Err(SourceError::Connect(format!(
                             "the camera at {} refused both RTSP over TCP and over UDP; check \
@@ -246,17 +250,17 @@ impl RtspSource {
             }
             Err(e) => return Err(e.error),
         };
-        self.stream_frames(ctx, demuxed, index, transport).await
+        self.stream_frames(ctx, demuxed, video, transport).await
     }
 
     /// `DESCRIBE`, `SETUP` over `transport` (TCP or UDP) and `PLAY`: the demuxed session
-    /// and the index of its H.264 stream.
+    /// and the video stream chosen ([`video_stream`]).
     async fn open(
         &self,
         id: &str,
         phase: &AttemptPhase,
         transport: Transport,
-    ) -> Result<(Demuxed, usize), OpenError> {
+    ) -> Result<(Demuxed, Video), OpenError> {
         let name = transport_name(transport);
         tracing::debug!(stream = %id, url = %self.url, transport = name, "rtsp connecting");
         phase.set_waiting(Waiting::Answer);
@@ -266,7 +270,8 @@ impl RtspSource {
         let mut session = Session::describe(self.url.clone(), options)
             .await
             .map_err(|e| self.human_error(&e, Phase::Setup))?;
-        let index = h264_stream(session.streams())?;
+        let video = video_stream(session.streams())?;
+        let index = video.index;
         let wire = match transport {
             Transport::Udp => retina::client::Transport::Udp(UdpTransportOptions::default()),
             Transport::Tcp | Transport::Auto => {
@@ -294,8 +299,8 @@ impl RtspSource {
             .demuxed()
             .map_err(|e| self.human_error(&e, Phase::Setup))?;
         phase.set_waiting(Waiting::Packets);
-        tracing::info!(stream = %id, url = %self.url, transport = name, "rtsp session playing");
-        Ok((demuxed, index))
+        tracing::info!(stream = %id, url = %self.url, transport = name, codec = video.codec.name(), "rtsp session playing");
+        Ok((demuxed, video))
     }
 
     /// Copies the session's frames into the sink until it ends.
@@ -303,7 +308,7 @@ impl RtspSource {
         &self,
         ctx: SourceCtx<'_>,
         mut demuxed: Demuxed,
-        index: usize,
+        video: Video,
         transport: Transport,
     ) -> Result<(), SourceError> {
         let id = ctx.id;
@@ -318,7 +323,7 @@ impl RtspSource {
                 Ok(_) => continue,
                 Err(e) => return Err(self.human_error(&e, Phase::Streaming)),
             };
-            if frame.stream_id() != index {
+            if frame.stream_id() != video.index {
                 continue;
             }
             if first_frame {
@@ -343,7 +348,7 @@ impl RtspSource {
             let age = Instant::now().saturating_duration_since(frame.end_ctx().received());
             let ts = frame.timestamp();
             let info = FrameInfo {
-                codec: Codec::H264,
+                codec: video.codec,
                 keyframe: frame.is_random_access_point(),
                 params_changed: frame.has_new_parameters(),
                 pts_us: (i128::from(ts.elapsed()) * 1_000_000 / i128::from(ts.clock_rate().get()))
@@ -480,36 +485,51 @@ impl Source for RtspSource {
     }
 }
 
-/// The index of the first H.264 video stream; otherwise a [`SourceError::Rejected`] that
-/// names what the camera offers instead.
-fn h264_stream(streams: &[retina::client::Stream]) -> Result<usize, SourceError> {
-    if let Some(i) = streams
-        .iter()
-        .position(|s| s.media() == "video" && s.encoding_name() == "h264")
-    {
-        return Ok(i);
+/// The video stream a session sets up, and how its frames are stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Video {
+    /// Index in the session description: frames of other streams (audio) are skipped.
+    index: usize,
+    /// [`Codec::H264`], or [`Codec::Jpeg`] for RTP/JPEG: what the ring's frames say.
+    codec: Codec,
+}
+
+/// The first H.264 video stream, or when there is none the first RTP/JPEG one (retina
+/// accepts JPEG under media `video` and `image`): H.264 is cheaper to carry and is what
+/// browsers decode. Otherwise a [`SourceError::Rejected`] that names what the camera offers.
+fn video_stream(streams: &[retina::client::Stream]) -> Result<Video, SourceError> {
+    let find = |codec: Codec| {
+        streams.iter().position(|s| match codec {
+            Codec::H264 => s.media() == "video" && s.encoding_name() == "h264",
+            Codec::Jpeg => matches!(s.media(), "video" | "image") && s.encoding_name() == "jpeg",
+        })
+    };
+    for codec in [Codec::H264, Codec::Jpeg] {
+        if let Some(index) = find(codec) {
+            return Ok(Video { index, codec });
+        }
     }
     let found: Vec<String> = streams
         .iter()
         .map(|s| format!("{}/{}", s.media(), s.encoding_name()))
         .collect();
-    Err(SourceError::Rejected(no_h264_sentence(&found)))
+    Err(SourceError::Rejected(no_video_sentence(&found)))
 }
 
-/// What to tell an installer whose camera offers `found` (`media/encoding`) but no H.264.
-fn no_h264_sentence(found: &[String]) -> String {
+/// What to tell an installer whose camera offers `found` (`media/encoding`) but neither
+/// H.264 nor JPEG video.
+fn no_video_sentence(found: &[String]) -> String {
     let video = found
         .iter()
         .find_map(|f| f.strip_prefix("video/"))
         .map(|enc| match enc {
             "h265" | "hevc" => "H.265".to_string(),
-            "jpeg" => "MJPEG".to_string(),
             other => other.to_uppercase(),
         });
     match video {
         Some(codec) => format!(
             "the camera sends {codec} video, which edgecam cannot show; set this stream to \
-             H.264 in the camera's own settings, or use its H.264 stream's URL"
+             H.264 (or MJPEG) in the camera's own settings, or use its H.264 stream's URL"
         ),
         None => {
             let list = if found.is_empty() {
@@ -610,14 +630,17 @@ mod tests {
     }
 
     #[test]
-    fn a_camera_without_h264_is_told_what_it_sends() {
-        let h265 = no_h264_sentence(&["video/h265".into(), "audio/pcma".into()]);
+    fn a_camera_without_usable_video_is_told_what_it_sends() {
+        let h265 = no_video_sentence(&["video/h265".into(), "audio/pcma".into()]);
         assert!(h265.starts_with("the camera sends H.265 video"), "{h265}");
-        let mjpeg = no_h264_sentence(&["video/jpeg".into()]);
-        assert!(mjpeg.starts_with("the camera sends MJPEG video"), "{mjpeg}");
-        let audio = no_h264_sentence(&["audio/pcma".into()]);
+        let mpeg4 = no_video_sentence(&["video/mp4v-es".into()]);
+        assert!(
+            mpeg4.starts_with("the camera sends MP4V-ES video"),
+            "{mpeg4}"
+        );
+        let audio = no_video_sentence(&["audio/pcma".into()]);
         assert!(audio.contains("it offers audio/pcma"), "{audio}");
-        assert!(no_h264_sentence(&[]).contains("it offers nothing"));
+        assert!(no_video_sentence(&[]).contains("it offers nothing"));
     }
 
     #[test]

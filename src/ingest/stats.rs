@@ -7,6 +7,7 @@
 //! long as dropping the attempt) instead of polling.
 
 use super::phase::Waiting;
+use crate::frame::Codec;
 use crate::health::beacon::Beacon;
 use serde::Serialize;
 use std::sync::atomic::{AtomicI64, AtomicU8, AtomicU32, AtomicU64, Ordering};
@@ -116,6 +117,9 @@ pub struct StreamStats {
     keyframe_interval_ms: AtomicU64,
     /// While `failed`: when the next attempt is due (wall µs; 0 = none planned).
     retry_at_us: AtomicI64,
+    /// [`Codec`] of the newest stored frame as its `u8` plus one (0: no frame yet): an RTSP
+    /// camera may send H.264 or JPEG, and the status says which.
+    codec: AtomicU8,
     /// Wakes a `failed` stream for an attempt now (*Test connection*).
     retry_now: Notify,
     /// The daemon's watchdog beacon for this stream's loop, attached once after start.
@@ -166,6 +170,8 @@ pub struct StreamStatus {
     /// While `failed`: when the next attempt is due, wall µs; `None` when none is planned
     /// (a config error waits for a config change).
     pub retry_at_us: Option<i64>,
+    /// `h264` or `jpeg`: the codec of the newest stored frame; `None` before the first.
+    pub codec: Option<&'static str>,
 }
 
 impl StreamStats {
@@ -197,6 +203,7 @@ impl StreamStats {
             waiting: AtomicU8::new(0),
             keyframe_interval_ms: AtomicU64::new(0),
             retry_at_us: AtomicI64::new(0),
+            codec: AtomicU8::new(0),
             retry_now: Notify::new(),
         }
     }
@@ -304,6 +311,12 @@ impl StreamStats {
         (v > 0).then_some(v)
     }
 
+    /// The codec of the newest stored frame; `None` before the first.
+    pub fn codec(&self) -> Option<Codec> {
+        let v = self.codec.load(Ordering::Relaxed);
+        Codec::from_u8(v.checked_sub(1)?)
+    }
+
     /// Asks a `failed` stream to make an attempt now instead of at its long retry interval
     /// (*Test connection* does, after its own run). No effect in other states, and no
     /// effect on a config error, which needs a config change.
@@ -334,6 +347,7 @@ impl StreamStats {
             waiting_for: self.waiting_for().map(Waiting::as_str),
             keyframe_interval_ms: self.keyframe_interval_ms(),
             retry_at_us: nonzero_i64(self.retry_at_us.load(Ordering::Relaxed)),
+            codec: self.codec().map(Codec::name),
         }
     }
 
@@ -348,8 +362,9 @@ impl StreamStats {
         }
     }
 
-    /// Counts one stored frame of `len` bytes received at `mono_ns`.
-    pub(crate) fn record_frame(&self, len: usize, mono_ns: u64) {
+    /// Counts one stored frame of `len` bytes in `codec`, received at `mono_ns`.
+    pub(crate) fn record_frame(&self, len: usize, codec: Codec, mono_ns: u64) {
+        self.codec.store(codec.as_u8() + 1, Ordering::Relaxed);
         self.frames.fetch_add(1, Ordering::Relaxed);
         self.bytes.fetch_add(len as u64, Ordering::Relaxed);
         self.last_frame_mono_ns.store(mono_ns, Ordering::Relaxed);
@@ -461,8 +476,9 @@ mod tests {
     #[test]
     fn snapshot_reflects_writes_and_serializes_with_api_names() {
         let s = StreamStats::new("cam1");
-        s.record_frame(1000, 5);
-        s.record_frame(500, 9);
+        assert_eq!(s.snapshot().codec, None);
+        s.record_frame(1000, Codec::H264, 5);
+        s.record_frame(500, Codec::Jpeg, 9);
         s.record_drop();
         s.record_reconnect();
         s.set_rates(25.0, 4_000_000.0);
@@ -475,6 +491,7 @@ mod tests {
         s.set_transport(Some("udp"));
         let snap = s.snapshot();
         assert_eq!(snap.frames, 2);
+        assert_eq!(snap.codec, Some("jpeg"), "the newest frame's codec");
         assert_eq!(snap.bytes, 1500);
         assert_eq!(snap.dropped, 1);
         assert_eq!(snap.reconnects, 1);

@@ -588,7 +588,7 @@ impl<W: FrameSink> FrameSink for CountingSink<'_, W> {
         match self.inner.push_frame(info, parts) {
             Ok(seq) => {
                 let len = parts.iter().map(|p| p.len()).sum();
-                sup.stats.record_frame(len, info.recv_mono_ns);
+                sup.stats.record_frame(len, info.codec, info.recv_mono_ns);
                 if info.keyframe {
                     sup.keyframe_stored(info);
                 }

@@ -399,7 +399,7 @@ impl Work {
             let size = match meta.info.codec {
                 Codec::Jpeg if newest => {
                     std::mem::swap(&mut self.out, &mut self.buf);
-                    Some((0, 0))
+                    Some(crate::codec::jfif::picture_size(&self.out).unwrap_or((0, 0)))
                 }
                 Codec::Jpeg => None,
                 Codec::H264 => self.decode_h264(&meta, newest, ring, hub, stream, settings),

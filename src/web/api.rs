@@ -151,6 +151,8 @@ struct StreamRow {
     keyframe_interval_ms: Option<u64>,
     /// While `failed`: when the next attempt is due, wall µs.
     retry_at_us: Option<i64>,
+    /// `h264` or `jpeg`, of the newest stored frame: an RTSP camera may send either.
+    codec: Option<&'static str>,
     /// Frames the ring recycled.
     ring_overwritten: u64,
     /// Frames readers lost by lagging.
@@ -296,6 +298,7 @@ fn stream_row(c: &StreamConfig, entry: Option<&RunningStream>, decode_errors: u6
         waiting_for: None,
         keyframe_interval_ms: None,
         retry_at_us: None,
+        codec: None,
         ring_overwritten: 0,
         ring_lagged: 0,
         decode_errors,
@@ -317,6 +320,7 @@ fn stream_row(c: &StreamConfig, entry: Option<&RunningStream>, decode_errors: u6
         row.waiting_for = s.waiting_for;
         row.keyframe_interval_ms = s.keyframe_interval_ms;
         row.retry_at_us = s.retry_at_us;
+        row.codec = s.codec;
         row.ring_overwritten = ring.overwritten;
         row.ring_lagged = ring.lagged_frames;
     }

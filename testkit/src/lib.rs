@@ -79,6 +79,9 @@ pub struct ServerOpts {
     pub clip_seconds: u32,
     /// Also serve `/audio`: audio only, no video.
     pub audio_mount: bool,
+    /// Also serve `/jpeg` (RTP/JPEG video only, an older MJPEG camera) and `/both` (RTP/JPEG
+    /// listed first, then H.264): the JPEG ingest path and the choice of H.264 over it.
+    pub jpeg_mounts: bool,
     /// Close every client's session every this many seconds (0 = never): camera outages.
     pub drop_every_s: u32,
     /// Where encoded clips are cached; `None` is the script's default (under the system's
@@ -110,6 +113,7 @@ impl Default for ServerOpts {
             port: None,
             clip_seconds: 0,
             audio_mount: false,
+            jpeg_mounts: false,
             drop_every_s: 0,
             cache_dir: None,
             log: None,
@@ -136,6 +140,9 @@ impl ServerOpts {
             .args(["--bframes", &self.bframes.to_string()]);
         if self.audio_mount {
             cmd.arg("--audio-mount");
+        }
+        if self.jpeg_mounts {
+            cmd.arg("--jpeg-mounts");
         }
         if self.udp_only {
             cmd.arg("--udp-only");

@@ -70,6 +70,8 @@ pub struct SeenFrame {
     pub nal_types: Vec<u8>,
     /// True if the payload starts with an Annex B start code.
     pub annex_b: bool,
+    /// True if the payload is framed as a whole JPEG image: SOI first, EOI last.
+    pub jpeg: bool,
 }
 
 /// A sink that a supervisor can own while the test reads what went into it.
@@ -104,6 +106,7 @@ impl FrameSink for SharedSink {
             },
             nal_types: nal_types(&payload),
             annex_b: payload.starts_with(&[0, 0, 0, 1]) || payload.starts_with(&[0, 0, 1]),
+            jpeg: payload.starts_with(&[0xff, 0xd8]) && payload.ends_with(&[0xff, 0xd9]),
         });
         Ok(seq)
     }

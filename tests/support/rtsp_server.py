@@ -72,6 +72,12 @@ def parse_args():
         help="also serve /audio: G.711 A-law audio and no video (a camera without H.264)",
     )
     p.add_argument(
+        "--jpeg-mounts",
+        action="store_true",
+        help="also serve /jpeg: RTP/JPEG (RFC 2435) video only, like an older MJPEG camera; "
+        "and /both: RTP/JPEG first, then H.264, in one session description",
+    )
+    p.add_argument(
         "--drop-every",
         type=int,
         default=0,
@@ -234,6 +240,19 @@ class Server:
             )
             f.set_shared(True)
             mounts.add_factory("/audio", f)
+        if a.jpeg_mounts:
+            jpeg = (
+                f"videotestsrc is-live=true pattern=ball ! "
+                f"video/x-raw,format=I420,width={a.width},height={a.height},framerate={a.fps}/1 ! "
+                # I420: RTP/JPEG carries 4:2:0 (and 4:2:2) only.
+                f"jpegenc quality=50 ! rtpjpegpay name=pay0 pt=26"
+            )
+            h264 = f"{content(a, 0)} ! {encoder(a)} ! rtph264pay name=pay1 pt=96 config-interval=-1"
+            for path, line in (("/jpeg", f"( {jpeg} )"), ("/both", f"( {jpeg} {h264} )")):
+                f = GstRtspServer.RTSPMediaFactory()
+                f.set_launch(line)
+                f.set_shared(True)
+                mounts.add_factory(path, f)
         if a.user is not None:
             auth = GstRtspServer.RTSPAuth()
             token = GstRtspServer.RTSPToken()

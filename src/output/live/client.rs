@@ -1,6 +1,9 @@
 //! One live client's loop: follows the view, switches streams, pumps H.264 frames from its
 //! own ring reader (as they are, or as fMP4 fragments on the MSE path) or pictures from the
-//! shared JPEG decoder, and sends them with timeouts.
+//! shared JPEG decoder, and sends them with timeouts. A stream whose ring holds JPEG
+//! pictures (an MJPEG camera, V4L2 or RTP/JPEG) goes out as those pictures on every path:
+//! an `init` with `"codec":"jpeg"` and frames with the JPEG wire codec, which the page paints
+//! whether it chose WebCodecs, MSE or JPEG.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,7 +16,7 @@ use super::{End, LiveContext, Path};
 use crate::codec::fmp4::{Fragmenter, init_segment};
 use crate::codec::h264::avc_codec_string;
 use crate::codec::sps;
-use crate::frame::FrameMeta;
+use crate::frame::{Codec, FrameMeta};
 use crate::health::beacon::BeaconGuard;
 use crate::ingest::stats::{StreamState, StreamStats};
 use crate::output::jpeg::JpegWatch;
@@ -154,6 +157,9 @@ struct Current {
     /// Whether the last keyframe sent got the low-delay SPS; `None` before the first. When
     /// it changes, the MSE path needs a new init segment.
     low_delay: Option<bool>,
+    /// H.264 and MSE paths: the last `init` sent said `jpeg` (the ring holds JPEG pictures);
+    /// an H.264 frame after it (the camera was switched to H.264) needs a new `init`.
+    jpeg_shown: bool,
 }
 
 /// One connected client.
@@ -335,6 +341,7 @@ impl Client {
             mse_refused: false,
             order: OrderWatch::default(),
             low_delay: None,
+            jpeg_shown: false,
         });
         if !live {
             let name = self.current.as_ref().map(|c| c.name.clone());
@@ -467,6 +474,13 @@ impl Client {
                 }
                 cur.need_key = false;
             }
+            if meta.info.codec == Codec::Jpeg {
+                self.send_ring_jpeg(&meta).await?;
+                continue;
+            }
+            if std::mem::take(&mut cur.jpeg_shown) {
+                cur.init_sent = false;
+            }
             let in_order = cur.order.observe(meta.info.pts_us, meta.info.keyframe);
             let mut sps_changed = false;
             if meta.info.keyframe {
@@ -534,6 +548,32 @@ impl Client {
         let mut msg = Vec::new();
         encode_frame(&header, &pic.data, &mut msg);
         self.observe_latency(&pic.meta);
+        self.send(Message::Binary(msg.into())).await
+    }
+
+    /// H.264 and MSE paths: the JPEG picture in `self.buf` (every JPEG frame is a keyframe)
+    /// as it is, after an `init` saying `jpeg` with the picture's size.
+    async fn send_ring_jpeg(&mut self, meta: &FrameMeta) -> Result<(), End> {
+        let Some(cur) = self.current.as_mut() else {
+            return Ok(());
+        };
+        let mut flags = 0;
+        if std::mem::take(&mut cur.discontinuity) {
+            flags |= FLAG_DISCONTINUITY;
+        }
+        if !cur.init_sent || !cur.jpeg_shown || meta.info.params_changed {
+            cur.jpeg_shown = true;
+            let size = match crate::codec::jfif::picture_size(&self.buf) {
+                Some((w, h)) => (Some(w), Some(h)),
+                None => cur.size,
+            };
+            self.send_init(Some("jpeg"), size, None).await?;
+        }
+        let header = FrameHeader::for_frame(meta, self.sid, flags, self.skipped as u32);
+        let mut msg = Vec::new();
+        encode_frame(&header, &self.buf, &mut msg);
+        self.observe_latency(meta);
+        self.unflushed = false;
         self.send(Message::Binary(msg.into())).await
     }
 
