@@ -342,13 +342,17 @@ fn stream_format(streams: u32, gop: Option<u32>) -> String {
 /// The RTSP cameras' format (`--rtsp`).
 fn rtsp_format(args: &BrowserArgs) -> String {
     let p = &args.picture;
+    let opts = ServerOpts {
+        gop: args.gop.unwrap_or(0),
+        ..p.server_opts(args.streams, &args.profile)
+    };
     format!(
         "RTSP cameras: {}x{}, {} fps, {} kbit/s, GOP {} frames, x264 {}",
         p.width,
         p.height,
         p.fps,
         p.bitrate,
-        args.gop.unwrap_or(2 * p.fps),
+        opts.gop_frames(),
         args.profile
     )
 }

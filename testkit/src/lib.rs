@@ -123,6 +123,15 @@ impl Default for ServerOpts {
 }
 
 impl ServerOpts {
+    /// The keyframe interval the server uses, in frames: `gop`, or two seconds' worth when 0.
+    pub fn gop_frames(&self) -> u32 {
+        if self.gop == 0 {
+            2 * self.fps
+        } else {
+            self.gop
+        }
+    }
+
     /// The script's command line.
     fn command(&self) -> Command {
         let mut cmd = Command::new(PYTHON);
