@@ -24,6 +24,7 @@ const stats = {
   firstPaintMs: null,   // page start to first painted frame
   latencies: [],        // ingest-to-paint, ms, newest last (bounded)
   skipped: 0,           // frames the server skipped for us
+  jumps: 0,             // WebCodecs: times the page dropped its decoder's backlog at a keyframe
   marks: [],            // {label, stream, ms}: click/alarm to new stream painted
   stream: null,         // stream currently painted
   lastPaintAt: 0,       // performance.now() of the last paint
@@ -315,6 +316,10 @@ function msePresented(meta) {
   painted(meta);
 }
 
+// Frames queued in the WebCodecs decoder or awaiting its output (B-frame reordering holds a
+// few) beyond which the page jumps to a live keyframe: 12 frames, about half a second at 25 fps.
+const BEHIND_FRAMES = 12;
+
 function onFrame(buf) {
   if (buf.byteLength < HEADER_LEN) return;
   const dv = new DataView(buf);
@@ -343,6 +348,15 @@ function onFrame(buf) {
   const key = (flags & FLAG_KEY) !== 0;
   if (decoder.needKey && !key) return;
   decoder.needKey = false;
+  // Behind the live edge: a decoder only a little faster than the camera (a busy PC or phone
+  // decoding 1080p in software) drains the GOP sent on connect or switch and the frames that
+  // came meanwhile at (its speed - the camera's), which at 1080p takes many seconds and keeps
+  // the picture up to a GOP late. At a live keyframe with more than BEHIND_FRAMES frames still
+  // queued or awaiting output, drop them and go on from this keyframe: the live edge again.
+  if (key && !meta.catchUp && decoder.decodeQueueSize + info.size > BEHIND_FRAMES) {
+    decoder.reset(); decoder.configure({ codec: decoder.codec, optimizeForLatency: true }); info.clear();
+    stats.jumps++;
+  }
   // Chunk timestamps are presentation times (header bytes 28..36, µs on the camera's clock):
   // with B-frames the decoder hands pictures out in that order, each stamped with its own
   // chunk's timestamp, so `info` finds the right frame. A switch (or a jump of the camera's

@@ -231,6 +231,7 @@ async function measurePath(page, label, origin, url) {
   r.ingest_to_paint_ms = s.latencies;
   r.steady_painted_fps = (s.painted - painted0) / STEADY_S;
   r.skipped = s.skipped;
+  r.decoder_jumps = s.jumps;
   if (s.mse) r.mse_player = s.mse;
   log(`${label}: steady state done (${s.latencies.length} frames, ${r.steady_painted_fps.toFixed(1)} painted/s)`);
   return r;
