@@ -21,6 +21,9 @@ use serde_json::{Value, json};
 use tokio::sync::Notify;
 use webutil::*;
 
+/// Requests received: the `Authorization` header and the JSON body of each, in order.
+type Got = Arc<Mutex<Vec<(Option<String>, Value)>>>;
+
 /// What the receiver does with a request.
 #[derive(Clone, Copy)]
 enum Answer {
@@ -35,7 +38,7 @@ struct Receiver {
     /// `http://127.0.0.1:port/hook`.
     url: String,
     /// Every request: its headers of interest and its JSON body, in arrival order.
-    got: Arc<Mutex<Vec<(Option<String>, Value)>>>,
+    got: Got,
     /// Woken on every request.
     arrived: Arc<Notify>,
 }
@@ -44,7 +47,7 @@ impl Receiver {
     async fn start(answer: Answer) -> Receiver {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}/hook", listener.local_addr().unwrap());
-        let got: Arc<Mutex<Vec<(Option<String>, Value)>>> = Arc::default();
+        let got: Got = Arc::default();
         let arrived = Arc::new(Notify::new());
         let (g, a) = (Arc::clone(&got), Arc::clone(&arrived));
         tokio::spawn(async move {
