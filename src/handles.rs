@@ -26,6 +26,7 @@ use crate::control::Control;
 use crate::gpio::{InputState, InputStatus};
 use crate::health::beacon::BeaconTable;
 use crate::health::watchdog::WatchdogStatus;
+use crate::hooks::WebhookStats;
 use crate::ingest::stats::StreamStats;
 use crate::output::{LiveStream, StreamLookup};
 use crate::ring::{FrameRing, RingError};
@@ -75,6 +76,8 @@ pub struct Status {
     pub streams: Vec<RunningStream>,
     /// Every GPIO alarm input, by alarm id: a missing chip shows on the status page.
     pub inputs: Vec<(String, Arc<InputStatus>)>,
+    /// Every webhook's counters, in config order.
+    pub webhooks: Vec<Arc<WebhookStats>>,
 }
 
 impl Status {

@@ -15,7 +15,7 @@
 //!
 //! Module order: `clock` → `persist` → `backoff` → `secret` → `frame` → `config` → `state` →
 //! `codec` → `ring` → `select` → `health` → `ingest` → `gpio` → `control` → `output` →
-//! `handles` → `web` → `daemon`
+//! `hooks` → `handles` → `web` → `daemon`
 //!
 //! Why this order:
 //! - `clock`, `persist` (atomic file writes), `backoff` (retry delays) and `secret` (password
@@ -28,7 +28,8 @@
 //! - `ingest` (sources, supervisors, the connection probe) and `gpio` (alarm inputs, relay
 //!   outputs) beat `health` beacons; `control` is the task that owns the selector and hears
 //!   from both.
-//! - `output` (live push, JPEG, MJPEG) reads rings and the view; `handles` bundles what the
+//! - `output` (live push, JPEG, MJPEG) reads rings and the view; `hooks` posts the control
+//!   task's alarm and switch events to webhooks; `handles` bundles what the
 //!   daemon lends the web (control, status, config changes, beacons, watchdog) without naming
 //!   either; `web` serves those handles and never names the daemon.
 //! - `daemon` is the top: it starts everything, owns the streams and applies config changes
@@ -45,6 +46,7 @@ pub mod frame;
 pub mod gpio;
 pub mod handles;
 pub mod health;
+pub mod hooks;
 pub mod ingest;
 pub mod output;
 pub mod persist;

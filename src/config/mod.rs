@@ -4,6 +4,7 @@
 pub mod load;
 pub mod schema;
 pub mod validate;
+pub mod webhook;
 
 pub use load::{
     ConfigError, ConfigOrigin, EffectiveConfig, LIVE_CONFIG_FILE, check_file, load_effective,
@@ -11,3 +12,4 @@ pub use load::{
 };
 pub use schema::*;
 pub use validate::{FieldError, report, validate};
+pub use webhook::{HookEvent, HookHeader, WebhookConfig};

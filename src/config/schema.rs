@@ -28,6 +28,9 @@ pub struct Config {
     /// Alarm inputs and their rules.
     #[serde(default)]
     pub alarms: Vec<AlarmConfig>,
+    /// HTTP endpoints told about alarm and switch events.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub webhooks: Vec<super::WebhookConfig>,
 }
 
 /// `[web]`: the local web page and API.

@@ -95,6 +95,7 @@ pub fn validate(cfg: &Config) -> Result<(), Vec<FieldError>> {
     c.streams(cfg);
     c.select(cfg);
     c.alarms(cfg);
+    c.webhooks(cfg);
     if c.errors.is_empty() {
         Ok(())
     } else {
@@ -110,6 +111,68 @@ struct Checker {
 }
 
 impl Checker {
+    /// `[[webhooks]]`: a usable http(s) URL, a valid header, sane bounds.
+    fn webhooks(&mut self, cfg: &Config) {
+        for (i, h) in cfg.webhooks.iter().enumerate() {
+            let base = format!("webhooks[{i}]");
+            match url::Url::parse(&h.url) {
+                Ok(u) if !matches!(u.scheme(), "http" | "https") => self.err(
+                    format!("{base}.url"),
+                    format!(
+                        "`{}` is not an http:// or https:// URL; webhooks are HTTP POSTs",
+                        u.scheme()
+                    ),
+                ),
+                Ok(u) if u.host_str().is_none_or(str::is_empty) => self.err(
+                    format!("{base}.url"),
+                    "the URL has no host; write it as http://host:port/path",
+                ),
+                Ok(_) => {}
+                Err(e) => self.err(
+                    format!("{base}.url"),
+                    format!("not a URL ({e}); write it as http://host:port/path"),
+                ),
+            }
+            if let Some(hdr) = &h.header {
+                if hyper::header::HeaderName::from_bytes(hdr.name.as_bytes()).is_err() {
+                    self.err(
+                        format!("{base}.header.name"),
+                        "not a valid HTTP header name (letters, digits and `-`, such as X-Api-Key)",
+                    );
+                }
+                if hyper::header::HeaderValue::from_str(&hdr.value).is_err() {
+                    self.err(
+                        format!("{base}.header.value"),
+                        "must be printable text without line breaks",
+                    );
+                }
+            }
+            if let Some(t) = &h.bearer_token
+                && hyper::header::HeaderValue::from_str(&format!("Bearer {t}")).is_err()
+            {
+                self.err(
+                    format!("{base}.bearer_token"),
+                    "must be printable text without line breaks",
+                );
+            }
+            if h.events.is_empty() {
+                self.err(
+                    format!("{base}.events"),
+                    "lists no event; leave it out to send all (raise, clear, ack, switch)",
+                );
+            }
+            self.range(format!("{base}.queue"), h.queue, 1, 10_000, "");
+            self.range(format!("{base}.attempts"), h.attempts, 1, 20, "");
+            self.range(
+                format!("{base}.timeout_ms"),
+                h.timeout_ms,
+                100,
+                120_000,
+                " ms",
+            );
+        }
+    }
+
     fn err(&mut self, path: impl Into<String>, message: impl Into<String>) {
         self.errors.push(FieldError::new(path, message));
     }

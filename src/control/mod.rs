@@ -14,11 +14,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use thiserror::Error;
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
 use crate::config::Config;
 use crate::ingest::stats::StreamStats;
-use crate::select::{ActiveView, EventsReport, SelectError};
+use crate::select::{ActiveView, EventRecord, EventsReport, SelectError};
+
+/// Entries the event feed ([`Control::subscribe_events`]) holds for a slow receiver.
+pub const EVENT_FEED: usize = 256;
 
 /// A request to the control task.
 #[derive(Debug)]
@@ -93,6 +96,9 @@ pub struct Control {
     tx: mpsc::Sender<Command>,
     /// The latest view.
     view: watch::Receiver<ActiveView>,
+    /// Every new history entry as it is recorded (webhooks); the task only ever does a
+    /// non-blocking send, and a receiver that falls behind loses the oldest.
+    events: broadcast::Sender<Arc<EventRecord>>,
 }
 
 impl Control {
@@ -104,6 +110,13 @@ impl Control {
     /// A receiver that wakes on every view change.
     pub fn subscribe(&self) -> watch::Receiver<ActiveView> {
         self.view.clone()
+    }
+
+    /// A receiver of every history entry recorded from now on. The control task never waits
+    /// for it: a receiver more than [`EVENT_FEED`] entries behind gets
+    /// [`broadcast::error::RecvError::Lagged`] and the newest entries.
+    pub fn subscribe_events(&self) -> broadcast::Receiver<Arc<EventRecord>> {
+        self.events.subscribe()
     }
 
     /// Sends a command without waiting for an answer (GPIO inputs, config changes).

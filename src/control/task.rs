@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{broadcast, mpsc, watch};
 use tokio::task::JoinHandle;
 
 use super::{Command, Control};
@@ -13,7 +13,7 @@ use crate::config::Config;
 use crate::gpio::{OutputBackend, OutputDriver};
 use crate::health::beacon::BeaconGuard;
 use crate::ingest::stats::{StreamState, StreamStats};
-use crate::select::{ActiveView, AlarmStatus, SelectError, Selector, Stamp};
+use crate::select::{ActiveView, AlarmStatus, EventRecord, SelectError, Selector, Stamp};
 use crate::state::{LatchedAlarm, PersistedState, StateStore};
 
 /// How often stream health is polled for video-loss alarms.
@@ -40,7 +40,11 @@ pub fn spawn_control(
         .collect();
     selector.restore(saved.user_selection.as_deref(), &latched, now);
     let outputs = open_outputs(output_backend.as_ref(), config);
+    let (events, _) = broadcast::channel(super::EVENT_FEED);
+    let emitted = selector.history_total();
     let mut task = ControlTask {
+        events: events.clone(),
+        emitted,
         outputs,
         output_backend,
         alarms: config.alarms.clone(),
@@ -57,7 +61,7 @@ pub fn spawn_control(
     task.publish(&view_tx);
     let (tx, rx) = mpsc::channel(256);
     let handle = tokio::spawn(task.run(rx, view_tx));
-    (Control { tx, view }, handle)
+    (Control { tx, view, events }, handle)
 }
 
 /// Opens the relay/buzzer lines of `config`'s alarms; a line that cannot be opened is logged
@@ -73,6 +77,10 @@ fn open_outputs(backend: &dyn OutputBackend, config: &Config) -> OutputDriver {
 
 /// State owned by the control task.
 struct ControlTask {
+    /// The event feed: new history entries go out here (webhooks listen).
+    events: broadcast::Sender<Arc<EventRecord>>,
+    /// History entries already sent on `events` (everything ever recorded counts).
+    emitted: u64,
     /// Relay/buzzer lines driven while their alarm is active.
     outputs: OutputDriver,
     /// Opens output lines again after a config change.
@@ -116,6 +124,7 @@ impl ControlTask {
                 _ = health.tick() => self.poll_health(),
             }
             self.publish(&view_tx);
+            self.emit_events();
             if let Err(e) = self.outputs.apply(self.selector.outputs()) {
                 tracing::warn!(error = %e, "cannot drive an alarm output line");
             }
@@ -210,6 +219,22 @@ impl ControlTask {
             }
         }
         self.selector.tick(now);
+    }
+
+    /// Sends the history entries recorded since the last call on the event feed. A broadcast
+    /// send never waits; with nobody listening nothing is rendered at all.
+    fn emit_events(&mut self) {
+        let total = self.selector.history_total();
+        if total == self.emitted {
+            return;
+        }
+        if self.events.receiver_count() > 0 {
+            for rec in self.selector.events_since(self.emitted) {
+                // Fails only when every receiver has gone since the check: nobody to tell.
+                let _ = self.events.send(Arc::new(rec));
+            }
+        }
+        self.emitted = total;
     }
 
     /// Publishes the view when it changed.

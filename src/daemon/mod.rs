@@ -29,6 +29,7 @@ use crate::handles::{
 use crate::health::beacon::BeaconTable;
 use crate::health::watchdog::WatchdogStatus;
 use crate::health::{BEACON_SLOTS, CONTROL_BUDGET};
+use crate::hooks::Webhooks;
 use crate::ingest::stats::StreamState;
 use crate::ring::{RingError, RingSpec};
 use crate::state::StateStore;
@@ -116,6 +117,18 @@ pub fn demo_config(n: u32, listen: SocketAddr, state_dir: &Path) -> Config {
     cfg
 }
 
+/// Starts `config`'s webhooks on `control`'s event feed, the hostname as the box's name.
+fn start_hooks(config: &Config, control: &Control, clock: &Arc<dyn Clock>) -> Webhooks {
+    let box_name = crate::web::origin::hostname();
+    Webhooks::start(
+        &config.webhooks,
+        &config.alarms,
+        &box_name,
+        control,
+        Arc::clone(clock),
+    )
+}
+
 /// A running daemon: streams, rings, GPIO inputs and the control task.
 pub struct Daemon {
     /// The config in force.
@@ -128,6 +141,8 @@ pub struct Daemon {
     control_task: JoinHandle<()>,
     /// GPIO alarm input tasks of the current config.
     inputs: AlarmInputs,
+    /// Outgoing webhooks of the current config.
+    hooks: Webhooks,
     /// GPIO backends, kept to restart inputs after a config change.
     gpio: GpioBackends,
     /// Clock shared by every task.
@@ -181,6 +196,7 @@ impl Daemon {
             control.clone(),
             &beacons,
         );
+        let hooks = start_hooks(&config, &control, &clock);
         let (status, status_reader) = StatusReader::channel(Status::default());
         let (config_handle, requests) = ConfigHandle::channel();
         let daemon = Daemon {
@@ -189,6 +205,7 @@ impl Daemon {
             control,
             control_task,
             inputs,
+            hooks,
             gpio,
             clock,
             beacons,
@@ -268,6 +285,11 @@ impl Daemon {
                 &self.beacons,
             );
         }
+        if !self.hooks.runs(&config.webhooks) || config.alarms != self.config.alarms {
+            // Alarm names go into the bodies; queued events of the old set are lost.
+            self.hooks = Webhooks::default();
+            self.hooks = start_hooks(&config, &self.control, &self.clock);
+        }
         self.config = config;
         self.watch_streams().await;
         self.publish_status();
@@ -288,6 +310,7 @@ impl Daemon {
                 })
                 .collect(),
             inputs: self.inputs.status_handles(),
+            webhooks: self.hooks.stats(),
         };
         self.status.send_replace(Arc::new(status));
     }

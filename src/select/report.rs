@@ -67,6 +67,16 @@ impl<const HISTORY: usize> Selector<HISTORY> {
         }
     }
 
+    /// The held entries from position `seq` on (everything ever recorded counts, as in
+    /// [`EventRecord::seq`]), oldest first; entries already overwritten are not there.
+    pub fn events_since(&self, seq: u64) -> impl Iterator<Item = EventRecord> + '_ {
+        let first = self.history_total() - self.history_len() as u64;
+        self.history()
+            .zip(first..)
+            .filter(move |(_, s)| *s >= seq)
+            .map(|(ev, s)| self.record_of(ev, s))
+    }
+
     fn record_of(&self, ev: &HistoryEvent, seq: u64) -> EventRecord {
         let name = |id: NameId| Some(self.name(id).to_string());
         let mut rec = EventRecord {

@@ -212,6 +212,7 @@ async fn status(State(st): St, _caller: Caller) -> ApiResult<Json<serde_json::Va
         "streams": streams,
         "alarms": view.alarms,
         "inputs": inputs,
+        "webhooks": status.webhooks.iter().map(|w| w.status()).collect::<Vec<_>>(),
         "uptime_s": st.uptime_s(),
         "version": env!("CARGO_PKG_VERSION"),
         "watchdog": watchdog,
@@ -737,6 +738,7 @@ async fn metrics(State(st): St, _caller: MediaCaller, headers: HeaderMap) -> Api
         .into_iter()
         .map(|a| (a.id, a.state != "idle", a.raised))
         .collect();
+    let webhooks = st.status().webhooks.iter().map(|w| w.status()).collect();
     let format = Format::negotiate(
         headers
             .get(header::ACCEPT)
@@ -745,7 +747,14 @@ async fn metrics(State(st): St, _caller: MediaCaller, headers: HeaderMap) -> Api
     );
     let text = st
         .metrics
-        .render_as(Sample { streams, alarms }, format)
+        .render_as(
+            Sample {
+                streams,
+                alarms,
+                webhooks,
+            },
+            format,
+        )
         .map_err(|e| ApiError::internal("cannot render metrics", &e))?;
     let mut resp = text.into_response();
     resp.headers_mut().insert(

@@ -56,6 +56,8 @@ pub struct Sample {
     pub streams: Vec<StreamSample>,
     /// (alarm id, active, times raised) for every alarm.
     pub alarms: Vec<(String, bool, u64)>,
+    /// Every webhook's counters (the `webhook` label is its URL without credentials or query).
+    pub webhooks: Vec<crate::hooks::WebhookStatus>,
 }
 
 /// Emits the [`Sample`] as metric families.
@@ -164,6 +166,25 @@ impl Collector for SampleCollector {
             "Times the alarm became active since start",
             ConstCounter,
             s.alarms.iter().map(|(id, _, n)| ("alarm", id, *n))
+        );
+        let hooks = &s.webhooks;
+        family!(
+            "edgecam_webhook_delivered",
+            "Events the webhook's receiver took (2xx), per webhook",
+            ConstCounter,
+            hooks.iter().map(|h| ("webhook", &h.url, h.delivered))
+        );
+        family!(
+            "edgecam_webhook_failed",
+            "Events given up on after the last attempt, per webhook",
+            ConstCounter,
+            hooks.iter().map(|h| ("webhook", &h.url, h.failed))
+        );
+        family!(
+            "edgecam_webhook_dropped",
+            "Events dropped from a full webhook queue, per webhook",
+            ConstCounter,
+            hooks.iter().map(|h| ("webhook", &h.url, h.dropped))
         );
         Ok(())
     }
@@ -418,6 +439,16 @@ mod tests {
                         ..Default::default()
                     }],
                     alarms: vec![("door".into(), false, 1)],
+                    webhooks: vec![crate::hooks::WebhookStatus {
+                        url: "http://127.0.0.1:9/hook".into(),
+                        delivered: 1,
+                        failed: 0,
+                        dropped: 2,
+                        retries: 0,
+                        queued: 0,
+                        last_error: None,
+                        last_error_at_us: None,
+                    }],
                 },
                 Format::Prometheus,
             )
@@ -478,6 +509,7 @@ mod tests {
                     ..Default::default()
                 }],
                 alarms: vec![("door".into(), true, 3)],
+                webhooks: Vec::new(),
             })
             .unwrap();
         assert!(
