@@ -15,7 +15,7 @@
 //!
 //! Module order: `clock` → `persist` → `backoff` → `secret` → `frame` → `config` → `state` →
 //! `codec` → `ring` → `select` → `health` → `ingest` → `gpio` → `control` → `output` →
-//! `handles` → `web` → `daemon`
+//! `handles` → `web` → `mqtt` → `daemon`
 //!
 //! Why this order:
 //! - `clock`, `persist` (atomic file writes), `backoff` (retry delays) and `secret` (password
@@ -31,6 +31,7 @@
 //! - `output` (live push, JPEG, MJPEG) reads rings and the view; `handles` bundles what the
 //!   daemon lends the web (control, status, config changes, beacons, watchdog) without naming
 //!   either; `web` serves those handles and never names the daemon.
+//! - `mqtt` takes the same handles to the site's broker (state, discovery, commands, inputs).
 //! - `daemon` is the top: it starts everything, owns the streams and applies config changes
 //!   in its own loop, and starts the web server.
 #![deny(missing_docs)]
@@ -46,6 +47,7 @@ pub mod gpio;
 pub mod handles;
 pub mod health;
 pub mod ingest;
+pub mod mqtt;
 pub mod output;
 pub mod persist;
 pub mod ring;
