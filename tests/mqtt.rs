@@ -53,7 +53,8 @@ struct Seen {
 impl Seen {
     fn get(&self, topic: &str) -> Option<String> {
         let last = self.last.lock().unwrap();
-        last.get(topic).map(|p| String::from_utf8_lossy(p).into_owned())
+        last.get(topic)
+            .map(|p| String::from_utf8_lossy(p).into_owned())
     }
 
     async fn wait(&self, topic: &str, want: impl Fn(&str) -> bool) -> String {
@@ -65,7 +66,10 @@ impl Seen {
             }
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
-        panic!("timed out waiting for {topic} (last: {:?})", self.get(topic));
+        panic!(
+            "timed out waiting for {topic} (last: {:?})",
+            self.get(topic)
+        );
     }
 
     fn clear(&self) {
@@ -104,7 +108,10 @@ fn watcher(broker: &Mosquitto, creds: Option<(&str, &str)>) -> (AsyncClient, See
                 }
                 Ok(Event::Incoming(Packet::Publish(p))) => {
                     let payload = p.payload.to_vec();
-                    s.all.lock().unwrap().push((p.topic.clone(), payload.clone()));
+                    s.all
+                        .lock()
+                        .unwrap()
+                        .push((p.topic.clone(), payload.clone()));
                     s.last.lock().unwrap().insert(p.topic, payload);
                 }
                 Ok(_) => {}
@@ -131,18 +138,28 @@ async fn state_and_discovery_topics_are_exact() {
     let broker = Mosquitto::start(&[]);
     let (_c, seen) = watcher(&broker, None);
     let server = start_box(mqtt(&broker, "boxa"), |_| {}).await;
-    assert_eq!(seen.wait("edgecam/boxa/availability", |_| true).await, "online");
+    assert_eq!(
+        seen.wait("edgecam/boxa/availability", |_| true).await,
+        "online"
+    );
     let active = seen.wait("edgecam/boxa/active", |_| true).await;
     assert_eq!(
         serde_json::from_str::<Value>(&active).unwrap(),
         json!({"stream": "cam1", "reason": "default"})
     );
-    assert_eq!(seen.wait("edgecam/boxa/alarms/door/state", |_| true).await, "idle");
+    assert_eq!(
+        seen.wait("edgecam/boxa/alarms/door/state", |_| true).await,
+        "idle"
+    );
     for cam in ["cam1", "cam2", "cam3"] {
-        seen.wait(&format!("edgecam/boxa/streams/{cam}/state"), |s| s == "live")
-            .await;
+        seen.wait(&format!("edgecam/boxa/streams/{cam}/state"), |s| {
+            s == "live"
+        })
+        .await;
     }
-    let health = seen.wait("edgecam/boxa/health", |h| h.contains("\"ok\":true")).await;
+    let health = seen
+        .wait("edgecam/boxa/health", |h| h.contains("\"ok\":true"))
+        .await;
     let health: Value = serde_json::from_str(&health).unwrap();
     assert_eq!(health["streams"], 3);
     assert_eq!(health["live"], 3);
@@ -212,14 +229,17 @@ async fn commands_switch_the_view_and_bad_payloads_change_nothing() {
     let broker = Mosquitto::start(&[]);
     let (client, seen) = watcher(&broker, None);
     let server = start_box(mqtt(&broker, "boxa"), |_| {}).await;
-    seen.wait("edgecam/boxa/availability", |s| s == "online").await;
+    seen.wait("edgecam/boxa/availability", |s| s == "online")
+        .await;
     tokio::time::sleep(Duration::from_millis(300)).await;
 
     send(&client, "edgecam/boxa/cmd/active", "cam2").await;
     server
         .wait_status("cam2 selected over MQTT", |st| active_stream(st) == "cam2")
         .await;
-    let active = seen.wait("edgecam/boxa/active", |a| a.contains("cam2")).await;
+    let active = seen
+        .wait("edgecam/boxa/active", |a| a.contains("cam2"))
+        .await;
     assert_eq!(
         serde_json::from_str::<Value>(&active).unwrap(),
         json!({"stream": "cam2", "reason": "user"})
@@ -242,24 +262,37 @@ async fn commands_switch_the_view_and_bad_payloads_change_nothing() {
         .await;
     assert_eq!(st["alarms"][0]["state"], "active");
     // Events go out before the state of the same change.
-    seen.wait("edgecam/boxa/active", |a| a.contains("cam3")).await;
+    seen.wait("edgecam/boxa/active", |a| a.contains("cam3"))
+        .await;
     let events: Vec<Value> = seen
         .messages("edgecam/boxa/events")
         .iter()
         .map(|e| serde_json::from_str(e).unwrap())
         .collect();
     let switches: Vec<&Value> = events.iter().filter(|e| e["event"] == "switch").collect();
-    assert_eq!(switches.len(), 2, "only the two good commands switched: {events:?}");
+    assert_eq!(
+        switches.len(),
+        2,
+        "only the two good commands switched: {events:?}"
+    );
     assert_eq!(switches[0]["stream"], "cam2");
     assert_eq!(switches[1]["stream"], "cam3");
-    assert!(events.iter().any(|e| e["event"] == "raise" && e["alarm"] == "door"));
+    assert!(
+        events
+            .iter()
+            .any(|e| e["event"] == "raise" && e["alarm"] == "door")
+    );
 
     send(&client, "edgecam/boxa/cmd/alarms/door/clear", "").await;
-    seen.wait("edgecam/boxa/alarms/door/state", |s| s == "latched").await;
+    seen.wait("edgecam/boxa/alarms/door/state", |s| s == "latched")
+        .await;
     send(&client, "edgecam/boxa/cmd/alarms/door/ack", "PRESS").await;
-    seen.wait("edgecam/boxa/alarms/door/state", |s| s == "idle").await;
+    seen.wait("edgecam/boxa/alarms/door/state", |s| s == "idle")
+        .await;
     server
-        .wait_status("latch acknowledged over MQTT", |st| active_stream(st) == "cam2")
+        .wait_status("latch acknowledged over MQTT", |st| {
+            active_stream(st) == "cam2"
+        })
         .await;
     server.stop().await;
 }
@@ -271,15 +304,21 @@ async fn viewer_identity_commands_are_refused() {
     let mut cfg = mqtt(&broker, "boxa");
     cfg.role = Role::Viewer;
     let server = start_box(cfg, |_| {}).await;
-    seen.wait("edgecam/boxa/availability", |s| s == "online").await;
+    seen.wait("edgecam/boxa/availability", |s| s == "online")
+        .await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     send(&client, "edgecam/boxa/cmd/active", "cam2").await;
     // Then a state change the box makes itself: once it is published, the command was seen.
     server
-        .with_token(reqwest::Method::POST, "/api/alarms/door/trigger", OPERATOR_TOKEN)
+        .with_token(
+            reqwest::Method::POST,
+            "/api/alarms/door/trigger",
+            OPERATOR_TOKEN,
+        )
         .go()
         .await;
-    seen.wait("edgecam/boxa/alarms/door/state", |s| s == "active").await;
+    seen.wait("edgecam/boxa/alarms/door/state", |s| s == "active")
+        .await;
     let events = seen.messages("edgecam/boxa/events");
     assert!(!events.iter().any(|e| e.contains("cam2")), "{events:?}");
     server.stop().await;
@@ -294,10 +333,18 @@ async fn broker_restart_the_daemon_reconnects_and_republishes() {
     broker.restart();
     seen.clear();
     // The broker kept nothing (persistence off): all of it comes from the reconnected daemon.
-    assert_eq!(seen.wait("edgecam/boxa/availability", |_| true).await, "online");
-    assert_eq!(seen.wait("edgecam/boxa/alarms/door/state", |_| true).await, "idle");
-    seen.wait("edgecam/boxa/active", |a| a.contains("cam1")).await;
-    seen.wait("homeassistant/select/edgecam_boxa/active/config", |_| true).await;
+    assert_eq!(
+        seen.wait("edgecam/boxa/availability", |_| true).await,
+        "online"
+    );
+    assert_eq!(
+        seen.wait("edgecam/boxa/alarms/door/state", |_| true).await,
+        "idle"
+    );
+    seen.wait("edgecam/boxa/active", |a| a.contains("cam1"))
+        .await;
+    seen.wait("homeassistant/select/edgecam_boxa/active/config", |_| true)
+        .await;
     // A fresh subscriber gets the republished state as retained messages.
     let (_c2, late) = watcher(&broker, None);
     late.wait("edgecam/boxa/streams/cam1/state", |_| true).await;
@@ -311,12 +358,19 @@ async fn password_authentication_and_last_will() {
     let mut cfg = mqtt(&broker, "boxa");
     cfg.username = Some("edgecam".into());
     cfg.password = Some("s3cret-pass".into());
-    assert!(!format!("{cfg:?}").contains("s3cret-pass"), "the password is never logged");
+    assert!(
+        !format!("{cfg:?}").contains("s3cret-pass"),
+        "the password is never logged"
+    );
     let server = start_box(cfg, |_| {}).await;
-    assert_eq!(seen.wait("edgecam/boxa/availability", |_| true).await, "online");
+    assert_eq!(
+        seen.wait("edgecam/boxa/availability", |_| true).await,
+        "online"
+    );
     // The daemon goes away without a goodbye: the broker publishes its last will.
     drop(server);
-    seen.wait("edgecam/boxa/availability", |s| s == "offline").await;
+    seen.wait("edgecam/boxa/availability", |s| s == "offline")
+        .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -337,10 +391,16 @@ async fn two_boxes_an_alarm_on_a_switches_b() {
         });
     })
     .await;
-    seen.wait("edgecam/boxb/availability", |s| s == "online").await;
-    b.wait_status("B on its default", |st| active_stream(st) == "cam1").await;
+    seen.wait("edgecam/boxb/availability", |s| s == "online")
+        .await;
+    b.wait_status("B on its default", |st| active_stream(st) == "cam1")
+        .await;
     let r = a
-        .with_token(reqwest::Method::POST, "/api/alarms/door/trigger", OPERATOR_TOKEN)
+        .with_token(
+            reqwest::Method::POST,
+            "/api/alarms/door/trigger",
+            OPERATOR_TOKEN,
+        )
         .go()
         .await;
     assert!(r.status().is_success(), "{}", r.status());
@@ -349,15 +409,27 @@ async fn two_boxes_an_alarm_on_a_switches_b() {
         .await;
     assert_eq!(st["active"]["reason"], "alarm:remote-door");
     // A's input cleared (A now latched: B stays), then acknowledged: B returns to its default.
-    a.with_token(reqwest::Method::POST, "/api/alarms/door/clear", OPERATOR_TOKEN)
-        .go()
+    a.with_token(
+        reqwest::Method::POST,
+        "/api/alarms/door/clear",
+        OPERATOR_TOKEN,
+    )
+    .go()
+    .await;
+    seen.wait("edgecam/boxa/alarms/door/state", |s| s == "latched")
         .await;
-    seen.wait("edgecam/boxa/alarms/door/state", |s| s == "latched").await;
     tokio::time::sleep(Duration::from_millis(200)).await;
-    assert_eq!(active_stream(&b.get_json("/api/status", webutil::ADMIN_TOKEN).await), "cam2");
-    a.with_token(reqwest::Method::POST, "/api/alarms/door/ack", OPERATOR_TOKEN)
-        .go()
-        .await;
+    assert_eq!(
+        active_stream(&b.get_json("/api/status", webutil::ADMIN_TOKEN).await),
+        "cam2"
+    );
+    a.with_token(
+        reqwest::Method::POST,
+        "/api/alarms/door/ack",
+        OPERATOR_TOKEN,
+    )
+    .go()
+    .await;
     b.wait_status("B back on its default", |st| active_stream(st) == "cam1")
         .await;
     a.stop().await;

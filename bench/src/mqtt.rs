@@ -24,7 +24,12 @@ pub struct MqttArgs {
 
 /// A box's config: cam1 (default) and cam2, a transparent alarm `door` on cam2 fed, when
 /// `input` is set, by that topic.
-fn config(dir: &std::path::Path, port: u16, box_id: &str, input: Option<&str>) -> anyhow::Result<Config> {
+fn config(
+    dir: &std::path::Path,
+    port: u16,
+    box_id: &str,
+    input: Option<&str>,
+) -> anyhow::Result<Config> {
     let mut text = format!(
         r#"
 [web]
@@ -65,7 +70,9 @@ reconnect_max_ms = 500
         dir.display()
     );
     if let Some(topic) = input {
-        text.push_str(&format!("[[mqtt.inputs]]\nalarm = \"door\"\ntopic = \"{topic}\"\n"));
+        text.push_str(&format!(
+            "[[mqtt.inputs]]\nalarm = \"door\"\ntopic = \"{topic}\"\n"
+        ));
     }
     let cfg: Config = toml::from_str(&text).context("bench config")?;
     edgecam::config::validate(&cfg).map_err(|e| anyhow::anyhow!("bench config: {e:?}"))?;
@@ -108,7 +115,13 @@ pub fn run(args: &MqttArgs) -> anyhow::Result<()> {
     std::fs::create_dir_all(&db)?;
     let samples = rt.block_on(async {
         let (a, sa) = start(config(&da, broker.port, "boxa", None)?).await?;
-        let (b, sb) = start(config(&db, broker.port, "boxb", Some("edgecam/boxa/alarms/door/state"))?).await?;
+        let (b, sb) = start(config(
+            &db,
+            broker.port,
+            "boxb",
+            Some("edgecam/boxa/alarms/door/state"),
+        )?)
+        .await?;
         // Both connected and B subscribed: one warm-up round.
         tokio::time::sleep(Duration::from_secs(1)).await;
         let mut ms = Vec::new();

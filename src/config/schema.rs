@@ -639,5 +639,7 @@ fn default_mqtt_on() -> Vec<String> {
 }
 
 fn default_mqtt_off() -> Vec<String> {
-    ["OFF", "off", "false", "0", "idle"].map(String::from).to_vec()
+    ["OFF", "off", "false", "0", "idle"]
+        .map(String::from)
+        .to_vec()
 }

@@ -524,11 +524,17 @@ impl Checker {
     fn mqtt(&mut self, cfg: &Config) {
         let Some(m) = &cfg.mqtt else { return };
         if m.host.trim().is_empty() {
-            self.err("mqtt.host", "must not be empty; give the broker's host name or address");
+            self.err(
+                "mqtt.host",
+                "must not be empty; give the broker's host name or address",
+            );
         }
         self.id("mqtt.box_id".to_string(), &m.box_id);
         if m.port == 0 {
-            self.err("mqtt.port", "must be a port number (1883, or 8883 with TLS)");
+            self.err(
+                "mqtt.port",
+                "must be a port number (1883, or 8883 with TLS)",
+            );
         }
         if m.reconnect_min_ms == 0 || m.reconnect_min_ms > m.reconnect_max_ms {
             self.err(
@@ -537,13 +543,19 @@ impl Checker {
             );
         }
         if m.discovery_prefix.is_empty() || m.discovery_prefix.contains(['#', '+']) {
-            self.err("mqtt.discovery_prefix", "must be a topic without wildcards, e.g. homeassistant");
+            self.err(
+                "mqtt.discovery_prefix",
+                "must be a topic without wildcards, e.g. homeassistant",
+            );
         }
         for (i, input) in m.inputs.iter().enumerate() {
             if !cfg.alarms.iter().any(|a| a.id == input.alarm) {
                 self.err(
                     format!("mqtt.inputs[{i}].alarm"),
-                    format!("`{}` is not an alarm id; add it under [[alarms]] first", input.alarm),
+                    format!(
+                        "`{}` is not an alarm id; add it under [[alarms]] first",
+                        input.alarm
+                    ),
                 );
             }
             if input.topic.is_empty() || input.topic.contains(['#', '+']) {

@@ -13,7 +13,9 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rumqttc::{AsyncClient, Event, LastWill, MqttOptions, Packet, QoS, TlsConfiguration, Transport};
+use rumqttc::{
+    AsyncClient, Event, LastWill, MqttOptions, Packet, QoS, TlsConfiguration, Transport,
+};
 use thiserror::Error;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
@@ -194,7 +196,10 @@ impl Connection {
             }
         }
         let avail = self.topics.availability();
-        if let Err(e) = self.client.try_publish(avail, QoS::AtLeastOnce, true, "online") {
+        if let Err(e) = self
+            .client
+            .try_publish(avail, QoS::AtLeastOnce, true, "online")
+        {
             tracing::warn!(error = %e, "MQTT availability not queued");
         }
         self.republish.send_modify(|n| *n += 1);
@@ -208,7 +213,12 @@ impl Connection {
             }
             return;
         }
-        let inputs: Vec<_> = self.cfg.inputs.iter().filter(|i| i.topic == topic).collect();
+        let inputs: Vec<_> = self
+            .cfg
+            .inputs
+            .iter()
+            .filter(|i| i.topic == topic)
+            .collect();
         if !inputs.is_empty() {
             let text = String::from_utf8_lossy(payload);
             let text = text.trim();
@@ -222,7 +232,9 @@ impl Connection {
                 };
                 match level {
                     Some(on) => self.forward(Incoming::Input(input.alarm.clone(), on), topic),
-                    None => tracing::warn!(topic, alarm = %input.alarm, "MQTT input payload is neither an `on` nor an `off` payload of mqtt.inputs; ignored"),
+                    None => {
+                        tracing::warn!(topic, alarm = %input.alarm, "MQTT input payload is neither an `on` nor an `off` payload of mqtt.inputs; ignored")
+                    }
                 }
             }
             return;
@@ -329,12 +341,16 @@ async fn publish_loop(
                 (s.id.clone(), state)
             })
             .collect();
-        let msgs = topics::state_messages(&topics, &prev, &streams, cfg.snapshot_base_url.as_deref());
+        let msgs =
+            topics::state_messages(&topics, &prev, &streams, cfg.snapshot_base_url.as_deref());
         for (t, p, retain) in msgs {
             if sent.get(&t) == Some(&p) {
                 continue;
             }
-            if client.try_publish(&t, QoS::AtLeastOnce, retain, p.clone()).is_ok() {
+            if client
+                .try_publish(&t, QoS::AtLeastOnce, retain, p.clone())
+                .is_ok()
+            {
                 sent.insert(t, p);
             }
         }

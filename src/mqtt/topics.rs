@@ -320,6 +320,9 @@ mod tests {
         assert!(p("edgecam/a/cmd/alarms/door/trigger", "soon").is_err());
         assert!(p("edgecam/a/cmd/alarms/door/explode", "").is_err());
         assert!(p("edgecam/a/cmd/reboot", "").is_err());
-        assert!(t.parse_command("edgecam/a/cmd/active", &[0xff, 0xfe]).is_err());
+        assert!(
+            t.parse_command("edgecam/a/cmd/active", &[0xff, 0xfe])
+                .is_err()
+        );
     }
 }

@@ -34,10 +34,8 @@ impl Mosquitto {
             .and_then(|l| l.local_addr())
             .expect("a free loopback port")
             .port();
-        let dir = std::env::temp_dir().join(format!(
-            "edgecam-mosquitto-{}-{port}",
-            std::process::id()
-        ));
+        let dir =
+            std::env::temp_dir().join(format!("edgecam-mosquitto-{}-{port}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("broker dir");
         let mut conf = format!("listener {port} 127.0.0.1\npersistence false\n");
         if users.is_empty() {
