@@ -40,6 +40,9 @@ async fn start_box(cfg: MqttConfig, edit: impl Fn(&mut Config) + 'static) -> Tes
     .await
 }
 
+/// Messages as they came: topic and payload.
+type Log = Arc<Mutex<Vec<(String, Vec<u8>)>>>;
+
 /// Everything a client subscribed to `#` has seen: the last payload per topic and every
 /// message of the events topics, in order.
 #[derive(Clone, Default)]
@@ -47,7 +50,7 @@ struct Seen {
     /// Last payload of each topic.
     last: Arc<Mutex<HashMap<String, Vec<u8>>>>,
     /// Every message, in order of arrival.
-    all: Arc<Mutex<Vec<(String, Vec<u8>)>>>,
+    all: Log,
 }
 
 impl Seen {
