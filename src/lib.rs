@@ -15,7 +15,7 @@
 //!
 //! Module order: `clock` → `persist` → `backoff` → `secret` → `frame` → `config` → `state` →
 //! `codec` → `ring` → `select` → `health` → `ingest` → `gpio` → `control` → `output` →
-//! `hooks` → `handles` → `web` → `daemon`
+//! `hooks` → `handles` → `web` → `mqtt` → `daemon`
 //!
 //! Why this order:
 //! - `clock`, `persist` (atomic file writes), `backoff` (retry delays) and `secret` (password
@@ -32,6 +32,7 @@
 //!   task's alarm and switch events to webhooks; `handles` bundles what the
 //!   daemon lends the web (control, status, config changes, beacons, watchdog) without naming
 //!   either; `web` serves those handles and never names the daemon.
+//! - `mqtt` takes the same handles to the site's broker (state, discovery, commands, inputs).
 //! - `daemon` is the top: it starts everything, owns the streams and applies config changes
 //!   in its own loop, and starts the web server.
 #![deny(missing_docs)]
@@ -48,6 +49,7 @@ pub mod handles;
 pub mod health;
 pub mod hooks;
 pub mod ingest;
+pub mod mqtt;
 pub mod output;
 pub mod persist;
 pub mod ring;

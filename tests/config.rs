@@ -743,3 +743,43 @@ fn extra_host_names_are_plain_names() {
     );
     assert!(parse(&with("[web]\nhostnames = [\"cams.example.lan\"]")).is_ok());
 }
+
+#[test]
+fn mqtt_section_round_trips_and_bad_values_are_named() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config.example.toml");
+    let mut cfg = load_file(&path).unwrap();
+    let alarm = cfg.alarms[0].id.clone();
+    let text = format!(
+        "host = \"broker.local\"\nbox_id = \"boxa\"\npassword = \"pw-123\"\n\
+         [[inputs]]\nalarm = \"{alarm}\"\ntopic = \"edgecam/boxb/alarms/door/state\"\n"
+    );
+    cfg.mqtt = Some(toml::from_str(&text).unwrap());
+    assert_eq!(config::validate(&cfg), Ok(()));
+    let m = cfg.mqtt.as_ref().unwrap();
+    assert_eq!(
+        (m.port, m.role, m.reconnect_min_ms),
+        (1883, config::Role::Operator, 500)
+    );
+    assert!(m.inputs[0].on.iter().any(|p| p == "latched"));
+    assert!(
+        !format!("{cfg:?}").contains("pw-123"),
+        "the password is never in Debug"
+    );
+    let printed = to_toml(&cfg).unwrap();
+    assert_eq!(parse(&printed), Ok(cfg.clone()), "{printed}");
+
+    let m = cfg.mqtt.as_mut().unwrap();
+    m.box_id = "box a/#".into();
+    m.inputs[0].alarm = "nosuch".into();
+    m.inputs[0].topic = "edgecam/+/alarms/#".into();
+    let errors = config::validate(&cfg).unwrap_err();
+    let paths: Vec<&str> = errors.iter().map(|e| e.path.as_str()).collect();
+    assert_eq!(
+        paths,
+        [
+            "mqtt.box_id",
+            "mqtt.inputs[0].alarm",
+            "mqtt.inputs[0].topic"
+        ]
+    );
+}

@@ -20,6 +20,7 @@ mod http;
 mod impair;
 mod impair_report;
 mod ingest;
+mod mqtt;
 mod peers;
 mod plot;
 mod procfs;
@@ -83,6 +84,8 @@ enum Command {
     /// Frames Chromium's H.264 decoders hold before output (WebCodecs and MSE), for SPSs
     /// with and without `bitstream_restriction` (issue 16 item 4).
     DecoderLatency(declat::DeclatArgs),
+    /// Two daemons and one Mosquitto broker: box A's alarm raise to box B's switch.
+    Mqtt(mqtt::MqttArgs),
     /// The loop `ring-instr` runs under callgrind.
     #[command(hide = true)]
     RingLoop(ringinstr::RingLoopArgs),
@@ -99,6 +102,7 @@ fn main() -> ExitCode {
         Command::Impair(args) => impair::run(args),
         Command::RingInstr(args) => ringinstr::run(args),
         Command::DecoderLatency(args) => declat::run(args),
+        Command::Mqtt(args) => mqtt::run(args),
         Command::RingLoop(args) => ringinstr::ring_loop(args),
     };
     match result {

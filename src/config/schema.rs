@@ -31,6 +31,10 @@ pub struct Config {
     /// HTTP endpoints told about alarm and switch events.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub webhooks: Vec<super::WebhookConfig>,
+    /// The site's MQTT broker: state, Home Assistant discovery, commands, alarm inputs. Off
+    /// when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mqtt: Option<MqttConfig>,
 }
 
 /// `[web]`: the local web page and API.
@@ -532,4 +536,113 @@ mod tests {
         .unwrap();
         assert_eq!(StreamConfig::testpattern("cam1", 320, 180, 10), parsed);
     }
+}
+
+/// `[mqtt]`: the box on the site's MQTT broker (docs/mqtt.md has the topic layout).
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MqttConfig {
+    /// Broker host name or address.
+    pub host: String,
+    /// Broker port: 1883, or 8883 with TLS.
+    #[serde(default = "default_mqtt_port")]
+    pub port: u16,
+    /// Connect with TLS (rustls), checking the broker's certificate against `ca_file` or the
+    /// system's certificate store.
+    #[serde(default)]
+    pub tls: bool,
+    /// A PEM file with the CA that signed the broker's certificate (a site's own CA).
+    #[serde(default)]
+    pub ca_file: Option<std::path::PathBuf>,
+    /// MQTT user name, when the broker asks for one.
+    #[serde(default)]
+    pub username: Option<String>,
+    /// MQTT password; never logged.
+    #[serde(default)]
+    pub password: Option<String>,
+    /// This box's id: every topic is under `edgecam/<box_id>/`, so it must be unique on the
+    /// broker.
+    pub box_id: String,
+    /// What commands over MQTT may do, as the roles of the HTTP API (`viewer` takes none).
+    #[serde(default)]
+    pub role: Role,
+    /// Publish Home Assistant discovery config under `discovery_prefix`.
+    #[serde(default = "default_true")]
+    pub discovery: bool,
+    /// Home Assistant's discovery prefix.
+    #[serde(default = "default_discovery_prefix")]
+    pub discovery_prefix: String,
+    /// The page's address as Home Assistant reaches it (`http://edgebox.local:8080`): each
+    /// camera then appears as an `image` entity showing its snapshot. No cameras when unset.
+    #[serde(default)]
+    pub snapshot_base_url: Option<String>,
+    /// First reconnect delay (ms) after the broker is lost; doubles up to `reconnect_max_ms`.
+    #[serde(default = "default_reconnect_min_ms")]
+    pub reconnect_min_ms: u64,
+    /// Longest reconnect delay (ms).
+    #[serde(default = "default_reconnect_max_ms")]
+    pub reconnect_max_ms: u64,
+    /// Alarms raised by messages on topics (a Zigbee door sensor, another box, Node-RED).
+    #[serde(default)]
+    pub inputs: Vec<MqttInputConfig>,
+}
+
+impl std::fmt::Debug for MqttConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MqttConfig")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("tls", &self.tls)
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| "<hidden>"))
+            .field("box_id", &self.box_id)
+            .field("role", &self.role)
+            .field("inputs", &self.inputs)
+            .finish_non_exhaustive()
+    }
+}
+
+/// One `[[mqtt.inputs]]`: an alarm input fed by an MQTT topic.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MqttInputConfig {
+    /// The alarm (an `[[alarms]]` id) this topic raises and clears.
+    pub alarm: String,
+    /// The exact topic (no wildcards), e.g. `zigbee2mqtt/door/contact` or another box's
+    /// `edgecam/boxa/alarms/door/state`.
+    pub topic: String,
+    /// Payloads that mean "in alarm" (compared after trimming white space).
+    #[serde(default = "default_mqtt_on")]
+    pub on: Vec<String>,
+    /// Payloads that mean "clear"; anything else is logged and ignored.
+    #[serde(default = "default_mqtt_off")]
+    pub off: Vec<String>,
+}
+
+fn default_mqtt_port() -> u16 {
+    1883
+}
+
+fn default_discovery_prefix() -> String {
+    "homeassistant".to_string()
+}
+
+fn default_reconnect_min_ms() -> u64 {
+    500
+}
+
+fn default_reconnect_max_ms() -> u64 {
+    30_000
+}
+
+fn default_mqtt_on() -> Vec<String> {
+    ["ON", "on", "true", "1", "active", "holding", "latched"]
+        .map(String::from)
+        .to_vec()
+}
+
+fn default_mqtt_off() -> Vec<String> {
+    ["OFF", "off", "false", "0", "idle"]
+        .map(String::from)
+        .to_vec()
 }

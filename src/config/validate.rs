@@ -96,6 +96,7 @@ pub fn validate(cfg: &Config) -> Result<(), Vec<FieldError>> {
     c.select(cfg);
     c.alarms(cfg);
     c.webhooks(cfg);
+    c.mqtt(cfg);
     if c.errors.is_empty() {
         Ok(())
     } else {
@@ -583,6 +584,52 @@ impl Checker {
     }
 
     /// A GPIO line can be requested once; a second request would fail at runtime with EBUSY.
+    fn mqtt(&mut self, cfg: &Config) {
+        let Some(m) = &cfg.mqtt else { return };
+        if m.host.trim().is_empty() {
+            self.err(
+                "mqtt.host",
+                "must not be empty; give the broker's host name or address",
+            );
+        }
+        self.id("mqtt.box_id".to_string(), &m.box_id);
+        if m.port == 0 {
+            self.err(
+                "mqtt.port",
+                "must be a port number (1883, or 8883 with TLS)",
+            );
+        }
+        if m.reconnect_min_ms == 0 || m.reconnect_min_ms > m.reconnect_max_ms {
+            self.err(
+                "mqtt.reconnect_min_ms",
+                "must be at least 1 and not above mqtt.reconnect_max_ms",
+            );
+        }
+        if m.discovery_prefix.is_empty() || m.discovery_prefix.contains(['#', '+']) {
+            self.err(
+                "mqtt.discovery_prefix",
+                "must be a topic without wildcards, e.g. homeassistant",
+            );
+        }
+        for (i, input) in m.inputs.iter().enumerate() {
+            if !cfg.alarms.iter().any(|a| a.id == input.alarm) {
+                self.err(
+                    format!("mqtt.inputs[{i}].alarm"),
+                    format!(
+                        "`{}` is not an alarm id; add it under [[alarms]] first",
+                        input.alarm
+                    ),
+                );
+            }
+            if input.topic.is_empty() || input.topic.contains(['#', '+']) {
+                self.err(
+                    format!("mqtt.inputs[{i}].topic"),
+                    "must be one exact topic, without the wildcards # and +",
+                );
+            }
+        }
+    }
+
     fn gpio_line<'a>(
         &mut self,
         lines: &mut HashMap<(&'a str, &'a LineRef), String>,

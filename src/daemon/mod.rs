@@ -31,6 +31,7 @@ use crate::health::watchdog::WatchdogStatus;
 use crate::health::{BEACON_SLOTS, CONTROL_BUDGET};
 use crate::hooks::Webhooks;
 use crate::ingest::stats::StreamState;
+use crate::mqtt::MqttBridge;
 use crate::ring::{RingError, RingSpec};
 use crate::state::StateStore;
 use alarms::{AlarmInputs, GpioBackends};
@@ -159,6 +160,8 @@ pub struct Daemon {
     config_handle: ConfigHandle,
     /// Config changes from the web, answered by the loop that owns the daemon.
     requests: mpsc::Receiver<ConfigRequest>,
+    /// The MQTT connection of `[mqtt]`, when configured and startable.
+    mqtt: Option<MqttBridge>,
 }
 
 impl Daemon {
@@ -214,9 +217,12 @@ impl Daemon {
             status_reader,
             config_handle,
             requests,
+            mqtt: None,
         };
         daemon.watch_streams().await;
         daemon.publish_status();
+        let mut daemon = daemon;
+        daemon.mqtt = daemon.start_mqtt();
         Ok(daemon)
     }
 
@@ -290,10 +296,25 @@ impl Daemon {
             self.hooks = Webhooks::default();
             self.hooks = start_hooks(&config, &self.control, &self.clock);
         }
+        let mqtt_changed = config.mqtt != self.config.mqtt;
         self.config = config;
         self.watch_streams().await;
         self.publish_status();
+        if mqtt_changed {
+            // Drop the old connection first: the new one has the same client id.
+            self.mqtt = None;
+            self.mqtt = self.start_mqtt();
+        }
         Ok(())
+    }
+
+    /// Starts the `[mqtt]` connection of the config in force; `None` (and a warning) when
+    /// there is none or it cannot start.
+    fn start_mqtt(&self) -> Option<MqttBridge> {
+        let cfg = self.config.mqtt.clone()?;
+        MqttBridge::start(cfg, self.handles())
+            .inspect_err(|e| tracing::warn!(error = %e, "MQTT is off"))
+            .ok()
     }
 
     /// Publishes what runs now to the web's status readers.

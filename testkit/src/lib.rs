@@ -12,6 +12,7 @@
 //! jitter, loss, bandwidth caps, stalls, resets and outages, over TCP and UDP.
 
 pub mod impair;
+pub mod mosquitto;
 
 use std::collections::VecDeque;
 use std::fmt;
