@@ -8,6 +8,7 @@
 //! and lets go.
 
 pub mod api;
+mod clips;
 pub mod assets;
 pub mod auth;
 pub mod error;
