@@ -8,9 +8,9 @@
 //! and lets go.
 
 pub mod api;
-mod clips;
 pub mod assets;
 pub mod auth;
+mod clips;
 pub mod error;
 #[doc(hidden)]
 pub mod fuzz;

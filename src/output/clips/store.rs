@@ -213,7 +213,7 @@ impl ClipStore {
             self.set_state(
                 "error",
                 Some(format!(
-                    "cannot write the clip index in {}: {e}; is the disk full or read-only?",
+                    "cannot write the clip index in {}: {e}; is the disk full or read-only? check clips.dir",
                     self.dir.display()
                 )),
             );
@@ -342,7 +342,11 @@ mod tests {
         let store = ClipStore::open(dir.clone(), cfg);
         for (i, id) in ["1.a.s", "2.a.s", "3.a.s"].iter().enumerate() {
             fs::write(store.path_of(id), vec![0; 100]).unwrap();
-            store.upsert(entry(id, 100, if i == 2 { "recording" } else { "complete" }));
+            store.upsert(entry(
+                id,
+                100,
+                if i == 2 { "recording" } else { "complete" },
+            ));
         }
         assert!(store.make_room(0, false));
         let ids: Vec<_> = store.entries().into_iter().map(|e| e.id).collect();
