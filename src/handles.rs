@@ -28,6 +28,7 @@ use crate::health::beacon::BeaconTable;
 use crate::health::watchdog::WatchdogStatus;
 use crate::hooks::WebhookStats;
 use crate::ingest::stats::StreamStats;
+use crate::output::clips::ClipsHandle;
 use crate::output::{LiveStream, StreamLookup};
 use crate::ring::{FrameRing, RingError};
 
@@ -45,6 +46,8 @@ pub struct Handles {
     pub beacons: Arc<BeaconTable>,
     /// What the watchdog task has done (pings, trip), for the System tab.
     pub watchdog: Arc<WatchdogStatus>,
+    /// The event clip store (`GET /api/clips`), when clips are on.
+    pub clips: ClipsHandle,
 }
 
 /// One running stream as the web reads it.

@@ -35,6 +35,78 @@ pub struct Config {
     /// when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mqtt: Option<MqttConfig>,
+    /// Event clips written on alarms.
+    #[serde(default)]
+    pub clips: ClipsConfig,
+}
+
+/// `[clips]`: event clips, a few seconds before an alarm to a few seconds after it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClipsConfig {
+    /// Off by default: a clip directory needs a data partition chosen by the installer.
+    #[serde(default)]
+    pub enabled: bool,
+    /// Where clips go; `<state_dir>/clips` when absent.
+    #[serde(default)]
+    pub dir: Option<std::path::PathBuf>,
+    /// Most bytes all clips may take; the oldest go first.
+    #[serde(default = "default_clip_quota_bytes")]
+    pub quota_bytes: u64,
+    /// Most clips kept; the oldest go first.
+    #[serde(default = "default_clip_quota_count")]
+    pub quota_count: u32,
+    /// Seconds before the raise (from the ring, starting at a keyframe at or before).
+    #[serde(default = "default_clip_pre_s")]
+    pub pre_s: u32,
+    /// Seconds after the alarm ends.
+    #[serde(default = "default_clip_post_s")]
+    pub post_s: u32,
+    /// Longest clip, seconds, however long the alarm lasts.
+    #[serde(default = "default_clip_max_s")]
+    pub max_s: u32,
+    /// Free bytes the clips leave on the file system: a write that would go below stops
+    /// the clip with a `full` state (an SD card that fills up slows everything down).
+    #[serde(default = "default_clip_min_free_bytes")]
+    pub min_free_bytes: u64,
+    /// Also record video-loss alarms (off: a lost stream has nothing to record).
+    #[serde(default)]
+    pub video_loss: bool,
+}
+
+impl Default for ClipsConfig {
+    fn default() -> Self {
+        ClipsConfig {
+            enabled: false,
+            dir: None,
+            quota_bytes: default_clip_quota_bytes(),
+            quota_count: default_clip_quota_count(),
+            pre_s: default_clip_pre_s(),
+            post_s: default_clip_post_s(),
+            max_s: default_clip_max_s(),
+            min_free_bytes: default_clip_min_free_bytes(),
+            video_loss: false,
+        }
+    }
+}
+
+fn default_clip_quota_bytes() -> u64 {
+    1 << 30
+}
+fn default_clip_quota_count() -> u32 {
+    500
+}
+fn default_clip_pre_s() -> u32 {
+    10
+}
+fn default_clip_post_s() -> u32 {
+    20
+}
+fn default_clip_max_s() -> u32 {
+    120
+}
+fn default_clip_min_free_bytes() -> u64 {
+    64 * 1024 * 1024
 }
 
 /// `[web]`: the local web page and API.

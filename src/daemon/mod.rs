@@ -32,6 +32,7 @@ use crate::health::{BEACON_SLOTS, CONTROL_BUDGET};
 use crate::hooks::Webhooks;
 use crate::ingest::stats::StreamState;
 use crate::mqtt::MqttBridge;
+use crate::output::clips::{ClipManager, ClipStore, ClipsHandle, clip_dir, spawn_manager};
 use crate::ring::{RingError, RingSpec};
 use crate::state::StateStore;
 use alarms::{AlarmInputs, GpioBackends};
@@ -162,6 +163,10 @@ pub struct Daemon {
     requests: mpsc::Receiver<ConfigRequest>,
     /// The MQTT connection of `[mqtt]`, when configured and startable.
     mqtt: Option<MqttBridge>,
+    /// The clip store in force, shared with the web server.
+    clips: ClipsHandle,
+    /// The clip manager watching the view; `None` while clips are off.
+    clip_manager: Option<ClipManager>,
 }
 
 impl Daemon {
@@ -218,7 +223,11 @@ impl Daemon {
             config_handle,
             requests,
             mqtt: None,
+            clips: ClipsHandle::default(),
+            clip_manager: None,
         };
+        let mut daemon = daemon;
+        daemon.start_clips(None).await;
         daemon.watch_streams().await;
         daemon.publish_status();
         let mut daemon = daemon;
@@ -234,6 +243,7 @@ impl Daemon {
             config: self.config_handle.clone(),
             beacons: Arc::clone(&self.beacons),
             watchdog: Arc::clone(&self.watchdog),
+            clips: self.clips.clone(),
         }
     }
 
@@ -297,7 +307,13 @@ impl Daemon {
             self.hooks = start_hooks(&config, &self.control, &self.clock);
         }
         let mqtt_changed = config.mqtt != self.config.mqtt;
-        self.config = config;
+        let old = std::mem::replace(&mut self.config, config);
+        if old.clips != self.config.clips
+            || old.alarms != self.config.alarms
+            || old.paths != self.config.paths
+        {
+            self.start_clips(Some(&old)).await;
+        }
         self.watch_streams().await;
         self.publish_status();
         if mqtt_changed {
@@ -318,6 +334,40 @@ impl Daemon {
     }
 
     /// Publishes what runs now to the web's status readers.
+    /// (Re)starts the clip manager for the config in force; the store is reopened only when
+    /// `[clips]` or the directory changed since `old`.
+    async fn start_clips(&mut self, old: Option<&Config>) {
+        self.clip_manager = None;
+        let cfg = &self.config;
+        if !cfg.clips.enabled {
+            self.clips.set(None);
+            return;
+        }
+        let same = old.is_some_and(|o| o.clips == cfg.clips && clip_dir(o) == clip_dir(cfg));
+        let store = match self.clips.current().filter(|_| same) {
+            Some(store) => store,
+            None => {
+                let (dir, clips) = (clip_dir(cfg), cfg.clips.clone());
+                match tokio::task::spawn_blocking(move || ClipStore::open(dir, clips)).await {
+                    Ok(store) => Arc::new(store),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "clips are off: the store could not be opened");
+                        self.clips.set(None);
+                        return;
+                    }
+                }
+            }
+        };
+        self.clips.set(Some(Arc::clone(&store)));
+        self.clip_manager = Some(spawn_manager(
+            cfg,
+            store,
+            self.control.subscribe(),
+            Arc::new(self.status_reader.clone()),
+            Arc::clone(&self.clock),
+        ));
+    }
+
     fn publish_status(&self) {
         let status = Status {
             config: self.config.clone(),

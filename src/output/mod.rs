@@ -5,6 +5,7 @@
 //! Outputs know rings and the selector's view, not who runs the streams: the web server hands
 //! them what they need ([`live::LiveContext`], a [`StreamLookup`]).
 
+pub mod clips;
 pub mod jpeg;
 pub mod live;
 pub mod mjpeg;

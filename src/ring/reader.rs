@@ -160,6 +160,12 @@ impl Reader {
         }
     }
 
+    /// Moves the cursor to `seq` (clamped to the stored range), e.g. back to a keyframe found
+    /// by an earlier scan. A deliberate jump, not counted as lag.
+    pub fn seek(&mut self, seq: u64) {
+        self.cursor = seq.clamp(self.ring.oldest(), self.ring.head());
+    }
+
     /// Waits until a frame after the cursor is stored (returns at once if one is). Cancel-safe.
     pub async fn wait(&mut self) {
         self.ring.wait_for(self.cursor).await;

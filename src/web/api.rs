@@ -51,6 +51,11 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/api/alarms/{id}/clear", post(alarm_clear))
         .route("/api/alarms/{id}/ack", post(alarm_ack))
         .route("/api/events", get(events))
+        .route("/api/clips", get(super::clips::list))
+        .route(
+            "/api/clips/{id}",
+            get(super::clips::file).delete(super::clips::delete),
+        )
         .route("/api/tls", post(install_certificate))
         .route("/api/live", get(live))
         .route("/api/streams/test", post(test_stream))
@@ -218,6 +223,7 @@ async fn status(State(st): St, _caller: Caller) -> ApiResult<Json<serde_json::Va
         "watchdog": watchdog,
         "live_clients": st.metrics.live.live_clients.get(),
         "https": https_status(&st),
+        "clips": super::clips::status_json(&st),
     })))
 }
 

@@ -10,6 +10,7 @@
 pub mod api;
 pub mod assets;
 pub mod auth;
+mod clips;
 pub mod error;
 #[doc(hidden)]
 pub mod fuzz;

@@ -1,0 +1,379 @@
+//! The clip directory: its index (`index.json`, written atomically), the quota and the state
+//! shown in `/api/status`.
+//!
+//! A clip is the file `<id>.mp4`, its id `<start ms>.<alarm>.<stream>` (config ids hold no
+//! dot), so a damaged or missing index is rebuilt from the file names alone. An entry left
+//! `recording` by a crash or a power cut becomes `partial` at the next start: its file plays
+//! up to its last complete fragment.
+
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::ClipsConfig;
+
+/// Name of the index file inside the clip directory.
+pub const INDEX_FILE: &str = "index.json";
+
+/// One clip as the index and `GET /api/clips` show it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClipEntry {
+    /// `<start ms>.<alarm>.<stream>`; the file is `<id>.mp4`.
+    pub id: String,
+    /// The stream recorded.
+    pub stream: String,
+    /// The alarm whose raise started it.
+    pub alarm: String,
+    /// Wall time of the alarm's raise, µs (to link events to clips).
+    pub raised_us: i64,
+    /// Wall time of the clip's first frame, µs.
+    pub start_us: i64,
+    /// Seconds of video written so far (from the frames' timestamps).
+    pub duration_ms: u64,
+    /// File size in bytes.
+    pub bytes: u64,
+    /// `recording`, `complete`, `partial` (a crash or a write error ended it) or `failed`.
+    pub state: String,
+    /// Why it is partial or failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// The directory's health for `/api/status`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StoreState {
+    /// `ok`, `full` (quota or free space) or `error` (cannot write).
+    pub state: &'static str,
+    /// What went wrong and what to do, for the installer.
+    pub error: Option<String>,
+}
+
+/// What the store holds, under one lock.
+#[derive(Debug)]
+struct Inner {
+    /// Every clip, oldest first.
+    entries: Vec<ClipEntry>,
+    /// The latest write outcome.
+    state: StoreState,
+}
+
+/// The clip directory and its index; shared by the recorders and the web server.
+#[derive(Debug)]
+pub struct ClipStore {
+    /// Where clips are written.
+    dir: PathBuf,
+    /// Quotas and timings.
+    cfg: ClipsConfig,
+    /// The index in memory and the state.
+    inner: Mutex<Inner>,
+    /// Serialises index writes, so a newer index is never overwritten by an older one.
+    save_lock: Mutex<()>,
+}
+
+impl ClipStore {
+    /// Opens (creating) `dir`, loads its index or rebuilds it from the files. Blocking.
+    /// A directory that cannot be made gives a store in the `error` state, not an error:
+    /// the live view goes on and the System tab says why.
+    pub fn open(dir: PathBuf, cfg: ClipsConfig) -> ClipStore {
+        let state = match fs::create_dir_all(&dir) {
+            Ok(()) => ok_state(),
+            Err(e) => StoreState {
+                state: "error",
+                error: Some(format!(
+                    "cannot create the clip directory {}: {e}; check clips.dir and its permissions",
+                    dir.display()
+                )),
+            },
+        };
+        let entries = load_index(&dir);
+        let store = ClipStore {
+            dir,
+            cfg,
+            inner: Mutex::new(Inner { entries, state }),
+            save_lock: Mutex::new(()),
+        };
+        store.save_index();
+        store
+    }
+
+    /// The clip directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The config it runs with.
+    pub fn config(&self) -> &ClipsConfig {
+        &self.cfg
+    }
+
+    /// The file of clip `id`.
+    pub fn path_of(&self, id: &str) -> PathBuf {
+        self.dir.join(format!("{id}.mp4"))
+    }
+
+    /// Every clip, oldest first.
+    pub fn entries(&self) -> Vec<ClipEntry> {
+        self.lock().entries.clone()
+    }
+
+    /// One clip by id.
+    pub fn get(&self, id: &str) -> Option<ClipEntry> {
+        self.lock().entries.iter().find(|e| e.id == id).cloned()
+    }
+
+    /// The directory's state.
+    pub fn state(&self) -> StoreState {
+        self.lock().state.clone()
+    }
+
+    /// Sets the state (a recorder's write outcome).
+    pub fn set_state(&self, state: &'static str, error: Option<String>) {
+        self.lock().state = StoreState { state, error };
+    }
+
+    /// Total bytes of the clips on disk.
+    pub fn total_bytes(&self) -> u64 {
+        self.lock().entries.iter().map(|e| e.bytes).sum()
+    }
+
+    /// Adds or replaces an entry (by id) without writing the index.
+    pub fn upsert(&self, entry: ClipEntry) {
+        let mut inner = self.lock();
+        match inner.entries.iter_mut().find(|e| e.id == entry.id) {
+            Some(e) => *e = entry,
+            None => inner.entries.push(entry),
+        }
+    }
+
+    /// Removes clip `id` and its file; false when there is no such clip. Blocking.
+    pub fn remove(&self, id: &str) -> bool {
+        let found = {
+            let mut inner = self.lock();
+            let before = inner.entries.len();
+            inner.entries.retain(|e| e.id != id);
+            inner.entries.len() != before
+        };
+        if found {
+            if let Err(e) = fs::remove_file(self.path_of(id)) {
+                tracing::warn!(clip = %id, error = %e, "cannot remove a clip file");
+            }
+            self.save_index();
+        }
+        found
+    }
+
+    /// Removes the oldest finished clips until `extra` more bytes and one more clip fit the
+    /// quota (`extra` = 0 and no new clip with `adding` false). Returns false when the
+    /// clips being recorded alone exceed it. Blocking.
+    pub fn make_room(&self, extra: u64, adding: bool) -> bool {
+        let (quota_bytes, quota_count) = (self.cfg.quota_bytes, self.cfg.quota_count as usize);
+        let mut removed = Vec::new();
+        let fits = {
+            let mut inner = self.lock();
+            loop {
+                let bytes: u64 = inner.entries.iter().map(|e| e.bytes).sum();
+                let count = inner.entries.len() + usize::from(adding);
+                if bytes + extra <= quota_bytes && count <= quota_count {
+                    break true;
+                }
+                let Some(i) = inner.entries.iter().position(|e| e.state != "recording") else {
+                    break false;
+                };
+                removed.push(inner.entries.remove(i).id);
+            }
+        };
+        for id in &removed {
+            tracing::info!(clip = %id, "clip removed: quota reached");
+            if let Err(e) = fs::remove_file(self.path_of(id)) {
+                tracing::warn!(clip = %id, error = %e, "cannot remove a clip file");
+            }
+        }
+        if !removed.is_empty() {
+            self.save_index();
+        }
+        fits
+    }
+
+    /// Writes the index atomically (see [`crate::persist`]). Blocking. A failure is logged
+    /// and shown as the store's state; the clips themselves are unaffected.
+    pub fn save_index(&self) {
+        let _serial = self.save_lock.lock().unwrap_or_else(|p| p.into_inner());
+        let mut bytes = Vec::new();
+        for e in self.lock().entries.iter() {
+            if let Ok(line) = serde_json::to_vec(e) {
+                bytes.extend_from_slice(&line);
+                bytes.push(b'\n');
+            }
+        }
+        if let Err(e) = crate::persist::write_atomic(&self.dir.join(INDEX_FILE), &bytes) {
+            tracing::warn!(dir = %self.dir.display(), error = %e, "cannot write the clip index");
+            self.set_state(
+                "error",
+                Some(format!(
+                    "cannot write the clip index in {}: {e}; is the disk full or read-only? check clips.dir",
+                    self.dir.display()
+                )),
+            );
+        }
+    }
+
+    /// The lock, also after a panic elsewhere (the data is plain values).
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// The healthy state.
+pub(super) fn ok_state() -> StoreState {
+    StoreState {
+        state: "ok",
+        error: None,
+    }
+}
+
+/// The index of `dir` (JSON lines), checked against the files there: entries without a file
+/// go, files without an entry come back (as `partial`), `recording` becomes `partial`, sizes
+/// are the files' own. A damaged index is rebuilt from the files.
+fn load_index(dir: &Path) -> Vec<ClipEntry> {
+    let files = clip_files(dir);
+    let parsed: Result<Vec<ClipEntry>, _> = match fs::read(dir.join(INDEX_FILE)) {
+        Ok(bytes) => bytes
+            .split(|b| *b == b'\n')
+            .filter(|l| !l.is_empty())
+            .map(serde_json::from_slice::<ClipEntry>)
+            .collect(),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Vec::new()),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read the clip index; rebuilding it");
+            Ok(Vec::new())
+        }
+    };
+    let mut entries = parsed.unwrap_or_else(|e| {
+        tracing::warn!(dir = %dir.display(), error = %e, "clip index damaged; rebuilt from the files");
+        Vec::new()
+    });
+    entries.retain(|e| files.iter().any(|(id, _)| *id == e.id));
+    for (id, bytes) in &files {
+        match entries.iter_mut().find(|e| e.id == *id) {
+            Some(e) => {
+                e.bytes = *bytes;
+                if e.state == "recording" {
+                    e.state = "partial".into();
+                    e.error = Some("the daemon stopped while recording".into());
+                }
+            }
+            None => {
+                if let Some(e) = entry_from_name(id, *bytes) {
+                    entries.push(e);
+                }
+            }
+        }
+    }
+    entries.sort_by(|a, b| (a.start_us, &a.id).cmp(&(b.start_us, &b.id)));
+    entries
+}
+
+/// The clip files of `dir`: id and size.
+fn clip_files(dir: &Path) -> Vec<(String, u64)> {
+    let Ok(rd) = fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    rd.filter_map(Result::ok)
+        .filter_map(|d| {
+            let name = d.file_name().into_string().ok()?;
+            let id = name.strip_suffix(".mp4")?.to_string();
+            let len = d.metadata().ok()?.len();
+            Some((id, len))
+        })
+        .collect()
+}
+
+/// The entry an index rebuild makes of a file name `<start ms>.<alarm>.<stream>`.
+fn entry_from_name(id: &str, bytes: u64) -> Option<ClipEntry> {
+    let mut parts = id.splitn(3, '.');
+    let ms: i64 = parts.next()?.parse().ok()?;
+    let alarm = parts.next()?.to_string();
+    let stream = parts.next()?.to_string();
+    Some(ClipEntry {
+        id: id.to_string(),
+        stream,
+        alarm,
+        raised_us: ms * 1000,
+        start_us: ms * 1000,
+        duration_ms: 0,
+        bytes,
+        state: "partial".into(),
+        error: Some("index rebuilt from the file name; duration unknown".into()),
+    })
+}
+
+/// Free bytes for an unprivileged writer on the file system of `dir`; `None` when unknown.
+pub fn free_bytes(dir: &Path) -> Option<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(dir.as_os_str().as_bytes()).ok()?;
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: `c` is a NUL-terminated path and `st` a valid out-parameter.
+    let rc = unsafe { libc::statvfs(c.as_ptr(), &mut st) };
+    (rc == 0).then(|| st.f_bavail as u64 * st.f_frsize as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(id: &str, bytes: u64, state: &str) -> ClipEntry {
+        let mut e = entry_from_name(id, bytes).unwrap();
+        e.state = state.into();
+        e
+    }
+
+    #[test]
+    fn quota_removes_the_oldest_first() {
+        let dir = std::env::temp_dir().join(format!("edgecam-clipq-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        let cfg = ClipsConfig {
+            quota_bytes: 250,
+            quota_count: 10,
+            ..ClipsConfig::default()
+        };
+        let store = ClipStore::open(dir.clone(), cfg);
+        for (i, id) in ["1.a.s", "2.a.s", "3.a.s"].iter().enumerate() {
+            fs::write(store.path_of(id), vec![0; 100]).unwrap();
+            store.upsert(entry(
+                id,
+                100,
+                if i == 2 { "recording" } else { "complete" },
+            ));
+        }
+        assert!(store.make_room(0, false));
+        let ids: Vec<_> = store.entries().into_iter().map(|e| e.id).collect();
+        assert_eq!(ids, ["2.a.s", "3.a.s"]);
+        assert!(!store.path_of("1.a.s").exists());
+        // Only the recording clip left, and still no room: reported, not removed.
+        assert!(!store.make_room(200, false));
+        assert_eq!(store.entries().len(), 1);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn damaged_index_is_rebuilt_and_recording_becomes_partial() {
+        let dir = std::env::temp_dir().join(format!("edgecam-clipi-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        let store = ClipStore::open(dir.clone(), ClipsConfig::default());
+        fs::write(store.path_of("5.door.cam1"), vec![0; 42]).unwrap();
+        store.upsert(entry("5.door.cam1", 1, "recording"));
+        store.save_index();
+        drop(store);
+        let again = ClipStore::open(dir.clone(), ClipsConfig::default());
+        let e = again.get("5.door.cam1").unwrap();
+        assert_eq!((e.state.as_str(), e.bytes), ("partial", 42));
+        fs::write(dir.join(INDEX_FILE), b"{not json\n").unwrap();
+        let rebuilt = ClipStore::open(dir.clone(), ClipsConfig::default());
+        let e = rebuilt.get("5.door.cam1").unwrap();
+        assert_eq!((e.alarm.as_str(), e.stream.as_str()), ("door", "cam1"));
+        fs::remove_dir_all(&dir).unwrap();
+    }
+}
