@@ -27,9 +27,10 @@ use crate::gpio::{InputState, InputStatus};
 use crate::health::beacon::BeaconTable;
 use crate::health::watchdog::WatchdogStatus;
 use crate::hooks::WebhookStats;
+use crate::ingest::stats::StreamState;
 use crate::ingest::stats::StreamStats;
 use crate::output::clips::ClipsHandle;
-use crate::output::{LiveStream, StreamLookup};
+use crate::output::{LiveStream, Pick, PictureStream, StreamLookup};
 use crate::ring::{FrameRing, RingError};
 
 /// Everything the web server may use of the daemon.
@@ -59,6 +60,25 @@ pub struct RunningStream {
     pub ring: Arc<FrameRing>,
     /// Its live statistics (state, fps, reconnects) for the status page and `/metrics`.
     pub stats: Arc<StreamStats>,
+    /// The camera's sub stream (`sub_url`), when it has one: pictures decode it while live.
+    pub sub: Option<SubStream>,
+}
+
+/// A camera's running sub stream as the web reads it.
+#[derive(Clone)]
+pub struct SubStream {
+    /// Its frame ring.
+    pub ring: Arc<FrameRing>,
+    /// Its live statistics, shown as the camera's `sub` in `/api/status` and `/metrics`.
+    pub stats: Arc<StreamStats>,
+}
+
+impl std::fmt::Debug for SubStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SubStream")
+            .field("ring", &self.ring.stats())
+            .finish_non_exhaustive()
+    }
 }
 
 impl std::fmt::Debug for RunningStream {
@@ -125,6 +145,45 @@ impl StreamLookup for StatusReader {
             width: s.config.width,
             height: s.config.height,
             stats: Arc::clone(&s.stats),
+        })
+    }
+
+    fn picture_stream(&self, id: &str, pick: Pick) -> Option<PictureStream> {
+        let status = self.current();
+        let s = status.stream(id)?;
+        let live_sub = match pick {
+            Pick::Main => None,
+            Pick::Pictures => s
+                .sub
+                .as_ref()
+                .filter(|sub| sub.stats.state() == StreamState::Live),
+        };
+        let (key, ring, stats, width, height) = match live_sub {
+            Some(sub) => (
+                format!("{id}/sub"),
+                &sub.ring,
+                &sub.stats,
+                // The configured size is the main stream's; the sub's comes from its frames.
+                None,
+                None,
+            ),
+            None => (
+                id.to_string(),
+                &s.ring,
+                &s.stats,
+                s.config.width,
+                s.config.height,
+            ),
+        };
+        Some(PictureStream {
+            key,
+            stream: LiveStream {
+                name: s.config.display_name().to_string(),
+                ring: Arc::clone(ring),
+                width,
+                height,
+                stats: Arc::clone(stats),
+            },
         })
     }
 

@@ -290,6 +290,11 @@ pub struct StreamConfig {
     /// `rtsp`: the camera URL, credentials included (they are never logged).
     #[serde(default)]
     pub url: Option<String>,
+    /// `rtsp`: the camera's sub stream (a smaller picture), credentials included. When set,
+    /// snapshots, thumbnails, MJPEG and the JPEG live path decode it while it is live; the
+    /// big live view keeps the main `url`. Optional.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sub_url: Option<String>,
     /// `rtsp`: `auto` (default: TCP, UDP when the camera refuses TCP), `tcp` or `udp`.
     #[serde(default)]
     pub transport: Transport,
@@ -337,6 +342,7 @@ impl StreamConfig {
             name: None,
             kind: StreamKind::Testpattern,
             url: None,
+            sub_url: None,
             transport: Transport::default(),
             device: None,
             width: Some(width),
@@ -354,6 +360,16 @@ impl StreamConfig {
     /// The name to show: `name`, or the id when none is set.
     pub fn display_name(&self) -> &str {
         self.name.as_deref().unwrap_or(&self.id)
+    }
+    /// The config the sub stream runs with: this one with `sub_url` as its `url`; `None`
+    /// when the camera has no sub stream.
+    pub fn sub_stream(&self) -> Option<StreamConfig> {
+        let url = self.sub_url.clone()?;
+        Some(StreamConfig {
+            url: Some(url),
+            sub_url: None,
+            ..self.clone()
+        })
     }
     /// Width, with the default of 1280.
     pub fn width_or_default(&self) -> u32 {

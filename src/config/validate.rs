@@ -418,6 +418,13 @@ impl Checker {
             if s.url.is_some() {
                 self.err(format!("{base}.url"), "`url` applies only to rtsp streams");
             }
+            if s.sub_url.is_some() {
+                self.err(
+                    format!("{base}.sub_url"),
+                    "`sub_url` applies only to rtsp streams (a camera's second, smaller \
+                     stream); remove it, or set `kind = \"rtsp\"` with the camera's `url`",
+                );
+            }
             // `tcp` was the default before `auto`: configs saved by older builds carry it on
             // every stream, so it stays accepted (and ignored) on other kinds.
             if s.transport == Transport::Udp {
@@ -449,6 +456,9 @@ impl Checker {
                 match &s.url {
                     None => self.err(format!("{base}.url"), "an rtsp stream needs a `url`"),
                     Some(u) => self.rtsp_url(format!("{base}.url"), u),
+                }
+                if let Some(u) = &s.sub_url {
+                    self.rtsp_url(format!("{base}.sub_url"), u);
                 }
             }
             StreamKind::V4l2 => {

@@ -25,6 +25,7 @@ use crate::config::{Config, ConfigError, FieldError, StreamConfig};
 use crate::control::{Command, Control, spawn_control};
 use crate::handles::{
     ApplyError, ConfigHandle, ConfigRequest, Handles, RunningStream, Status, StatusReader,
+    SubStream,
 };
 use crate::health::beacon::BeaconTable;
 use crate::health::watchdog::WatchdogStatus;
@@ -378,6 +379,10 @@ impl Daemon {
                     config: e.config.clone(),
                     ring: Arc::clone(&e.ring),
                     stats: e.stats(),
+                    sub: e.sub.as_ref().map(|sub| SubStream {
+                        ring: Arc::clone(&sub.ring),
+                        stats: sub.stats(),
+                    }),
                 })
                 .collect(),
             inputs: self.inputs.status_handles(),

@@ -27,6 +27,34 @@ pub struct StreamEntry {
     /// The stream loop's watchdog slot, freed when the stream stops (`None` if the table was
     /// full; the loop then runs unwatched, which is logged).
     _beacon: Option<BeaconGuard>,
+    /// The camera's sub stream (`sub_url`), run beside the main one with its own ring and
+    /// supervisor; `None` when the camera has none.
+    pub sub: Option<SubEntry>,
+}
+
+/// A camera's running sub stream: pictures (snapshots, MJPEG, JPEG clients) decode it.
+pub struct SubEntry {
+    /// Its frame ring.
+    pub ring: Arc<FrameRing>,
+    /// Its supervisor; dropping it stops the sub stream.
+    supervisor: SupervisorHandle,
+    /// Its loop's watchdog slot, like the main stream's.
+    _beacon: Option<BeaconGuard>,
+}
+
+impl SubEntry {
+    /// The sub stream's live statistics.
+    pub fn stats(&self) -> Arc<StreamStats> {
+        self.supervisor.stats()
+    }
+}
+
+impl std::fmt::Debug for SubEntry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SubEntry")
+            .field("ring", &self.ring.stats())
+            .finish_non_exhaustive()
+    }
 }
 
 impl std::fmt::Debug for StreamEntry {
@@ -102,38 +130,62 @@ impl StreamSet {
         Ok(started)
     }
 
-    /// Starts one stream: a fresh ring and a supervisor writing into it.
+    /// Starts one camera: its main stream and, with `sub_url`, its sub stream.
     fn start(&self, cfg: &StreamConfig) -> Result<StreamEntry, RingError> {
+        let (ring, supervisor, beacon) = self.start_one(&cfg.id, cfg)?;
+        let sub = match cfg.sub_stream() {
+            Some(sub_cfg) => {
+                let (ring, supervisor, beacon) =
+                    self.start_one(&format!("{}/sub", cfg.id), &sub_cfg)?;
+                Some(SubEntry {
+                    ring,
+                    supervisor,
+                    _beacon: beacon,
+                })
+            }
+            None => None,
+        };
+        tracing::info!(stream = %cfg.id, kind = ?cfg.kind, sub = sub.is_some(), "stream started");
+        Ok(StreamEntry {
+            config: cfg.clone(),
+            ring,
+            supervisor,
+            _beacon: beacon,
+            sub,
+        })
+    }
+
+    /// Starts one ingest loop named `name` (in logs and the watchdog): a fresh ring and a
+    /// supervisor writing into it.
+    fn start_one(
+        &self,
+        name: &str,
+        cfg: &StreamConfig,
+    ) -> Result<(Arc<FrameRing>, SupervisorHandle, Option<BeaconGuard>), RingError> {
         let (writer, ring) = FrameRing::new(self.spec)?;
         let source = source_for(cfg);
         let supervisor = spawn_supervisor(
-            cfg.id.clone(),
+            name.to_string(),
             source,
             SupervisorConfig::from_stream(cfg),
             writer,
             Arc::clone(&self.clock),
         );
-        let name = format!("stream:{}", cfg.id);
+        let beacon_name = format!("stream:{name}");
         let beacon = match self
             .beacons
-            .register(&name, STREAM_BUDGET, self.clock.mono_ns())
+            .register(&beacon_name, STREAM_BUDGET, self.clock.mono_ns())
         {
             Ok(guard) => {
                 supervisor.stats().attach_beacon(guard.beacon());
                 Some(guard)
             }
             Err(e) => {
-                tracing::warn!(stream = %cfg.id, error = %e, "stream loop not watched");
+                tracing::warn!(stream = %name, error = %e, "stream loop not watched");
                 None
             }
         };
-        tracing::info!(stream = %cfg.id, kind = ?cfg.kind, "stream started");
-        Ok(StreamEntry {
-            config: cfg.clone(),
-            ring,
-            supervisor,
-            _beacon: beacon,
-        })
+        Ok((ring, supervisor, beacon))
     }
 
     /// A running stream by id.
@@ -161,6 +213,9 @@ impl StreamSet {
         self.order.clear();
         let entries = std::mem::take(&mut self.entries);
         for (_, e) in entries {
+            if let Some(sub) = e.sub {
+                sub.supervisor.stop().await;
+            }
             e.supervisor.stop().await;
         }
     }

@@ -20,7 +20,7 @@ use tokio::time::Instant;
 
 use super::jpeg::{JpegFrame, JpegHub, JpegWatch};
 use super::placeholder;
-use super::{LiveStream, StreamLookup};
+use super::{LiveStream, Pick, PictureStream, StreamLookup};
 
 /// The multipart boundary.
 pub const BOUNDARY: &str = "edgecamframe";
@@ -143,6 +143,12 @@ impl<F: Feed> Parts<F> {
             if !self.feed.authorized() {
                 return None;
             }
+            // A camera's sub stream that came back takes over from the main stream again.
+            match self.feed.refresh() {
+                Refresh::Gone => return None,
+                Refresh::New(rx) => self.rx = Some(rx),
+                Refresh::Same => {}
+            }
         }
         self.due = now + PLACEHOLDER_EVERY;
         self.last_size = (pic.width, pic.height);
@@ -219,7 +225,12 @@ pub fn part(jpeg: &[u8], extra: Option<&str>) -> Bytes {
 pub struct StreamFeed {
     /// Stream id, to look it up again.
     id: String,
-    /// The stream as last found (its ring tells a restart apart).
+    /// Which of the camera's streams to follow (the sub stream while live, or the main).
+    pick: Pick,
+    /// The decoder key of the stream followed (`id`, or `id/sub`).
+    key: String,
+    /// The stream as last found (its ring tells a restart, or a move between the main and
+    /// the sub stream, apart).
     stream: LiveStream,
     /// Where running streams are found.
     lookup: Arc<dyn StreamLookup>,
@@ -230,17 +241,22 @@ pub struct StreamFeed {
 }
 
 impl StreamFeed {
-    /// The parts of stream `id` (running as `stream`), for a caller `authorized` checks.
+    /// The parts of camera `id` (its pictures coming from `found`, as `pick` chose), for a
+    /// caller `authorized` checks.
     pub fn parts(
         id: &str,
-        stream: LiveStream,
+        pick: Pick,
+        found: PictureStream,
         lookup: Arc<dyn StreamLookup>,
         hub: JpegHub,
         authorized: Box<dyn Fn() -> bool + Send + Sync>,
     ) -> Parts<StreamFeed> {
-        let rx = hub.subscribe(id, &stream.ring);
+        let PictureStream { key, stream } = found;
+        let rx = hub.subscribe(&key, &stream.ring);
         let feed = StreamFeed {
             id: id.to_string(),
+            pick,
+            key,
             stream,
             lookup,
             hub,
@@ -252,19 +268,21 @@ impl StreamFeed {
 
 impl Feed for StreamFeed {
     fn refresh(&mut self) -> Refresh {
-        let Some(now) = self.lookup.live_stream(&self.id) else {
+        let Some(now) = self.lookup.picture_stream(&self.id, self.pick) else {
             return Refresh::Gone;
         };
-        if Arc::ptr_eq(&now.ring, &self.stream.ring) {
+        if Arc::ptr_eq(&now.stream.ring, &self.stream.ring) {
             return Refresh::Same;
         }
-        let rx = self.hub.subscribe(&self.id, &now.ring);
-        self.stream = now;
+        let rx = self.hub.subscribe(&now.key, &now.stream.ring);
+        self.key = now.key;
+        self.stream = now.stream;
         Refresh::New(rx)
     }
 
     fn no_video(&self) -> Option<String> {
-        placeholder::no_video_reason(&self.stream).or_else(|| self.hub.undecodable_reason(&self.id))
+        placeholder::no_video_reason(&self.stream)
+            .or_else(|| self.hub.undecodable_reason(&self.key))
     }
 
     fn placeholder(&self, reason: &str, last: (u32, u32)) -> Option<Bytes> {
@@ -273,7 +291,7 @@ impl Feed for StreamFeed {
         match placeholder::render(&self.stream.name, reason, size, settings) {
             Ok(jpeg) => Some(Bytes::from(jpeg)),
             Err(e) => {
-                tracing::warn!(stream = %self.id, error = %e, "no placeholder picture");
+                tracing::warn!(stream = %self.key, error = %e, "no placeholder picture");
                 None
             }
         }

@@ -32,6 +32,28 @@ pub struct LiveStream {
     pub stats: Arc<StreamStats>,
 }
 
+/// Which of a camera's streams a picture output (snapshot, MJPEG, the JPEG live path)
+/// decodes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Pick {
+    /// The sub stream while it is live (a fraction of the main stream's decode), else the
+    /// main stream: what pictures use unless asked otherwise.
+    #[default]
+    Pictures,
+    /// Always the main stream (`?stream=main`).
+    Main,
+}
+
+/// The stream a camera's pictures are decoded from.
+#[derive(Clone)]
+pub struct PictureStream {
+    /// The key its shared decoder and last good picture go under in the
+    /// [`jpeg::JpegHub`]: the camera id for the main stream, `id/sub` for the sub stream.
+    pub key: String,
+    /// The stream itself (its ring, stats; the camera's display name).
+    pub stream: LiveStream,
+}
+
 /// Finds a running stream by id. Streams come and go with config changes (a restarted one
 /// gets a fresh ring), so outputs look again instead of keeping what they found.
 pub trait StreamLookup: Send + Sync {
@@ -42,5 +64,15 @@ pub trait StreamLookup: Send + Sync {
     /// yet); `None` for an unknown id.
     fn display_name(&self, id: &str) -> Option<String> {
         self.live_stream(id).map(|s| s.name)
+    }
+
+    /// The stream pictures of camera `id` are decoded from now, as `pick` asks. Without sub
+    /// streams this is the camera's own stream.
+    fn picture_stream(&self, id: &str, pick: Pick) -> Option<PictureStream> {
+        let _ = pick;
+        self.live_stream(id).map(|stream| PictureStream {
+            key: id.to_string(),
+            stream,
+        })
     }
 }

@@ -23,11 +23,11 @@ use super::session;
 use crate::config::{Config, Role, StreamConfig, StreamKind};
 use crate::control::{Control, ControlError};
 use crate::gpio::InputState;
-use crate::handles::{ApplyError, RunningStream};
+use crate::handles::{ApplyError, RunningStream, SubStream};
 use crate::ingest::stats::StreamState;
 use crate::output::jpeg::{Depth, JpegSettings};
 use crate::output::mjpeg::{self, StreamFeed};
-use crate::output::placeholder;
+use crate::output::{Pick, placeholder};
 use crate::select::{EventsReport, SelectError};
 
 /// Shorthand for handler results.
@@ -165,6 +165,30 @@ struct StreamRow {
     /// Frames the snapshot/JPEG decoder could not decode (lost packets, an unsupported
     /// profile): why a live stream shows an old picture or none.
     decode_errors: u64,
+    /// The camera's sub stream (`sub_url`), which snapshots and MJPEG decode while it is
+    /// live; `null` when the camera has none or the stream does not run.
+    sub: Option<SubRow>,
+}
+
+/// A camera's sub stream in `GET /api/status`.
+#[derive(Debug, Serialize)]
+struct SubRow {
+    /// `connecting`, `live`, `backoff`, `failed` (as the main stream's).
+    state: &'static str,
+    /// Frames per second, measured.
+    fps: f32,
+    /// Bitrate, measured, kbit/s.
+    bitrate_kbps: u32,
+    /// Frames received.
+    frames: u64,
+    /// Reconnects.
+    reconnects: u64,
+    /// Why its last attempt ended (kept as history once live again).
+    last_error: Option<String>,
+    /// When `last_error` was set, wall µs.
+    last_error_at_us: Option<i64>,
+    /// Frames of the sub stream the snapshot/JPEG decoder could not decode.
+    decode_errors: u64,
 }
 
 /// One GPIO alarm input in `GET /api/status`: a missing chip or a permission problem shows
@@ -202,7 +226,14 @@ async fn status(State(st): St, _caller: Caller) -> ApiResult<Json<serde_json::Va
         .config
         .streams
         .iter()
-        .map(|c| stream_row(c, status.stream(&c.id), st.jpeg.decode_errors(&c.id)))
+        .map(|c| {
+            let mut row = stream_row(c, status.stream(&c.id), st.jpeg.decode_errors(&c.id));
+            row.sub = status
+                .stream(&c.id)
+                .and_then(|e| e.sub.as_ref())
+                .map(|sub| sub_row(sub, st.jpeg.decode_errors(&format!("{}/sub", c.id))));
+            row
+        })
         .collect();
     let watchdog = st
         .handles
@@ -309,6 +340,7 @@ fn stream_row(c: &StreamConfig, entry: Option<&RunningStream>, decode_errors: u6
         ring_overwritten: 0,
         ring_lagged: 0,
         decode_errors,
+        sub: None,
     };
     if let Some(e) = entry {
         let s = e.stats.snapshot();
@@ -332,6 +364,20 @@ fn stream_row(c: &StreamConfig, entry: Option<&RunningStream>, decode_errors: u6
         row.ring_lagged = ring.lagged_frames;
     }
     row
+}
+
+fn sub_row(sub: &SubStream, decode_errors: u64) -> SubRow {
+    let s = sub.stats.snapshot();
+    SubRow {
+        state: s.state.as_str(),
+        fps: s.fps,
+        bitrate_kbps: s.bitrate_kbps,
+        frames: s.frames,
+        reconnects: s.reconnects,
+        last_error: s.last_error,
+        last_error_at_us: s.last_error_at_us,
+        decode_errors,
+    }
 }
 
 /// Body of `POST /api/active`.
@@ -606,6 +652,30 @@ struct SnapshotQuery {
     /// `keyframe=1`: the latest keyframe's picture, one decode instead of a GOP (thumbnails).
     #[serde(default)]
     keyframe: Option<String>,
+    /// `main`: decode the main stream even when the camera has a live sub stream; `sub` (the
+    /// default): the sub stream while it is live, else the main stream.
+    #[serde(default)]
+    stream: Option<String>,
+}
+
+/// Query of `mjpeg`.
+#[derive(Debug, Default, Deserialize)]
+struct MjpegQuery {
+    /// As `snapshot.jpg`'s `stream`.
+    #[serde(default)]
+    stream: Option<String>,
+}
+
+/// Which of a camera's streams `?stream=` asks pictures from.
+fn pick_of(stream: Option<&str>) -> ApiResult<Pick> {
+    match stream {
+        None | Some("" | "sub") => Ok(Pick::Pictures),
+        Some("main") => Ok(Pick::Main),
+        Some(other) => Err(ApiError::field(
+            "stream",
+            format!("`stream={other}` is not known; use `stream=main` or `stream=sub`"),
+        )),
+    }
 }
 
 impl SnapshotQuery {
@@ -630,9 +700,11 @@ async fn snapshot(
     Path(id): Path<String>,
     Query(q): Query<SnapshotQuery>,
 ) -> ApiResult<Response> {
-    let stream = st
-        .lookup_stream(&id)
+    let pick = pick_of(q.stream.as_deref())?;
+    let found = st
+        .picture_stream(&id, pick)
         .ok_or_else(|| ApiError::not_found(format!("no running stream `{id}`")))?;
+    let (key, stream) = (found.key, found.stream);
     let depth = q.depth();
     let settings = {
         let web = &st.status().config.web;
@@ -641,18 +713,18 @@ async fn snapshot(
             downscale: web.jpeg_downscale,
         }
     };
-    let pic = match st.jpeg.latest(&id, &stream.ring) {
+    let pic = match st.jpeg.latest(&key, &stream.ring) {
         Some(pic) => pic,
         None => {
             let why = placeholder::no_video_reason(&stream)
-                .or_else(|| st.jpeg.undecodable_reason(&id))
+                .or_else(|| st.jpeg.undecodable_reason(&key))
                 .unwrap_or_else(|| "no picture decoded yet".to_string());
             let no_picture = ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 format!("no picture from {}: {why}", stream.name),
             );
             let (hub, ring) = (st.jpeg.clone(), stream.ring);
-            tokio::task::spawn_blocking(move || hub.snapshot_or_last(&id, &ring, settings, depth))
+            tokio::task::spawn_blocking(move || hub.snapshot_or_last(&key, &ring, settings, depth))
                 .await
                 .map_err(|e| ApiError::internal("snapshot failed", &e))?
                 .ok_or(no_picture)?
@@ -678,16 +750,23 @@ const PICTURE_AGE: HeaderName = HeaderName::from_static("x-picture-age-ms");
 
 /// `GET /api/streams/{id}/mjpeg`: every new picture, or the "no video" placeholder while the
 /// stream has none. Ends when the stream is removed or the caller's credential revoked.
-async fn mjpeg(State(st): St, caller: MediaCaller, Path(id): Path<String>) -> ApiResult<Response> {
-    let stream = st
-        .lookup_stream(&id)
+async fn mjpeg(
+    State(st): St,
+    caller: MediaCaller,
+    Path(id): Path<String>,
+    Query(q): Query<MjpegQuery>,
+) -> ApiResult<Response> {
+    let pick = pick_of(q.stream.as_deref())?;
+    let found = st
+        .picture_stream(&id, pick)
         .ok_or_else(|| ApiError::not_found(format!("no running stream `{id}`")))?;
     tracing::debug!(stream = %id, by = %caller.caller.name, "MJPEG client");
     let auth = st.auth.clone();
     let credential = caller.credential;
     let parts = StreamFeed::parts(
         &id,
-        stream,
+        pick,
+        found,
         Arc::new(st.handles.status.clone()),
         st.jpeg.clone(),
         Box::new(move || auth.still_valid(&credential)),
@@ -711,29 +790,44 @@ async fn test_stream(
     Ok(Json(serde_json::to_value(report).unwrap_or_default()))
 }
 
+/// One stream's `/metrics` series under the label `key`.
+fn stream_sample(
+    st: &AppState,
+    key: String,
+    stats: &crate::ingest::stats::StreamStats,
+    ring: &crate::ring::FrameRing,
+) -> StreamSample {
+    let s = stats.snapshot();
+    let ring = ring.stats();
+    StreamSample {
+        decode_errors: st.jpeg.decode_errors(&key),
+        id: key,
+        fps: f64::from(s.fps),
+        frames: s.frames,
+        bytes: s.bytes,
+        reconnects: s.reconnects,
+        ring_overwritten: ring.overwritten,
+        ring_lagged: ring.lagged_frames,
+        lost_packets: s.lost_packets,
+        incomplete_frames: s.incomplete_frames,
+        live: s.state == StreamState::Live,
+    }
+}
+
 /// `GET /metrics`: OpenMetrics when the `Accept` header prefers it, else the Prometheus text
 /// format 0.0.4 (what `promtool check metrics` and older scrapers read).
 async fn metrics(State(st): St, _caller: MediaCaller, headers: HeaderMap) -> ApiResult<Response> {
-    let streams: Vec<StreamSample> = st
-        .status()
+    let status = st.status();
+    let streams: Vec<StreamSample> = status
         .streams
         .iter()
-        .map(|e| {
-            let s = e.stats.snapshot();
-            let ring = e.ring.stats();
-            StreamSample {
-                id: e.config.id.clone(),
-                fps: f64::from(s.fps),
-                frames: s.frames,
-                bytes: s.bytes,
-                reconnects: s.reconnects,
-                ring_overwritten: ring.overwritten,
-                ring_lagged: ring.lagged_frames,
-                lost_packets: s.lost_packets,
-                incomplete_frames: s.incomplete_frames,
-                decode_errors: st.jpeg.decode_errors(&e.config.id),
-                live: s.state == StreamState::Live,
-            }
+        .flat_map(|e| {
+            // A camera's sub stream is its own series, labelled `stream="<id>/sub"`.
+            let sub = e.sub.as_ref().map(|sub| {
+                let key = format!("{}/sub", e.config.id);
+                stream_sample(&st, key, &sub.stats, &sub.ring)
+            });
+            std::iter::once(stream_sample(&st, e.config.id.clone(), &e.stats, &e.ring)).chain(sub)
         })
         .collect();
     let alarms = st

@@ -35,9 +35,9 @@ use crate::handles::{Handles, Status};
 use crate::health::beacon::BeaconTable;
 use crate::health::relay::spawn_relay;
 use crate::health::{LIVE_BUDGET, LIVE_CLIENT_SLOTS};
-use crate::output::LiveStream;
 use crate::output::jpeg::{JpegHub, JpegSettings};
 use crate::output::live::{LiveContext, LiveOptions};
+use crate::output::{Pick, PictureStream};
 use auth::Auth;
 use metrics::Metrics;
 
@@ -96,9 +96,9 @@ impl AppState {
         self.handles.status.current()
     }
 
-    /// A running stream by id.
-    pub(crate) fn lookup_stream(&self, id: &str) -> Option<LiveStream> {
-        crate::output::StreamLookup::live_stream(&self.handles.status, id)
+    /// The stream camera `id`'s pictures come from now, as `pick` asks.
+    pub(crate) fn picture_stream(&self, id: &str, pick: Pick) -> Option<PictureStream> {
+        crate::output::StreamLookup::picture_stream(&self.handles.status, id, pick)
     }
 
     /// What one live client loop needs.

@@ -24,6 +24,7 @@ use crate::output::wire::{
     FLAG_CATCH_UP, FLAG_DISCONTINUITY, FLAG_INIT, FLAG_KEYFRAME, FrameHeader, WireCodec,
     encode_frame, encode_header,
 };
+use crate::output::{Pick, PictureStream};
 use crate::ring::{FrameRing, Reader, Start};
 use crate::select::{ActiveView, AlarmStatus};
 
@@ -305,7 +306,7 @@ impl Client {
             let msg = self.view_msg("init", None, (None, None), None);
             return self.send(msg).await;
         };
-        let Some(found) = self.ctx.streams.live_stream(&id) else {
+        let Some(PictureStream { key, stream: found }) = self.find(&id) else {
             // Not running (yet): tell the page, and look again on the next recheck.
             let name = self.ctx.streams.display_name(&id);
             let video = VideoState::not_running();
@@ -322,7 +323,7 @@ impl Client {
         let fresh_from = if video.live { 0 } else { found.ring.head() };
         let (reader, jpeg) = match self.path {
             Path::H264 | Path::Mse => (Some(found.ring.reader(start)), None),
-            Path::Jpeg => (None, Some(self.ctx.jpeg.subscribe(&id, &found.ring))),
+            Path::Jpeg => (None, Some(self.ctx.jpeg.subscribe(&key, &found.ring))),
         };
         let live = video.live;
         self.current = Some(Current {
@@ -390,14 +391,33 @@ impl Client {
         self.send(text_msg(&msg)).await
     }
 
-    /// Switches again when the stream shown has no ring yet or a new one.
+    /// The stream this client shows of camera `id`: the main stream on the H.264 and MSE
+    /// paths (the big view); on the JPEG path the stream pictures decode (the camera's sub
+    /// stream while it is live), so a lost sub stream falls back to the main one.
+    fn find(&self, id: &str) -> Option<PictureStream> {
+        match self.path {
+            Path::H264 | Path::Mse => {
+                self.ctx
+                    .streams
+                    .live_stream(id)
+                    .map(|stream| PictureStream {
+                        key: id.to_string(),
+                        stream,
+                    })
+            }
+            Path::Jpeg => self.ctx.streams.picture_stream(id, Pick::Pictures),
+        }
+    }
+
+    /// Switches again when the stream shown has no ring yet or a new one (on the JPEG path
+    /// also when pictures move between a camera's sub and main stream).
     async fn recheck_ring(&mut self) -> Result<(), End> {
         let Some(id) = self.view.stream.clone() else {
             return Ok(());
         };
-        let found = self.ctx.streams.live_stream(&id);
+        let found = self.find(&id);
         let stale = match (&self.current, &found) {
-            (Some(c), Some(f)) => !Arc::ptr_eq(&c.ring, &f.ring),
+            (Some(c), Some(f)) => !Arc::ptr_eq(&c.ring, &f.stream.ring),
             (None, Some(_)) => true,
             (Some(_), None) => true,
             (None, None) => false,
