@@ -9,7 +9,9 @@
 //! tried first on the next session, so the refusal costs one extra `DESCRIBE` only once. A
 //! UDP session that played but got no frame (a firewall or NAT in the way) makes the next
 //! `auto` session start with TCP again. H.264 frames arrive as Annex B access units with
-//! SPS/PPS in front of every keyframe (retina's [`FrameFormat::SIMPLE`]); RTP/JPEG (RFC 2435,
+//! SPS/PPS in front of every keyframe (retina's [`FrameFormat::SIMPLE`]); H.265 (RFC 7798)
+//! likewise, with VPS/SPS/PPS in front of every keyframe (an IRAP picture: IDR, CRA or BLA;
+//! retina's `has_new_parameters` when they change), stored as [`Codec::H265`]; RTP/JPEG (RFC 2435,
 //! older MJPEG cameras) arrives as one complete JPEG image per frame (retina rebuilds the
 //! headers the RTP payload leaves out: SOI, quantization and Huffman tables, SOF0, SOS, EOI),
 //! stored as [`Codec::Jpeg`], every frame a keyframe. Frames are copied into the sink and
@@ -490,21 +492,24 @@ impl Source for RtspSource {
 struct Video {
     /// Index in the session description: frames of other streams (audio) are skipped.
     index: usize,
-    /// [`Codec::H264`], or [`Codec::Jpeg`] for RTP/JPEG: what the ring's frames say.
+    /// [`Codec::H264`], [`Codec::H265`], or [`Codec::Jpeg`] for RTP/JPEG: what the ring's
+    /// frames say.
     codec: Codec,
 }
 
-/// The first H.264 video stream, or when there is none the first RTP/JPEG one (retina
-/// accepts JPEG under media `video` and `image`): H.264 is cheaper to carry and is what
-/// browsers decode. Otherwise a [`SourceError::Rejected`] that names what the camera offers.
+/// The first H.264 video stream, or when there is none the first H.265 one, or the first
+/// RTP/JPEG one (retina accepts JPEG under media `video` and `image`): H.264 is what every
+/// browser and the box itself decode; H.265 only some browsers (and the box cannot make
+/// pictures of it); JPEG costs the most bandwidth. Otherwise a [`SourceError::Rejected`] that names what the camera offers.
 fn video_stream(streams: &[retina::client::Stream]) -> Result<Video, SourceError> {
     let find = |codec: Codec| {
         streams.iter().position(|s| match codec {
             Codec::H264 => s.media() == "video" && s.encoding_name() == "h264",
+            Codec::H265 => s.media() == "video" && s.encoding_name() == "h265",
             Codec::Jpeg => matches!(s.media(), "video" | "image") && s.encoding_name() == "jpeg",
         })
     };
-    for codec in [Codec::H264, Codec::Jpeg] {
+    for codec in [Codec::H264, Codec::H265, Codec::Jpeg] {
         if let Some(index) = find(codec) {
             return Ok(Video { index, codec });
         }
@@ -523,7 +528,7 @@ fn no_video_sentence(found: &[String]) -> String {
         .iter()
         .find_map(|f| f.strip_prefix("video/"))
         .map(|enc| match enc {
-            "h265" | "hevc" => "H.265".to_string(),
+            "hevc" => "H.265".to_string(),
             other => other.to_uppercase(),
         });
     match video {
@@ -631,7 +636,7 @@ mod tests {
 
     #[test]
     fn a_camera_without_usable_video_is_told_what_it_sends() {
-        let h265 = no_video_sentence(&["video/h265".into(), "audio/pcma".into()]);
+        let h265 = no_video_sentence(&["video/hevc".into(), "audio/pcma".into()]);
         assert!(h265.starts_with("the camera sends H.265 video"), "{h265}");
         let mpeg4 = no_video_sentence(&["video/mp4v-es".into()]);
         assert!(
