@@ -228,6 +228,79 @@ pub fn keep_in_sample(body: &[u8]) -> bool {
     !matches!(nal_type(body), NAL_VPS | NAL_SPS | NAL_PPS | NAL_AUD)
 }
 
+/// The newest VPS, SPS and PPS of an H.265 stream, so every keyframe is stored with them.
+///
+/// retina prepends the parameter sets to IDR pictures only and marks only those as random
+/// access points; encoders with open GOPs (x265's default, many cameras) send later
+/// keyframes as CRA pictures without parameter sets. Ingest keeps the sets here and puts
+/// them in front of each IRAP access unit that lacks them, so a reader can start at any.
+#[derive(Debug, Clone, Default)]
+pub struct ParamSets {
+    /// VPS, SPS and PPS in Annex B form (start codes), in that order; empty before any.
+    annex_b: Vec<u8>,
+}
+
+impl ParamSets {
+    /// Learns the parameter sets in `au`, if it has all three, and returns what to store in
+    /// front of it: the known sets for a keyframe without its own, else nothing.
+    pub fn prefix_for(&mut self, au: &[u8], keyframe: bool) -> &[u8] {
+        let has = |t: u8| nal_units(au).any(|n| nal_type(n.body) == t);
+        if has(NAL_VPS) && has(NAL_SPS) && has(NAL_PPS) {
+            self.annex_b.clear();
+            for t in [NAL_VPS, NAL_SPS, NAL_PPS] {
+                if let Some(n) = nal_units(au).find(|n| nal_type(n.body) == t) {
+                    self.annex_b.extend_from_slice(&super::h264::START_CODE);
+                    self.annex_b.extend_from_slice(n.body);
+                }
+            }
+            return &[];
+        }
+        if keyframe && !has(NAL_SPS) {
+            return &self.annex_b;
+        }
+        &[]
+    }
+
+    /// Whether no parameter sets are known yet.
+    pub fn is_empty(&self) -> bool {
+        self.annex_b.is_empty()
+    }
+
+    /// Takes the parameter sets from an `hvcC` record (what retina has from the session
+    /// description's `sprop-vps/sps/pps`, or from the stream so far). Ignores a malformed one.
+    pub fn learn_hvcc(&mut self, record: &[u8]) {
+        let mut out = Vec::new();
+        let mut i = 23;
+        let Some(&arrays) = record.get(22) else {
+            return;
+        };
+        for _ in 0..arrays {
+            let Some(count) = record.get(i + 1..i + 3) else {
+                return;
+            };
+            let count = u16::from_be_bytes([count[0], count[1]]);
+            i += 3;
+            for _ in 0..count {
+                let Some(len) = record.get(i..i + 2) else {
+                    return;
+                };
+                let len = usize::from(u16::from_be_bytes([len[0], len[1]]));
+                let Some(nal) = record.get(i + 2..i + 2 + len) else {
+                    return;
+                };
+                out.extend_from_slice(&super::h264::START_CODE);
+                out.extend_from_slice(nal);
+                i += 2 + len;
+            }
+        }
+        let mut sets = ParamSets::default();
+        sets.prefix_for(&out, false);
+        if !sets.is_empty() {
+            *self = sets;
+        }
+    }
+}
+
 /// Test data: the parameter sets of real x265 output (GStreamer `x265enc tune=zerolatency`,
 /// I420, Main profile), shared by the fmp4 tests.
 #[cfg(test)]
@@ -319,6 +392,34 @@ mod tests {
         assert_eq!(rec.len(), 23 + total);
         let no_pps = &keyframe()[..keyframe().len() - 9 - 11];
         assert_eq!(hvcc(no_pps).unwrap_err(), HvccError::Missing("PPS"));
+    }
+
+    #[test]
+    fn keyframes_without_parameter_sets_get_the_last_ones() {
+        let idr = keyframe();
+        let cra: &[u8] = &[0, 0, 0, 1, 0x2a, 0x01, 0xaf, 0x1d];
+        let trail: &[u8] = &[0, 0, 0, 1, 0x02, 0x01, 0xd0];
+        let mut sets = ParamSets::default();
+        assert!(sets.prefix_for(cra, true).is_empty(), "none known yet");
+        assert!(
+            sets.prefix_for(&idr, true).is_empty(),
+            "the IDR has its own"
+        );
+        assert!(sets.prefix_for(trail, false).is_empty());
+        let stored = [sets.prefix_for(cra, true), cra].concat();
+        assert_eq!(hvcc(&stored).expect("decodable alone").1.width, 320);
+        // From an hvcC record, as retina keeps it from the session description.
+        let mut from_record = ParamSets::default();
+        from_record.learn_hvcc(&hvcc(&idr).expect("hvcc").0);
+        assert_eq!(
+            from_record.prefix_for(cra, true),
+            sets.prefix_for(cra, true)
+        );
+        from_record.learn_hvcc(&[1, 2, 3]);
+        assert!(
+            !from_record.is_empty(),
+            "a malformed record changes nothing"
+        );
     }
 
     #[test]

@@ -319,6 +319,8 @@ impl RtspSource {
         let mut gate = KeyframeGate::new();
         let mut first_frame = true;
         let mut keyed = false;
+        // H.265: the parameter sets, for keyframes (CRA) that come without them.
+        let mut hevc_sets = crate::codec::hevc::ParamSets::default();
         while let Some(item) = demuxed.next().await {
             let frame = match item {
                 Ok(CodecItem::VideoFrame(frame)) => frame,
@@ -340,8 +342,24 @@ impl RtspSource {
             if frame.loss() > 0 {
                 tracing::debug!(stream = %id, lost = frame.loss(), "rtp packets lost before frame");
             }
-            keyed |= frame.is_random_access_point();
-            if !gate.admits(frame.is_random_access_point()) {
+            let data = frame.data();
+            // retina marks only IDR pictures as random access points; for H.265 every IRAP
+            // picture (IDR, CRA, BLA) is a keyframe, stored with the parameter sets.
+            let (keyframe, prefix) = if video.codec == Codec::H265 {
+                let key = crate::codec::hevc::is_keyframe(data);
+                if key
+                    && hevc_sets.is_empty()
+                    && let Some(retina::codec::ParametersRef::Video(v)) =
+                        demuxed.streams()[video.index].parameters()
+                {
+                    hevc_sets.learn_hvcc(v.extra_data());
+                }
+                (key, hevc_sets.prefix_for(data, key))
+            } else {
+                (frame.is_random_access_point(), &[][..])
+            };
+            keyed |= keyframe;
+            if !gate.admits(keyframe) {
                 if !keyed {
                     ctx.phase.set_waiting(Waiting::Keyframe);
                 }
@@ -351,7 +369,7 @@ impl RtspSource {
             let ts = frame.timestamp();
             let info = FrameInfo {
                 codec: video.codec,
-                keyframe: frame.is_random_access_point(),
+                keyframe,
                 params_changed: frame.has_new_parameters(),
                 pts_us: (i128::from(ts.elapsed()) * 1_000_000 / i128::from(ts.clock_rate().get()))
                     as i64,
@@ -359,7 +377,7 @@ impl RtspSource {
                 recv_wall_us: ctx.clock.wall_us() - age.as_micros() as i64,
                 epoch: ctx.epoch,
             };
-            gate.push(ctx.sink, id, &info, &[frame.data()]);
+            gate.push(ctx.sink, id, &info, &[prefix, data]);
         }
         Err(SourceError::Stream(format!(
             "camera at {} ended the session",
