@@ -15,6 +15,9 @@ pub enum Codec {
     /// One complete JPEG image (a V4L2 MJPEG camera, an RTP/JPEG camera, or a decoded frame
     /// for JPEG clients).
     Jpeg = 1,
+    /// H.265 (HEVC) access unit in Annex B form, VPS/SPS/PPS in front of every keyframe. The
+    /// box cannot decode it: it goes only to browsers that do (see [`Codec::decodable_here`]).
+    H265 = 2,
 }
 
 impl Codec {
@@ -23,12 +26,20 @@ impl Codec {
         self as u8
     }
 
-    /// `h264` or `jpeg`: the name in `/api/status`, *Test connection* and logs.
+    /// `h264`, `jpeg` or `h265`: the name in `/api/status`, *Test connection* and logs.
     pub fn name(self) -> &'static str {
         match self {
             Codec::H264 => "h264",
             Codec::Jpeg => "jpeg",
+            Codec::H265 => "h265",
         }
+    }
+
+    /// Whether the box itself can turn this stream into pictures (snapshots, thumbnails,
+    /// MJPEG, JPEG clients): H.264 through openh264, JPEG as it is. H.265 cannot; such a
+    /// camera needs an H.264 stream (its sub stream) for pictures.
+    pub fn decodable_here(self) -> bool {
+        matches!(self, Codec::H264 | Codec::Jpeg)
     }
 
     /// The inverse of [`Codec::as_u8`]; `None` for a value no codec uses.
@@ -36,6 +47,7 @@ impl Codec {
         match v {
             0 => Some(Codec::H264),
             1 => Some(Codec::Jpeg),
+            2 => Some(Codec::H265),
             _ => None,
         }
     }
@@ -46,7 +58,7 @@ impl Codec {
 pub struct FrameInfo {
     /// Payload encoding; consumers pick a decoder by it.
     pub codec: Codec,
-    /// True for an IDR picture (H.264) or any JPEG: a reader may start here.
+    /// True for an IDR picture (H.264), an IRAP picture (H.265) or any JPEG: a reader may start here.
     pub keyframe: bool,
     /// True when the SPS/PPS (or resolution) changed with this frame, so decoders must be reset.
     pub params_changed: bool,

@@ -452,3 +452,53 @@ async fn a_non_rtsp_url_is_a_config_error() {
         assert!(err.is_permanent(), "{url}: {err}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_h265_camera_goes_live_with_parameter_sets_on_every_keyframe() {
+    let server = RtspServer::start(ServerOpts {
+        width: 320,
+        height: 240,
+        fps: 10,
+        gop: 10,
+        h265_mount: true,
+        ..ServerOpts::default()
+    });
+    let url = format!("rtsp://127.0.0.1:{}/h265", server.port());
+    let (h, sink) = supervise("hevc", &url, Transport::Tcp);
+    let stats = h.stats();
+    assert!(
+        wait_until(LIVE_DEADLINE, || stats.state() == StreamState::Live
+            && sink.len() >= 25)
+        .await,
+        "not live with 25 frames: {:?}",
+        stats.snapshot()
+    );
+    assert_eq!(stats.snapshot().codec, Some("h265"));
+    let frames = sink.snapshot();
+    assert!(
+        frames[0].meta.info.keyframe,
+        "the first stored frame is a keyframe"
+    );
+    let mut keys = 0;
+    for (i, f) in frames.iter().enumerate() {
+        assert_eq!(f.meta.info.codec, Codec::H265, "frame {i}");
+        assert!(f.annex_b, "frame {i} is Annex B");
+        // `nal_types` keeps the low 5 bits of the first header byte: (type << 1) & 0x1f.
+        let types: Vec<u8> = f.nal_types.iter().map(|b| (b >> 1) & 0x0f).collect();
+        if f.meta.info.keyframe {
+            keys += 1;
+            // VPS (32), SPS (33), PPS (34) first: low four bits 0, 1, 2.
+            assert_eq!(&types[..3], &[0, 1, 2], "frame {i}: VPS/SPS/PPS first");
+        }
+    }
+    let seen: Vec<(bool, Vec<u8>)> = frames
+        .iter()
+        .map(|f| (f.meta.info.keyframe, f.nal_types.clone()))
+        .collect();
+    assert!(keys >= 2, "a keyframe every 10 frames: {keys} in {seen:?}");
+    assert!(
+        !frames[1..]
+            .iter()
+            .any(|f| f.meta.info.params_changed && !f.meta.info.keyframe)
+    );
+}

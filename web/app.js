@@ -194,6 +194,19 @@ async function choosePath() {
   return { path: 'jpeg', why: `${noWc}, and it has no Media Source for H.264` };
 }
 const HELLO_CODECS = { webcodecs: ['h264', 'jpeg'], mse: ['mse', 'jpeg'], jpeg: ['jpeg'] };
+// H.265 cameras: offered only where this browser says it decodes HEVC (hardware decoders,
+// Safari). `hvc1` for WebCodecs, `mse-hvc1` for MSE; without them the box says what to change.
+const HEVC_PROBE = 'hvc1.1.6.L93.B0';
+async function helloCodecs(path) {
+  const codecs = HELLO_CODECS[path].slice();
+  try {
+    if (path === 'webcodecs' && 'VideoDecoder' in window
+        && (await VideoDecoder.isConfigSupported({ codec: HEVC_PROBE })).supported) codecs.push('hvc1');
+  } catch (e) { /* no HEVC in WebCodecs */ }
+  const MS = window.ManagedMediaSource || window.MediaSource;
+  if (path === 'mse' && MS && MS.isTypeSupported(`video/mp4; codecs="${HEVC_PROBE}"`)) codecs.push('mse-hvc1');
+  return codecs;
+}
 const PATH_LABEL = { h264: 'WebCodecs', webcodecs: 'WebCodecs', mse: 'MSE', jpeg: 'JPEG' };
 
 function connectLive() {
@@ -203,7 +216,7 @@ function connectLive() {
   ws = new WebSocket(`${proto}//${location.host}/api/live${FORCE_JPEG ? '?mode=jpeg' : ''}`);
   ws.binaryType = 'arraybuffer';
   ws.onopen = async () => {
-    ws.send(JSON.stringify({ type: 'hello', codecs: HELLO_CODECS[(await pathChoice).path] }));
+    ws.send(JSON.stringify({ type: 'hello', codecs: await helloCodecs((await pathChoice).path) }));
   };
   ws.onmessage = (ev) => (typeof ev.data === 'string' ? onText(JSON.parse(ev.data)) : onFrame(ev.data));
   // The next WebSocket starts a new fMP4 timeline: the MediaSource goes with this one.

@@ -17,7 +17,9 @@
 use thiserror::Error;
 
 use super::h264::{NAL_PPS, NAL_SPS, nal_units, sps_codec_string};
+use super::hevc::{self, HvccError};
 use super::sps::{self, SpsError};
+use crate::frame::Codec;
 
 /// Media timescale: ticks per second of `tfdt` and sample durations.
 pub const TIMESCALE: u32 = 90_000;
@@ -47,6 +49,9 @@ pub enum Fmp4Error {
     /// The SPS is too short for its profile and level bytes (the codec string).
     #[error("SPS too short for a codec string")]
     ShortSps,
+    /// An H.265 keyframe that cannot make an `hvcC`.
+    #[error(transparent)]
+    Hevc(#[from] HvccError),
     /// An SPS or PPS longer than `avcC`'s 16-bit length field can say.
     #[error("parameter set of {0} bytes is too long for an MP4 init segment")]
     ParamSetTooLong(usize),
@@ -87,12 +92,90 @@ pub fn init_segment(keyframe: &[u8]) -> Result<InitSegment, Fmp4Error> {
     // `sps_size` checked that the SPS has its profile, compatibility and level bytes.
     let codec = sps_codec_string(sps).ok_or(Fmp4Error::ShortSps)?;
     let (profile, compat, level) = (sps[1], sps[2], sps[3]);
+    let bytes = init_with(width, height, b"avc1", |o| {
+        visual_entry(o, b"avc1", width, height, |o| {
+            bx(o, b"avcC", |o| {
+                o.extend_from_slice(&[1, profile, compat, level, 0xff, 0xe1]);
+                put16(o, sps_len);
+                o.extend_from_slice(sps);
+                o.push(1);
+                put16(o, pps_len);
+                o.extend_from_slice(pps);
+            });
+        });
+    });
+    Ok(InitSegment {
+        bytes,
+        codec,
+        width,
+        height,
+    })
+}
+
+/// Builds the init segment from an H.265 keyframe access unit (Annex B, VPS, SPS and PPS in
+/// it): an `hvc1` sample entry (parameter sets only in its `hvcC`, none in the samples).
+pub fn hevc_init_segment(keyframe: &[u8]) -> Result<InitSegment, Fmp4Error> {
+    let (record, sps) = hevc::hvcc(keyframe)?;
+    let (width, height) = (sps.width, sps.height);
+    let bytes = init_with(width, height, b"hvc1", |o| {
+        visual_entry(o, b"hvc1", width, height, |o| {
+            bx(o, b"hvcC", |o| o.extend_from_slice(&record));
+        });
+    });
+    Ok(InitSegment {
+        bytes,
+        codec: sps.codec_string(),
+        width,
+        height,
+    })
+}
+
+/// The init segment for a keyframe of `codec` (H.264 or H.265); JPEG has none.
+pub fn init_segment_for(codec: Codec, keyframe: &[u8]) -> Result<InitSegment, Fmp4Error> {
+    match codec {
+        Codec::H265 => hevc_init_segment(keyframe),
+        Codec::H264 | Codec::Jpeg => init_segment(keyframe),
+    }
+}
+
+/// A visual sample entry (`avc1`, `hvc1`) of `width` x `height`, its configuration box
+/// written by `config`.
+fn visual_entry(
+    o: &mut Vec<u8>,
+    kind: &[u8; 4],
+    width: u32,
+    height: u32,
+    config: impl FnOnce(&mut Vec<u8>),
+) {
     let (w16, h16) = (width.min(0xffff) as u16, height.min(0xffff) as u16);
-    let mut out = Vec::with_capacity(700 + sps.len() + pps.len());
+    bx(o, kind, |o| {
+        o.extend_from_slice(&[0; 6]);
+        put16(o, 1); // data reference index
+        o.extend_from_slice(&[0; 16]);
+        put16(o, w16);
+        put16(o, h16);
+        put32s(o, &[0x0048_0000, 0x0048_0000, 0]);
+        put16(o, 1); // frame count
+        o.extend_from_slice(&[0; 32]); // compressor name
+        put16(o, 0x0018);
+        put16(o, 0xffff);
+        config(o);
+    });
+}
+
+/// `ftyp` + `moov` of one video track of `width` x `height` whose sample entry `entry`
+/// writes; `brand` is the codec's compatible brand.
+fn init_with(
+    width: u32,
+    height: u32,
+    brand: &[u8; 4],
+    entry: impl FnOnce(&mut Vec<u8>),
+) -> Vec<u8> {
+    let mut out = Vec::with_capacity(1024);
     bx(&mut out, b"ftyp", |o| {
         o.extend_from_slice(b"isom");
         put32(o, 0x200);
-        for brand in [b"isom", b"iso6", b"avc1", b"mp41"] {
+        for brand in [b"isom", b"iso6", brand, b"mp41"] {
             o.extend_from_slice(brand);
         }
     });
@@ -135,26 +218,7 @@ pub fn init_segment(keyframe: &[u8]) -> Result<InitSegment, Fmp4Error> {
                     bx(o, b"stbl", |o| {
                         full(o, b"stsd", 0, 0, |o| {
                             put32(o, 1);
-                            bx(o, b"avc1", |o| {
-                                o.extend_from_slice(&[0; 6]);
-                                put16(o, 1); // data reference index
-                                o.extend_from_slice(&[0; 16]);
-                                put16(o, w16);
-                                put16(o, h16);
-                                put32s(o, &[0x0048_0000, 0x0048_0000, 0]);
-                                put16(o, 1); // frame count
-                                o.extend_from_slice(&[0; 32]); // compressor name
-                                put16(o, 0x0018);
-                                put16(o, 0xffff);
-                                bx(o, b"avcC", |o| {
-                                    o.extend_from_slice(&[1, profile, compat, level, 0xff, 0xe1]);
-                                    put16(o, sps_len);
-                                    o.extend_from_slice(sps);
-                                    o.push(1);
-                                    put16(o, pps_len);
-                                    o.extend_from_slice(pps);
-                                });
-                            });
+                            entry(o);
                         });
                         full(o, b"stts", 0, 0, |o| put32(o, 0));
                         full(o, b"stsc", 0, 0, |o| put32(o, 0));
@@ -168,12 +232,7 @@ pub fn init_segment(keyframe: &[u8]) -> Result<InitSegment, Fmp4Error> {
             full(o, b"trex", 0, 0, |o| put32s(o, &[1, 1, 0, 0, 0]));
         });
     });
-    Ok(InitSegment {
-        bytes: out,
-        codec,
-        width,
-        height,
-    })
+    out
 }
 
 /// The length of a parameter set as `avcC` stores it.
@@ -213,6 +272,9 @@ pub struct Fragmenter {
     last_len: u32,
     /// Presentation order of the current GOP: where composition offsets come from.
     order: Reorder,
+    /// The access units are H.265: other NAL unit types stay out of the samples, and the
+    /// H.264 SPS reader is not asked for a reorder delay (it is learned).
+    hevc: bool,
 }
 
 /// Timestamp steps kept to find the frame interval of a reordered stream.
@@ -355,7 +417,14 @@ impl Fragmenter {
             interval: DEFAULT_DURATION,
             last_len: DEFAULT_DURATION,
             order: Reorder::default(),
+            hevc: false,
         }
+    }
+
+    /// Says whether the next access units are H.265 (`true`) or H.264 (the default); set
+    /// before each fragment of a source whose codec may change.
+    pub fn set_hevc(&mut self, hevc: bool) {
+        self.hevc = hevc;
     }
 
     /// Another source follows (a stream switch): its first fragment continues the timeline
@@ -387,7 +456,9 @@ impl Fragmenter {
             self.order.restart();
             step = None;
         }
-        let catch_up = self.order.push(au, pts_us, step, keyframe, catch_up);
+        // No H.264 SPS to read the reorder delay from in an H.265 access unit.
+        let sps_au = if self.hevc { &[][..] } else { au };
+        let catch_up = self.order.push(sps_au, pts_us, step, keyframe, catch_up);
         if self.order.reordered {
             self.interval = self.order.interval();
         } else if let Some(s) = step.filter(|s| *s > 0) {
@@ -461,7 +532,15 @@ impl Fragmenter {
         let sample_start = out.len() + 8;
         let data_offset = (sample_start - base) as u32;
         bx(out, b"mdat", |o| {
-            for nal in nal_units(au).filter(|n| keep_nal(n.nal_type())) {
+            let hevc = self.hevc;
+            let keep = |n: &super::h264::Nal| {
+                if hevc {
+                    hevc::keep_in_sample(n.body)
+                } else {
+                    keep_nal(n.nal_type())
+                }
+            };
+            for nal in nal_units(au).filter(keep) {
                 put32(o, nal.body.len() as u32);
                 o.extend_from_slice(nal.body);
             }

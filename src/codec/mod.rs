@@ -1,7 +1,7 @@
 //! Media codecs: H.264 encode/decode over openh264, raw pixel conversion, the step that
 //! turns one captured camera buffer into an encoded frame, and the H.264 bitstream work of the
 //! output (Annex B parsing, fMP4, the low-delay SPS rewrite in [`sps`], the size of a JPEG in
-//! [`jfif`]).
+//! [`jfif`], the H.265 SPS and `hvcC` in [`hevc`]).
 //!
 //! Everything here is synchronous CPU work; sources run it on their own threads.
 
@@ -10,6 +10,7 @@ pub mod decode;
 pub mod encode;
 pub mod fmp4;
 pub mod h264;
+pub mod hevc;
 pub mod jfif;
 pub mod sps;
 pub mod yuv;

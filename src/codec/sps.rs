@@ -89,29 +89,29 @@ impl SpsInfo {
 const HIGH_PROFILES: [u8; 13] = [100, 110, 122, 244, 44, 83, 86, 118, 128, 138, 139, 134, 135];
 
 /// Bit reader over an RBSP that knows where it is.
-struct Reader<'a> {
+pub(crate) struct Reader<'a> {
     /// The RBSP bytes (emulation prevention removed).
-    data: &'a [u8],
+    pub(crate) data: &'a [u8],
     /// Next bit, counted from the first byte's most significant bit.
-    pos: usize,
+    pub(crate) pos: usize,
 }
 
 impl Reader<'_> {
-    fn bit(&mut self) -> Result<u32, SpsError> {
+    pub(crate) fn bit(&mut self) -> Result<u32, SpsError> {
         let byte = self.data.get(self.pos / 8).ok_or(SpsError::Truncated)?;
         self.pos += 1;
         Ok(u32::from(byte >> (7 - (self.pos - 1) % 8)) & 1)
     }
 
-    fn flag(&mut self) -> Result<bool, SpsError> {
+    pub(crate) fn flag(&mut self) -> Result<bool, SpsError> {
         Ok(self.bit()? == 1)
     }
 
-    fn bits(&mut self, n: u32) -> Result<u32, SpsError> {
+    pub(crate) fn bits(&mut self, n: u32) -> Result<u32, SpsError> {
         (0..n).try_fold(0, |acc, _| Ok(acc << 1 | self.bit()?))
     }
 
-    fn ue(&mut self) -> Result<u32, SpsError> {
+    pub(crate) fn ue(&mut self) -> Result<u32, SpsError> {
         let mut zeros = 0;
         while self.bit()? == 0 {
             zeros += 1;
@@ -173,7 +173,7 @@ impl Writer {
 }
 
 /// Removes emulation prevention bytes (`00 00 03` → `00 00`).
-fn unescape(ebsp: &[u8]) -> Vec<u8> {
+pub(crate) fn unescape(ebsp: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(ebsp.len());
     let mut zeros = 0;
     for &b in ebsp {

@@ -92,7 +92,10 @@ impl FrameSink for ProbeSink {
         seen.frames += 1;
         if info.keyframe && seen.key.is_none() {
             let au = parts.concat();
-            let cs = avc_codec_string(&au);
+            let cs = match info.codec {
+                Codec::H265 => crate::codec::hevc::hvc_codec_string(&au),
+                _ => avc_codec_string(&au),
+            };
             seen.key = Some((info.codec, cs, au.len()));
             seen.key_payload = au;
             seen.key_pts_us = Some(info.pts_us);
@@ -184,6 +187,9 @@ fn report(seen: &Seen, error: Option<String>, elapsed: Duration) -> ProbeReport 
     let (width, height) = match seen.key {
         Some((Codec::H264, _, _)) => picture_size(&seen.key_payload).unzip(),
         Some((Codec::Jpeg, _, _)) => crate::codec::jfif::picture_size(&seen.key_payload).unzip(),
+        Some((Codec::H265, _, _)) => crate::codec::hevc::keyframe_sps(&seen.key_payload)
+            .map(|s| (s.width, s.height))
+            .unzip(),
         None => (None, None),
     };
     ProbeReport {

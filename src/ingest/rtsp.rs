@@ -9,7 +9,9 @@
 //! tried first on the next session, so the refusal costs one extra `DESCRIBE` only once. A
 //! UDP session that played but got no frame (a firewall or NAT in the way) makes the next
 //! `auto` session start with TCP again. H.264 frames arrive as Annex B access units with
-//! SPS/PPS in front of every keyframe (retina's [`FrameFormat::SIMPLE`]); RTP/JPEG (RFC 2435,
+//! SPS/PPS in front of every keyframe (retina's [`FrameFormat::SIMPLE`]); H.265 (RFC 7798)
+//! likewise, with VPS/SPS/PPS in front of every keyframe (an IRAP picture: IDR, CRA or BLA;
+//! retina's `has_new_parameters` when they change), stored as [`Codec::H265`]; RTP/JPEG (RFC 2435,
 //! older MJPEG cameras) arrives as one complete JPEG image per frame (retina rebuilds the
 //! headers the RTP payload leaves out: SOI, quantization and Huffman tables, SOF0, SOS, EOI),
 //! stored as [`Codec::Jpeg`], every frame a keyframe. Frames are copied into the sink and
@@ -317,6 +319,8 @@ impl RtspSource {
         let mut gate = KeyframeGate::new();
         let mut first_frame = true;
         let mut keyed = false;
+        // H.265: the parameter sets, for keyframes (CRA) that come without them.
+        let mut hevc_sets = crate::codec::hevc::ParamSets::default();
         while let Some(item) = demuxed.next().await {
             let frame = match item {
                 Ok(CodecItem::VideoFrame(frame)) => frame,
@@ -338,8 +342,24 @@ impl RtspSource {
             if frame.loss() > 0 {
                 tracing::debug!(stream = %id, lost = frame.loss(), "rtp packets lost before frame");
             }
-            keyed |= frame.is_random_access_point();
-            if !gate.admits(frame.is_random_access_point()) {
+            let data = frame.data();
+            // retina marks only IDR pictures as random access points; for H.265 every IRAP
+            // picture (IDR, CRA, BLA) is a keyframe, stored with the parameter sets.
+            let (keyframe, prefix) = if video.codec == Codec::H265 {
+                let key = crate::codec::hevc::is_keyframe(data);
+                if key
+                    && hevc_sets.is_empty()
+                    && let Some(retina::codec::ParametersRef::Video(v)) =
+                        demuxed.streams()[video.index].parameters()
+                {
+                    hevc_sets.learn_hvcc(v.extra_data());
+                }
+                (key, hevc_sets.prefix_for(data, key))
+            } else {
+                (frame.is_random_access_point(), &[][..])
+            };
+            keyed |= keyframe;
+            if !gate.admits(keyframe) {
                 if !keyed {
                     ctx.phase.set_waiting(Waiting::Keyframe);
                 }
@@ -349,7 +369,7 @@ impl RtspSource {
             let ts = frame.timestamp();
             let info = FrameInfo {
                 codec: video.codec,
-                keyframe: frame.is_random_access_point(),
+                keyframe,
                 params_changed: frame.has_new_parameters(),
                 pts_us: (i128::from(ts.elapsed()) * 1_000_000 / i128::from(ts.clock_rate().get()))
                     as i64,
@@ -357,7 +377,7 @@ impl RtspSource {
                 recv_wall_us: ctx.clock.wall_us() - age.as_micros() as i64,
                 epoch: ctx.epoch,
             };
-            gate.push(ctx.sink, id, &info, &[frame.data()]);
+            gate.push(ctx.sink, id, &info, &[prefix, data]);
         }
         Err(SourceError::Stream(format!(
             "camera at {} ended the session",
@@ -490,21 +510,24 @@ impl Source for RtspSource {
 struct Video {
     /// Index in the session description: frames of other streams (audio) are skipped.
     index: usize,
-    /// [`Codec::H264`], or [`Codec::Jpeg`] for RTP/JPEG: what the ring's frames say.
+    /// [`Codec::H264`], [`Codec::H265`], or [`Codec::Jpeg`] for RTP/JPEG: what the ring's
+    /// frames say.
     codec: Codec,
 }
 
-/// The first H.264 video stream, or when there is none the first RTP/JPEG one (retina
-/// accepts JPEG under media `video` and `image`): H.264 is cheaper to carry and is what
-/// browsers decode. Otherwise a [`SourceError::Rejected`] that names what the camera offers.
+/// The first H.264 video stream, or when there is none the first H.265 one, or the first
+/// RTP/JPEG one (retina accepts JPEG under media `video` and `image`): H.264 is what every
+/// browser and the box itself decode; H.265 only some browsers (and the box cannot make
+/// pictures of it); JPEG costs the most bandwidth. Otherwise a [`SourceError::Rejected`] that names what the camera offers.
 fn video_stream(streams: &[retina::client::Stream]) -> Result<Video, SourceError> {
     let find = |codec: Codec| {
         streams.iter().position(|s| match codec {
             Codec::H264 => s.media() == "video" && s.encoding_name() == "h264",
+            Codec::H265 => s.media() == "video" && s.encoding_name() == "h265",
             Codec::Jpeg => matches!(s.media(), "video" | "image") && s.encoding_name() == "jpeg",
         })
     };
-    for codec in [Codec::H264, Codec::Jpeg] {
+    for codec in [Codec::H264, Codec::H265, Codec::Jpeg] {
         if let Some(index) = find(codec) {
             return Ok(Video { index, codec });
         }
@@ -523,7 +546,7 @@ fn no_video_sentence(found: &[String]) -> String {
         .iter()
         .find_map(|f| f.strip_prefix("video/"))
         .map(|enc| match enc {
-            "h265" | "hevc" => "H.265".to_string(),
+            "hevc" => "H.265".to_string(),
             other => other.to_uppercase(),
         });
     match video {
@@ -631,7 +654,7 @@ mod tests {
 
     #[test]
     fn a_camera_without_usable_video_is_told_what_it_sends() {
-        let h265 = no_video_sentence(&["video/h265".into(), "audio/pcma".into()]);
+        let h265 = no_video_sentence(&["video/hevc".into(), "audio/pcma".into()]);
         assert!(h265.starts_with("the camera sends H.265 video"), "{h265}");
         let mpeg4 = no_video_sentence(&["video/mp4v-es".into()]);
         assert!(

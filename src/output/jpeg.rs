@@ -401,7 +401,8 @@ impl Work {
                     std::mem::swap(&mut self.out, &mut self.buf);
                     Some(crate::codec::jfif::picture_size(&self.out).unwrap_or((0, 0)))
                 }
-                Codec::Jpeg => None,
+                // No H.265 decoder on the box: no pictures (see `crate::output::H265_NO_PICTURES`).
+                Codec::Jpeg | Codec::H265 => None,
                 Codec::H264 => self.decode_h264(&meta, newest, ring, hub, stream, settings),
             };
             if let Some((width, height)) = size {
@@ -551,7 +552,7 @@ pub fn snapshot(ring: &Arc<FrameRing>, settings: JpegSettings, depth: Depth) -> 
                 });
                 return shot;
             }
-            Codec::Jpeg => {}
+            Codec::Jpeg | Codec::H265 => {}
             Codec::H264 => match dec.decode(&buf) {
                 Ok(Some(_)) => (shown, fed) = (Some(meta), Some(meta)),
                 Ok(None) => fed = Some(meta),

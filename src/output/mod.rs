@@ -54,6 +54,32 @@ pub struct PictureStream {
     pub stream: LiveStream,
 }
 
+/// Why the box makes no pictures (snapshots, thumbnails, MJPEG, JPEG clients) of an H.265
+/// stream, and what to change. Shown by `snapshot.jpg`, `/mjpeg` and the live JPEG path.
+pub const H265_NO_PICTURES: &str = "the camera sends H.265, which this box cannot turn into \
+    pictures (it has no H.265 decoder); set the camera's sub stream to H.264 and enter its \
+    URL as this camera's sub_url, or set the camera's main stream to H.264";
+
+/// What a live client that cannot decode H.265 is told about an H.265 stream.
+pub const H265_NOT_IN_BROWSER: &str = "the camera sends H.265, which this browser cannot \
+    decode; set the camera's main stream to H.264 (or give the camera an H.264 sub stream), \
+    or open this page in a browser that plays H.265 (Safari, or Chrome or Edge with hardware \
+    video decoding)";
+
+impl LiveStream {
+    /// Why the box cannot make pictures of this stream from its own frames: `Some` for a
+    /// codec it has no decoder for (H.265). Snapshots, thumbnails, MJPEG and JPEG clients
+    /// then need an H.264 stream of the same camera (its sub stream); the live view in a
+    /// browser that decodes the codec still works. `None` for H.264 and JPEG, and before the
+    /// first frame.
+    pub fn no_pictures_reason(&self) -> Option<&'static str> {
+        match self.stats.codec() {
+            Some(c) if !c.decodable_here() => Some(H265_NO_PICTURES),
+            _ => None,
+        }
+    }
+}
+
 /// Finds a running stream by id. Streams come and go with config changes (a restarted one
 /// gets a fresh ring), so outputs look again instead of keeping what they found.
 pub trait StreamLookup: Send + Sync {

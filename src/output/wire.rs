@@ -38,6 +38,9 @@ pub enum WireCodec {
     Jpeg = 1,
     /// Fragmented MP4 for Media Source Extensions: an init segment or one fragment.
     Fmp4 = 2,
+    /// An H.265 access unit in Annex B form (VPS/SPS/PPS in front of keyframes), for a
+    /// WebCodecs client that decodes `hvc1`.
+    H265 = 3,
 }
 
 impl WireCodec {
@@ -52,6 +55,7 @@ impl WireCodec {
             0 => Some(WireCodec::H264),
             1 => Some(WireCodec::Jpeg),
             2 => Some(WireCodec::Fmp4),
+            3 => Some(WireCodec::H265),
             _ => None,
         }
     }
@@ -62,6 +66,7 @@ impl From<Codec> for WireCodec {
         match c {
             Codec::H264 => WireCodec::H264,
             Codec::Jpeg => WireCodec::Jpeg,
+            Codec::H265 => WireCodec::H265,
         }
     }
 }

@@ -705,6 +705,7 @@ async fn snapshot(
         .picture_stream(&id, pick)
         .ok_or_else(|| ApiError::not_found(format!("no running stream `{id}`")))?;
     let (key, stream) = (found.key, found.stream);
+    no_pictures_check(&stream)?;
     let depth = q.depth();
     let settings = {
         let web = &st.status().config.web;
@@ -743,6 +744,18 @@ async fn snapshot(
     Ok(resp)
 }
 
+/// 503 with the sentence of [`crate::output::LiveStream::no_pictures_reason`] for a stream the box cannot
+/// make pictures of (H.265): `snapshot.jpg` and `/mjpeg` would never have one.
+fn no_pictures_check(stream: &crate::output::LiveStream) -> ApiResult<()> {
+    match stream.no_pictures_reason() {
+        Some(why) => Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("no picture from {}: {why}", stream.name),
+        )),
+        None => Ok(()),
+    }
+}
+
 /// Response header of `snapshot.jpg`: milliseconds since ingest received the frame the
 /// picture shows, so a client can tell a stale picture (the stream does not decode) from a
 /// fresh one.
@@ -760,6 +773,7 @@ async fn mjpeg(
     let found = st
         .picture_stream(&id, pick)
         .ok_or_else(|| ApiError::not_found(format!("no running stream `{id}`")))?;
+    no_pictures_check(&found.stream)?;
     tracing::debug!(stream = %id, by = %caller.caller.name, "MJPEG client");
     let auth = st.auth.clone();
     let credential = caller.credential;

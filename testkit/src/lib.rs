@@ -83,6 +83,8 @@ pub struct ServerOpts {
     /// Also serve `/jpeg` (RTP/JPEG video only, an older MJPEG camera) and `/both` (RTP/JPEG
     /// listed first, then H.264): the JPEG ingest path and the choice of H.264 over it.
     pub jpeg_mounts: bool,
+    /// Also serve `/h265`: H.265 Main from x265enc, like most current IP cameras' main stream.
+    pub h265_mount: bool,
     /// Close every client's session every this many seconds (0 = never): camera outages.
     pub drop_every_s: u32,
     /// Where encoded clips are cached; `None` is the script's default (under the system's
@@ -115,6 +117,7 @@ impl Default for ServerOpts {
             clip_seconds: 0,
             audio_mount: false,
             jpeg_mounts: false,
+            h265_mount: false,
             drop_every_s: 0,
             cache_dir: None,
             log: None,
@@ -153,6 +156,9 @@ impl ServerOpts {
         }
         if self.jpeg_mounts {
             cmd.arg("--jpeg-mounts");
+        }
+        if self.h265_mount {
+            cmd.arg("--h265-mount");
         }
         if self.udp_only {
             cmd.arg("--udp-only");

@@ -78,6 +78,13 @@ def parse_args():
         "and /both: RTP/JPEG first, then H.264, in one session description",
     )
     p.add_argument(
+        "--h265-mount",
+        action="store_true",
+        help="also serve /h265: H.265 Main from x265enc (zerolatency, ultrafast, the same GOP), "
+        "packetized by rtph265pay with VPS/SPS/PPS before every keyframe, like the default main "
+        "stream of most current IP cameras",
+    )
+    p.add_argument(
         "--drop-every",
         type=int,
         default=0,
@@ -253,6 +260,19 @@ class Server:
                 f.set_launch(line)
                 f.set_shared(True)
                 mounts.add_factory(path, f)
+        if a.h265_mount:
+            # I420 in: x265enc picks a 4:4:4 (Rext) profile from unconstrained caps.
+            h265 = (
+                f"videotestsrc is-live=true pattern=ball ! "
+                f"video/x-raw,format=I420,width={a.width},height={a.height},framerate={a.fps}/1 ! "
+                f"x265enc tune=zerolatency speed-preset=ultrafast bitrate={a.bitrate} "
+                f"key-int-max={gop_frames(a)} ! video/x-h265,profile=main ! "
+                f"rtph265pay name=pay0 pt=96 config-interval=-1"
+            )
+            f = GstRtspServer.RTSPMediaFactory()
+            f.set_launch(f"( {h265} )")
+            f.set_shared(True)
+            mounts.add_factory("/h265", f)
         if a.user is not None:
             auth = GstRtspServer.RTSPAuth()
             token = GstRtspServer.RTSPToken()

@@ -13,8 +13,9 @@ use serde::Serialize;
 
 use super::order::OrderWatch;
 use super::{End, LiveContext, Path};
-use crate::codec::fmp4::{Fragmenter, init_segment};
+use crate::codec::fmp4::{Fragmenter, init_segment_for};
 use crate::codec::h264::avc_codec_string;
+use crate::codec::hevc::hvc_codec_string;
 use crate::codec::sps;
 use crate::frame::{Codec, FrameMeta};
 use crate::health::beacon::BeaconGuard;
@@ -161,6 +162,10 @@ struct Current {
     /// H.264 and MSE paths: the last `init` sent said `jpeg` (the ring holds JPEG pictures);
     /// an H.264 frame after it (the camera was switched to H.264) needs a new `init`.
     jpeg_shown: bool,
+    /// This client was told it gets no video of this stream (an H.265 stream for a browser
+    /// that cannot decode it, or on the JPEG path); the sentence, so it is said once and the
+    /// `video` updates do not overwrite it. Cleared when a frame it can show arrives.
+    refused: Option<&'static str>,
 }
 
 /// One connected client.
@@ -171,6 +176,9 @@ pub(super) struct Client {
     ws: WebSocket,
     /// H.264, MSE or JPEG.
     path: Path,
+    /// The client decodes H.265 on its path (its hello offered `hvc1` for WebCodecs or
+    /// `mse-hvc1` for MSE): an H.265 stream goes to it as it is, else it is told why not.
+    hevc: bool,
     /// Stream number, bumped on every switch.
     sid: u32,
     /// The last view acted on.
@@ -200,12 +208,14 @@ impl Client {
         ctx: LiveContext,
         ws: WebSocket,
         path: Path,
+        hevc: bool,
         beacon: Option<BeaconGuard>,
     ) -> Client {
         Client {
             ctx,
             ws,
             path,
+            hevc,
             sid: 0,
             view: ActiveView::default(),
             current: None,
@@ -343,6 +353,7 @@ impl Client {
             order: OrderWatch::default(),
             low_delay: None,
             jpeg_shown: false,
+            refused: None,
         });
         if !live {
             let name = self.current.as_ref().map(|c| c.name.clone());
@@ -350,6 +361,28 @@ impl Client {
             self.send(msg).await?;
         }
         Ok(())
+    }
+
+    /// Tells the client once that it gets no video of the current stream, and why: an
+    /// `init` without a codec whose `video` has state `unsupported` and `why` as its error.
+    async fn refuse(&mut self, why: &'static str) -> Result<(), End> {
+        let Some(cur) = self.current.as_mut() else {
+            return Ok(());
+        };
+        cur.refused = Some(why);
+        cur.init_sent = false;
+        let video = VideoState {
+            live: false,
+            state: "unsupported".to_string(),
+            error: Some(why.to_string()),
+            down_s: None,
+        };
+        cur.reported = video.clone();
+        let stream = self.view.stream.as_deref().unwrap_or("");
+        tracing::info!(stream = %stream, path = ?self.path, "live client cannot show this stream's codec");
+        let name = self.current.as_ref().map(|c| c.name.clone());
+        let msg = self.init_without_video(name.as_deref(), &video);
+        self.send(msg).await
     }
 
     /// An `init` without a codec: the stream has no video for this client (yet).
@@ -374,9 +407,16 @@ impl Client {
     /// last told (it went down, came back, or failed for another reason).
     async fn report_video(&mut self) -> Result<(), End> {
         let now = self.ctx.clock.mono_ns();
+        let path = self.path;
         let Some(cur) = self.current.as_mut() else {
             return Ok(());
         };
+        if cur.refused.is_some() {
+            return Ok(());
+        }
+        if path == Path::Jpeg && cur.stats.codec().is_some_and(|c| !c.decodable_here()) {
+            return self.refuse(crate::output::H265_NO_PICTURES).await;
+        }
         // Before its `init` with a codec the client has no frames of this stream.
         let video = VideoState::of(&cur.stats, cur.init_sent, now);
         if !video.differs(&cur.reported) {
@@ -498,12 +538,22 @@ impl Client {
                 self.send_ring_jpeg(&meta).await?;
                 continue;
             }
+            if meta.info.codec == Codec::H265 && !self.hevc {
+                if cur.refused.is_none() {
+                    self.refuse(crate::output::H265_NOT_IN_BROWSER).await?;
+                }
+                continue;
+            }
+            if cur.refused.take().is_some() {
+                cur.init_sent = false;
+            }
             if std::mem::take(&mut cur.jpeg_shown) {
                 cur.init_sent = false;
             }
+            let h265 = meta.info.codec == Codec::H265;
             let in_order = cur.order.observe(meta.info.pts_us, meta.info.keyframe);
             let mut sps_changed = false;
-            if meta.info.keyframe {
+            if meta.info.keyframe && !h265 {
                 let low = low_delay_keyframe(&mut self.buf, in_order, &mut self.sps_buf);
                 sps_changed = cur.low_delay.replace(low).is_some_and(|was| was != low);
             }
@@ -518,8 +568,12 @@ impl Client {
                     }
                     continue;
                 }
-            } else if !cur.init_sent {
-                let codec = avc_codec_string(&self.buf);
+            } else if !cur.init_sent || (h265 && meta.info.params_changed) {
+                let codec = if h265 {
+                    hvc_codec_string(&self.buf)
+                } else {
+                    avc_codec_string(&self.buf)
+                };
                 let size = cur.size;
                 self.send_init(codec.as_deref(), size, None).await?;
             }
@@ -614,6 +668,7 @@ impl Client {
             encode_header(&header, self.buf.len() + 128, &mut msg);
             let (au, pts, key) = (&self.buf, meta.info.pts_us, meta.info.keyframe);
             let catch_up = flags & FLAG_CATCH_UP != 0;
+            self.fragmenter.set_hevc(meta.info.codec == Codec::H265);
             self.fragmenter.append(au, pts, key, catch_up, &mut msg);
         } else {
             encode_frame(&header, &self.buf, &mut msg);
@@ -666,7 +721,7 @@ impl Client {
     /// `false` when the keyframe cannot make one (no SPS/PPS): it is skipped, and the client
     /// waits for the next keyframe.
     async fn send_mse_init(&mut self, meta: &FrameMeta) -> Result<bool, End> {
-        let seg = match init_segment(&self.buf) {
+        let seg = match init_segment_for(meta.info.codec, &self.buf) {
             Ok(seg) => seg,
             Err(e) => {
                 if let Some(cur) = self.current.as_mut()
@@ -819,7 +874,7 @@ mod tests {
         );
         assert!(buf.ends_with(pps_idr), "PPS and slice untouched");
         // The MSE init segment is made from the same buffer: its avcC has the new SPS.
-        let init = init_segment(&buf).expect("init");
+        let init = crate::codec::fmp4::init_segment(&buf).expect("init");
         let new_sps = nal_units(&buf).next().expect("sps").body.to_vec();
         assert!(init.bytes.windows(new_sps.len()).any(|w| w == new_sps));
         // An SPS that says so already is left as it is.

@@ -4,7 +4,12 @@
 //! 1. The client sends a `hello` text message saying what it can decode:
 //!    `{"type":"hello","codecs":["h264","mse","jpeg"]}` (`h264` where WebCodecs exists, `mse`
 //!    where Media Source Extensions play fragmented MP4). The server takes the first of h264,
-//!    mse, jpeg the client offers; `?mode=jpeg` on the URL forces JPEG.
+//!    mse, jpeg the client offers; `?mode=jpeg` on the URL forces JPEG. `hvc1` (WebCodecs
+//!    decodes H.265) and `mse-hvc1` (MSE plays `hvc1` fMP4) say the client takes an H.265
+//!    stream on that path: its frames go out as they are (wire codec H.265, `init` codec
+//!    `hvc1.…`) or in an `hvc1` init segment. A client without it, and every JPEG client
+//!    (the box has no H.265 decoder), gets for an H.265 stream an `init` without a codec
+//!    whose `video` says `"state":"unsupported"` and, in `error`, what to change.
 //! 2. For every stream it shows, the server sends an `init` text message
 //!    (`{"type":"init","sid":n,"stream":..,"name":..,"reason":..,"codec":"avc1.42c01f"|"jpeg",
 //!    "width":..,"height":..,"alarms":[..],"video":{"live":true,..}}`), then binary frames
@@ -192,15 +197,15 @@ pub(super) enum End {
 /// Runs one client until it leaves, stops reading, or the daemon stops.
 pub async fn serve(ctx: LiveContext, mut ws: WebSocket, forced_jpeg: bool) {
     let hello_timeout = ctx.options.hello_timeout;
-    let path = match tokio::time::timeout(hello_timeout, read_hello(&mut ws)).await {
+    let (path, hevc) = match tokio::time::timeout(hello_timeout, read_hello(&mut ws)).await {
         Ok(Some(codecs)) => {
             let offers = |name: &str| codecs.iter().any(|c| c == name);
             if offers("h264") && !forced_jpeg {
-                Path::H264
+                (Path::H264, offers("hvc1"))
             } else if offers("mse") && !forced_jpeg {
-                Path::Mse
+                (Path::Mse, offers("mse-hvc1"))
             } else if codecs.iter().any(|c| c == "jpeg") || forced_jpeg {
-                Path::Jpeg
+                (Path::Jpeg, false)
             } else {
                 let _ = ws
                     .send(error_msg("no codec this server can send (h264, mse, jpeg)"))
@@ -218,7 +223,7 @@ pub async fn serve(ctx: LiveContext, mut ws: WebSocket, forced_jpeg: bool) {
     let beacon = ctx.beacon();
     let metrics = ctx.metrics.clone();
     metrics.live_clients.inc();
-    let mut client = Client::new(ctx, ws, path, beacon);
+    let mut client = Client::new(ctx, ws, path, hevc, beacon);
     let end = client.run().await;
     metrics.live_clients.dec();
     match end {
