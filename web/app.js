@@ -629,11 +629,11 @@ function field(obj, key, label, kind, path) {
 // The fields each camera kind has; the others are cleared when the kind changes, so the
 // config holds exactly what the form shows.
 const KIND_FIELDS = {
-  rtsp: ['url', 'transport'],
+  rtsp: ['url', 'sub_url', 'transport'],
   v4l2: ['device', 'width', 'height', 'fps', 'bitrate_kbps', 'gop'],
   testpattern: ['width', 'height', 'fps', 'bitrate_kbps', 'gop'],
 };
-const KIND_SPECIFIC = ['url', 'transport', 'device', 'width', 'height', 'fps', 'bitrate_kbps', 'gop'];
+const KIND_SPECIFIC = ['url', 'sub_url', 'transport', 'device', 'width', 'height', 'fps', 'bitrate_kbps', 'gop'];
 
 function setKind(s, kind) {
   s.kind = kind;
@@ -695,11 +695,13 @@ function renderCameras() {
     kind.querySelector('select').addEventListener('change', (ev) => { setKind(s, ev.target.value); renderCameras(); });
     const grid = el('div', { class: 'grid' },
       field(s, 'id', 'Id', 'text', p + '.id'), field(s, 'name', 'Name', 'text', p + '.name'), kind);
-    const labels = { url: 'RTSP URL', transport: 'Transport', device: 'Device', width: 'Width', height: 'Height', fps: 'FPS', bitrate_kbps: 'Bitrate kbit/s', gop: 'Keyframe interval (frames)' };
+    const labels = { url: 'RTSP URL', sub_url: 'Sub stream URL (optional)', transport: 'Transport', device: 'Device', width: 'Width', height: 'Height', fps: 'FPS', bitrate_kbps: 'Bitrate kbit/s', gop: 'Keyframe interval (frames)' };
     for (const k of KIND_FIELDS[s.kind] || []) {
-      const kindOf = k === 'transport' ? 'select:auto|tcp|udp' : ['url', 'device'].includes(k) ? 'text' : 'number';
+      const kindOf = k === 'transport' ? 'select:auto|tcp|udp' : ['url', 'sub_url', 'device'].includes(k) ? 'text' : 'number';
       const f = field(s, k, labels[k], kindOf, `${p}.${k}`);
       if (k === 'url') f.querySelector('input').placeholder = 'rtsp://user:password@camera:554/stream1';
+      // The camera's second, smaller H.264 stream: thumbnails, snapshots and MJPEG decode it.
+      if (k === 'sub_url') f.querySelector('input').placeholder = 'rtsp://user:password@camera:554/stream2';
       grid.append(f);
     }
     grid.append(field(s, 'enabled', 'Enabled', 'bool', p + '.enabled'));

@@ -115,9 +115,13 @@ try {
   check(/^OK: avc1\.[0-9a-fA-F]{6}/.test(result), `Test connection answers with the camera's result (${result})`);
   await page.screenshot({ path: path.join(outDir, 'installer-camera-tested.png') });
 
+  // Its sub stream (here the same mount): thumbnails and snapshots decode it.
+  await entry.locator('[data-path$=".sub_url"] input').fill(rtspUrl);
   await page.click('#cameras-save');
   await page.waitForFunction(() => /Saved and applied/.test(document.getElementById('cameras-msg').textContent), null, { timeout: TIMEOUT });
   check(true, 'the camera is saved');
+  const sub = await page.evaluate(() => fetch('/api/status').then((r) => r.json()).then((s) => s.streams.find((x) => x.id === 'door').sub));
+  check(sub != null && typeof sub.state === 'string', `the sub stream entered on the page runs beside the main one (${sub && sub.state})`);
 
   // The new camera, live: its card in the strip, selected, painted.
   await page.click('[data-tab="live"]');
