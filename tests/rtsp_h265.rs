@@ -228,3 +228,86 @@ async fn an_h265_camera_goes_to_hevc_browsers_and_says_what_to_change_elsewhere(
         "ffprobe of the MSE session"
     );
 }
+
+/// An H.265 camera with an H.264 sub stream (here the same server's `/cam0`): a browser
+/// without H.265 watches the sub stream, one with H.265 the main stream, and snapshots come
+/// from the sub stream.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_h265_camera_with_an_h264_sub_stream_serves_browsers_without_h265() {
+    let camera = tokio::task::spawn_blocking(|| {
+        RtspServer::start(ServerOpts {
+            width: SIZE.0,
+            height: SIZE.1,
+            fps: 10,
+            gop: 10,
+            h265_mount: true,
+            ..ServerOpts::default()
+        })
+    })
+    .await
+    .unwrap();
+    let main = format!("rtsp://127.0.0.1:{}/h265", camera.port());
+    let sub = camera.url(0);
+    let s = TestServer::start_with(
+        move |dir| {
+            let mut cfg = config_with_camera(dir, &main);
+            cfg.streams[0].sub_url = Some(sub.clone());
+            edgecam::config::validate(&cfg).expect("test config is valid");
+            cfg
+        },
+        WebOptions::default(),
+    )
+    .await;
+    s.wait_status("the H.265 camera and its H.264 sub stream live", |st| {
+        let r = row(st);
+        r["state"] == "live" && r["codec"] == "h265" && r["sub"]["state"] == "live"
+    })
+    .await;
+
+    // WebCodecs without hvc1: the sub stream's H.264 instead of a refusal.
+    let mut c = s.live(VIEWER_TOKEN, &["h264", "jpeg"], "").await;
+    let (init, h, _) = tokio::time::timeout(DEADLINE, c.init_and_keyframe())
+        .await
+        .expect("an init with a codec");
+    assert!(
+        init["codec"]
+            .as_str()
+            .is_some_and(|c| c.starts_with("avc1.")),
+        "{init}"
+    );
+    assert_eq!(init["stream"], "hv");
+    assert_eq!(h.codec, WireCodec::H264);
+    drop(c);
+    // With hvc1: the main stream as it is.
+    let mut c = s.live(VIEWER_TOKEN, &["h264", "hvc1", "jpeg"], "").await;
+    let (init, h, _) = tokio::time::timeout(DEADLINE, c.init_and_keyframe())
+        .await
+        .expect("an init with a codec");
+    assert!(
+        init["codec"]
+            .as_str()
+            .is_some_and(|c| c.starts_with("hvc1.")),
+        "{init}"
+    );
+    assert_eq!(h.codec, WireCodec::H265);
+    drop(c);
+
+    // Snapshots decode the sub stream.
+    let since = std::time::Instant::now();
+    loop {
+        let r = s
+            .with_token(
+                reqwest::Method::GET,
+                "/api/streams/hv/snapshot.jpg",
+                VIEWER_TOKEN,
+            )
+            .go()
+            .await;
+        if r.status() == 200 {
+            assert_eq!(&r.bytes().await.expect("body")[..2], &[0xff, 0xd8]);
+            break;
+        }
+        assert!(since.elapsed() < DEADLINE, "no snapshot: {}", r.status());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}

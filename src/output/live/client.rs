@@ -432,21 +432,27 @@ impl Client {
     }
 
     /// The stream this client shows of camera `id`: the main stream on the H.264 and MSE
-    /// paths (the big view); on the JPEG path the stream pictures decode (the camera's sub
-    /// stream while it is live), so a lost sub stream falls back to the main one.
+    /// paths (the big view), except that a client which cannot decode the main stream's
+    /// H.265 gets the camera's H.264 sub stream while that is live; on the JPEG path the
+    /// stream pictures decode (the sub stream while it is live). A lost sub stream falls back
+    /// to the main one ([`Self::recheck_ring`] sees the ring change).
     fn find(&self, id: &str) -> Option<PictureStream> {
-        match self.path {
-            Path::H264 | Path::Mse => {
-                self.ctx
-                    .streams
-                    .live_stream(id)
-                    .map(|stream| PictureStream {
-                        key: id.to_string(),
-                        stream,
-                    })
-            }
-            Path::Jpeg => self.ctx.streams.picture_stream(id, Pick::Pictures),
+        if self.path == Path::Jpeg {
+            return self.ctx.streams.picture_stream(id, Pick::Pictures);
         }
+        let main = self.ctx.streams.live_stream(id)?;
+        if !self.hevc
+            && main.stats.codec() == Some(Codec::H265)
+            && let Some(sub) = self.ctx.streams.picture_stream(id, Pick::Pictures)
+            && !Arc::ptr_eq(&sub.stream.ring, &main.ring)
+            && sub.stream.stats.codec().is_some_and(|c| c != Codec::H265)
+        {
+            return Some(sub);
+        }
+        Some(PictureStream {
+            key: id.to_string(),
+            stream: main,
+        })
     }
 
     /// Switches again when the stream shown has no ring yet or a new one (on the JPEG path
