@@ -11,7 +11,6 @@ mod support;
 mod webutil;
 
 use std::net::SocketAddr;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use edgecam::codec::fmp4::boxes;
@@ -219,18 +218,7 @@ async fn mse_session(s: &TestServer, n: usize) -> Vec<u8> {
 
 /// `ffprobe -show_entries <entries> -of csv` of `path`; asserts it ran without complaint.
 fn ffprobe_csv(path: &std::path::Path, entries: &str) -> Vec<Vec<String>> {
-    let out = Command::new("ffprobe")
-        .args(["-v", "error", "-select_streams", "v:0", "-of", "csv=p=0"])
-        .args(["-show_entries", entries])
-        .arg(path)
-        .output()
-        .unwrap_or_else(|e| {
-            panic!("ffprobe not runnable ({e}): install the Debian package `ffmpeg`")
-        });
-    let errors = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "ffprobe failed: {errors}");
-    assert!(errors.trim().is_empty(), "ffprobe complained: {errors}");
-    String::from_utf8_lossy(&out.stdout)
+    support::ffprobe(path, &["-of", "csv=p=0", "-show_entries", entries])
         .lines()
         .filter(|l| !l.trim().is_empty())
         .map(|l| l.split(',').map(|f| f.trim().to_string()).collect())

@@ -12,11 +12,10 @@ mod support;
 mod webutil;
 
 use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
 use edgecam::codec::fmp4::boxes;
-use edgecam::config::{Config, StreamConfig, StreamKind};
+use edgecam::config::Config;
 use edgecam::output::wire::{FLAG_INIT, FLAG_KEYFRAME, WireCodec};
 use edgecam::web::WebOptions;
 use serde_json::Value;
@@ -30,59 +29,47 @@ const DEADLINE: Duration = Duration::from_secs(60);
 
 /// The box with one RTSP camera, `hv`, at `url`.
 fn config_with_camera(dir: &Path, url: &str) -> Config {
-    let mut cfg = webutil::config(dir);
-    cfg.streams = vec![StreamConfig {
-        name: Some("New camera".into()),
-        kind: StreamKind::Rtsp,
-        url: Some(url.into()),
-        width: None,
-        height: None,
-        fps: None,
-        ..StreamConfig::testpattern("hv", 2, 2, 1)
-    }];
-    cfg.select.default = Some("hv".into());
-    cfg.alarms.clear();
-    edgecam::config::validate(&cfg).expect("test config is valid");
-    cfg
+    rtsp_camera_config(dir, "hv", "New camera", url)
 }
 
 /// The `hv` row of `/api/status`.
 fn row(st: &Value) -> &Value {
-    st["streams"]
-        .as_array()
-        .and_then(|a| a.iter().find(|s| s["id"] == "hv"))
-        .expect("the camera is in the status")
+    stream_row(st, "hv")
 }
 
 /// `ffprobe` of the video stream in `path`: codec name, width, height, frame count.
 fn ffprobe_stream(path: &Path) -> Vec<String> {
-    let out = Command::new("ffprobe")
-        .args([
-            "-v",
-            "error",
-            "-select_streams",
-            "v:0",
+    support::ffprobe(
+        path,
+        &[
             "-count_frames",
             "-of",
             "csv=p=0",
-        ])
-        .args([
             "-show_entries",
             "stream=codec_name,width,height,nb_read_frames",
-        ])
-        .arg(path)
-        .output()
-        .unwrap_or_else(|e| {
-            panic!("ffprobe not runnable ({e}): install the Debian package `ffmpeg`")
-        });
-    let errors = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "ffprobe failed: {errors}");
-    assert!(errors.trim().is_empty(), "ffprobe complained: {errors}");
-    String::from_utf8_lossy(&out.stdout)
-        .trim()
-        .split(',')
-        .map(str::to_string)
-        .collect()
+        ],
+    )
+    .trim()
+    .split(',')
+    .map(str::to_string)
+    .collect()
+}
+
+/// The test camera: `/cam0` in H.264 and `/h265` in H.265, both at [`SIZE`], 10 fps, a
+/// keyframe a second.
+async fn start_camera() -> RtspServer {
+    tokio::task::spawn_blocking(|| {
+        RtspServer::start(ServerOpts {
+            width: SIZE.0,
+            height: SIZE.1,
+            fps: 10,
+            gop: 10,
+            h265_mount: true,
+            ..ServerOpts::default()
+        })
+    })
+    .await
+    .unwrap()
 }
 
 /// The next `init` of a client that gets no video of the stream: its `video` says why.
@@ -100,18 +87,7 @@ async fn refusal(c: &mut LiveClient, what: &str) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_h265_camera_goes_to_hevc_browsers_and_says_what_to_change_elsewhere() {
-    let camera = tokio::task::spawn_blocking(|| {
-        RtspServer::start(ServerOpts {
-            width: SIZE.0,
-            height: SIZE.1,
-            fps: 10,
-            gop: 10,
-            h265_mount: true,
-            ..ServerOpts::default()
-        })
-    })
-    .await
-    .unwrap();
+    let camera = start_camera().await;
     let url = format!("rtsp://127.0.0.1:{}/h265", camera.port());
     let s =
         TestServer::start_with(|dir| config_with_camera(dir, &url), WebOptions::default()).await;
@@ -234,18 +210,7 @@ async fn an_h265_camera_goes_to_hevc_browsers_and_says_what_to_change_elsewhere(
 /// from the sub stream.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_h265_camera_with_an_h264_sub_stream_serves_browsers_without_h265() {
-    let camera = tokio::task::spawn_blocking(|| {
-        RtspServer::start(ServerOpts {
-            width: SIZE.0,
-            height: SIZE.1,
-            fps: 10,
-            gop: 10,
-            h265_mount: true,
-            ..ServerOpts::default()
-        })
-    })
-    .await
-    .unwrap();
+    let camera = start_camera().await;
     let main = format!("rtsp://127.0.0.1:{}/h265", camera.port());
     let sub = camera.url(0);
     let s = TestServer::start_with(

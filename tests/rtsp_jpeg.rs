@@ -11,7 +11,7 @@ mod webutil;
 use std::path::Path;
 use std::time::Duration;
 
-use edgecam::config::{Config, StreamConfig, StreamKind};
+use edgecam::config::Config;
 use edgecam::output::wire::{FLAG_KEYFRAME, WireCodec};
 use edgecam::web::WebOptions;
 use serde_json::Value;
@@ -38,28 +38,12 @@ fn sof0_size(jpeg: &[u8]) -> (u32, u32) {
 
 /// The box with one RTSP camera, `mj`, at `url`.
 fn config_with_camera(dir: &Path, url: &str) -> Config {
-    let mut cfg = webutil::config(dir);
-    cfg.streams = vec![StreamConfig {
-        name: Some("Old camera".into()),
-        kind: StreamKind::Rtsp,
-        url: Some(url.into()),
-        width: None,
-        height: None,
-        fps: None,
-        ..StreamConfig::testpattern("mj", 2, 2, 1)
-    }];
-    cfg.select.default = Some("mj".into());
-    cfg.alarms.clear();
-    edgecam::config::validate(&cfg).expect("test config is valid");
-    cfg
+    rtsp_camera_config(dir, "mj", "Old camera", url)
 }
 
 /// The `mj` row of `/api/status`.
 fn row(st: &Value) -> &Value {
-    st["streams"]
-        .as_array()
-        .and_then(|a| a.iter().find(|s| s["id"] == "mj"))
-        .expect("the camera is in the status")
+    stream_row(st, "mj")
 }
 
 /// The parts of an MJPEG response in `body` (`--boundary`, headers, JPEG).

@@ -17,6 +17,23 @@ use std::time::Duration;
 #[allow(unused_imports)]
 pub use edgecam_testkit::{RtspServer, ServerOpts};
 
+/// `ffprobe -v error -select_streams v:0 <args> <path>`: its output, after asserting that it
+/// ran and complained about nothing.
+pub fn ffprobe(path: &std::path::Path, args: &[&str]) -> String {
+    let out = std::process::Command::new("ffprobe")
+        .args(["-v", "error", "-select_streams", "v:0"])
+        .args(args)
+        .arg(path)
+        .output()
+        .unwrap_or_else(|e| {
+            panic!("ffprobe not runnable ({e}): install the Debian package `ffmpeg`")
+        });
+    let errors = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "ffprobe failed: {errors}");
+    assert!(errors.trim().is_empty(), "ffprobe complained: {errors}");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 /// A port with nothing listening (bound, then released).
 pub fn refused_port() -> u16 {
     let l = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");

@@ -48,6 +48,33 @@ pub fn config(dir: &std::path::Path) -> Config {
     cfg
 }
 
+/// [`config`] with one RTSP camera, `id` named `name` at `url`, as the only stream and the
+/// default view, and no alarms.
+pub fn rtsp_camera_config(dir: &std::path::Path, id: &str, name: &str, url: &str) -> Config {
+    let mut cfg = config(dir);
+    cfg.streams = vec![edgecam::config::StreamConfig {
+        name: Some(name.into()),
+        kind: edgecam::config::StreamKind::Rtsp,
+        url: Some(url.into()),
+        width: None,
+        height: None,
+        fps: None,
+        ..edgecam::config::StreamConfig::testpattern(id, 2, 2, 1)
+    }];
+    cfg.select.default = Some(id.into());
+    cfg.alarms.clear();
+    edgecam::config::validate(&cfg).expect("test config is valid");
+    cfg
+}
+
+/// Stream `id`'s row of an `/api/status` body.
+pub fn stream_row<'a>(st: &'a serde_json::Value, id: &str) -> &'a serde_json::Value {
+    st["streams"]
+        .as_array()
+        .and_then(|a| a.iter().find(|s| s["id"] == id))
+        .expect("the camera is in the status")
+}
+
 fn token(name: &str, token: &str, role: Role) -> TokenConfig {
     TokenConfig {
         name: name.into(),
