@@ -336,27 +336,11 @@ async fn deliver(
     }
 }
 
-/// `at_us` (µs since the epoch) as `YYYY-MM-DDTHH:MM:SS.mmmZ`.
+/// `at_us` (µs since the epoch) as `YYYY-MM-DDTHH:MM:SS.mmmZ` (the epoch itself for a time
+/// outside jiff's range, which no clock of this box gives).
 fn rfc3339(at_us: i64) -> String {
-    let secs = at_us.div_euclid(1_000_000);
-    let ms = at_us.rem_euclid(1_000_000) / 1000;
-    let (days, sod) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    // Howard Hinnant's days-to-civil.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{ms:03}Z",
-        sod / 3600,
-        sod % 3600 / 60,
-        sod % 60
-    )
+    let t = jiff::Timestamp::from_microsecond(at_us).unwrap_or(jiff::Timestamp::UNIX_EPOCH);
+    format!("{t:.3}")
 }
 
 #[cfg(test)]
