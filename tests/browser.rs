@@ -1,7 +1,8 @@
 //! Browser tests in real headless Chromium and Firefox: `edgecam demo` with three test-pattern
 //! streams, driven by `tests/browser/run.mjs` (Node + playwright-core, Debian's
 //! /usr/bin/chromium), `lan.mjs` (the same from a LAN-style origin: the MSE path, then HTTPS
-//! with WebCodecs) and `firefox.mjs` (puppeteer-core over WebDriver BiDi, Debian's
+//! with WebCodecs), `clips.mjs` (event clips: replay beside the live view, list, player) and
+//! `firefox.mjs` (puppeteer-core over WebDriver BiDi, Debian's
 //! /usr/bin/firefox-esr: the MSE path in a second engine).
 //!
 //! The script logs in with the printed one-time password and sets a new one, checks that the
@@ -298,4 +299,27 @@ fn the_page_from_a_lan_origin_plays_h264_through_mse_in_firefox() {
         v["mse"]["ingest_to_paint_ms"]["n"].as_u64().unwrap() > 0,
         "{v}"
     );
+}
+
+/// Event clips in the page (`tests/browser/clips.mjs`), from a LAN origin: clips turned on
+/// and an alarm added on the Alarms tab; the alarm's "Replay the last 3 s" plays its clip in a
+/// `<video>` beside the live picture (which keeps painting) and loops the seconds before the
+/// raise; the System tab lists the finished clip, the Events table's link plays it, it seeks
+/// to its middle (range requests), and an admin deletes it.
+#[test]
+fn the_page_replays_an_alarm_clip_in_chromium() {
+    let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    let browser = browser_ready();
+    let port = free_port();
+    let (demo, _state, password) = start_demo(2, port, free_port(), &["--hostname", LAN_NAME]);
+    let v = run_script(
+        "clips.mjs",
+        &[port.to_string(), password],
+        &[("CHROMIUM", browser)],
+    );
+    drop(demo);
+    assert!(v["replay_loop_s"].is_number(), "{v}");
+    assert!(v["clip_duration_s"].as_f64().unwrap() >= 3.0, "{v}");
+    let artifacts = Path::new(env!("CARGO_TARGET_TMPDIR")).join("browser");
+    assert!(artifacts.join("clips-replay.png").exists());
 }

@@ -464,6 +464,8 @@ function renderView() {
     row.append(el('span', {}, `ALARM: ${a.name}`), el('span', { class: 'small-state' }, `(${STATE_WORDS[a.state] || a.state})`));
     const camera = names.get(a.stream) || a.stream;
     row.append(el('span', { class: onScreen ? 'tag' : 'small-state' }, onScreen ? `on screen: ${camera}` : `camera ${camera}`));
+    const again = replayButton(a);
+    if (again) row.append(again);
     if (a.acknowledgeable) {
       const ack = el('button', {}, 'Acknowledge');
       const msg = el('span', { class: 'msg' });
@@ -529,6 +531,7 @@ async function refreshStatus() {
   }
   if (thumbsDue()) thumbTick++;
   httpsInfo = st.https;
+  clipsInfo = st.clips || { state: 'off' };
   renderWhy();
   renderView();
   renderNoVideo();
@@ -587,7 +590,7 @@ async function editConfig(change) {
   change(config);
   configDirty = true;
 }
-for (const id of ['cameras', 'alarms', 'tokens']) {
+for (const id of ['cameras', 'alarms', 'clip-settings', 'tokens']) {
   $(id).addEventListener('input', () => { configDirty = true; });
   $(id).addEventListener('change', () => { configDirty = true; });
 }
@@ -748,6 +751,7 @@ function renderAlarms() {
     remove.addEventListener('click', () => { config.alarms.splice(i, 1); configDirty = true; renderAlarms(); });
     box.append(el('div', { class: 'entry' }, grid, gpio, el('div', { class: 'row' }, remove)));
   });
+  renderClipSettings();
 }
 
 // Copies `text`. The page is usually not a secure context (http://box:8080), where
@@ -853,8 +857,10 @@ async function refreshSystem() {
     $('https-info').replaceChildren(...(h ? [`On port ${h.port}, ${h.self_made ? 'the box\'s own self-signed certificate' : 'your certificate'}, SHA-256 `, el('code', {}, h.fingerprint_sha256)] : ['Off (web.https = false).']));
     const rows = st.streams.map((s) => [s.id, streamState(s), s.transport || '', s.fps.toFixed(1), s.bitrate_kbps, s.frames, s.dropped, s.lost_packets, s.incomplete_frames, s.reconnects, s.ring_overwritten, s.ring_lagged, lastError(s)]);
     table($('stream-stats'), ['stream', 'state', 'transport', 'fps', 'kbit/s', 'frames', 'dropped', 'RTP lost', 'frames missing data', 'reconnects', 'ring overwritten', 'ring lagged', 'last error'], rows);
-    const evs = ev.events.slice(-50).reverse().map((e) => [new Date(e.at_us / 1000).toLocaleTimeString(), e.kind, e.action, e.stream || '', e.alarm || '', e.detail, e.cause || '']);
-    table($('events'), ['time', 'kind', 'what', 'stream', 'alarm', 'detail', 'cause'], evs);
+    clipsInfo = st.clips || { state: 'off' };
+    const clips = await renderClips();
+    const evs = ev.events.slice(-50).reverse().map((e) => [new Date(e.at_us / 1000).toLocaleTimeString(), e.kind, e.action, e.stream || '', e.alarm || '', e.detail, e.cause || '', eventClipCell(e, clips)]);
+    table($('events'), ['time', 'kind', 'what', 'stream', 'alarm', 'detail', 'cause', 'clip'], evs);
   } catch (_) { /* next tick */ }
 }
 setInterval(refreshSystem, 2000);
@@ -875,7 +881,7 @@ function showWatchdog(w) {
 }
 
 function table(t, head, rows) {
-  t.replaceChildren(el('tr', {}, ...head.map((h) => el('th', {}, h))), ...rows.map((r) => el('tr', {}, ...r.map((c) => el('td', {}, String(c))))));
+  t.replaceChildren(el('tr', {}, ...head.map((h) => el('th', {}, h))), ...rows.map((r) => el('tr', {}, ...r.map((c) => el('td', {}, c instanceof Node ? c : String(c))))));
 }
 
 $('tls-install').addEventListener('click', async () => {
@@ -892,4 +898,5 @@ $('tls-install').addEventListener('click', async () => {
 $('logout').addEventListener('click', async () => { await api('POST', '/api/logout').catch(() => {}); session = null; if (ws) ws.close(); showAuth('login'); });
 $('change-password').addEventListener('click', () => { showAuth('change'); $('auth-current-row').hidden = false; });
 
+clipsInit();
 start();

@@ -265,8 +265,8 @@ pub enum StreamKind {
 #[serde(rename_all = "lowercase")]
 pub enum Transport {
     /// TCP first; when the camera refuses RTSP over TCP (461 Unsupported Transport, as
-    /// VLC's server does), UDP. What worked is remembered per camera for the daemon's life
-    /// and tried first on the next session.
+    /// VLC's server does), UDP. What worked is remembered per camera (across restarts too,
+    /// in the state directory) and tried first on the next session.
     #[default]
     Auto,
     /// RTP interleaved on the RTSP TCP connection; works through NAT and loses nothing.

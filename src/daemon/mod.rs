@@ -120,6 +120,27 @@ pub fn demo_config(n: u32, listen: SocketAddr, state_dir: &Path) -> Config {
     cfg
 }
 
+/// [`Daemon::save_transports`] for the state directory `dir`.
+async fn save_transports_in(dir: PathBuf) {
+    let saved =
+        tokio::task::spawn_blocking(move || crate::ingest::learned::memory().save(&dir)).await;
+    match saved {
+        Ok(Ok(true)) => tracing::debug!("learned rtsp transports saved"),
+        Ok(Ok(false)) => {}
+        Ok(Err(e)) => tracing::warn!(error = %e, "learned rtsp transports not saved"),
+        Err(e) => tracing::warn!(error = %e, "learned rtsp transports not saved"),
+    }
+}
+
+/// Loads the RTSP transports learned before the last restart (a hint: a bad file is logged).
+fn load_transports(state_dir: &Path) {
+    match crate::ingest::learned::memory().load(state_dir) {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(cameras = n, "learned rtsp transports loaded"),
+        Err(e) => tracing::warn!(error = %e, "learned rtsp transports not loaded"),
+    }
+}
+
 /// Starts `config`'s webhooks on `control`'s event feed, the hostname as the box's name.
 fn start_hooks(config: &Config, control: &Control, clock: &Arc<dyn Clock>) -> Webhooks {
     let box_name = crate::web::origin::hostname();
@@ -183,6 +204,7 @@ impl Daemon {
         gpio: GpioBackends,
     ) -> Result<Daemon, DaemonError> {
         let spec = RingSpec::from_config(&config.ring)?;
+        load_transports(&config.paths.state_dir);
         let beacons = BeaconTable::new(BEACON_SLOTS);
         let mut streams = StreamSet::new(spec, Arc::clone(&clock), Arc::clone(&beacons));
         streams.apply(&config.streams, spec)?;
@@ -456,13 +478,22 @@ impl Daemon {
         }
     }
 
+    /// Writes the RTSP transports learned since the last save to the state directory, off the
+    /// async threads (an atomic write ends with an `fsync`); called from the main loop's
+    /// periodic tick and at shutdown.
+    pub async fn save_transports(&self) {
+        save_transports_in(self.config.paths.state_dir.clone()).await;
+    }
+
     /// Stops the streams, then the control task, which saves the state one last time.
     ///
     /// Handles lent out may outlive the daemon (a web connection that has not ended yet): the
     /// control task is told to stop rather than waited for until every handle is gone.
     pub async fn shutdown(mut self) {
+        let state_dir = self.config.paths.state_dir.clone();
         drop(self.inputs);
         self.streams.stop_all().await;
+        save_transports_in(state_dir).await;
         let _ = self.control.send(Command::Stop).await;
         drop(self.control);
         let _ = self.control_task.await;

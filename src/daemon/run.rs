@@ -198,7 +198,10 @@ async fn main_loop(
         tokio::select! {
             _ = tokio::signal::ctrl_c() => break,
             _ = sigterm.recv() => break,
-            _ = stats.tick() => daemon.log_stats(),
+            _ = stats.tick() => {
+                daemon.log_stats();
+                daemon.save_transports().await;
+            }
             _ = status.tick() => {
                 crate::health::fault::checkpoint("main", "").await;
                 if let Some(b) = &main_beacon {

@@ -6,6 +6,7 @@
 
 pub mod font;
 pub mod gate;
+pub mod learned;
 pub mod phase;
 pub mod probe;
 pub mod sources;

@@ -5,8 +5,8 @@
 //! until the session breaks. The transport is TCP interleaved or
 //! UDP as configured, or with `auto` (the default) TCP first and UDP when the camera refuses
 //! TCP at `SETUP` (461 Unsupported Transport, as VLC's server answers; also 400 and 501).
-//! What gave frames is remembered per camera URL for the daemon's life ([`learned`]) and
-//! tried first on the next session, so the refusal costs one extra `DESCRIBE` only once. A
+//! What gave frames is remembered per camera URL ([`learned`], kept across restarts in the
+//! state directory by [`super::learned`]) and tried first on the next session, so the refusal costs one extra `DESCRIBE` only once. A
 //! UDP session that played but got no frame (a firewall or NAT in the way) makes the next
 //! `auto` session start with TCP again. H.264 frames arrive as Annex B access units with
 //! SPS/PPS in front of every keyframe (retina's [`FrameFormat::SIMPLE`]); H.265 (RFC 7798)
@@ -49,29 +49,19 @@ use retina::client::{
     UdpTransportOptions,
 };
 use retina::codec::{CodecItem, FrameFormat};
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Mutex, OnceLock};
 use std::time::Instant;
 use url::Url;
 
-/// The transport that last gave frames, per camera URL (without credentials): process-wide,
-/// so a restarted stream and *Test connection* start with what worked.
-fn learned_map() -> &'static Mutex<HashMap<String, Transport>> {
-    static MAP: OnceLock<Mutex<HashMap<String, Transport>>> = OnceLock::new();
-    MAP.get_or_init(|| Mutex::new(HashMap::new()))
-}
-
-/// The transport that last gave frames from the camera at `url` (credential-free), if any.
+/// The transport that last gave frames from the camera at `url` (credential-free), if any:
+/// learned this run or loaded from the state directory ([`super::learned`]).
 pub fn learned(url: &Url) -> Option<Transport> {
-    let map = learned_map().lock().unwrap_or_else(|p| p.into_inner());
-    map.get(url.as_str()).copied()
+    super::learned::memory().get(url.as_str())
 }
 
 /// Remembers that `t` gave frames from the camera at `url`.
 fn learn(url: &Url, t: Transport) {
-    let mut map = learned_map().lock().unwrap_or_else(|p| p.into_inner());
-    map.insert(url.as_str().to_string(), t);
+    super::learned::memory().set(url.as_str(), t);
 }
 
 /// The transport a session tries first: the configured one, or for `auto` what worked last

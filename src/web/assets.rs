@@ -11,7 +11,7 @@ use std::sync::Arc;
 use super::AppState;
 
 /// (URL name, content type, bytes) of every embedded file.
-pub const ASSETS: [(&str, &str, &[u8]); 5] = [
+pub const ASSETS: [(&str, &str, &[u8]); 6] = [
     (
         "index.html",
         "text/html; charset=utf-8",
@@ -21,6 +21,11 @@ pub const ASSETS: [(&str, &str, &[u8]); 5] = [
         "app.js",
         "text/javascript; charset=utf-8",
         include_bytes!("../../web/app.js"),
+    ),
+    (
+        "clips.js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("../../web/clips.js"),
     ),
     (
         "mse.js",

@@ -59,6 +59,8 @@ pub(super) fn status_json(st: &AppState) -> serde_json::Value {
                 "count": s.entries().len(),
                 "bytes": s.total_bytes(),
                 "dir": s.dir().display().to_string(),
+                "pre_s": s.config().pre_s,
+                "post_s": s.config().post_s,
                 "ring_warnings": ring_warnings(st, s.config().pre_s),
             })
         }
