@@ -257,6 +257,19 @@ function setVideo(v) { video = v; videoAt = performance.now(); renderNoVideo(); 
 
 function streamName() { return view.name || names.get(view.stream) || view.stream || ''; }
 
+// The last /api/status, and when it came: the Cameras tab's state lines and the box's clock.
+let lastStatus = null, statusAt = 0;
+
+// The box's wall clock now, in µs: its `now_us` plus the time since (the viewer's clock may
+// be off by minutes; the box's times are the box's).
+function boxNowUs() { return lastStatus && lastStatus.now_us ? lastStatus.now_us + (performance.now() - statusAt) * 1000 : Date.now() * 1000; }
+
+// "3 min ago" or "in 4 min" for a wall time in µs.
+function rel(us) {
+  const s = (us - boxNowUs()) / 1e6;
+  return s >= 0 ? `in ${ago(s)}` : `${ago(-s)} ago`;
+}
+
 function ago(s) {
   if (s < 90) return `${Math.round(s)} s`;
   if (s < 5400) return `${Math.round(s / 60)} min`;
@@ -532,6 +545,8 @@ async function refreshStatus() {
   if (thumbsDue()) thumbTick++;
   httpsInfo = st.https;
   clipsInfo = st.clips || { state: 'off' };
+  lastStatus = st; statusAt = performance.now();
+  if (currentTab === 'cameras') renderCameraStates();
   renderWhy();
   renderView();
   renderNoVideo();
@@ -711,9 +726,40 @@ function renderCameras() {
     // A result belongs to the settings it was made with: any edit clears it.
     grid.addEventListener('input', clearResult);
     grid.addEventListener('change', clearResult);
-    entry.append(grid, el('div', { class: 'row' }, test, remove, result));
+    entry.append(el('div', { class: 'cam-state small', 'data-state-of': s.id }), grid, el('div', { class: 'row' }, test, remove, result));
     box.append(entry);
   });
+  renderCameraStates();
+}
+
+// Each camera entry's first line: what the box does with it now, with relative times
+// ("failed 2 min ago: ... · retrying in 3 min"), and its sub stream's state.
+function renderCameraStates() {
+  for (const line of document.querySelectorAll('#cameras [data-state-of]')) {
+    const s = lastStatus && lastStatus.streams.find((x) => x.id === line.dataset.stateOf);
+    line.textContent = s ? cameraState(s) : 'not running (save to start it)';
+    line.className = 'cam-state small ' + (s ? s.state : '');
+  }
+}
+
+function cameraState(s) {
+  const err = s.last_error, when = s.last_error_at_us ? ` (${rel(s.last_error_at_us)})` : '';
+  let t;
+  if (s.state === 'live') {
+    t = `live${s.transport ? ' over ' + s.transport.toUpperCase() : ''} · ${s.fps.toFixed(1)} fps · ${s.bitrate_kbps} kbit/s`;
+    if (err) t += ` · last error${s.last_error_at_us ? ' ' + rel(s.last_error_at_us) : ''}: ${err}`;
+  } else if (s.state === 'connecting') {
+    t = `connecting${s.waiting_for ? ` (waiting for ${s.waiting_for})` : ''}` + (err ? ` · last error: ${err}${when}` : '');
+  } else if (s.state === 'failed') {
+    t = `failed: ${err || 'refused'}${when} · ${s.retry_at_us ? 'retrying ' + rel(s.retry_at_us) : 'waits for a config change'}`;
+  } else {
+    t = (s.state === 'backoff' ? 'reconnecting' : s.state) + (err ? `: ${err}${when}` : '');
+  }
+  if (s.sub) {
+    const sub = s.sub;
+    t += ` · sub stream ${sub.state}` + (sub.state === 'live' ? ` (${sub.fps.toFixed(1)} fps)` : sub.last_error ? `: ${sub.last_error}` : '');
+  }
+  return t;
 }
 
 $('camera-add').addEventListener('click', () => editConfig((cfg) => {
@@ -855,7 +901,9 @@ async function refreshSystem() {
     showWatchdog(st.watchdog);
     const h = st.https;
     $('https-info').replaceChildren(...(h ? [`On port ${h.port}, ${h.self_made ? 'the box\'s own self-signed certificate' : 'your certificate'}, SHA-256 `, el('code', {}, h.fingerprint_sha256)] : ['Off (web.https = false).']));
-    const rows = st.streams.map((s) => [s.id, streamState(s), s.transport || '', s.fps.toFixed(1), s.bitrate_kbps, s.frames, s.dropped, s.lost_packets, s.incomplete_frames, s.reconnects, s.ring_overwritten, s.ring_lagged, lastError(s)]);
+    // A camera with a sub stream has a second row, `<id>/sub`, for it.
+    const rows = st.streams.flatMap((s) => [[s.id, streamState(s), s.transport || '', s.fps.toFixed(1), s.bitrate_kbps, s.frames, s.dropped, s.lost_packets, s.incomplete_frames, s.reconnects, s.ring_overwritten, s.ring_lagged, lastError(s)]]
+      .concat(s.sub ? [[`${s.id}/sub`, s.sub.state, '', s.sub.fps.toFixed(1), s.sub.bitrate_kbps, s.sub.frames, '', '', '', s.sub.reconnects, '', '', lastError(s.sub)]] : []));
     table($('stream-stats'), ['stream', 'state', 'transport', 'fps', 'kbit/s', 'frames', 'dropped', 'RTP lost', 'frames missing data', 'reconnects', 'ring overwritten', 'ring lagged', 'last error'], rows);
     clipsInfo = st.clips || { state: 'off' };
     const clips = await renderClips();

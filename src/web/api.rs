@@ -250,6 +250,8 @@ async fn status(State(st): St, _caller: Caller) -> ApiResult<Json<serde_json::Va
         "inputs": inputs,
         "webhooks": status.webhooks.iter().map(|w| w.status()).collect::<Vec<_>>(),
         "uptime_s": st.uptime_s(),
+        // The box's wall clock, so the page says "3 min ago" however wrong the viewer's is.
+        "now_us": st.clock.wall_us(),
         "version": env!("CARGO_PKG_VERSION"),
         "watchdog": watchdog,
         "live_clients": st.metrics.live.live_clients.get(),

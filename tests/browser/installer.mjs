@@ -10,7 +10,9 @@
 // saves, and sees the new camera live on the Live tab. Then: a token for a detector on the
 // Tokens tab, an alarm without GPIO on the Alarms tab, raised and cleared by the detector over
 // HTTP, its banner (name, on screen, Acknowledge for a hold), Acknowledge returning the view;
-// a camera that is down (its RTSP port is closed): selecting it blanks the picture and says
+// a camera that is down (its RTSP port is closed): each camera's line on the Cameras tab says
+// what the box does with it ("live over TCP ... sub stream live", "reconnecting: ... (5 s ago)"),
+// and selecting the down camera blanks the picture and says
 // "No video from <name>: <why>". At 1366×800 and at 390×844 the banner, the name line, the
 // picture and the strip fit one screen; the System tab fits a phone's width. Expected
 // answers (no session yet, nothing to acknowledge) never show as console errors. Last, the
@@ -181,6 +183,12 @@ try {
   await yard.locator('[data-path$=".url"] input').fill(`rtsp://127.0.0.1:${closedPort}/stream`);
   await page.click('#cameras-save');
   await page.waitForFunction(() => /Saved and applied/.test(document.getElementById('cameras-msg').textContent), null, { timeout: TIMEOUT });
+  // Each entry's first line says what the box does with the camera, in relative times.
+  const stateOf = (id) => page.textContent(`[data-state-of="${id}"]`);
+  await page.waitForFunction(() => /^live over (TCP|UDP) .*sub stream live/.test(document.querySelector('[data-state-of="door"]').textContent), null, { timeout: TIMEOUT });
+  check(true, `the live camera's line: ${await stateOf('door')}`);
+  await page.waitForFunction(() => /^(reconnecting|failed|connecting).*\(\d+ (s|min) ago\)/.test(document.querySelector('[data-state-of="yard"]').textContent), null, { timeout: TIMEOUT });
+  check(true, `the down camera's line: ${await stateOf('yard')}`);
 
   // The guard watches the test pattern; the detector rings.
   await page.click('[data-tab="live"]');
@@ -199,7 +207,7 @@ try {
   // The contact opens again: the hold runs; Acknowledge ends it and returns the view.
   await detector(token, 'clear');
   await page.waitForFunction(() => /holding/.test(document.getElementById('banner').textContent), null, { timeout: TIMEOUT });
-  await page.click('#banner button');
+  await page.click('#banner button:has-text("Acknowledge")');
   await page.waitForSelector('#banner', { state: 'hidden', timeout: TIMEOUT });
   await page.waitForFunction(() => window.edgecam.stats.stream === 'cam1', null, { timeout: TIMEOUT });
   check(true, 'Acknowledge ends the hold and the view returns to the guard\'s camera');
@@ -225,7 +233,7 @@ try {
   await fitsOneScreen('390×844 with an alarm');
   await page.screenshot({ path: path.join(outDir, 'installer-alarm-390.png') });
   await detector(token, 'clear');
-  await page.click('#banner button');
+  await page.click('#banner button:has-text("Acknowledge")');
   await page.waitForSelector('#banner', { state: 'hidden', timeout: TIMEOUT });
   await page.click('[data-tab="system"]');
   await page.waitForSelector('#stream-stats tr', { timeout: TIMEOUT });

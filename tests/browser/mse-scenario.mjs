@@ -137,8 +137,8 @@ export async function mseScenario(d, { base, oneTime, fps, outDir, prefix, expec
   const alarmMs = await waitMark(d, 'alarm');
   await showsAndPaints(d, 'cam3', 'Test pattern 3', 'alarm', fps);
   await d.screenshot(path.join(outDir, `${prefix}-mse-alarm.png`));
-  await waitFor(d, () => !!document.querySelector('#banner button'), null, 'the latched alarm offers Acknowledge');
-  await d.click('#banner button');
+  await waitFor(d, () => [...document.querySelectorAll('#banner button')].some((b) => b.textContent === 'Acknowledge'), null, 'the latched alarm offers Acknowledge');
+  await d.click('#banner button:not(.replay)');
   await showsAndPaints(d, 'cam2', 'Test pattern 2', 'acknowledged: back to cam2', fps);
 
   s = await stats(d);

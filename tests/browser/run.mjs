@@ -72,7 +72,7 @@ async function alarmRoundTrip(page, alarm, stream, name, shot) {
   check(text.includes(name), `banner names the alarm (${text.trim()})`);
   check((await page.textContent('#reason')).includes('alarm'), 'the reason says alarm');
   if (shot) await page.screenshot({ path: path.join(outDir, shot) });
-  await page.click('#banner button');
+  await page.click('#banner button:has-text("Acknowledge")');
   await page.waitForSelector('#banner', { state: 'hidden', timeout: TIMEOUT });
   check(true, 'acknowledged: the banner is gone');
   return ms;
