@@ -85,6 +85,12 @@ pub struct ServerOpts {
     pub jpeg_mounts: bool,
     /// Also serve `/h265`: H.265 Main from x265enc, like most current IP cameras' main stream.
     pub h265_mount: bool,
+    /// Also serve the camera zoo: `/av` (audio listed first, then H.264), `/va` (H.264, then
+    /// audio), `/sdp-params` (SPS/PPS only in the SDP) and `/resize` (the picture halves in
+    /// size `resize_after_s` into each session).
+    pub zoo_mounts: bool,
+    /// With `zoo_mounts`: seconds into a `/resize` session before the size halves.
+    pub resize_after_s: u32,
     /// Close every client's session every this many seconds (0 = never): camera outages.
     pub drop_every_s: u32,
     /// Where encoded clips are cached; `None` is the script's default (under the system's
@@ -118,6 +124,8 @@ impl Default for ServerOpts {
             audio_mount: false,
             jpeg_mounts: false,
             h265_mount: false,
+            zoo_mounts: false,
+            resize_after_s: 3,
             drop_every_s: 0,
             cache_dir: None,
             log: None,
@@ -159,6 +167,10 @@ impl ServerOpts {
         }
         if self.h265_mount {
             cmd.arg("--h265-mount");
+        }
+        if self.zoo_mounts {
+            cmd.arg("--zoo-mounts")
+                .args(["--resize-after", &self.resize_after_s.to_string()]);
         }
         if self.udp_only {
             cmd.arg("--udp-only");

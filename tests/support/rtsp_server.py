@@ -85,6 +85,15 @@ def parse_args():
         "stream of most current IP cameras",
     )
     p.add_argument(
+        "--zoo-mounts",
+        action="store_true",
+        help="also serve the camera-zoo mounts: /av (G.711 audio listed first, then H.264), "
+        "/va (H.264 first, audio last), /sdp-params (H.264 with SPS/PPS only in the SDP's "
+        "sprop-parameter-sets, none in band) and /resize (H.264 whose picture size changes "
+        "from --width x --height to half of it --resize-after seconds into each session)",
+    )
+    p.add_argument("--resize-after", type=int, default=3, help="seconds before /resize halves")
+    p.add_argument(
         "--drop-every",
         type=int,
         default=0,
@@ -273,6 +282,8 @@ class Server:
             f.set_launch(f"( {h265} )")
             f.set_shared(True)
             mounts.add_factory("/h265", f)
+        if a.zoo_mounts:
+            self.add_zoo(a, mounts)
         if a.user is not None:
             auth = GstRtspServer.RTSPAuth()
             token = GstRtspServer.RTSPToken()
@@ -284,6 +295,57 @@ class Server:
                 auth.set_supported_methods(GstRtsp.RTSPAuthMethod.BASIC)
                 auth.add_basic(GstRtspServer.RTSPAuth.make_basic(a.user, a.password or ""), token)
             self.server.set_auth(auth)
+
+    def add_zoo(self, a, mounts):
+        """The camera-zoo mounts (see --zoo-mounts): what real cameras send beside plain H.264."""
+        raw = (
+            f"videotestsrc is-live=true pattern=ball ! "
+            f"video/x-raw,format=I420,width={a.width},height={a.height},framerate={a.fps}/1"
+        )
+        x264 = (
+            f"x264enc tune=zerolatency speed-preset=ultrafast bitrate={a.bitrate} "
+            f"key-int-max={gop_frames(a)}"
+        )
+        h264 = f"{raw} ! {x264} ! video/x-h264,profile=baseline,stream-format=byte-stream"
+        audio = "audiotestsrc is-live=true ! audio/x-raw,rate=8000,channels=1 ! alawenc"
+        lines = {
+            "/av": f"( {audio} ! rtppcmapay name=pay0 pt=8 "
+            f"{h264} ! rtph264pay name=pay1 pt=96 config-interval=-1 )",
+            "/va": f"( {h264} ! rtph264pay name=pay0 pt=96 config-interval=-1 "
+            f"{audio} ! rtppcmapay name=pay1 pt=8 )",
+            # avc stream format: x264 puts SPS/PPS in the caps (codec_data), the payloader
+            # into the SDP only (config-interval=0: never in band).
+            "/sdp-params": f"( {raw} ! {x264} ! "
+            f"video/x-h264,profile=baseline,stream-format=avc,alignment=au ! "
+            f"rtph264pay name=pay0 pt=96 config-interval=0 )",
+            # The size is a capsfilter after a scaler: `resize_later` halves it mid-session,
+            # x264 starts over with a new SPS and an IDR, as a camera does when its
+            # resolution is changed on its web page.
+            "/resize": f"( videotestsrc is-live=true pattern=ball ! "
+            f"video/x-raw,format=I420,framerate={a.fps}/1 ! videoscale ! "
+            f"capsfilter name=size caps=video/x-raw,width={a.width},height={a.height} ! "
+            f"{x264} ! video/x-h264,profile=baseline,stream-format=byte-stream ! "
+            f"rtph264pay name=pay0 pt=96 config-interval=-1 )",
+        }
+        for path, line in lines.items():
+            f = GstRtspServer.RTSPMediaFactory()
+            f.set_launch(line)
+            # Not shared: each session of /resize starts at the full size.
+            f.set_shared(path != "/resize")
+            if path == "/resize":
+                f.connect("media-configure", lambda _f, m: self.resize_later(a, m))
+            mounts.add_factory(path, f)
+
+    def resize_later(self, a, media):
+        size = media.get_element().get_by_name("size")
+        caps = f"video/x-raw,width={a.width // 2},height={a.height // 2}"
+
+        def halve():
+            size.set_property("caps", Gst.Caps.from_string(caps))
+            print(f"resized to {caps}", file=sys.stderr, flush=True)
+            return False
+
+        GLib.timeout_add_seconds(a.resize_after, halve)
 
     def on_media_configure(self, _factory, media):
         if self.clip:
