@@ -11,9 +11,9 @@
 mod common;
 mod webutil;
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Write};
 use std::os::fd::AsRawFd;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
 use webutil::{ADMIN_TOKEN, TestServer, VIEWER_TOKEN};
@@ -27,9 +27,10 @@ const ENDPOINT: &str = "urn:uuid:5f0e7a10-1d2c-4b3a-9e8f-0a1b2c3d4e5f";
 
 /// Runs `ip args`; panics with what to install or fix when it cannot.
 fn ip(args: &[&str]) {
-    let out = Command::new("ip").args(args).output().unwrap_or_else(|e| {
-        panic!("cannot run `ip` ({e}): install the Debian package iproute2")
-    });
+    let out = Command::new("ip")
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run `ip` ({e}): install the Debian package iproute2"));
     assert!(
         out.status.success(),
         "`ip {}` failed: {} (this test creates network namespaces and must run as root; \
@@ -47,22 +48,28 @@ struct Namespaces {
     b: String,
     /// The responder inside `b`, killed before the namespaces go.
     responder: Option<Child>,
+    /// `edgecam demo` inside `a` (the browser test), killed before the namespaces go.
+    daemon: Option<Child>,
 }
 
 impl Namespaces {
-    fn create() -> Namespaces {
+    /// A new pair; `tag` (one letter) keeps the names of tests running at once apart.
+    fn create(tag: char) -> Namespaces {
         let pid = std::process::id();
         let ns = Namespaces {
-            a: format!("edgecam-wsd-a-{pid}"),
-            b: format!("edgecam-wsd-b-{pid}"),
+            a: format!("edgecam-wsd-a{tag}-{pid}"),
+            b: format!("edgecam-wsd-b{tag}-{pid}"),
             responder: None,
+            daemon: None,
         };
-        let (va, vb) = (format!("ewa{pid}"), format!("ewb{pid}"));
+        let (va, vb) = (format!("ewa{tag}{pid}"), format!("ewb{tag}{pid}"));
         ip(&["netns", "add", &ns.a]);
         ip(&["netns", "add", &ns.b]);
         // Made inside `a` with its peer moved straight into `b`: the host's own namespace
         // never sees either end.
-        ip(&["-n", &ns.a, "link", "add", &va, "type", "veth", "peer", "name", &vb, "netns", &ns.b]);
+        ip(&[
+            "-n", &ns.a, "link", "add", &va, "type", "veth", "peer", "name", &vb, "netns", &ns.b,
+        ]);
         for (n, dev, addr) in [(&ns.a, &va, ADDR_A), (&ns.b, &vb, ADDR_B)] {
             ip(&["-n", n, "addr", "add", &format!("{addr}/24"), "dev", dev]);
             ip(&["-n", n, "link", "set", dev, "up"]);
@@ -74,7 +81,8 @@ impl Namespaces {
 
     /// Starts the WS-Discovery responder in `b` and waits for its `ready`.
     fn start_responder(&mut self) {
-        let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/support/wsd_responder.py");
+        let script =
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/support/wsd_responder.py");
         let xaddr = format!("http://{ADDR_B}:8080/onvif/device_service");
         let mut child = Command::new("ip")
             .args(["netns", "exec", &self.b])
@@ -95,13 +103,20 @@ impl Namespaces {
         let stdout = child.stdout.take().expect("piped stdout");
         self.responder = Some(child);
         BufReader::new(stdout).read_line(&mut line).unwrap();
-        assert_eq!(line.trim(), "ready", "the WS-Discovery responder did not start");
+        assert_eq!(
+            line.trim(),
+            "ready",
+            "the WS-Discovery responder did not start"
+        );
     }
 }
 
 impl Drop for Namespaces {
     fn drop(&mut self) {
-        if let Some(mut c) = self.responder.take() {
+        for mut c in [self.responder.take(), self.daemon.take()]
+            .into_iter()
+            .flatten()
+        {
             let _ = c.kill();
             let _ = c.wait();
         }
@@ -132,7 +147,11 @@ fn wsd_python() -> PathBuf {
          python3-venv) and `pip install WSDiscovery==2.1.2` into it (.ci/run does), or point \
          EDGECAM_WSD_PYTHON at a Python that has it",
         python.display(),
-        python.parent().and_then(|p| p.parent()).unwrap_or(&python).display()
+        python
+            .parent()
+            .and_then(|p| p.parent())
+            .unwrap_or(&python)
+            .display()
     );
     python
 }
@@ -146,7 +165,11 @@ fn enter(name: &str) {
 }
 
 /// `POST /api/onvif/discover` with `token` and `body`: status and JSON.
-async fn discover(srv: &TestServer, token: &str, body: serde_json::Value) -> (u16, serde_json::Value) {
+async fn discover(
+    srv: &TestServer,
+    token: &str,
+    body: serde_json::Value,
+) -> (u16, serde_json::Value) {
     let r = srv
         .with_token(reqwest::Method::POST, "/api/onvif/discover", token)
         .json(&body)
@@ -159,7 +182,7 @@ async fn discover(srv: &TestServer, token: &str, body: serde_json::Value) -> (u1
 
 #[test]
 fn discover_finds_the_camera_in_the_namespace_and_only_for_admin() {
-    let mut ns = Namespaces::create();
+    let mut ns = Namespaces::create('x');
     let a = ns.a.clone();
     // The daemon and the client both run in `a`: a thread that enters it first and only then
     // starts its runtime (whose worker threads inherit the namespace).
@@ -173,7 +196,10 @@ fn discover_finds_the_camera_in_the_namespace_and_only_for_admin() {
             assert_eq!(status, 403, "a viewer may not probe the LAN");
             let (status, body) =
                 discover(&srv, ADMIN_TOKEN, serde_json::json!({"wait_ms": 50})).await;
-            assert_eq!((status, &body["field"]), (400, &serde_json::json!("wait_ms")));
+            assert_eq!(
+                (status, &body["field"]),
+                (400, &serde_json::json!("wait_ms"))
+            );
             // Nobody answers yet: an empty list, not an error.
             let (status, body) =
                 discover(&srv, ADMIN_TOKEN, serde_json::json!({"wait_ms": 600})).await;
@@ -191,7 +217,9 @@ fn discover_finds_the_camera_in_the_namespace_and_only_for_admin() {
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();
     let (before_tx, before_rx) = std::sync::mpsc::channel();
     let thread = std::thread::spawn(move || daemon_side(ready_rx, before_tx));
-    before_rx.recv().expect("the daemon side got to its first probe");
+    before_rx
+        .recv()
+        .expect("the daemon side got to its first probe");
     ns.start_responder();
     ready_tx.send(()).unwrap();
     let body = thread.join().expect("the daemon side passed");
@@ -208,7 +236,90 @@ fn discover_finds_the_camera_in_the_namespace_and_only_for_admin() {
         serde_json::json!([format!("http://{ADDR_B}:8080/onvif/device_service")])
     );
     assert!(
-        d["types"].as_array().unwrap().iter().any(|t| t.as_str().unwrap().ends_with(":NetworkVideoTransmitter")),
+        d["types"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t.as_str().unwrap().ends_with(":NetworkVideoTransmitter")),
         "{d}"
+    );
+}
+
+/// The installer's Discover in headless Chromium (`tests/browser/discover.mjs`): the real
+/// daemon binary (`edgecam demo`) and Chromium both run in namespace `a` (`ip netns exec`);
+/// first nobody answers and the page says so, then the camera in `b` answers and is added
+/// with its name and device service.
+#[test]
+fn the_installer_discovers_and_adds_a_camera_in_chromium() {
+    let chromium =
+        PathBuf::from(std::env::var_os("CHROMIUM").unwrap_or("/usr/bin/chromium".into()));
+    assert!(
+        chromium.exists(),
+        "{} is missing: install the Debian package chromium",
+        chromium.display()
+    );
+    let browser_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser");
+    assert!(
+        browser_dir.join("node_modules/playwright-core").exists(),
+        "tests/browser/node_modules is missing: run `npm ci` in tests/browser (Debian package npm)"
+    );
+    let mut ns = Namespaces::create('y');
+    let state = tempfile::tempdir().unwrap();
+    let mut daemon = Command::new("ip")
+        .args(["netns", "exec", &ns.a, env!("CARGO_BIN_EXE_edgecam")])
+        .args(["demo", "--streams", "1", "--listen", "127.0.0.1:8080"])
+        .args(["--https-listen", "127.0.0.1:8443", "--state-dir"])
+        .arg(state.path())
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("edgecam demo starts");
+    let stdout = daemon.stdout.take().expect("piped stdout");
+    ns.daemon = Some(daemon);
+    // The daemon's output is read to its end (a closed pipe would fail its next line).
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            println!("demo: {line}");
+            if let Some(pw) = line.split("one-time admin password: ").nth(1) {
+                let _ = tx.send(pw.trim().to_string());
+            }
+        }
+    });
+    let password = rx
+        .recv_timeout(std::time::Duration::from_secs(60))
+        .expect("demo prints a one-time admin password");
+    let artifacts = Path::new(env!("CARGO_TARGET_TMPDIR")).join("browser");
+    let mut node = Command::new("ip")
+        .args(["netns", "exec", &ns.a, "node"])
+        .arg(browser_dir.join("discover.mjs"))
+        .args(["8080", &password])
+        .arg(&artifacts)
+        .env("CHROMIUM", &chromium)
+        .current_dir(&browser_dir)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("node not runnable ({e}): install Node.js (Debian `nodejs`)"));
+    let mut stdin = node.stdin.take().expect("piped stdin");
+    let mut out = BufReader::new(node.stdout.take().expect("piped stdout"));
+    let mut seen = String::new();
+    loop {
+        let mut line = String::new();
+        if out.read_line(&mut line).unwrap() == 0 {
+            break;
+        }
+        print!("discover.mjs: {line}");
+        seen.push_str(&line);
+        if line.trim() == "WAITING" {
+            ns.start_responder();
+            writeln!(stdin, "go").unwrap();
+        }
+    }
+    let status = node.wait().unwrap();
+    assert!(
+        status.success() && seen.contains("WAITING"),
+        "discover.mjs failed (screenshots in {})",
+        artifacts.display()
     );
 }

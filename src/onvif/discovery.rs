@@ -20,10 +20,8 @@ use tokio::net::UdpSocket;
 pub use parse::{Device, ReplyError, probe_matches};
 
 /// The WS-Discovery multicast group and port.
-pub const MULTICAST: SocketAddr = SocketAddr::V4(SocketAddrV4::new(
-    Ipv4Addr::new(239, 255, 255, 250),
-    3702,
-));
+pub const MULTICAST: SocketAddr =
+    SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::new(239, 255, 255, 250), 3702));
 /// How long the probe listens by default: cameras answer within WS-Discovery's
 /// `APP_MAX_DELAY` (500 ms) plus the network.
 pub const DEFAULT_WAIT: Duration = Duration::from_secs(3);
@@ -157,7 +155,10 @@ impl Collected {
         for device in found {
             if self.list.len() >= self.max {
                 if !self.capped {
-                    tracing::warn!(max = self.max, "ONVIF probe: more devices answered than are listed");
+                    tracing::warn!(
+                        max = self.max,
+                        "ONVIF probe: more devices answered than are listed"
+                    );
                     self.capped = true;
                 }
                 return;

@@ -126,7 +126,10 @@ fn device(m: Node) -> Option<Device> {
         name: scope_value(&scopes, "name/"),
         hardware: scope_value(&scopes, "hardware/"),
         location: scope_value(&scopes, "location/"),
-        types: words(child(m, "Types")).take(MAX_TYPES).map(capped).collect(),
+        types: words(child(m, "Types"))
+            .take(MAX_TYPES)
+            .map(capped)
+            .collect(),
         xaddrs,
         scopes,
     })

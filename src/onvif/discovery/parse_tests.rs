@@ -99,7 +99,10 @@ fn decodes_an_onvif_camera() {
 fn a_reply_to_another_probe_is_refused() {
     let other = "uuid:11111111-2222-3333-4444-555555555555";
     let e = probe_matches(spec_example(other).as_bytes(), MID).unwrap_err();
-    assert!(matches!(e, ReplyError::OtherProbe(ref r) if r == other), "{e}");
+    assert!(
+        matches!(e, ReplyError::OtherProbe(ref r) if r == other),
+        "{e}"
+    );
 }
 
 #[test]
@@ -169,7 +172,10 @@ fn hostile_replies_are_capped() {
         assert_eq!(d.scopes.len(), MAX_SCOPES);
         assert!(d.scopes.iter().all(|s| s.chars().count() <= MAX_TEXT));
         let name = d.name.as_deref().unwrap_or("");
-        assert!(name.len() > 400 && name.chars().count() <= MAX_TEXT, "{name}");
+        assert!(
+            name.len() > 400 && name.chars().count() <= MAX_TEXT,
+            "{name}"
+        );
         assert_eq!(d.xaddrs.len(), MAX_XADDRS);
         assert!(d.xaddrs.iter().all(|u| u.starts_with("http://10.0.0.")));
     }
@@ -194,7 +200,10 @@ fn a_match_without_endpoint_or_url_is_dropped_and_url_stands_in() {
         "",
     );
     let d = probe_matches(no_epr.as_bytes(), MID).unwrap();
-    assert_eq!(d[0].endpoint, "http://192.168.1.64:8080/onvif/device_service");
+    assert_eq!(
+        d[0].endpoint,
+        "http://192.168.1.64:8080/onvif/device_service"
+    );
     let nothing = no_epr.replace(
         "http://192.168.1.64:8080/onvif/device_service http://[fe80::1]/onvif/device_service",
         "ftp://x",

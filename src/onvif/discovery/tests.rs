@@ -88,7 +88,8 @@ async fn hostile_replies_are_skipped_and_duplicates_merged() {
 
 #[tokio::test]
 async fn the_device_count_is_capped() {
-    let (target, task) = responder(|mid| (0..50).map(|n| reply(mid, n).into_bytes()).collect()).await;
+    let (target, task) =
+        responder(|mid| (0..50).map(|n| reply(mid, n).into_bytes()).collect()).await;
     let options = ProbeOptions {
         target,
         wait: Duration::from_millis(600),
