@@ -726,7 +726,14 @@ function renderCameras() {
     // A result belongs to the settings it was made with: any edit clears it.
     grid.addEventListener('input', clearResult);
     grid.addEventListener('change', clearResult);
-    entry.append(el('div', { class: 'cam-state small', 'data-state-of': s.id }), grid, el('div', { class: 'row' }, test, remove, result));
+    entry.append(el('div', { class: 'cam-state small', 'data-state-of': s.id }));
+    const note = discoveredNote(s);
+    if (note) {
+      const url = grid.querySelector(`[data-path="${p}.url"] input`);
+      if (url && discovered.get(s).host) url.placeholder = `rtsp://user:password@${discovered.get(s).host.replace(/:\d+$/, '')}:554/…`;
+      entry.append(note);
+    }
+    entry.append(grid, el('div', { class: 'row' }, test, remove, result));
     box.append(entry);
   });
   renderCameraStates();
@@ -768,6 +775,57 @@ $('camera-add').addEventListener('click', () => editConfig((cfg) => {
   cfg.streams.push(s);
   renderCameras();
 }));
+
+// ---------------------------------------------------------------- ONVIF discovery
+
+// Cameras added from a Discover answer, and the device they came from: the form shows where
+// the camera's ONVIF device service is (the address From ONVIF asks for).
+const discovered = new WeakMap();
+const DISCOVER_WAIT_MS = 3000;
+
+// One found device as a row: name, hardware, address and a button that adds it as a camera.
+function discoveredRow(d) {
+  const use = el('button', {}, 'Add this camera');
+  use.addEventListener('click', () => editConfig((cfg) => {
+    const n = cfg.streams.length + 1;
+    const s = { id: `cam${n}`, name: d.name || d.hardware || d.host, kind: 'rtsp', url: '', transport: 'auto', device: null, width: null, height: null, fps: null, bitrate_kbps: null, gop: null, connect_timeout_ms: 5000, stall_timeout_ms: 3000, failed_retry_s: 300, enabled: true };
+    cfg.streams.push(s);
+    discovered.set(s, d);
+    renderCameras();
+  }));
+  const what = [d.name || '(no name)', d.hardware, d.host].filter(Boolean).join(' · ');
+  return el('div', { class: 'entry discovered', 'data-endpoint': d.endpoint }, el('div', { class: 'row' }, el('span', {}, what), use));
+}
+
+$('camera-discover').addEventListener('click', async () => {
+  const btn = $('camera-discover'), msg = $('discover-msg'), list = $('discover-list');
+  $('discover').hidden = false;
+  list.replaceChildren();
+  msg.className = 'msg'; msg.textContent = `asking the network for ONVIF cameras (${DISCOVER_WAIT_MS / 1000} s)…`;
+  btn.disabled = true;
+  try {
+    const r = await api('POST', '/api/onvif/discover', { wait_ms: DISCOVER_WAIT_MS });
+    if (!r.devices.length) {
+      msg.className = 'msg bad';
+      msg.textContent = `No ONVIF cameras answered within ${r.wait_ms / 1000} s (a camera in another subnet or VLAN cannot hear the probe: add it by address).`;
+    } else {
+      msg.className = 'msg good';
+      msg.textContent = `${r.devices.length} found:`;
+      list.append(...r.devices.map(discoveredRow));
+    }
+  } catch (e) {
+    msg.className = 'msg bad'; msg.textContent = `Discover failed: ${e.message}`;
+  } finally { btn.disabled = false; }
+});
+
+// The line a discovered camera's form shows: its ONVIF device service and host.
+function discoveredNote(s) {
+  const d = discovered.get(s);
+  if (!d) return null;
+  const url = d.xaddrs[0] || '';
+  return el('div', { class: 'row onvif-found', 'data-onvif-host': d.host || '' },
+    `Found by Discover at ${d.host || '?'}; ONVIF device service: `, el('code', {}, url));
+}
 
 function renderAlarms() {
   const box = $('alarms'); box.replaceChildren();

@@ -15,6 +15,7 @@ pub mod error;
 #[doc(hidden)]
 pub mod fuzz;
 pub mod metrics;
+mod onvif;
 pub mod origin;
 pub mod policy;
 pub mod serve;
