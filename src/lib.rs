@@ -14,7 +14,7 @@
 //! against it (doc links may point anywhere):
 //!
 //! Module order: `clock` → `persist` → `backoff` → `secret` → `frame` → `config` → `state` →
-//! `codec` → `ring` → `select` → `health` → `ingest` → `gpio` → `control` → `output` →
+//! `codec` → `ring` → `select` → `health` → `ingest` → `gpio` → `onvif` → `control` → `output` →
 //! `hooks` → `handles` → `web` → `mqtt` → `daemon`
 //!
 //! Why this order:
@@ -27,7 +27,8 @@
 //!   watchdog, `sd_notify`) renders that view in the `STATUS=` line.
 //! - `ingest` (sources, supervisors, the connection probe) and `gpio` (alarm inputs, relay
 //!   outputs) beat `health` beacons; `control` is the task that owns the selector and hears
-//!   from both.
+//!   from both. `onvif` (camera events as alarm inputs, the cameras' profiles) reports
+//!   through `gpio`'s input status and signal types.
 //! - `output` (live push, JPEG, MJPEG) reads rings and the view; `hooks` posts the control
 //!   task's alarm and switch events to webhooks; `handles` bundles what the
 //!   daemon lends the web (control, status, config changes, beacons, watchdog) without naming
@@ -50,6 +51,7 @@ pub mod health;
 pub mod hooks;
 pub mod ingest;
 pub mod mqtt;
+pub mod onvif;
 pub mod output;
 pub mod persist;
 pub mod ring;

@@ -2,6 +2,7 @@
 //! is read from and written to ([`load`]).
 
 pub mod load;
+pub mod onvif;
 pub mod schema;
 pub mod validate;
 pub mod webhook;
@@ -12,4 +13,5 @@ pub use load::{
 };
 pub use schema::*;
 pub use validate::{FieldError, report, validate};
+pub use onvif::{OnvifInputConfig, OnvifTarget};
 pub use webhook::{HookEvent, HookHeader, WebhookConfig};
