@@ -14,6 +14,7 @@ mod clips;
 pub mod error;
 #[doc(hidden)]
 pub mod fuzz;
+mod from_onvif;
 pub mod metrics;
 pub mod origin;
 pub mod policy;
