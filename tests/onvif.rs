@@ -7,87 +7,17 @@
 //! only to an admin.
 
 mod common;
+mod support;
 mod webutil;
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Write};
-use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::time::Duration;
 
 use edgecam::config::{AlarmMode, Config, OnvifInputConfig, StreamConfig, StreamKind};
 use edgecam::web::WebOptions;
 use serde_json::{Value, json};
+use support::onvif::{Camera, PASSWORD, USER};
 use webutil::{ADMIN_TOKEN, Go, OPERATOR_TOKEN, TestServer, VIEWER_TOKEN};
-
-const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/support/onvif_camera.py");
-const USER: &str = "admin";
-const PASSWORD: &str = "s3cret:pw";
-/// The camera's clock runs this far ahead of the box's.
-const SKEW_S: &str = "3600";
-
-/// A running `onvif_camera.py`; killed on drop.
-struct Camera {
-    child: Child,
-    stdin: ChildStdin,
-    stdout: BufReader<ChildStdout>,
-    port: u16,
-}
-
-impl Camera {
-    /// A camera on `port` (0: any free one) that grants subscriptions `lifetime_s` seconds.
-    fn start(port: u16, lifetime_s: u32) -> Camera {
-        let mut child = Command::new("/usr/bin/python3")
-            .args([SCRIPT, "--port", &port.to_string(), "--user", USER, "--password", PASSWORD])
-            .args(["--skew-s", SKEW_S, "--lifetime-s", &lifetime_s.to_string()])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("/usr/bin/python3 runs the ONVIF test camera; install the Debian package python3");
-        let stdin = child.stdin.take().unwrap();
-        let mut stdout = BufReader::new(child.stdout.take().unwrap());
-        let mut line = String::new();
-        stdout.read_line(&mut line).unwrap();
-        let port = line
-            .strip_prefix("ready ")
-            .and_then(|p| p.trim().parse().ok())
-            .unwrap_or_else(|| panic!("the ONVIF test camera did not start: {line:?}"));
-        Camera {
-            child,
-            stdin,
-            stdout,
-            port,
-        }
-    }
-
-    fn command(&mut self, cmd: &str) -> String {
-        writeln!(self.stdin, "{cmd}").unwrap();
-        self.stdin.flush().unwrap();
-        let mut line = String::new();
-        self.stdout.read_line(&mut line).unwrap();
-        line
-    }
-
-    fn motion(&mut self, on: bool) {
-        self.command(&format!("motion {on}"));
-    }
-
-    /// The camera's request counters: subscribe, renew, unsubscribe, pull, refused.
-    fn stats(&mut self) -> HashMap<String, u64> {
-        let line = self.command("stats");
-        line.split_whitespace()
-            .skip(1)
-            .filter_map(|kv| kv.split_once('='))
-            .map(|(k, v)| (k.to_string(), v.parse().unwrap()))
-            .collect()
-    }
-}
-
-impl Drop for Camera {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// The web test config with the `door` alarm (cam3) transparent and raised by `onvif`.
 fn config_with(dir: &std::path::Path, onvif: OnvifInputConfig, extra: Option<StreamConfig>) -> Config {
