@@ -696,6 +696,7 @@ function fromOnvif(s, entry, p) {
     go.disabled = true;
     try {
       const r = await api('POST', '/api/onvif/profiles', { address: address.value.trim(), user: user.value, password: password.value });
+      if (!r.ok) throw new Error(r.error);
       if (!r.main_url) throw new Error('the camera gave no stream address: ' + onvifSummary(r));
       for (const [key, value] of [['url', r.main_url], ['sub_url', r.sub_url || null]]) {
         s[key] = value;

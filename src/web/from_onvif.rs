@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::StatusCode;
 use serde::Deserialize;
+use serde_json::json;
 
 use super::AppState;
 use super::auth::Caller;
@@ -29,22 +29,35 @@ pub(super) struct ProbeRequest {
     password: String,
 }
 
-/// Admin only: the camera's URLs carry its password.
+/// Admin only: the camera's URLs carry its password. A camera that refuses or does not
+/// answer is an expected result, not an HTTP error: `200 {"ok": false, "error", "field"}`
+/// like *Test connection*; `200 {"ok": true, ...}` with the [`DeviceReport`] otherwise.
 pub(super) async fn profiles(
     State(st): State<Arc<AppState>>,
     caller: Caller,
     JsonBody(req): JsonBody<ProbeRequest>,
-) -> Result<Json<DeviceReport>, ApiError> {
+) -> Result<Json<serde_json::Value>, ApiError> {
     caller.require(Role::Admin)?;
-    match probe_device(&req.address, &req.user, &req.password, Arc::clone(&st.clock)).await {
-        Ok(report) => Ok(Json(report)),
-        Err(e @ OnvifError::BadAddress(_)) | Err(e @ OnvifError::Https) => {
-            Err(ApiError::field("address", e.to_string()))
+    let result = probe_device(&req.address, &req.user, &req.password, Arc::clone(&st.clock)).await;
+    Ok(Json(answer(result, &req.address)))
+}
+
+/// The JSON answer for a probe result.
+fn answer(result: Result<DeviceReport, OnvifError>, address: &str) -> serde_json::Value {
+    match result {
+        Ok(report) => {
+            let mut v = serde_json::to_value(report).unwrap_or_default();
+            v["ok"] = true.into();
+            v
         }
-        Err(e @ OnvifError::Unauthorized) => Err(ApiError::field("password", e.to_string())),
         Err(e) => {
-            tracing::info!(camera = %req.address, error = %e, "From ONVIF failed");
-            Err(ApiError::new(StatusCode::BAD_GATEWAY, e.to_string()))
+            let field = match e {
+                OnvifError::BadAddress(_) | OnvifError::Https => Some("address"),
+                OnvifError::Unauthorized => Some("password"),
+                _ => None,
+            };
+            tracing::info!(camera = %address, error = %e, "From ONVIF failed");
+            json!({"ok": false, "error": e.to_string(), "field": field})
         }
     }
 }
