@@ -20,7 +20,11 @@ use support::onvif::{Camera, PASSWORD, USER};
 use webutil::{ADMIN_TOKEN, Go, OPERATOR_TOKEN, TestServer, VIEWER_TOKEN};
 
 /// The web test config with the `door` alarm (cam3) transparent and raised by `onvif`.
-fn config_with(dir: &std::path::Path, onvif: OnvifInputConfig, extra: Option<StreamConfig>) -> Config {
+fn config_with(
+    dir: &std::path::Path,
+    onvif: OnvifInputConfig,
+    extra: Option<StreamConfig>,
+) -> Config {
     let mut c = webutil::config(dir);
     c.streams.extend(extra);
     c.alarms[0].mode = AlarmMode::Transparent;
@@ -52,7 +56,10 @@ async fn wait_camera(cam: &mut Camera, what: &str, f: impl Fn(&HashMap<String, u
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    panic!("timed out waiting for the camera to see {what}: {:?}", cam.stats());
+    panic!(
+        "timed out waiting for the camera to see {what}: {:?}",
+        cam.stats()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -69,7 +76,10 @@ async fn motion_raises_the_alarm_and_false_clears_it() {
         fps: None,
         ..StreamConfig::testpattern("doorcam", 2, 2, 1)
     };
-    let input = onvif(&format!("stream = \"doorcam\"\nport = {}\ntopic = \"motion\"", cam.port));
+    let input = onvif(&format!(
+        "stream = \"doorcam\"\nport = {}\ntopic = \"motion\"",
+        cam.port
+    ));
     let server = TestServer::start_with(
         move |dir| config_with(dir, input.clone(), Some(doorcam.clone())),
         WebOptions::default(),
@@ -119,14 +129,19 @@ async fn a_wrong_password_is_a_clear_input_error() {
     )
     .await;
     let st = server
-        .wait_status("the ONVIF input failed", |st| door_input(st)["state"] == "failed")
+        .wait_status("the ONVIF input failed", |st| {
+            door_input(st)["state"] == "failed"
+        })
         .await;
     let error = door_input(&st)["error"].as_str().unwrap_or("").to_string();
     assert!(
         error.contains("the camera refused the user name or password"),
         "{error}"
     );
-    assert!(!error.contains("wrong"), "no password in the error: {error}");
+    assert!(
+        !error.contains("wrong"),
+        "no password in the error: {error}"
+    );
     cam.motion(true);
     tokio::time::sleep(Duration::from_millis(500)).await;
     let st = server.wait_status("status", |_| true).await;
@@ -153,7 +168,9 @@ async fn a_camera_that_comes_back_is_subscribed_again() {
         .await;
     drop(cam);
     let st = server
-        .wait_status("the ONVIF input failed", |st| door_input(st)["state"] == "failed")
+        .wait_status("the ONVIF input failed", |st| {
+            door_input(st)["state"] == "failed"
+        })
         .await;
     let error = door_input(&st)["error"].as_str().unwrap_or("").to_string();
     assert!(
@@ -162,12 +179,16 @@ async fn a_camera_that_comes_back_is_subscribed_again() {
     );
     let mut cam = Camera::start(port, 60);
     server
-        .wait_status("the ONVIF input ok again", |st| door_input(st)["state"] == "ok")
+        .wait_status("the ONVIF input ok again", |st| {
+            door_input(st)["state"] == "ok"
+        })
         .await;
     wait_camera(&mut cam, "a new subscription", |s| s["subscribe"] == 1).await;
     cam.motion(true);
     server
-        .wait_status("motion after the camera came back", |st| active(st) == "cam3")
+        .wait_status("motion after the camera came back", |st| {
+            active(st) == "cam3"
+        })
         .await;
     server.stop().await;
 }
@@ -176,7 +197,8 @@ async fn a_camera_that_comes_back_is_subscribed_again() {
 async fn from_onvif_returns_the_profiles_and_stream_urls_to_admins_only() {
     let cam = Camera::start(0, 60);
     let server = TestServer::start_with(webutil::config, WebOptions::default()).await;
-    let body = json!({"address": format!("127.0.0.1:{}", cam.port), "user": USER, "password": PASSWORD});
+    let body =
+        json!({"address": format!("127.0.0.1:{}", cam.port), "user": USER, "password": PASSWORD});
     let r = server
         .with_token(reqwest::Method::POST, "/api/onvif/profiles", ADMIN_TOKEN)
         .json(&body)
@@ -192,7 +214,13 @@ async fn from_onvif_returns_the_profiles_and_stream_urls_to_admins_only() {
     assert_eq!(profiles.len(), 2);
     assert_eq!(profiles[0]["name"], "mainStream");
     assert_eq!(profiles[0]["encoding"], "H264");
-    assert_eq!((profiles[0]["width"].as_u64(), profiles[0]["height"].as_u64()), (Some(1920), Some(1080)));
+    assert_eq!(
+        (
+            profiles[0]["width"].as_u64(),
+            profiles[0]["height"].as_u64()
+        ),
+        (Some(1920), Some(1080))
+    );
     assert_eq!(profiles[1]["uri"], "rtsp://127.0.0.1:554/sub");
     assert_eq!(v["main_url"], "rtsp://admin:s3cret%3Apw@127.0.0.1:554/main");
     assert_eq!(v["sub_url"], "rtsp://admin:s3cret%3Apw@127.0.0.1:554/sub");
@@ -206,7 +234,8 @@ async fn from_onvif_returns_the_profiles_and_stream_urls_to_admins_only() {
         assert_eq!(r.status(), 403, "only an admin may read camera credentials");
     }
 
-    let wrong = json!({"address": format!("127.0.0.1:{}", cam.port), "user": USER, "password": "nope"});
+    let wrong =
+        json!({"address": format!("127.0.0.1:{}", cam.port), "user": USER, "password": "nope"});
     let r = server
         .with_token(reqwest::Method::POST, "/api/onvif/profiles", ADMIN_TOKEN)
         .json(&wrong)
@@ -217,7 +246,12 @@ async fn from_onvif_returns_the_profiles_and_stream_urls_to_admins_only() {
     let v: Value = r.json().await.unwrap();
     assert_eq!(v["ok"], false);
     assert_eq!(v["field"], "password");
-    assert!(v["error"].as_str().unwrap().contains("refused the user name or password"));
+    assert!(
+        v["error"]
+            .as_str()
+            .unwrap()
+            .contains("refused the user name or password")
+    );
 
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
@@ -233,7 +267,10 @@ async fn from_onvif_returns_the_profiles_and_stream_urls_to_admins_only() {
     let v: Value = r.json().await.unwrap();
     assert_eq!(v["ok"], false);
     assert!(
-        v["error"].as_str().unwrap().contains(&format!("does not answer ONVIF on port {port}")),
+        v["error"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("does not answer ONVIF on port {port}")),
         "{v}"
     );
     server.stop().await;

@@ -97,9 +97,7 @@ impl OnvifInputConfig {
                 Some(url)
             }
         };
-        let decode = |s: &str| {
-            percent_encoding_decode(s).unwrap_or_else(|| s.to_string())
-        };
+        let decode = |s: &str| percent_encoding_decode(s).unwrap_or_else(|| s.to_string());
         let address = match (&self.address, &from_stream) {
             (Some(a), _) if !a.trim().is_empty() => a.trim().to_string(),
             (_, Some(url)) => {

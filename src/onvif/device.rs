@@ -251,7 +251,9 @@ pub fn propose(profiles: &[MediaProfile]) -> (Option<&str>, Option<&str>) {
     let main = with_uri.iter().max_by_key(|p| p.pixels()).copied();
     let sub = with_uri.iter().min_by_key(|p| p.pixels()).copied();
     let main_uri = main.and_then(|p| p.uri.as_deref());
-    let sub_uri = sub.and_then(|p| p.uri.as_deref()).filter(|u| Some(*u) != main_uri);
+    let sub_uri = sub
+        .and_then(|p| p.uri.as_deref())
+        .filter(|u| Some(*u) != main_uri);
     (main_uri, sub_uri)
 }
 

@@ -231,9 +231,7 @@ async fn subscribe(client: &Client, events: &Endpoint) -> Result<Subscription, O
 
 /// The lifetime an answer grants: `TerminationTime` − `CurrentTime`.
 fn granted(doc: &roxmltree::Document<'_>) -> Option<Duration> {
-    let t = |name: &str| {
-        text(doc.root(), name).and_then(|s| s.parse::<jiff::Timestamp>().ok())
-    };
+    let t = |name: &str| text(doc.root(), name).and_then(|s| s.parse::<jiff::Timestamp>().ok());
     let (now, end) = (t("CurrentTime")?, t("TerminationTime")?);
     let us = end.as_microsecond() - now.as_microsecond();
     (us > 0).then(|| Duration::from_micros(us.unsigned_abs()))
@@ -308,7 +306,10 @@ mod tests {
     fn pulls_are_short_enough_to_renew_in_time() {
         assert_eq!(pull_wait(Duration::from_secs(60)), Duration::from_secs(10));
         assert_eq!(pull_wait(Duration::from_secs(6)), Duration::from_secs(2));
-        assert_eq!(pull_wait(Duration::from_millis(500)), Duration::from_secs(1));
+        assert_eq!(
+            pull_wait(Duration::from_millis(500)),
+            Duration::from_secs(1)
+        );
     }
 
     #[test]

@@ -169,7 +169,11 @@ impl Client {
     pub async fn sync_clock(&self) -> Result<(), OnvifError> {
         let before = self.clock.wall_us();
         let doc = self
-            .call_unsigned(&self.device, "GetSystemDateAndTime", "<tds:GetSystemDateAndTime/>")
+            .call_unsigned(
+                &self.device,
+                "GetSystemDateAndTime",
+                "<tds:GetSystemDateAndTime/>",
+            )
             .await?;
         let after = self.clock.wall_us();
         let parsed = roxmltree::Document::parse(&doc).ok();
@@ -275,10 +279,7 @@ impl Client {
         let (status, text) = match tokio::time::timeout(timeout, post(to, envelope)).await {
             Ok(r) => r?,
             Err(_) => {
-                return Err(to.unreachable(format!(
-                    "no answer within {} s",
-                    timeout.as_secs()
-                )));
+                return Err(to.unreachable(format!("no answer within {} s", timeout.as_secs())));
             }
         };
         check_answer(action, status, text)
@@ -458,10 +459,7 @@ mod tests {
             Endpoint::device("admin:pw@10.0.0.5"),
             Err(OnvifError::BadAddress(_))
         ));
-        assert_eq!(
-            Endpoint::device("https://10.0.0.5"),
-            Err(OnvifError::Https)
-        );
+        assert_eq!(Endpoint::device("https://10.0.0.5"), Err(OnvifError::Https));
     }
 
     #[test]

@@ -115,7 +115,10 @@ pub fn notifications(doc: &roxmltree::Document<'_>) -> Vec<Notification> {
             .map(|d| {
                 find_all(d, "SimpleItem")
                     .filter_map(|i| {
-                        Some((i.attribute("Name")?.to_string(), i.attribute("Value")?.to_string()))
+                        Some((
+                            i.attribute("Name")?.to_string(),
+                            i.attribute("Value")?.to_string(),
+                        ))
                     })
                     .collect()
             })
@@ -148,7 +151,10 @@ mod tests {
         assert_eq!(n[0].data, vec![("IsMotion".into(), "true".into())]);
         assert_eq!(n[0].level_for("motion", None), Some(Level::On));
         assert_eq!(
-            n[0].level_for("tns1:RuleEngine/CellMotionDetector/Motion", Some("IsMotion")),
+            n[0].level_for(
+                "tns1:RuleEngine/CellMotionDetector/Motion",
+                Some("IsMotion")
+            ),
             Some(Level::On)
         );
         assert_eq!(n[0].level_for("tamper", None), None);
@@ -159,8 +165,14 @@ mod tests {
 
     #[test]
     fn topics_match_whatever_the_prefix() {
-        assert!(topic_matches("tns1:RuleEngine/CellMotionDetector", "ns0:RuleEngine/CellMotionDetector/Motion"));
-        assert!(!topic_matches("tns1:RuleEngine/CellMotion", "tns1:RuleEngine/CellMotionDetector/Motion"));
+        assert!(topic_matches(
+            "tns1:RuleEngine/CellMotionDetector",
+            "ns0:RuleEngine/CellMotionDetector/Motion"
+        ));
+        assert!(!topic_matches(
+            "tns1:RuleEngine/CellMotion",
+            "tns1:RuleEngine/CellMotionDetector/Motion"
+        ));
         assert!(topic_matches("MOTION", "tns1:VideoSource/MotionAlarm"));
     }
 }

@@ -38,7 +38,13 @@ pub(super) async fn profiles(
     JsonBody(req): JsonBody<ProbeRequest>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     caller.require(Role::Admin)?;
-    let result = probe_device(&req.address, &req.user, &req.password, Arc::clone(&st.clock)).await;
+    let result = probe_device(
+        &req.address,
+        &req.user,
+        &req.password,
+        Arc::clone(&st.clock),
+    )
+    .await;
     Ok(Json(answer(result, &req.address)))
 }
 

@@ -12,9 +12,9 @@ pub mod assets;
 pub mod auth;
 mod clips;
 pub mod error;
+mod from_onvif;
 #[doc(hidden)]
 pub mod fuzz;
-mod from_onvif;
 pub mod metrics;
 pub mod origin;
 pub mod policy;

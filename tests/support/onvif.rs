@@ -31,12 +31,22 @@ impl Camera {
     /// A camera on `port` (0: any free one) that grants subscriptions `lifetime_s` seconds.
     pub fn start(port: u16, lifetime_s: u32) -> Camera {
         let mut child = Command::new("/usr/bin/python3")
-            .args([SCRIPT, "--port", &port.to_string(), "--user", USER, "--password", PASSWORD])
+            .args([
+                SCRIPT,
+                "--port",
+                &port.to_string(),
+                "--user",
+                USER,
+                "--password",
+                PASSWORD,
+            ])
             .args(["--skew-s", SKEW_S, "--lifetime-s", &lifetime_s.to_string()])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .spawn()
-            .expect("/usr/bin/python3 runs the ONVIF test camera; install the Debian package python3");
+            .expect(
+                "/usr/bin/python3 runs the ONVIF test camera; install the Debian package python3",
+            );
         let stdin = child.stdin.take().unwrap();
         let mut stdout = BufReader::new(child.stdout.take().unwrap());
         let mut line = String::new();
@@ -83,4 +93,3 @@ impl Drop for Camera {
         let _ = self.child.wait();
     }
 }
-
