@@ -14,7 +14,7 @@
 //! against it (doc links may point anywhere):
 //!
 //! Module order: `clock` → `persist` → `backoff` → `secret` → `frame` → `config` → `state` →
-//! `codec` → `ring` → `select` → `health` → `ingest` → `onvif` → `gpio` → `control` → `output` →
+//! `codec` → `ring` → `select` → `health` → `ingest` → `gpio` → `onvif` → `control` → `output` →
 //! `hooks` → `handles` → `web` → `mqtt` → `daemon`
 //!
 //! Why this order:
@@ -26,9 +26,9 @@
 //! - `select` is the pure selection state machine and its published view; `health` (beacons,
 //!   watchdog, `sd_notify`) renders that view in the `STATUS=` line.
 //! - `ingest` (sources, supervisors, the connection probe) and `gpio` (alarm inputs, relay
-//!   outputs) beat `health` beacons; `onvif` (finding cameras on the LAN) sits beside
-//!   `ingest`, needing nothing above it; `control` is the task that owns the selector and hears
-//!   from both.
+//!   outputs) beat `health` beacons; `control` is the task that owns the selector and hears
+//!   from both. `onvif` (camera events as alarm inputs, the cameras' profiles, finding cameras
+//!   on the LAN) reports through `gpio`'s input status and signal types.
 //! - `output` (live push, JPEG, MJPEG) reads rings and the view; `hooks` posts the control
 //!   task's alarm and switch events to webhooks; `handles` bundles what the
 //!   daemon lends the web (control, status, config changes, beacons, watchdog) without naming

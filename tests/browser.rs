@@ -131,7 +131,7 @@ fn box_name() -> String {
 
 /// The installer's path from a LAN origin (`tests/browser/installer.mjs`): first password,
 /// an RTSP camera added and tested on the Cameras tab against the real test RTSP server,
-/// saved, and shown live; a token, an HTTP alarm raised by a detector and acknowledged; a
+/// saved, and shown live; *From ONVIF* against the ONVIF test camera; a token, an HTTP alarm raised by a detector and acknowledged; a
 /// camera that is down; the layout at 1366×800 and 390×844; no console errors.
 #[test]
 fn the_installer_adds_an_rtsp_camera_from_a_lan_origin() {
@@ -143,6 +143,7 @@ fn the_installer_adds_an_rtsp_camera_from_a_lan_origin() {
         bitrate_kbps: 800,
         ..support::ServerOpts::default()
     });
+    let onvif = support::onvif::Camera::start(0, 60);
     let port = free_port();
     let https_port = free_port();
     let (demo, _state, password) = start_demo(1, port, https_port, &[]);
@@ -158,6 +159,8 @@ fn the_installer_adds_an_rtsp_camera_from_a_lan_origin() {
         // hostname; Chromium maps the name to 127.0.0.1).
         box_name(),
         https_port.to_string(),
+        // The ONVIF test camera for *From ONVIF*.
+        onvif.port.to_string(),
     ];
     run_node("installer.mjs", &args, &[("CHROMIUM", browser)]);
     drop(demo);

@@ -87,6 +87,7 @@ fn build(
             video_loss_after_s: vl_after,
             gpio: None,
             output: None,
+            onvif: None,
         })
         .collect();
     cfg

@@ -38,6 +38,7 @@ fn gate_config(dir: &std::path::Path) -> edgecam::config::Config {
             debounce_ms: 5,
         }),
         output: None,
+        onvif: None,
     });
     edgecam::config::validate(&cfg).expect("test config is valid");
     cfg

@@ -684,6 +684,59 @@ function probeResult(r) {
   return `OK: ${parts.join(', ')} (first keyframe after ${r.elapsed_ms} ms)`;
 }
 
+// What *From ONVIF* found, in one line: the camera and its profiles.
+function onvifSummary(r) {
+  const d = r.device || {};
+  const what = [d.manufacturer, d.model].filter(Boolean).join(' ') || 'ONVIF camera';
+  const fw = d.firmware ? ` (firmware ${d.firmware})` : '';
+  const profiles = (r.profiles || []).map((p) => {
+    const size = p.width && p.height ? ` ${p.width}×${p.height}` : '';
+    return `${p.name}${size}${p.encoding ? ' ' + p.encoding : ''}${p.uri ? '' : ' (no address: ' + (p.uri_error || 'none') + ')'}`;
+  });
+  return `${what}${fw}: ${profiles.join(', ') || 'no profiles'}`;
+}
+
+// *From ONVIF*: the camera's address, ONVIF user and password; its profiles fill the RTSP URL
+// (largest picture) and Sub stream URL (smallest) fields, the user and password put in them
+// the way the RTSP URL field carries credentials. The password goes to the box once and is
+// kept nowhere but in the URLs filled in.
+function fromOnvif(s, entry, p) {
+  let host = '';
+  try { host = s.url ? new URL(s.url).hostname : ''; } catch (_) { /* not a URL yet */ }
+  const address = el('input', { type: 'text', placeholder: '192.168.1.20 or 192.168.1.20:8080', spellcheck: 'false' });
+  // A camera found by Discover: the device service's host:port is its ONVIF address.
+  const found = discovered.get(s);
+  address.value = found && found.host ? found.host : host;
+  const user = el('input', { type: 'text', autocomplete: 'off', spellcheck: 'false' });
+  const password = el('input', { type: 'password', autocomplete: 'new-password' });
+  const go = el('button', {}, 'Fill in from ONVIF');
+  const out = el('span', { class: 'onvif-result' });
+  go.addEventListener('click', async () => {
+    out.className = 'onvif-result'; out.textContent = 'asking the camera…';
+    go.disabled = true;
+    try {
+      const r = await api('POST', '/api/onvif/profiles', { address: address.value.trim(), user: user.value, password: password.value });
+      if (!r.ok) throw new Error(r.error);
+      if (!r.main_url) throw new Error('the camera gave no stream address: ' + onvifSummary(r));
+      for (const [key, value] of [['url', r.main_url], ['sub_url', r.sub_url || null]]) {
+        s[key] = value;
+        const input = entry.querySelector(`[data-path="${CSS.escape(p + '.' + key)}"] input`);
+        if (input) input.value = value || '';
+      }
+      configDirty = true;
+      out.className = 'onvif-result good';
+      out.textContent = `Filled in: ${onvifSummary(r)}. Test the connection, then Save.`;
+    } catch (e) {
+      out.className = 'onvif-result bad';
+      out.textContent = e.message;
+    } finally { go.disabled = false; }
+  });
+  return el('details', { class: 'onvif' }, el('summary', {}, 'From ONVIF'),
+    el('div', { class: 'grid' }, el('label', {}, 'Camera address', address), el('label', {}, 'ONVIF user', user),
+      el('label', {}, 'ONVIF password', password)),
+    el('div', { class: 'row' }, go, out));
+}
+
 function renderCameras() {
   const box = $('cameras'); box.replaceChildren();
   config.streams.forEach((s, i) => {
@@ -733,7 +786,9 @@ function renderCameras() {
       if (url && discovered.get(s).host) url.placeholder = `rtsp://user:password@${discovered.get(s).host.replace(/:\d+$/, '')}:554/…`;
       entry.append(note);
     }
-    entry.append(grid, el('div', { class: 'row' }, test, remove, result));
+    entry.append(grid);
+    if (s.kind === 'rtsp') entry.append(fromOnvif(s, entry, p));
+    entry.append(el('div', { class: 'row' }, test, remove, result));
     box.append(entry);
   });
   renderCameraStates();

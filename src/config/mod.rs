@@ -2,6 +2,7 @@
 //! is read from and written to ([`load`]).
 
 pub mod load;
+pub mod onvif;
 pub mod schema;
 pub mod validate;
 pub mod webhook;
@@ -10,6 +11,7 @@ pub use load::{
     ConfigError, ConfigOrigin, EffectiveConfig, LIVE_CONFIG_FILE, check_file, load_effective,
     load_file, parse, save_live, to_toml,
 };
+pub use onvif::{OnvifInputConfig, OnvifTarget};
 pub use schema::*;
 pub use validate::{FieldError, report, validate};
 pub use webhook::{HookEvent, HookHeader, WebhookConfig};

@@ -506,6 +506,9 @@ pub struct AlarmConfig {
     /// A GPIO input (a contact) that raises the alarm.
     #[serde(default)]
     pub gpio: Option<GpioInputConfig>,
+    /// The camera's own events (ONVIF) that raise the alarm.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub onvif: Option<super::OnvifInputConfig>,
     /// A GPIO output (relay, buzzer) driven while the alarm is active.
     #[serde(default)]
     pub output: Option<GpioOutputConfig>,

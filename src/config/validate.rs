@@ -590,6 +590,17 @@ impl Checker {
             if let Some(o) = &a.output {
                 self.gpio_line(&mut lines, format!("{base}.output"), &o.chip, &o.line);
             }
+            if let Some(o) = &a.onvif {
+                if let Err(e) = o.target(&cfg.streams) {
+                    self.err(format!("{base}.onvif"), e);
+                }
+                if o.topic.trim().is_empty() {
+                    self.err(
+                        format!("{base}.onvif.topic"),
+                        "must name the event: motion, tamper, line, field or an ONVIF topic",
+                    );
+                }
+            }
         }
     }
 

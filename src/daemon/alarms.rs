@@ -1,19 +1,21 @@
-//! GPIO alarm inputs wired to the control task: one supervised input task per alarm with a
-//! `[alarms.gpio]` section, each retrying on its own, so a missing chip only fails its alarm.
+//! GPIO and ONVIF alarm inputs wired to the control task: one supervised input task per alarm
+//! with a `[alarms.gpio]` or `[alarms.onvif]` section, each retrying on its own, so a missing
+//! chip or an unreachable camera only fails its alarm.
 
 use std::sync::Arc;
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 use crate::backoff::BackoffConfig;
 use crate::clock::Clock;
-use crate::config::AlarmConfig;
+use crate::config::{AlarmConfig, StreamConfig};
 use crate::gpio::{
     AlarmSignal, InputBackend, InputState, InputStatus, OutputBackend, run_gpio_input,
 };
 use crate::health::GPIO_BUDGET;
 use crate::health::beacon::{BeaconGuard, BeaconTable};
+use crate::onvif::{OnvifInput, run_onvif_input};
 
 use crate::control::{Command, Control};
 
@@ -65,7 +67,10 @@ impl GpioBackends {
 pub struct AlarmInputs {
     /// One task per GPIO input, plus the forwarder; aborted on drop.
     tasks: Vec<JoinHandle<()>>,
-    /// Each GPIO alarm's input state (`ok`, `failed: why`), for the status page.
+    /// Tells the ONVIF input tasks to unsubscribe and end (set on drop); they are not
+    /// aborted, so the camera's subscription is released.
+    onvif_stop: watch::Sender<bool>,
+    /// Each GPIO and ONVIF alarm's input state (`ok`, `failed: why`), for the status page.
     statuses: Vec<(String, Arc<InputStatus>)>,
     /// The input tasks' watchdog slots (`gpio:<alarm id>`), released with the tasks.
     _beacons: Vec<BeaconGuard>,
@@ -74,9 +79,11 @@ pub struct AlarmInputs {
 impl AlarmInputs {
     /// Starts an input task for every alarm with a GPIO input; their debounced levels go to
     /// `control` as [`Command::AlarmInput`]. Each task beats a `gpio:<alarm id>` slot of
-    /// `beacons` for the watchdog.
+    /// `beacons` for the watchdog. Alarms with an ONVIF input get a task that subscribes to
+    /// the camera's events (the camera found in `streams` when named by a stream).
     pub fn start(
         alarms: &[AlarmConfig],
+        streams: &[StreamConfig],
         backends: &GpioBackends,
         clock: Arc<dyn Clock>,
         control: Control,
@@ -108,6 +115,37 @@ impl AlarmInputs {
                 BackoffConfig::default(),
             )));
         }
+        let (onvif_stop, stop_rx) = watch::channel(false);
+        for (index, alarm) in alarms.iter().enumerate() {
+            let Some(onvif) = &alarm.onvif else { continue };
+            let status = Arc::new(InputStatus::default());
+            statuses.push((alarm.id.clone(), Arc::clone(&status)));
+            let target = match onvif.target(streams) {
+                Ok(t) => t,
+                Err(e) => {
+                    status.set(InputState::Failed(e));
+                    continue;
+                }
+            };
+            let input = OnvifInput {
+                alarm: index,
+                alarm_id: alarm.id.clone(),
+                address: target.address,
+                user: target.user,
+                password: target.password,
+                topic: onvif.topic.clone(),
+                item: onvif.item.clone(),
+            };
+            // Not kept in `tasks`: it ends by itself on `onvif_stop`, after unsubscribing.
+            tokio::spawn(run_onvif_input(
+                input,
+                Arc::clone(&clock),
+                status,
+                tx.clone(),
+                BackoffConfig::default(),
+                stop_rx.clone(),
+            ));
+        }
         drop(tx);
         tasks.push(tokio::spawn(async move {
             while let Some(sig) = rx.recv().await {
@@ -122,12 +160,13 @@ impl AlarmInputs {
         }));
         AlarmInputs {
             tasks,
+            onvif_stop,
             statuses,
             _beacons: guards,
         }
     }
 
-    /// Every GPIO alarm's id and input state.
+    /// Every GPIO and ONVIF alarm input's alarm id and state.
     pub fn statuses(&self) -> impl Iterator<Item = (&str, InputState)> {
         self.statuses.iter().map(|(id, s)| (id.as_str(), s.state()))
     }
@@ -140,6 +179,7 @@ impl AlarmInputs {
 
 impl Drop for AlarmInputs {
     fn drop(&mut self) {
+        let _ = self.onvif_stop.send(true);
         for t in &self.tasks {
             t.abort();
         }

@@ -222,6 +222,7 @@ impl Daemon {
         );
         let inputs = AlarmInputs::start(
             &config.alarms,
+            &config.streams,
             &gpio,
             Arc::clone(&clock),
             control.clone(),
@@ -314,10 +315,14 @@ impl Daemon {
             .control
             .send(Command::ApplyConfig(Box::new(config.clone())))
             .await;
-        if config.alarms != self.config.alarms {
-            // Alarm indices may have moved: restart every input against the new list.
+        let onvif_camera_moved = config.streams != self.config.streams
+            && config.alarms.iter().any(|a| a.onvif.is_some());
+        if config.alarms != self.config.alarms || onvif_camera_moved {
+            // Alarm indices may have moved (or an ONVIF input's camera did): restart every
+            // input against the new list.
             self.inputs = AlarmInputs::start(
                 &config.alarms,
+                &config.streams,
                 &self.gpio,
                 Arc::clone(&self.clock),
                 self.control.clone(),

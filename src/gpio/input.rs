@@ -88,7 +88,9 @@ impl InputStatus {
         }
     }
 
-    fn set(&self, state: InputState) {
+    /// Sets the state (input tasks of other kinds, such as ONVIF events, report here too);
+    /// a `Failed` state counts as a failure.
+    pub fn set(&self, state: InputState) {
         if matches!(state, InputState::Failed(_)) {
             self.failures.fetch_add(1, Ordering::Relaxed);
         }

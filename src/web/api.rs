@@ -60,6 +60,7 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/api/live", get(live))
         .route("/api/streams/test", post(test_stream))
         .route("/api/onvif/discover", post(super::onvif::discover))
+        .route("/api/onvif/profiles", post(super::from_onvif::profiles))
         .route("/api/streams/{id}/snapshot.jpg", get(snapshot))
         .route("/api/streams/{id}/mjpeg", get(mjpeg))
         .route("/metrics", get(metrics))

@@ -12,6 +12,7 @@ pub mod assets;
 pub mod auth;
 mod clips;
 pub mod error;
+mod from_onvif;
 #[doc(hidden)]
 pub mod fuzz;
 pub mod metrics;

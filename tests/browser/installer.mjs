@@ -23,7 +23,7 @@ import { launch } from './chromium.mjs';
 import fs from 'node:fs';
 import path from 'node:path';
 
-const [port, oneTime, rtspUrl, outDir, closedPort, boxName, httpsPort] = process.argv.slice(2);
+const [port, oneTime, rtspUrl, outDir, closedPort, boxName, httpsPort, onvifPort] = process.argv.slice(2);
 if (!port || !oneTime || !rtspUrl || !outDir || !closedPort || !boxName || !httpsPort) {
   console.error('usage: node installer.mjs <port> <one-time password> <rtsp url> <artifact dir> <closed port> <box name> <https port>');
   process.exit(2);
@@ -99,6 +99,26 @@ try {
   await idField.fill('door');
   await entry.locator('[data-path$=".name"] input').fill('Door camera');
   const url = entry.locator('[data-path$=".url"] input');
+
+  // From ONVIF (the loopback ONVIF test camera): a wrong password is said in words; the
+  // right one fills the URL and Sub stream URL fields with the largest and smallest profile.
+  await entry.locator('summary', { hasText: 'From ONVIF' }).click();
+  const onvif = entry.locator('details.onvif');
+  await onvif.locator('label', { hasText: 'Camera address' }).locator('input').fill(`127.0.0.1:${onvifPort}`);
+  await onvif.locator('label', { hasText: 'ONVIF user' }).locator('input').fill('admin');
+  const onvifPassword = onvif.locator('label', { hasText: 'ONVIF password' }).locator('input');
+  const onvifResult = onvif.locator('.onvif-result');
+  await onvifPassword.fill('wrong');
+  await onvif.locator('button', { hasText: 'Fill in from ONVIF' }).click();
+  await page.waitForFunction((e) => /refused the user name or password/.test(e.textContent), await onvifResult.elementHandle(), { timeout: TIMEOUT });
+  check(true, `a wrong ONVIF password is said in words (${(await onvifResult.textContent()).trim()})`);
+  await onvifPassword.fill('s3cret:pw');
+  await onvif.locator('button', { hasText: 'Fill in from ONVIF' }).click();
+  await page.waitForFunction((e) => /^Filled in/.test(e.textContent), await onvifResult.elementHandle(), { timeout: TIMEOUT });
+  const filled = [await url.inputValue(), await entry.locator('[data-path$=".sub_url"] input').inputValue()];
+  check(filled[0] === 'rtsp://admin:s3cret%3Apw@127.0.0.1:554/main' && filled[1] === 'rtsp://admin:s3cret%3Apw@127.0.0.1:554/sub',
+    `From ONVIF fills in the main and sub stream URLs (${(await onvifResult.textContent()).trim()})`);
+  await entry.locator('[data-path$=".sub_url"] input').fill('');
 
   // A URL that is not RTSP: the error names the field as the form labels it, and marks it.
   await url.fill('http://127.0.0.1:1/stream');

@@ -32,6 +32,7 @@ pub fn alarm(id: &str, stream: &str, priority: i32, mode: AlarmMode) -> AlarmCon
         video_loss_after_s: 10,
         gpio: None,
         output: None,
+        onvif: None,
     }
 }
 

@@ -6,6 +6,8 @@
 //! missing, [`RtspServer::start`] panics with the packages to install (CI installs them).
 #![allow(dead_code)] // Each test binary uses a different part of the harness.
 
+pub mod onvif;
+
 use edgecam::frame::{FrameInfo, FrameMeta, FrameSink, SinkError};
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
