@@ -787,6 +787,18 @@ fn mqtt_section_round_trips_and_bad_values_are_named() {
 // ----- clips -----
 
 #[test]
+fn clips_are_on_by_default_in_the_state_dir() {
+    let cfg = parse(BASE).unwrap();
+    assert!(cfg.clips.enabled);
+    assert_eq!(cfg.clips.dir, None);
+    assert_eq!(
+        edgecam::output::clips::clip_dir(&cfg),
+        Path::new("/var/lib/edgecam/clips")
+    );
+    assert!(!parse(&with("[clips]\nenabled = false")).unwrap().clips.enabled);
+}
+
+#[test]
 fn clip_timings_are_bounded() {
     assert_only(
         &with("[clips]\nmax_s = 0"),
