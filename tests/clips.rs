@@ -22,12 +22,12 @@ const DEADLINE: Duration = Duration::from_secs(30);
 /// The test pattern's GOP: 10 frames at 25 fps.
 const GOP_S: f64 = 0.4;
 
-/// Three cameras, a transparent HTTP alarm `motion` on cam2, clips on with short timings.
+/// Three cameras, a transparent HTTP alarm `motion` on cam2, short clip timings. Clips are
+/// on by default (`clips.enabled` is not set here), in `<state_dir>/clips`.
 fn config(dir: &std::path::Path, tune: impl Fn(&mut Config)) -> Config {
     let mut cfg = webutil::config(dir);
     cfg.alarms
         .push(common::alarm("motion", "cam2", 5, AlarmMode::Transparent));
-    cfg.clips.enabled = true;
     cfg.clips.pre_s = 2;
     cfg.clips.post_s = 1;
     cfg.clips.max_s = 30;

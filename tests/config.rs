@@ -783,3 +783,89 @@ fn mqtt_section_round_trips_and_bad_values_are_named() {
         ]
     );
 }
+
+// ----- clips -----
+
+#[test]
+fn clips_are_on_by_default_in_the_state_dir() {
+    let cfg = parse(BASE).unwrap();
+    assert!(cfg.clips.enabled);
+    assert_eq!(cfg.clips.dir, None);
+    assert_eq!(
+        edgecam::output::clips::clip_dir(&cfg),
+        Path::new("/var/lib/edgecam/clips")
+    );
+    assert!(!parse(&with("[clips]\nenabled = false")).unwrap().clips.enabled);
+}
+
+#[test]
+fn clip_timings_are_bounded() {
+    assert_only(
+        &with("[clips]\nmax_s = 0"),
+        "clips.max_s",
+        "between 1 and 3600 s, got 0",
+    );
+    assert_only(&with("[clips]\nmax_s = 86400"), "clips.max_s", "got 86400");
+    assert_only(
+        &with("[clips]\npre_s = 600\nmax_s = 1200"),
+        "clips.pre_s",
+        "between 0 and 60 s, got 600",
+    );
+    assert_only(
+        &with("[clips]\npost_s = 3600"),
+        "clips.post_s",
+        "between 0 and 600 s, got 3600",
+    );
+    // Zero pre-roll and zero post-roll are fine.
+    assert!(parse(&with("[clips]\npre_s = 0\npost_s = 0\nmax_s = 1")).is_ok());
+}
+
+#[test]
+fn a_clip_must_outlast_its_pre_roll() {
+    assert_only(
+        &with("[clips]\npre_s = 10\nmax_s = 10"),
+        "clips.max_s",
+        "make max_s larger than pre_s",
+    );
+    assert!(parse(&with("[clips]\npre_s = 10\nmax_s = 11")).is_ok());
+}
+
+#[test]
+fn clip_quotas_must_hold_a_clip() {
+    assert_only(
+        &with("[clips]\nquota_count = 0"),
+        "clips.quota_count",
+        "clips.enabled = false",
+    );
+    assert_only(
+        &with("[clips]\nquota_count = 1000000"),
+        "clips.quota_count",
+        "got 1000000",
+    );
+    assert_only(
+        &with("[clips]\nquota_bytes = 1000"),
+        "clips.quota_bytes",
+        "at least 8388608 (8 MiB), got 1000",
+    );
+}
+
+#[test]
+fn the_clip_directory_is_absolute_and_its_own() {
+    assert_only(
+        &with("[clips]\ndir = \"clips\""),
+        "clips.dir",
+        "relative path",
+    );
+    assert_only(
+        &with("[clips]\ndir = \"\""),
+        "clips.dir",
+        "must not be empty",
+    );
+    assert_only(&with("[clips]\ndir = \"/\""), "clips.dir", "root directory");
+    assert_only(
+        &with("[paths]\nstate_dir = \"/var/lib/edgecam\"\n[clips]\ndir = \"/var/lib/edgecam/\""),
+        "clips.dir",
+        "is paths.state_dir itself",
+    );
+    assert!(parse(&with("[clips]\ndir = \"/data/clips\"")).is_ok());
+}

@@ -44,8 +44,10 @@ pub struct Config {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ClipsConfig {
-    /// Off by default: a clip directory needs a data partition chosen by the installer.
-    #[serde(default)]
+    /// On by default (a clip on every alarm raise): the default directory is in the state
+    /// directory, which is the data partition on the appliance image, and the oldest clips
+    /// make room both within the quota and when fewer than `min_free_bytes` are free.
+    #[serde(default = "default_true")]
     pub enabled: bool,
     /// Where clips go; `<state_dir>/clips` when absent.
     #[serde(default)]
@@ -77,7 +79,7 @@ pub struct ClipsConfig {
 impl Default for ClipsConfig {
     fn default() -> Self {
         ClipsConfig {
-            enabled: false,
+            enabled: true,
             dir: None,
             quota_bytes: default_clip_quota_bytes(),
             quota_count: default_clip_quota_count(),

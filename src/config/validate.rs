@@ -10,6 +10,12 @@ use std::collections::hash_map::Entry;
 use std::fmt;
 use std::net::SocketAddr;
 
+mod clips;
+
+pub use clips::{
+    MAX_CLIP_COUNT, MAX_CLIP_MAX_S, MAX_CLIP_POST_S, MAX_CLIP_PRE_S, MIN_CLIP_QUOTA_BYTES,
+};
+
 use super::schema::{AlarmMode, Config, LineRef, StreamConfig, StreamKind, Transport};
 
 /// Longest id accepted for streams, alarms and token names.
@@ -97,6 +103,7 @@ pub fn validate(cfg: &Config) -> Result<(), Vec<FieldError>> {
     c.alarms(cfg);
     c.webhooks(cfg);
     c.mqtt(cfg);
+    c.clips(cfg);
     if c.errors.is_empty() {
         Ok(())
     } else {

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
-use super::store::{ClipEntry, ClipStore, free_bytes, ok_state};
+use super::store::{ClipEntry, ClipStore, ok_state};
 use crate::clock::Clock;
 use crate::codec::fmp4::{Fragmenter, init_segment};
 use crate::frame::Codec;
@@ -83,7 +83,8 @@ pub(super) async fn record(mut job: Job) {
     tracing::info!(clip = %id, state = %job.entry.state, bytes = job.entry.bytes, "clip ended");
     store.upsert(job.entry.clone());
     let _ = tokio::task::spawn_blocking(move || {
-        store.make_room(0, false);
+        // Errors here were reported by the flushes; this only trims after the clip.
+        let _ = store.make_room(0, false);
         store.save_index();
     })
     .await;
@@ -199,10 +200,8 @@ async fn open(job: &mut Job, init: &[u8]) -> Result<Out, Stop> {
     let init = init.to_vec();
     let entry = job.entry.clone();
     let opened = tokio::task::spawn_blocking(move || {
-        if !store.make_room(init.len() as u64, true) {
-            return Err(Stop::Full(
-                "the clip quota is taken by clips being recorded; raise clips.quota_bytes".into(),
-            ));
+        if let Err(why) = store.make_room(init.len() as u64, true) {
+            return Err(Stop::Full(store.no_room_message(why)));
         }
         let mut file = File::create(&path).map_err(|e| io_stop(&path, &e))?;
         file.write_all(&init).map_err(|e| io_stop(&path, &e))?;
@@ -238,18 +237,9 @@ async fn flush(job: &mut Job, o: &mut Out, last: bool) -> Result<(), Stop> {
     let data = std::mem::take(&mut o.pending);
     let len = data.len() as u64;
     let (file, data, res) = tokio::task::spawn_blocking(move || {
-        let min_free = store.config().min_free_bytes;
-        if free_bytes(store.dir()).is_some_and(|f| f < min_free.saturating_add(len)) {
-            let e = format!(
-                "the disk of {} is full (fewer than clips.min_free_bytes = {min_free} bytes free); \
-                 free space or lower clips.quota_bytes",
-                store.dir().display()
-            );
+        if let Err(why) = store.make_room(len, false) {
+            let e = store.no_room_message(why);
             return (file, data, Err(Stop::Full(e)));
-        }
-        if !store.make_room(len, false) {
-            let e = "the clip quota is taken by clips being recorded; raise clips.quota_bytes";
-            return (file, data, Err(Stop::Full(e.into())));
         }
         // The directory unmounted or replaced meanwhile: the open file would go on filling
         // an unlinked inode nobody can see.

@@ -42,6 +42,15 @@ pub struct ClipEntry {
     pub error: Option<String>,
 }
 
+/// Why [`ClipStore::make_room`] found no room.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NoRoom {
+    /// `quota_bytes` or `quota_count` is taken by clips being recorded.
+    Quota,
+    /// The file system has fewer than `min_free_bytes` free, with no finished clip left.
+    Disk,
+}
+
 /// The directory's health for `/api/status`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct StoreState {
@@ -71,6 +80,8 @@ pub struct ClipStore {
     inner: Mutex<Inner>,
     /// Serialises index writes, so a newer index is never overwritten by an older one.
     save_lock: Mutex<()>,
+    /// Free bytes on the directory's file system ([`free_bytes`]; a test injects numbers).
+    free_space: fn(&Path) -> Option<u64>,
 }
 
 impl ClipStore {
@@ -94,6 +105,7 @@ impl ClipStore {
             cfg,
             inner: Mutex::new(Inner { entries, state }),
             save_lock: Mutex::new(()),
+            free_space: free_bytes,
         };
         store.save_index();
         store
@@ -166,27 +178,38 @@ impl ClipStore {
     }
 
     /// Removes the oldest finished clips until `extra` more bytes and one more clip fit the
-    /// quota (`extra` = 0 and no new clip with `adding` false). Returns false when the
-    /// clips being recorded alone exceed it. Blocking.
-    pub fn make_room(&self, extra: u64, adding: bool) -> bool {
+    /// quota (`extra` = 0 and no new clip with `adding` false), and until the file system
+    /// keeps `min_free_bytes` free after `extra` more. Fails when the clips being recorded
+    /// alone are in the way. Blocking.
+    pub fn make_room(&self, extra: u64, adding: bool) -> Result<(), NoRoom> {
         let (quota_bytes, quota_count) = (self.cfg.quota_bytes, self.cfg.quota_count as usize);
+        let want_free = self.cfg.min_free_bytes.saturating_add(extra);
+        let free = (self.cfg.min_free_bytes > 0)
+            .then(|| (self.free_space)(&self.dir))
+            .flatten();
         let mut removed = Vec::new();
+        let mut freed = 0u64;
         let fits = {
             let mut inner = self.lock();
             loop {
                 let bytes: u64 = inner.entries.iter().map(|e| e.bytes).sum();
                 let count = inner.entries.len() + usize::from(adding);
-                if bytes + extra <= quota_bytes && count <= quota_count {
-                    break true;
+                let quota_ok = bytes + extra <= quota_bytes && count <= quota_count;
+                let disk_ok = free.is_none_or(|f| f.saturating_add(freed) >= want_free);
+                if quota_ok && disk_ok {
+                    break Ok(());
                 }
                 let Some(i) = inner.entries.iter().position(|e| e.state != "recording") else {
-                    break false;
+                    break Err(if disk_ok { NoRoom::Quota } else { NoRoom::Disk });
                 };
-                removed.push(inner.entries.remove(i).id);
+                let gone = inner.entries.remove(i);
+                freed += gone.bytes;
+                removed.push((gone.id, quota_ok));
             }
         };
-        for id in &removed {
-            tracing::info!(clip = %id, "clip removed: quota reached");
+        for (id, quota_ok) in &removed {
+            let why = if *quota_ok { "disk space" } else { "quota" };
+            tracing::info!(clip = %id, reason = why, "clip removed to make room");
             if let Err(e) = fs::remove_file(self.path_of(id)) {
                 tracing::warn!(clip = %id, error = %e, "cannot remove a clip file");
             }
@@ -195,6 +218,22 @@ impl ClipStore {
             self.save_index();
         }
         fits
+    }
+
+    /// What to tell the installer about a [`NoRoom`].
+    pub fn no_room_message(&self, why: NoRoom) -> String {
+        match why {
+            NoRoom::Quota => {
+                "the clip quota is taken by clips being recorded; raise clips.quota_bytes".into()
+            }
+            NoRoom::Disk => format!(
+                "the disk of {} is full (fewer than clips.min_free_bytes = {} bytes free, \
+                 and only clips being recorded are left to remove); free space on it or \
+                 move clips.dir to a larger disk",
+                self.dir.display(),
+                self.cfg.min_free_bytes
+            ),
+        }
     }
 
     /// Writes the index atomically (see [`crate::persist`]). Blocking. A failure is logged
@@ -337,6 +376,7 @@ mod tests {
         let cfg = ClipsConfig {
             quota_bytes: 250,
             quota_count: 10,
+            min_free_bytes: 0,
             ..ClipsConfig::default()
         };
         let store = ClipStore::open(dir.clone(), cfg);
@@ -348,12 +388,52 @@ mod tests {
                 if i == 2 { "recording" } else { "complete" },
             ));
         }
-        assert!(store.make_room(0, false));
+        assert_eq!(store.make_room(0, false), Ok(()));
         let ids: Vec<_> = store.entries().into_iter().map(|e| e.id).collect();
         assert_eq!(ids, ["2.a.s", "3.a.s"]);
         assert!(!store.path_of("1.a.s").exists());
         // Only the recording clip left, and still no room: reported, not removed.
-        assert!(!store.make_room(200, false));
+        assert_eq!(store.make_room(200, false), Err(NoRoom::Quota));
+        assert_eq!(store.entries().len(), 1);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// Free bytes the next [`fake_free`] reports.
+    static FREE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+    fn fake_free(_: &Path) -> Option<u64> {
+        Some(FREE.load(std::sync::atomic::Ordering::Relaxed))
+    }
+
+    #[test]
+    fn a_short_disk_removes_the_oldest_clips_first_then_reports() {
+        let dir = std::env::temp_dir().join(format!("edgecam-clipf-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        let cfg = ClipsConfig {
+            min_free_bytes: 1000,
+            ..ClipsConfig::default()
+        };
+        let mut store = ClipStore::open(dir.clone(), cfg);
+        store.free_space = fake_free;
+        for (i, id) in ["1.a.s", "2.a.s", "3.a.s"].iter().enumerate() {
+            fs::write(store.path_of(id), vec![0; 100]).unwrap();
+            store.upsert(entry(
+                id,
+                100,
+                if i == 2 { "recording" } else { "complete" },
+            ));
+        }
+        // 950 free, 1000 + 100 wanted: two finished clips of 100 bytes must go.
+        FREE.store(950, std::sync::atomic::Ordering::Relaxed);
+        assert_eq!(store.make_room(100, false), Ok(()));
+        let ids: Vec<_> = store.entries().into_iter().map(|e| e.id).collect();
+        assert_eq!(ids, ["3.a.s"]);
+        assert!(!store.path_of("1.a.s").exists() && !store.path_of("2.a.s").exists());
+        // Only the clip being recorded is left: reported as a full disk, naming the field.
+        FREE.store(10, std::sync::atomic::Ordering::Relaxed);
+        let why = store.make_room(100, false).unwrap_err();
+        assert_eq!(why, NoRoom::Disk);
+        assert!(store.no_room_message(why).contains("clips.min_free_bytes"));
         assert_eq!(store.entries().len(), 1);
         fs::remove_dir_all(&dir).unwrap();
     }
