@@ -795,7 +795,12 @@ fn clips_are_on_by_default_in_the_state_dir() {
         edgecam::output::clips::clip_dir(&cfg),
         Path::new("/var/lib/edgecam/clips")
     );
-    assert!(!parse(&with("[clips]\nenabled = false")).unwrap().clips.enabled);
+    assert!(
+        !parse(&with("[clips]\nenabled = false"))
+            .unwrap()
+            .clips
+            .enabled
+    );
 }
 
 #[test]
