@@ -49,6 +49,7 @@ pub mod gpio;
 pub mod handles;
 pub mod health;
 pub mod hooks;
+pub mod http1;
 pub mod ingest;
 pub mod mqtt;
 pub mod onvif;

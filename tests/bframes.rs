@@ -45,9 +45,7 @@ fn camera(profile: &str, bframes: u32) -> ServerOpts {
 
 /// Starts the real RTSP server off the async runtime.
 async fn start_camera(opts: ServerOpts) -> RtspServer {
-    tokio::task::spawn_blocking(move || RtspServer::start(opts))
-        .await
-        .expect("server start")
+    support::start_rtsp(opts).await
 }
 
 /// One camera at a time: an x264 encoder with B-frames and lookahead and a daemon decoding

@@ -18,6 +18,7 @@ use std::time::Duration;
 
 use edgecam::web::WebOptions;
 use serde_json::Value;
+use support::tools::{free_port, require, vlc_command, wait_rtsp_ready};
 use support::{RtspServer, ServerOpts};
 use webutil::*;
 
@@ -27,19 +28,16 @@ const SIZE: (u32, u32) = (320, 240);
 const DEADLINE: Duration = Duration::from_secs(60);
 
 async fn zoo() -> RtspServer {
-    tokio::task::spawn_blocking(|| {
-        RtspServer::start(ServerOpts {
-            width: SIZE.0,
-            height: SIZE.1,
-            fps: 10,
-            gop: 10,
-            zoo_mounts: true,
-            resize_after_s: 4,
-            ..ServerOpts::default()
-        })
+    support::start_rtsp(ServerOpts {
+        width: SIZE.0,
+        height: SIZE.1,
+        fps: 10,
+        gop: 10,
+        zoo_mounts: true,
+        resize_after_s: 4,
+        ..ServerOpts::default()
     })
     .await
-    .expect("server start")
 }
 
 /// The snapshot's picture size, once one decodes.
@@ -141,23 +139,6 @@ impl Drop for Vlc {
     }
 }
 
-fn require(tool: &str, package: &str) -> PathBuf {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .map(|d| d.join(tool))
-        .find(|p| p.is_file())
-        .unwrap_or_else(|| {
-            panic!("`{tool}` is not installed: install the Debian package {package}")
-        })
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
-
 /// A 4 s H.264 clip of `SIZE` (ffmpeg's libx264, a keyframe a second), readable by `nobody`.
 fn clip(dir: &Path) -> PathBuf {
     use std::os::unix::fs::PermissionsExt;
@@ -184,21 +165,8 @@ fn clip(dir: &Path) -> PathBuf {
 
 fn start_vlc(file: &Path, home: &Path, port: u16) -> Vlc {
     let vlc = require("cvlc", "vlc-bin");
-    // SAFETY: geteuid has no preconditions.
-    let root = unsafe { libc::geteuid() } == 0;
-    // Debian's VLC refuses to run as root: as root it runs as `nobody`.
-    let mut cmd = if root {
-        std::os::unix::fs::chown(home, Some(65534), Some(65534)).expect("chown");
-        let mut c = Command::new(require("setpriv", "util-linux"));
-        c.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
-            .arg(vlc);
-        c
-    } else {
-        Command::new(vlc)
-    };
     let sout = format!("#rtp{{sdp=rtsp://127.0.0.1:{port}/cam}}");
-    let child = cmd
-        .env("HOME", home)
+    let child = vlc_command(&vlc, home)
         .args(["-I", "dummy", "--no-audio", "--loop"])
         .arg(file)
         .args(["--sout", &sout, "--sout-keep"])
@@ -206,15 +174,9 @@ fn start_vlc(file: &Path, home: &Path, port: u16) -> Vlc {
         .stderr(Stdio::null())
         .spawn()
         .expect("cvlc starts");
-    let deadline = std::time::Instant::now() + DEADLINE;
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "VLC's RTSP server did not listen"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    Vlc(child)
+    let vlc = Vlc(child);
+    wait_rtsp_ready(port, "cam", DEADLINE);
+    vlc
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

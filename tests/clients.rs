@@ -22,6 +22,7 @@ use edgecam::config::{Config, Role, StreamConfig, StreamKind, TokenConfig};
 use edgecam::web::WebOptions;
 use reqwest::Method;
 use serde_json::Value;
+use support::tools::{require, vlc_command};
 use support::{RtspServer, ServerOpts};
 use webutil::*;
 
@@ -33,17 +34,6 @@ const PATTERN_SIZE: (u32, u32) = (160, 96);
 const VIEWER: &str = "viewer";
 /// The interpreter with Debian's python3-opencv (a pyenv `python3` on PATH lacks it).
 const PYTHON: &str = "/usr/bin/python3";
-
-/// `tool` on PATH, or a failure naming the Debian `package` that provides it.
-fn require(tool: &str, package: &str) -> PathBuf {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .map(|d| d.join(tool))
-        .find(|p| p.is_file())
-        .unwrap_or_else(|| {
-            panic!("`{tool}` is not installed: install the Debian package {package} (.ci/run does)")
-        })
-}
 
 /// Runs `cmd` to its end (bounded by `timeout` from coreutils) and returns what it printed.
 fn run(mut cmd: Command) -> Output {
@@ -226,22 +216,11 @@ impl Drop for Killed {
     }
 }
 
-/// Debian's VLC refuses to run as root: as root it runs as `nobody` (`setpriv`, util-linux).
-fn vlc_command(vlc: &Path, home: &Path) -> Command {
-    // SAFETY: geteuid has no preconditions.
-    let root = unsafe { libc::geteuid() } == 0;
-    let mut cmd = if root {
-        let setpriv = require("setpriv", "util-linux");
-        std::os::unix::fs::chown(home, Some(65534), Some(65534)).unwrap();
-        let mut c = Command::new(setpriv);
-        c.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
-            .arg(vlc);
-        c
-    } else {
-        Command::new(vlc)
-    };
-    cmd.env("HOME", home)
-        .args(["-I", "dummy", "--vout", "dummy", "--aout", "dummy"])
+/// VLC as a player with no window and no sound, its scene filter writing a PNG of every
+/// fifth decoded picture into `home`.
+fn vlc_player(vlc: &Path, home: &Path) -> Command {
+    let mut cmd = vlc_command(vlc, home);
+    cmd.args(["-I", "dummy", "--vout", "dummy", "--aout", "dummy"])
         .args([
             "--no-media-library",
             "--video-filter=scene",
@@ -273,7 +252,7 @@ fn png_size(path: &Path) -> (u32, u32) {
 /// Plays `url` in VLC for 5 s; asserts it kept decoding pictures of the stream's size.
 async fn vlc_plays(vlc: &Path, url: &str) {
     let home = tempfile::tempdir().unwrap();
-    let mut cmd = vlc_command(vlc, home.path());
+    let mut cmd = vlc_player(vlc, home.path());
     cmd.arg(url).stdout(Stdio::null()).stderr(Stdio::piped());
     let mut child = Killed(cmd.spawn().expect("VLC starts"));
     let started = Instant::now();

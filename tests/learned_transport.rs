@@ -40,7 +40,6 @@ impl Run {
         let (tx, lines) = mpsc::channel();
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                let line = strip_ansi(&line);
                 println!("daemon: {line}");
                 if tx.send(line).is_err() {
                     break;
@@ -87,24 +86,6 @@ impl Run {
         }
         panic!("the daemon did not stop within {DEADLINE:?} of SIGTERM");
     }
-}
-
-/// `line` without terminal colour codes (`ESC [ ... m`).
-fn strip_ansi(line: &str) -> String {
-    let mut out = String::with_capacity(line.len());
-    let mut chars = line.chars();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' {
-            for c in chars.by_ref() {
-                if c.is_ascii_alphabetic() {
-                    break;
-                }
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
 }
 
 impl Drop for Run {

@@ -58,18 +58,15 @@ fn ffprobe_stream(path: &Path) -> Vec<String> {
 /// The test camera: `/cam0` in H.264 and `/h265` in H.265, both at [`SIZE`], 10 fps, a
 /// keyframe a second.
 async fn start_camera() -> RtspServer {
-    tokio::task::spawn_blocking(|| {
-        RtspServer::start(ServerOpts {
-            width: SIZE.0,
-            height: SIZE.1,
-            fps: 10,
-            gop: 10,
-            h265_mount: true,
-            ..ServerOpts::default()
-        })
+    support::start_rtsp(ServerOpts {
+        width: SIZE.0,
+        height: SIZE.1,
+        fps: 10,
+        gop: 10,
+        h265_mount: true,
+        ..ServerOpts::default()
     })
     .await
-    .unwrap()
 }
 
 /// The next `init` of a client that gets no video of the stream: its `video` says why.

@@ -75,17 +75,14 @@ fn mjpeg_parts(body: &[u8]) -> Vec<Vec<u8>> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_rtp_jpeg_camera_is_served_as_jpeg_on_every_output() {
-    let camera = tokio::task::spawn_blocking(|| {
-        RtspServer::start(ServerOpts {
-            width: SIZE.0,
-            height: SIZE.1,
-            fps: 10,
-            jpeg_mounts: true,
-            ..ServerOpts::default()
-        })
+    let camera = support::start_rtsp(ServerOpts {
+        width: SIZE.0,
+        height: SIZE.1,
+        fps: 10,
+        jpeg_mounts: true,
+        ..ServerOpts::default()
     })
-    .await
-    .unwrap();
+    .await;
     let url = format!("rtsp://127.0.0.1:{}/jpeg", camera.port());
     let s =
         TestServer::start_with(|dir| config_with_camera(dir, &url), WebOptions::default()).await;

@@ -43,9 +43,7 @@ async fn start_camera(size: (u32, u32)) -> RtspServer {
         gop: 25,
         ..ServerOpts::default()
     };
-    tokio::task::spawn_blocking(move || RtspServer::start(opts))
-        .await
-        .expect("server start")
+    support::start_rtsp(opts).await
 }
 
 /// The RTSP camera `cam` with `url` and `sub_url`.

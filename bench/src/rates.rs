@@ -22,10 +22,9 @@ pub struct StreamRate {
     pub ring_overwritten: Option<u64>,
 }
 
-/// `key=value` fields of a log line (ANSI colours removed); quoted values keep their quotes.
+/// `key=value` fields of a log line (the daemon writes no colours off a terminal); quoted values keep their quotes.
 fn fields(line: &str) -> BTreeMap<String, String> {
-    strip_ansi(line)
-        .split_whitespace()
+    line.split_whitespace()
         .filter_map(|tok| {
             let (k, v) = tok.split_once('=')?;
             Some((k.to_string(), v.to_string()))
@@ -33,27 +32,9 @@ fn fields(line: &str) -> BTreeMap<String, String> {
         .collect()
 }
 
-/// Removes `ESC [ ... letter` colour sequences.
-fn strip_ansi(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    let mut chars = s.chars();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' {
-            for c in chars.by_ref() {
-                if c.is_ascii_alphabetic() {
-                    break;
-                }
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
-
 /// Whether a daemon log line has this message (the text before the fields).
 fn is_message(line: &str, message: &str) -> bool {
-    strip_ansi(line).contains(&format!(": {message} "))
+    line.contains(&format!(": {message} "))
 }
 
 /// Per-stream rates from the daemon's `stream stats` lines received within `[from, to]`:

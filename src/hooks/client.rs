@@ -145,26 +145,15 @@ fn sensitive(mut v: HeaderValue) -> HeaderValue {
     v
 }
 
-/// Sends `req` on a new HTTP/1 connection over `io` and returns the answer's status. The
-/// connection is driven in this future, not a task of its own, so a timeout that drops the
-/// future also closes the connection.
+/// Sends `req` on a new HTTP/1 connection over `io` and returns the answer's status.
 async fn send<I>(io: I, req: hyper::Request<Full<Bytes>>) -> Result<u16, AttemptError>
 where
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(io)
+    crate::http1::exchange(io, req, 0)
         .await
-        .map_err(|e| AttemptError::Network(format!("HTTP handshake failed: {e}")))?;
-    let mut conn = std::pin::pin!(conn);
-    tokio::select! {
-        r = sender.send_request(req) => r
-            .map(|resp| resp.status().as_u16())
-            .map_err(|e| AttemptError::Network(format!("request failed: {e}"))),
-        r = &mut conn => Err(AttemptError::Network(match r {
-            Ok(()) => "the receiver closed the connection".to_string(),
-            Err(e) => format!("connection failed: {e}"),
-        })),
-    }
+        .map(|(status, _)| status)
+        .map_err(|e| AttemptError::Network(e.to_string()))
 }
 
 /// The TLS connector, with the system's CA certificates (read once).

@@ -10,7 +10,7 @@ use std::time::Duration;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::Full;
 use hyper::header::{CONTENT_TYPE, HOST, USER_AGENT};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
@@ -352,30 +352,10 @@ async fn post(to: &Endpoint, envelope: String) -> Result<(u16, String), OnvifErr
         .header(USER_AGENT, concat!("edgecam/", env!("CARGO_PKG_VERSION")))
         .body(Full::new(Bytes::from(envelope)))
         .map_err(|e| to.unreachable(format!("cannot build the request: {e}")))?;
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
+    let (status, body) = crate::http1::exchange(TokioIo::new(tcp), req, MAX_ANSWER)
         .await
         .map_err(|e| to.unreachable(e))?;
-    let mut conn = std::pin::pin!(conn);
-    let exchange = async {
-        let resp = sender
-            .send_request(req)
-            .await
-            .map_err(|e| to.unreachable(e))?;
-        let status = resp.status().as_u16();
-        let body = Limited::new(resp.into_body(), MAX_ANSWER)
-            .collect()
-            .await
-            .map_err(|e| to.unreachable(format!("the answer broke off: {e}")))?
-            .to_bytes();
-        Ok::<_, OnvifError>((status, String::from_utf8_lossy(&body).into_owned()))
-    };
-    tokio::select! {
-        r = exchange => r,
-        r = &mut conn => Err(to.unreachable(match r {
-            Ok(()) => "the camera closed the connection".to_string(),
-            Err(e) => format!("connection failed: {e}"),
-        })),
-    }
+    Ok((status, String::from_utf8_lossy(&body).into_owned()))
 }
 
 /// `base64(sha1(nonce + created + password))`, the WS-Security `PasswordDigest`.

@@ -7,6 +7,7 @@
 #![allow(dead_code)] // Each test binary uses a different part of the harness.
 
 pub mod onvif;
+pub mod tools;
 
 use edgecam::frame::{FrameInfo, FrameMeta, FrameSink, SinkError};
 use std::io::{Read, Write};
@@ -18,6 +19,14 @@ use std::time::Duration;
 /// crate in `testkit/`).
 #[allow(unused_imports)]
 pub use edgecam_testkit::{RtspServer, ServerOpts};
+
+/// [`RtspServer::start`] from async code: it blocks while GStreamer starts, so it runs on
+/// tokio's blocking pool.
+pub async fn start_rtsp(opts: ServerOpts) -> RtspServer {
+    tokio::task::spawn_blocking(move || RtspServer::start(opts))
+        .await
+        .expect("the RTSP server start")
+}
 
 /// `ffprobe -v error -select_streams v:0 <args> <path>`: its output, after asserting that it
 /// ran and complained about nothing.
