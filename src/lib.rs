@@ -13,13 +13,14 @@
 //! modules before it in this list; `tests/module_deps.rs` checks every file under `src/`
 //! against it (doc links may point anywhere):
 //!
-//! Module order: `clock` → `persist` → `backoff` → `secret` → `frame` → `config` → `state` →
+//! Module order: `clock` → `persist` → `backoff` → `secret` → `http1` → `frame` → `config` → `state` →
 //! `codec` → `ring` → `select` → `health` → `ingest` → `gpio` → `onvif` → `control` → `output` →
 //! `hooks` → `handles` → `web` → `mqtt` → `daemon`
 //!
 //! Why this order:
-//! - `clock`, `persist` (atomic file writes), `backoff` (retry delays) and `secret` (password
-//!   hashes, random tokens) need nothing of the crate.
+//! - `clock`, `persist` (atomic file writes), `backoff` (retry delays), `secret` (password
+//!   hashes, random tokens) and `http1` (one outgoing HTTP/1 request) need nothing of the
+//!   crate.
 //! - `frame` is the frame type everything moves; `config` the schema and its validation;
 //!   `state` the persisted selection. `codec` (H.264, pixels, JPEG) and `ring` (the
 //!   preallocated frame store) know frames and sizes, nothing that runs.
