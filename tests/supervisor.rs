@@ -34,6 +34,10 @@ enum Step {
     Hang,
     /// Name the step the attempt is in (what a connect timeout then reports).
     Phase(&'static str),
+    /// Say which transport the session runs over.
+    Transport(&'static str),
+    /// Sleep (a session set-up that takes time).
+    Pause(Duration),
     /// Return this error.
     Fail(fn(String) -> SourceError, &'static str),
     /// Panic with this message.
@@ -111,6 +115,8 @@ impl Source for Scripted {
                     Step::Hang => futures::future::pending::<()>().await,
                     Step::Wait(w) => ctx.phase.set_waiting(w),
                     Step::Phase(step) => ctx.phase.set(step),
+                    Step::Transport(t) => ctx.phase.set_transport(t),
+                    Step::Pause(d) => tokio::time::sleep(d).await,
                     Step::Fail(kind, msg) => return Err(kind(msg.to_string())),
                     Step::Panic(msg) => panic!("{msg}"),
                 }
@@ -210,6 +216,25 @@ async fn live_then_stall_is_detected_at_the_stall_timeout_and_retried() {
         .expect("epoch 2 frames");
     assert_eq!(second, 25);
     assert!(frames[second].meta.info.keyframe);
+}
+
+/// `live` and the session's transport reach the status together: a page that sees the
+/// stream live also sees how it came (they were a supervisor beat apart).
+#[tokio::test(start_paused = true)]
+async fn the_transport_is_in_the_status_as_soon_as_the_stream_is_live() {
+    // The set-up takes 100 ms: the supervisor's first look at the attempt came before it.
+    let src = Scripted::new(vec![vec![
+        Step::Pause(Duration::from_millis(100)),
+        Step::Transport("udp"),
+        Step::Frames(1, Duration::ZERO),
+        Step::Hang,
+    ]]);
+    let (h, _sink, _log) = start(src, paused_cfg());
+    let stats = h.stats();
+    // Well before the supervisor's next beat (a second).
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    assert_eq!(stats.state(), Live);
+    assert_eq!(stats.snapshot().transport, Some("udp"));
 }
 
 #[tokio::test(start_paused = true)]

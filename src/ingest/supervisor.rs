@@ -399,11 +399,12 @@ impl Supervisor {
         self.live_since_at.store(0, Ordering::Relaxed);
         self.last_key_pts_us.store(i64::MIN, Ordering::Relaxed);
         let started = Instant::now();
+        let phase = AttemptPhase::new();
         let mut counting = CountingSink {
             inner: sink,
             sup: self,
+            phase: &phase,
         };
-        let phase = AttemptPhase::new();
         let ctx = SourceCtx {
             id,
             sink: &mut counting,
@@ -577,6 +578,9 @@ struct CountingSink<'a, W> {
     inner: &'a mut W,
     /// Where to count, and the attempt's frame clock.
     sup: &'a Supervisor,
+    /// What the attempt's source said, so that `live` and its transport reach the status
+    /// together rather than a supervisor beat apart.
+    phase: &'a AttemptPhase,
 }
 
 impl<W: FrameSink> FrameSink for CountingSink<'_, W> {
@@ -595,6 +599,9 @@ impl<W: FrameSink> FrameSink for CountingSink<'_, W> {
                 if sup.live_since_at.load(Ordering::Relaxed) == 0 {
                     sup.live_since_at.store(now, Ordering::Relaxed);
                     sup.stats.set_waiting(None);
+                    if let Some(t) = self.phase.transport() {
+                        sup.stats.set_transport(Some(t));
+                    }
                     sup.stats.set_state(StreamState::Live);
                     tracing::info!(stream = %sup.stats.id(), epoch = info.epoch, "stream live");
                 }
