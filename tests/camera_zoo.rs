@@ -40,6 +40,17 @@ async fn zoo() -> RtspServer {
     .await
 }
 
+/// The picture size an `init` message gives.
+fn init_size(init: &Value) -> (u32, u32) {
+    let dim = |k: &str| {
+        init[k]
+            .as_u64()
+            .and_then(|v| u32::try_from(v).ok())
+            .unwrap_or(0)
+    };
+    (dim("width"), dim("height"))
+}
+
 /// The snapshot's picture size, once one decodes.
 async fn snapshot_size(s: &TestServer) -> (u32, u32) {
     let r = s
@@ -105,6 +116,12 @@ async fn a_resolution_change_mid_session_keeps_the_stream_live_at_the_new_size()
     let url = format!("rtsp://127.0.0.1:{}/resize", camera.port());
     let s = plays(&url, SIZE, "before the change").await;
     let half = (SIZE.0 / 2, SIZE.1 / 2);
+    // An MSE client that watches across the change: its first init has the first size.
+    let mut mse = s.live(VIEWER_TOKEN, &["mse"], "").await;
+    let first = tokio::time::timeout(DEADLINE, mse.video_init())
+        .await
+        .expect("an MSE init");
+    assert_eq!(init_size(&first), SIZE, "{first}");
     let deadline = tokio::time::Instant::now() + DEADLINE;
     loop {
         if snapshot_size(&s).await == half {
@@ -120,6 +137,24 @@ async fn a_resolution_change_mid_session_keeps_the_stream_live_at_the_new_size()
     let row = stream_row(&st, "z");
     assert_eq!(row["state"], "live", "{row}");
     assert_eq!(row["reconnects"], 0, "the change needs no reconnect: {row}");
+    // The client that watched across it got a new init of the new size, in the same
+    // session, then the init segment, then a keyframe.
+    let init = tokio::time::timeout(DEADLINE, async {
+        loop {
+            let init = mse.video_init().await;
+            if init_size(&init) == half {
+                return init;
+            }
+        }
+    })
+    .await
+    .expect("a new MSE init of the new size");
+    let mime = init["mime"].as_str().unwrap_or_default();
+    assert!(mime.starts_with("video/mp4"), "{init}");
+    let (h, _segment) = mse.next_frame().await;
+    assert_ne!(h.flags & edgecam::output::wire::FLAG_INIT, 0, "{h:?}");
+    let (h, _fragment) = mse.next_frame().await;
+    assert_ne!(h.flags & edgecam::output::wire::FLAG_KEYFRAME, 0, "{h:?}");
     // A client that joins now starts at a keyframe of the new size.
     let mut c = s.live(VIEWER_TOKEN, &["h264", "jpeg"], "").await;
     let (_init, _h, payload) = tokio::time::timeout(DEADLINE, c.init_and_keyframe())
