@@ -273,7 +273,7 @@ pub struct Fragmenter {
     /// Presentation order of the current GOP: where composition offsets come from.
     order: Reorder,
     /// The access units are H.265: other NAL unit types stay out of the samples, and the
-    /// H.264 SPS reader is not asked for a reorder delay (it is learned).
+    /// reorder delay is read from the H.265 SPS.
     hevc: bool,
 }
 
@@ -325,6 +325,7 @@ impl Reorder {
     fn push(
         &mut self,
         au: &[u8],
+        hevc: bool,
         pts_us: i64,
         step: Option<i64>,
         keyframe: bool,
@@ -341,7 +342,12 @@ impl Reorder {
         }
         self.top = Some(self.top.map_or(pts_us, |t| t.max(pts_us)));
         if keyframe {
-            if let Some(sps) = keyframe_sps(au) {
+            if hevc {
+                let n = crate::codec::hevc::keyframe_sps(au).and_then(|s| s.max_num_reorder_pics);
+                if let Some(n) = n {
+                    self.delay = i64::from(n.min(16));
+                }
+            } else if let Some(sps) = keyframe_sps(au) {
                 if let Some(n) = sps.reorder_frames {
                     self.delay = i64::from(n.min(16));
                 }
@@ -456,9 +462,9 @@ impl Fragmenter {
             self.order.restart();
             step = None;
         }
-        // No H.264 SPS to read the reorder delay from in an H.265 access unit.
-        let sps_au = if self.hevc { &[][..] } else { au };
-        let catch_up = self.order.push(sps_au, pts_us, step, keyframe, catch_up);
+        let catch_up = self
+            .order
+            .push(au, self.hevc, pts_us, step, keyframe, catch_up);
         if self.order.reordered {
             self.interval = self.order.interval();
         } else if let Some(s) = step.filter(|s| *s > 0) {
@@ -896,6 +902,39 @@ pub(crate) mod tests {
             f.fragment(&au, pts, i == 0, &mut out);
             let (p, d) = pts_dts(&out);
             assert_eq!(p, d, "frame {i}: presentation is decode time");
+        }
+    }
+
+    /// An H.265 keyframe with `sps` (x265 output) and a short IDR slice.
+    fn hevc_keyframe(sps: &str) -> Vec<u8> {
+        use crate::codec::hevc::testdata::PARAMS_320X240;
+        let mut au = Vec::new();
+        for p in [PARAMS_320X240[0], sps, PARAMS_320X240[2]] {
+            au.extend_from_slice(&[0, 0, 0, 1]);
+            au.extend_from_slice(&unhex(p));
+        }
+        au.extend_from_slice(&[0, 0, 0, 1, 0x26, 0x01, 0xaf, 0x1d, 0x80]);
+        au
+    }
+
+    /// The H.265 SPS's `sps_max_num_reorder_pics` is the reorder delay from the keyframe
+    /// on: the keyframe of a stream with B-frames is presented two frames after its decode
+    /// time (when it was learned, the GOP's first frames were given too little and the
+    /// offsets grew mid-GOP), and a stream the SPS says has none gets no offset.
+    #[test]
+    fn the_h265_sps_gives_the_reorder_delay() {
+        use crate::codec::hevc::testdata::{SPS_BFRAMES_3, SPS_NO_BFRAMES};
+        for (sps, frames) in [(SPS_BFRAMES_3, 2), (SPS_NO_BFRAMES, 0)] {
+            let mut f = Fragmenter::new();
+            f.set_hevc(true);
+            let mut out = Vec::new();
+            let delta = [0u8, 0, 0, 1, 0x02, 0x01, 0xd0];
+            f.fragment(&hevc_keyframe(sps), 0, true, &mut out);
+            f.fragment(&delta, 40_000, false, &mut out);
+            f.fragment(&delta, 80_000, false, &mut out);
+            let (p, d) = pts_dts(&out);
+            let (_, len) = timing(&out);
+            assert_eq!(p - d, frames * u64::from(len), "{sps}");
         }
     }
 

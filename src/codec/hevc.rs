@@ -52,10 +52,14 @@ pub struct HevcSps {
     pub width: u32,
     /// Picture height after the conformance window.
     pub height: u32,
+    /// `sps_max_num_reorder_pics` of the highest sub-layer: how many pictures may precede
+    /// one in decode order and follow it in output order (0: no B-frame reordering). `None`
+    /// when the SPS ends before it.
+    pub max_num_reorder_pics: Option<u32>,
 }
 
 /// Parses an SPS NAL unit (with its two-byte header, emulation prevention in place) as far as
-/// the bit depths (7.3.2.2.1).
+/// the sub-layer ordering info (7.3.2.2.1).
 pub fn parse_sps(nal: &[u8]) -> Result<HevcSps, SpsError> {
     let t = nal_type(nal);
     if t != NAL_SPS {
@@ -106,6 +110,7 @@ pub fn parse_sps(nal: &[u8]) -> Result<HevcSps, SpsError> {
     if w == 0 || h == 0 || w > 16_888 || h > 16_888 {
         return Err(SpsError::OutOfRange("pic_width_in_luma_samples"));
     }
+    let max_num_reorder_pics = reorder_pics(&mut r, max_sub_layers_minus1).ok();
     Ok(HevcSps {
         general,
         sub_layers: max_sub_layers_minus1 as u8 + 1,
@@ -115,7 +120,27 @@ pub fn parse_sps(nal: &[u8]) -> Result<HevcSps, SpsError> {
         bit_depth_chroma_minus8: chroma_depth as u8,
         width: w,
         height: h,
+        max_num_reorder_pics,
     })
+}
+
+/// Reads `log2_max_pic_order_cnt_lsb_minus4` and the sub-layer ordering info; returns
+/// `sps_max_num_reorder_pics` of the highest sub-layer (the last one given).
+fn reorder_pics(r: &mut Reader, max_sub_layers_minus1: u32) -> Result<u32, SpsError> {
+    r.ue()?; // log2_max_pic_order_cnt_lsb_minus4
+    let all_layers = r.flag()?;
+    let first = if all_layers { 0 } else { max_sub_layers_minus1 };
+    let mut reorder = 0;
+    for _ in first..=max_sub_layers_minus1 {
+        let dec_buffering_minus1 = r.ue()?;
+        reorder = r.ue()?;
+        r.ue()?; // sps_max_latency_increase_plus1
+        // At most the DPB (A.4.2: up to 16 pictures): a larger value is a broken SPS.
+        if reorder > dec_buffering_minus1 || dec_buffering_minus1 > 15 {
+            return Err(SpsError::OutOfRange("sps_max_num_reorder_pics"));
+        }
+    }
+    Ok(reorder)
 }
 
 /// Skips the sub-layer part of `profile_tier_level` (7.3.3).
@@ -311,6 +336,13 @@ pub(crate) mod testdata {
         "42010101600000030090000003000003003fa00a080f16592a4932bffc00040005a83030302000000300200000030321",
         "4401c172b46240",
     ];
+    /// The SPS of x265 320x240 with `bframes=0` (`sps_max_num_reorder_pics` 0, as ffmpeg's
+    /// `trace_headers` reads it).
+    pub const SPS_NO_BFRAMES: &str =
+        "4201010408000003009e0800000300003c90014101e2cb2549265780b7020200040000030004000003002820";
+    /// The SPS of x265 320x240 with `bframes=3` (`sps_max_num_reorder_pics` 2).
+    pub const SPS_BFRAMES_3: &str =
+        "4201010408000003009e0800000300003c90014101e2cb2b2c9265780b702020004000000300400000030282";
     /// The SPS of 1280x720 (level 3.1, `hvc1.1.6.L93.90`).
     pub const SPS_1280X720: &str = "42010101600000030090000003000003005da00280802d16592a4932bffc00040005a80808082000000300200000030321";
 
@@ -349,6 +381,15 @@ mod tests {
         let s = parse_sps(&unhex(SPS_1280X720)).expect("sps");
         assert_eq!((s.width, s.height), (1280, 720));
         assert_eq!(s.codec_string(), "hvc1.1.6.L93.90");
+    }
+
+    #[test]
+    fn reads_the_reorder_depth_of_real_x265_output() {
+        let no_b = parse_sps(&unhex(SPS_NO_BFRAMES)).expect("sps");
+        assert_eq!(no_b.max_num_reorder_pics, Some(0));
+        let b3 = parse_sps(&unhex(SPS_BFRAMES_3)).expect("sps");
+        assert_eq!(b3.max_num_reorder_pics, Some(2));
+        assert_eq!((b3.width, b3.height), (320, 240));
     }
 
     #[test]
