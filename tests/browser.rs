@@ -326,3 +326,37 @@ fn the_page_replays_an_alarm_clip_in_chromium() {
     let artifacts = Path::new(env!("CARGO_TARGET_TMPDIR")).join("browser");
     assert!(artifacts.join("clips-replay.png").exists());
 }
+
+/// A camera whose picture size halves mid-session (`tests/browser/resize.mjs`), from a LAN
+/// origin over MSE: the `<video>` plays the full size, then half of it in the same WebSocket
+/// session (a new init segment), and keeps painting; no console errors.
+#[test]
+fn the_page_plays_a_resolution_change_through_mse_in_chromium() {
+    let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    let browser = browser_ready();
+    let camera = support::RtspServer::start(support::ServerOpts {
+        width: 320,
+        height: 240,
+        fps: 15,
+        gop: 15,
+        zoo_mounts: true,
+        resize_after_s: 6,
+        ..support::ServerOpts::default()
+    });
+    let port = free_port();
+    let (demo, _state, password) = start_demo(1, port, free_port(), &["--hostname", LAN_NAME]);
+    let artifacts = Path::new(env!("CARGO_TARGET_TMPDIR")).join("browser");
+    run_node(
+        "resize.mjs",
+        &[
+            port.to_string(),
+            password,
+            format!("rtsp://127.0.0.1:{}/resize", camera.port()),
+            "320".into(),
+            artifacts.display().to_string(),
+        ],
+        &[("CHROMIUM", browser)],
+    );
+    drop(demo);
+    assert!(artifacts.join("resize-after.png").exists());
+}
