@@ -360,3 +360,23 @@ fn the_page_plays_a_resolution_change_through_mse_in_chromium() {
     drop(demo);
     assert!(artifacts.join("resize-after.png").exists());
 }
+
+/// The WebCodecs path jumps to the live edge when the viewer's decoder is slower than the
+/// camera (`tests/browser/jump.mjs`: the page's `VideoDecoder` slowed to 10 pictures a second
+/// on a 25 fps camera): `stats.jumps` counts and the picture stays within seconds of live.
+#[test]
+fn the_page_jumps_to_live_when_its_decoder_falls_behind_in_chromium() {
+    let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    let browser = browser_ready();
+    let port = free_port();
+    let (demo, _state, password) = start_demo(1, port, free_port(), &[]);
+    let artifacts = Path::new(env!("CARGO_TARGET_TMPDIR")).join("browser");
+    let v = run_script(
+        "jump.mjs",
+        &[format!("http://127.0.0.1:{port}"), password],
+        &[("CHROMIUM", browser)],
+    );
+    drop(demo);
+    assert!(v["jumps"].as_u64() >= Some(2), "{v}");
+    assert!(artifacts.join("jump.png").exists());
+}
