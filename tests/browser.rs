@@ -380,3 +380,21 @@ fn the_page_jumps_to_live_when_its_decoder_falls_behind_in_chromium() {
     assert!(v["jumps"].as_u64() >= Some(2), "{v}");
     assert!(artifacts.join("jump.png").exists());
 }
+
+/// MSE when the browser's SourceBuffer is full (`tests/browser/quota.mjs`: a 2 s quota, past
+/// which appendBuffer throws QuotaExceededError): the player frees what lies behind the
+/// playhead and the picture keeps painting at about the camera's rate.
+#[test]
+fn the_page_plays_on_through_a_full_source_buffer_in_chromium() {
+    let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    let browser = browser_ready();
+    let port = free_port();
+    let (demo, _state, password) = start_demo(1, port, free_port(), &["--hostname", LAN_NAME]);
+    let v = run_script(
+        "quota.mjs",
+        &[port.to_string(), password, DEMO_FPS.to_string()],
+        &[("CHROMIUM", browser)],
+    );
+    drop(demo);
+    assert!(v["quota_errors"].as_u64() > Some(0), "{v}");
+}
