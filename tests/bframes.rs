@@ -311,14 +311,14 @@ async fn a_b_frame_stream_starts_live_clients_at_a_keyframe_and_ffprobe_reads_ms
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn with_lost_rtp_packets_snapshots_keep_a_picture() {
+/// A camera behind a relay that drops `loss` of the RTP datagrams to the box.
+async fn lossy_camera_keeps_pictures(loss: f64) {
     let _one = ONE_CAMERA.lock().await;
     // Baseline, no B-frames: what fails here is the loss alone.
     let server = start_camera(camera("baseline", 0)).await;
     let upstream = SocketAddr::from(([127, 0, 0, 1], server.port()));
     let lossy = Impairment {
-        loss: 0.01,
+        loss,
         ..Impairment::default()
     };
     let relay = Relay::spawn(RelayOpts {
@@ -333,8 +333,23 @@ async fn with_lost_rtp_packets_snapshots_keep_a_picture() {
     // picture (at worst its GOP's keyframe, or an older one), never a 503.
     snapshots_are_pictures(&s, 12).await;
     assert!(relay.stats().datagrams_lost > 0, "{:?}", relay.stats());
+    // The loss is visible per stream: lost packets and the frames they hit.
+    let r = row(&s).await;
+    assert!(r["lost_packets"].as_u64() > Some(0), "{loss}: {r}");
+    assert!(r["incomplete_frames"].as_u64() > Some(0), "{loss}: {r}");
+    assert_eq!(r["state"], "live", "{loss}: {r}");
     s.stop().await;
     drop(server);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_1_percent_of_rtp_packets_lost_snapshots_keep_a_picture() {
+    lossy_camera_keeps_pictures(0.01).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_5_percent_of_rtp_packets_lost_snapshots_keep_a_picture() {
+    lossy_camera_keeps_pictures(0.05).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
