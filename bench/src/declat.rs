@@ -259,7 +259,7 @@ fn x264_clip(dir: &Path, args: &DeclatArgs, bframes: u32) -> anyhow::Result<Vec<
 
 /// Splits an Annex B stream into access units at the delimiters (parameter sets the
 /// bitstream filter put in front of a delimiter go with the access unit that follows).
-fn split_at_aud(data: &[u8]) -> Vec<Vec<u8>> {
+pub(crate) fn split_at_aud(data: &[u8]) -> Vec<Vec<u8>> {
     let mut aus: Vec<Vec<u8>> = Vec::new();
     let mut cur = Vec::new();
     let mut has_slice = false;
