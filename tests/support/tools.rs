@@ -49,7 +49,7 @@ pub fn vlc_command(program: &Path, home: &Path) -> Command {
 /// answers 500 until its media is loaded.
 pub fn wait_rtsp_ready(port: u16, path: &str, deadline: Duration) {
     let start = Instant::now();
-    let mut last = String::from("nothing listened");
+    let mut last;
     loop {
         match describe_status(port, path) {
             Ok(line) if line.starts_with("RTSP/1.0 200") => return,
