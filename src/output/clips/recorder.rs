@@ -264,6 +264,7 @@ async fn open(job: &mut Job, init: Vec<u8>) -> Result<Out, Stop> {
             return Err(Stop::Full(store.no_room_message(why)));
         }
         let mut file = File::create(&path).map_err(|e| io_stop(&path, &e))?;
+        super::scan::mark_recording(&file);
         file.write_all(&init).map_err(|e| io_stop(&path, &e))?;
         store.upsert(ClipEntry {
             bytes: init.len() as u64,

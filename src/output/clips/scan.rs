@@ -133,6 +133,30 @@ fn moof_times(moof: &[u8]) -> Option<(u64, u64)> {
     Some((dts, dts + total))
 }
 
+/// Marks `file` as being recorded: an exclusive `flock`, which the kernel drops when the file
+/// is closed or the process dies (kill -9, a power cut), so [`being_recorded`] tells a clip a
+/// recorder still writes (a store reopened on a `[clips]` change) from one a crash left.
+/// A file system without `flock` leaves it unmarked.
+pub(super) fn mark_recording(file: &File) {
+    use std::os::fd::AsRawFd;
+    // SAFETY: a valid open descriptor; flock has no other precondition.
+    let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    if rc != 0 {
+        tracing::debug!(error = %io::Error::last_os_error(), "clip file not locked");
+    }
+}
+
+/// Whether a live recorder holds the file at `path` ([`mark_recording`]).
+pub(super) fn being_recorded(path: &Path) -> bool {
+    use std::os::fd::AsRawFd;
+    let Ok(f) = File::open(path) else {
+        return false;
+    };
+    // SAFETY: as above; a shared lock conflicts with the recorder's exclusive one.
+    let rc = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_SH | libc::LOCK_NB) };
+    rc != 0 && io::Error::last_os_error().raw_os_error() == Some(libc::EWOULDBLOCK)
+}
+
 /// Cuts the file at `path` to `end` bytes (a torn last fragment goes). Blocking.
 pub(super) fn truncate_to(path: &Path, end: u64) -> io::Result<()> {
     let f = std::fs::OpenOptions::new().write(true).open(path)?;

@@ -319,6 +319,11 @@ fn load_index(dir: &Path) -> Vec<ClipEntry> {
             },
         };
         entry.bytes = *bytes;
+        // Still written by a recorder of this process (the store reopened on a `[clips]`
+        // change): not a crash's leftover.
+        if super::scan::being_recorded(&dir.join(format!("{id}.mp4"))) {
+            continue;
+        }
         if entry.state == "recording" || known.is_none() {
             if entry.state == "recording" {
                 entry.state = "partial".into();
@@ -532,6 +537,20 @@ mod tests {
         assert_eq!(fs::read(again.path_of("5.door.cam1")).unwrap(), whole);
         assert!(again.get("6.door.cam1").is_none());
         assert!(!again.path_of("6.door.cam1").exists());
+        // A clip a live recorder holds is not a crash's: left as it is.
+        let held = fs::File::create(again.path_of("7.door.cam1")).unwrap();
+        super::super::scan::mark_recording(&held);
+        fs::write(again.path_of("7.door.cam1"), torn).unwrap();
+        again.upsert(entry("7.door.cam1", 1, "recording"));
+        again.save_index();
+        let reopened = ClipStore::open(dir.clone(), ClipsConfig::default());
+        let e = reopened.get("7.door.cam1").unwrap();
+        assert_eq!(
+            (e.state.as_str(), e.bytes),
+            ("recording", torn.len() as u64)
+        );
+        drop(held);
+        fs::remove_file(again.path_of("7.door.cam1")).unwrap();
         fs::write(dir.join(INDEX_FILE), b"{not json\n").unwrap();
         fs::write(again.path_of("5.door.cam1.2"), clip_file(5)).unwrap();
         let rebuilt = ClipStore::open(dir.clone(), ClipsConfig::default());
