@@ -3,12 +3,14 @@
 //! at a keyframe, with monotonic timestamps and the expected duration (within one GOP plus
 //! the HTTP round trips); the file answers Range requests with 206 and the right bytes; the
 //! quota removes the oldest clip; a clip directory replaced by a file mid-clip gives a clear
-//! `/api/status` and the live stream goes on.
+//! `/api/status` and the live stream goes on; a camera whose picture size changes mid-clip
+//! (gst-rtsp-server's `/resize`) gives two files of one size each, parts 1 and 2 of the
+//! alarm's raise. ffprobe runs through `support::ffprobe`.
 
 mod common;
+mod support;
 mod webutil;
 
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use edgecam::config::{AlarmMode, Config};
@@ -78,61 +80,12 @@ async fn frames_at_least(s: &TestServer, n: u64) {
     }
 }
 
-/// `ffprobe` packets of the first video stream: (pts s, dts s, keyframe), and the codec.
-fn probe(path: &std::path::Path) -> (String, Vec<(f64, f64, bool)>) {
-    let out = Command::new("ffprobe")
-        .args([
-            "-v",
-            "error",
-            "-select_streams",
-            "v:0",
-            "-show_streams",
-            "-show_packets",
-        ])
-        .args(["-of", "json"])
-        .arg(path)
-        .output()
-        .expect("ffprobe runs (Debian package ffmpeg)");
-    assert!(
-        out.status.success(),
-        "ffprobe: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
-    let codec = v["streams"][0]["codec_name"]
-        .as_str()
-        .unwrap_or("")
-        .to_string();
-    let num = |p: &Value, k: &str| p[k].as_str().and_then(|s| s.parse::<f64>().ok()).unwrap();
-    let packets = v["packets"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| {
-            let key = p["flags"].as_str().unwrap_or("").starts_with('K');
-            (num(p, "pts_time"), num(p, "dts_time"), key)
-        })
-        .collect();
-    (codec, packets)
-}
-
-/// Checks a clip file: H.264, keyframe first, monotonic decode times; returns its duration.
+/// Checks a clip file with ffprobe: H.264, keyframe first, monotonic decode times; returns
+/// its duration.
 fn check_clip(path: &std::path::Path) -> f64 {
-    let (codec, packets) = probe(path);
-    assert_eq!(codec, "h264");
-    assert!(packets.len() > 10, "{} packets", packets.len());
-    assert!(packets[0].2, "the first packet is a keyframe");
-    for w in packets.windows(2) {
-        assert!(
-            w[1].1 > w[0].1,
-            "decode times increase: {:?} then {:?}",
-            w[0],
-            w[1]
-        );
-    }
-    let first = packets.iter().map(|p| p.0).fold(f64::MAX, f64::min);
-    let last = packets.iter().map(|p| p.0).fold(f64::MIN, f64::max);
-    last - first + 0.04
+    let p = support::probe_video(path);
+    p.assert_playable("h264", 10, "the clip");
+    p.duration()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -288,5 +241,115 @@ async fn a_clip_directory_that_goes_away_mid_clip_is_reported() {
     let before = s.frames("cam2").await;
     frames_at_least(&s, before + 10).await;
     alarm(&s, "clear").await;
+    s.stop().await;
+}
+
+/// The picture sizes of every decoded frame of `path`, deduplicated in order.
+fn frame_sizes(path: &std::path::Path) -> Vec<String> {
+    let out = support::ffprobe(
+        path,
+        &["-show_entries", "frame=width,height", "-of", "csv=p=0"],
+    );
+    let mut sizes: Vec<String> = Vec::new();
+    // A frame with side data ends in an empty field: `320,240,`.
+    for line in out.lines().map(|l| l.trim().trim_end_matches(',')) {
+        if line.is_empty() {
+            continue;
+        }
+        if sizes.last().is_none_or(|s| s != line) {
+            sizes.push(line.to_string());
+        }
+    }
+    sizes
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_picture_size_change_mid_clip_goes_on_in_a_second_file() {
+    // gst-rtsp-server's /resize: 320x240, halved 8 s into the session (a new SPS and IDR);
+    // the alarm is raised about 3 s in, so the pre-roll and part 1 are before the change.
+    let camera = support::start_rtsp(support::ServerOpts {
+        width: 320,
+        height: 240,
+        fps: 10,
+        gop: 10,
+        zoo_mounts: true,
+        resize_after_s: 8,
+        ..support::ServerOpts::default()
+    })
+    .await;
+    let url = format!("rtsp://127.0.0.1:{}/resize", camera.port());
+    let s = TestServer::start_with(
+        move |d| {
+            let mut cfg = webutil::rtsp_camera_config(d, "cam2", "Resizing camera", &url);
+            cfg.alarms
+                .push(common::alarm("motion", "cam2", 5, AlarmMode::Transparent));
+            cfg.clips.pre_s = 2;
+            cfg.clips.post_s = 1;
+            cfg.clips.max_s = 60;
+            cfg.clips.min_free_bytes = 0;
+            edgecam::config::validate(&cfg).expect("test config is valid");
+            cfg
+        },
+        WebOptions::default(),
+    )
+    .await;
+    frames_at_least(&s, 25).await;
+    alarm(&s, "trigger").await;
+    wait_clips(&s, "the second part", |c| c.len() == 2).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    alarm(&s, "clear").await;
+    let clips = wait_clips(&s, "both parts complete", |c| {
+        c.len() == 2 && c.iter().all(|c| c["state"] == "complete")
+    })
+    .await;
+    // Newest first: part 2, then part 1; one alarm raise.
+    let (p2, p1) = (&clips[0], &clips[1]);
+    assert_eq!(
+        (p1["part"].as_u64(), p2["part"].as_u64()),
+        (Some(1), Some(2))
+    );
+    assert_eq!(p1["raised_us"], p2["raised_us"], "one event: {clips:?}");
+    assert!(
+        p1["start_us"].as_i64() < p1["raised_us"].as_i64()
+            && p2["start_us"].as_i64() > p1["raised_us"].as_i64(),
+        "part 1 holds the pre-roll, part 2 follows the change: {clips:?}"
+    );
+    assert_eq!(
+        (p1["alarm"].as_str(), p2["alarm"].as_str()),
+        (Some("motion"), Some("motion"))
+    );
+    let id1 = p1["id"].as_str().unwrap();
+    assert_eq!(p2["id"].as_str(), Some(format!("{id1}.2").as_str()));
+    let by_alarm = s.get_json("/api/clips?alarm=motion", ADMIN_TOKEN).await;
+    assert_eq!(
+        by_alarm["total"], 2,
+        "the API shows both parts for the alarm"
+    );
+
+    let dir = s.dir.path().join("clips");
+    for (c, size) in [(p1, (320, 240)), (p2, (160, 120))] {
+        let id = c["id"].as_str().unwrap();
+        let path = dir.join(format!("{id}.mp4"));
+        let probe = support::probe_video(&path);
+        probe.assert_playable("h264", 10, id);
+        assert_eq!(probe.size, size, "{id}");
+        let sizes = frame_sizes(&path);
+        assert_eq!(
+            sizes,
+            [format!("{},{}", size.0, size.1)],
+            "{id}: one size per file"
+        );
+        let listed = c["duration_ms"].as_u64().unwrap() as f64 / 1000.0;
+        assert!(
+            (probe.duration() - listed).abs() < 0.25,
+            "{id}: plays {:.2} s, listed {listed:.2} s",
+            probe.duration()
+        );
+        println!(
+            "measured: {id} {size:?} {:.2} s, {} packets",
+            probe.duration(),
+            probe.packets.len()
+        );
+    }
     s.stop().await;
 }

@@ -13,7 +13,8 @@ let clipsInfo = { state: 'off' };
 // reads of the control task and the recorder.
 function clipFor(clips, alarm, atUs) {
   const slack = 3e6;
-  return clips.find((c) => c.alarm === alarm && c.start_us - slack <= atUs
+  // Part 1 holds the raise; later parts continue the event after a picture size change.
+  return clips.find((c) => c.alarm === alarm && (c.part || 1) === 1 && c.start_us - slack <= atUs
     && atUs <= c.start_us + (c.duration_ms || 0) * 1000 + slack) || null;
 }
 
@@ -41,8 +42,9 @@ async function openReplay(a) {
   msg.textContent = 'looking for the clip…';
   let c;
   try {
-    const r = await api('GET', `/api/clips?alarm=${encodeURIComponent(a.id)}&limit=1`);
-    c = r.clips[0];
+    // The newest raise's part 1 (the one with the seconds before it), not a later part.
+    const r = await api('GET', `/api/clips?alarm=${encodeURIComponent(a.id)}&limit=10`);
+    c = r.clips.find((x) => (x.part || 1) === 1);
   } catch (e) { msg.textContent = e.message; return; }
   if (!c) { msg.textContent = `No clip of ${a.name} yet: the box writes one on each raise while clips are on.`; return; }
   replay = { clip: c, raiseS: Math.max(0, (c.raised_us - c.start_us) / 1e6) };
@@ -109,7 +111,7 @@ async function renderClips() {
       acts.append(' ', del);
     }
     const state = c.error ? `${c.state}: ${c.error}` : c.state;
-    return el('tr', { 'data-clip': c.id }, ...[clipWhen(c.raised_us), c.alarm, names.get(c.stream) || c.stream,
+    return el('tr', { 'data-clip': c.id }, ...[clipWhen(c.raised_us), c.part > 1 ? `${c.alarm} (part ${c.part})` : c.alarm, names.get(c.stream) || c.stream,
       (c.duration_ms / 1000).toFixed(1) + ' s', mib(c.bytes), state].map((t) => el('td', {}, t)), el('td', {}, acts));
   });
   $('clips').replaceChildren(el('tr', {}, ...head.map((h) => el('th', {}, h))), ...rows);

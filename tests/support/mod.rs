@@ -45,6 +45,94 @@ pub fn ffprobe(path: &std::path::Path, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// One video packet as `ffprobe -show_packets` reads it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Packet {
+    /// Presentation time, s.
+    pub pts: f64,
+    /// Decode time, s.
+    pub dts: f64,
+    /// Duration, s (0 when ffprobe gives none).
+    pub duration: f64,
+    /// A keyframe.
+    pub key: bool,
+}
+
+/// What [`probe_video`] finds in a file's first video stream.
+#[derive(Debug, Clone)]
+pub struct VideoProbe {
+    /// `codec_name` (`h264`).
+    pub codec: String,
+    /// Picture size the stream's header states.
+    pub size: (u64, u64),
+    /// Every packet, in file order.
+    pub packets: Vec<Packet>,
+}
+
+impl VideoProbe {
+    /// From the earliest presentation time to the end of the latest packet, s.
+    pub fn duration(&self) -> f64 {
+        let first = self.packets.iter().map(|p| p.pts).fold(f64::MAX, f64::min);
+        let end = self
+            .packets
+            .iter()
+            .map(|p| p.pts + p.duration)
+            .fold(f64::MIN, f64::max);
+        end - first
+    }
+
+    /// Asserts what every clip must be: `codec`, more than `min` packets, a keyframe first,
+    /// decode times that increase.
+    pub fn assert_playable(&self, codec: &str, min: usize, what: &str) {
+        assert_eq!(self.codec, codec, "{what}");
+        assert!(
+            self.packets.len() > min,
+            "{what}: {} packets",
+            self.packets.len()
+        );
+        assert!(
+            self.packets[0].key,
+            "{what}: the first packet is a keyframe"
+        );
+        for w in self.packets.windows(2) {
+            assert!(
+                w[1].dts > w[0].dts,
+                "{what}: decode times increase: {:?} then {:?}",
+                w[0],
+                w[1]
+            );
+        }
+    }
+}
+
+/// The first video stream of `path` through [`ffprobe`] (`-show_streams -show_packets`).
+pub fn probe_video(path: &std::path::Path) -> VideoProbe {
+    let out = ffprobe(path, &["-show_streams", "-show_packets", "-of", "json"]);
+    let v: serde_json::Value = serde_json::from_str(&out).expect("ffprobe JSON");
+    let s = &v["streams"][0];
+    let num = |p: &serde_json::Value, k: &str| p[k].as_str().and_then(|s| s.parse::<f64>().ok());
+    let packets = v["packets"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+        .iter()
+        .map(|p| Packet {
+            pts: num(p, "pts_time").expect("a pts"),
+            dts: num(p, "dts_time").expect("a dts"),
+            duration: num(p, "duration_time").unwrap_or(0.0),
+            key: p["flags"].as_str().unwrap_or("").starts_with('K'),
+        })
+        .collect();
+    VideoProbe {
+        codec: s["codec_name"].as_str().unwrap_or("").to_string(),
+        size: (
+            s["width"].as_u64().unwrap_or(0),
+            s["height"].as_u64().unwrap_or(0),
+        ),
+        packets,
+    }
+}
+
 /// A port with nothing listening (bound, then released).
 pub fn refused_port() -> u16 {
     let l = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");

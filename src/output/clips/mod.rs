@@ -8,6 +8,7 @@
 //! [`ClipStore`], which the web server reads through a [`ClipsHandle`].
 
 mod recorder;
+mod scan;
 pub mod store;
 
 use std::collections::HashMap;
@@ -132,6 +133,7 @@ async fn manage(
             let (tx, rx) = watch::channel(None);
             let entry = ClipEntry {
                 id: format!("{}.{}.{}", raised_us / 1000, a.id, a.stream),
+                part: 1,
                 stream: a.stream.clone(),
                 alarm: a.id.clone(),
                 raised_us,
@@ -143,6 +145,7 @@ async fn manage(
             };
             let job = recorder::Job {
                 entry,
+                event_start_us: raised_us,
                 ring: live.ring,
                 ended: rx,
                 store: Arc::clone(&store),

@@ -6,6 +6,11 @@
 //! composition offsets for B-frames). Fragments are gathered and written once per GOP or per
 //! second, sequentially; the file is `fsync`ed once, at the end. A power cut leaves a file
 //! that plays up to its last complete write.
+//!
+//! A file holds one init segment, as browsers and VLC expect of an MP4: when the stream's
+//! parameter sets change mid-clip (the camera's resolution was changed), the file ends
+//! (`complete`) at that keyframe and the event goes on in a new file, part 2, 3, ... of the
+//! same alarm raise ([`ClipEntry::part`]), each with its own timeline from zero.
 
 use std::fs::File;
 use std::io::Write;
@@ -27,8 +32,12 @@ const FLUSH_SPAN_US: i64 = 1_000_000;
 
 /// What a recorder needs to know about its clip.
 pub(super) struct Job {
-    /// The clip's index entry (id, stream, alarm, raise time), updated as it grows.
+    /// The clip's index entry (id, stream, alarm, raise time), updated as it grows; the
+    /// current part's.
     pub entry: ClipEntry,
+    /// Wall time of the event's first frame (part 1's), µs: `max_s` counts from it, whatever
+    /// part is being written.
+    pub event_start_us: i64,
     /// The alarm stream's ring.
     pub ring: Arc<FrameRing>,
     /// When the alarm ended (wall µs), `None` while it is up; the manager sets it.
@@ -56,6 +65,8 @@ struct Out {
     pending: Vec<u8>,
     /// Bytes written to the file.
     written: u64,
+    /// The file's init segment: a keyframe whose parameter sets make another one ends it.
+    init: Vec<u8>,
 }
 
 /// Records one clip to its end and updates the index.
@@ -80,8 +91,11 @@ pub(super) async fn record(mut job: Job) {
         job.entry.state = "failed".into();
         let _ = std::fs::remove_file(store.path_of(&id));
     }
-    tracing::info!(clip = %id, state = %job.entry.state, bytes = job.entry.bytes, "clip ended");
-    store.upsert(job.entry.clone());
+    tracing::info!(clip = %id, part = job.entry.part, state = %job.entry.state, bytes = job.entry.bytes, "clip ended");
+    // A later part that never got a frame is no clip; a first one is listed as failed.
+    if job.entry.part == 1 || job.entry.bytes > 0 {
+        store.upsert(job.entry.clone());
+    }
     let _ = tokio::task::spawn_blocking(move || {
         // Errors here were reported by the flushes; this only trims after the clip.
         let _ = store.make_room(0, false);
@@ -124,6 +138,16 @@ async fn run(job: &mut Job) -> Result<(), Stop> {
             break;
         }
         let key = meta.info.keyframe;
+        // A new picture size or parameter sets: this file ends, the next part begins.
+        if key
+            && meta.info.params_changed
+            && let Some(o) = out.as_mut()
+            && init_segment(&buf).is_ok_and(|i| i.bytes != o.init)
+        {
+            flush(job, o, true).await?;
+            next_part(job).await;
+            (out, frag, first_pts) = (None, Fragmenter::new(), None);
+        }
         let o = match out.as_mut() {
             Some(o) => o,
             None if !key => continue,
@@ -132,18 +156,14 @@ async fn run(job: &mut Job) -> Result<(), Stop> {
                     continue;
                 };
                 job.entry.start_us = meta.info.recv_wall_us;
-                let want = job.entry.raised_us - pre_us;
-                if meta.info.recv_wall_us > want + 1_000_000 {
-                    tracing::warn!(
-                        clip = %job.entry.id,
-                        short_ms = (meta.info.recv_wall_us - want) / 1000,
-                        ring_bytes = job.ring.stats().arena_bytes,
-                        "clip pre-roll is short: the ring does not hold clips.pre_s of this stream; raise ring.bytes_per_stream"
-                    );
+                if job.entry.part == 1 {
+                    job.event_start_us = meta.info.recv_wall_us;
+                    short_pre_roll(job, meta.info.recv_wall_us, pre_us);
                 }
                 first_pts = Some(meta.info.pts_us);
                 flushed_pts = meta.info.pts_us;
-                let o = open(job, &init.bytes).await?;
+                let o = open(job, init.bytes).await?;
+                tracing::info!(clip = %job.entry.id, part = job.entry.part, width = init.width, height = init.height, "clip recording");
                 out.insert(o)
             }
         };
@@ -161,6 +181,47 @@ async fn run(job: &mut Job) -> Result<(), Stop> {
         flush(job, o, true).await?;
     }
     Ok(())
+}
+
+/// Warns when the ring did not hold `pre_s` of the stream: the clip's first frame came at
+/// `first_wall_us`.
+fn short_pre_roll(job: &Job, first_wall_us: i64, pre_us: i64) {
+    let want = job.entry.raised_us - pre_us;
+    if first_wall_us > want + 1_000_000 {
+        tracing::warn!(
+            clip = %job.entry.id,
+            short_ms = (first_wall_us - want) / 1000,
+            ring_bytes = job.ring.stats().arena_bytes,
+            "clip pre-roll is short: the ring does not hold clips.pre_s of this stream; raise ring.bytes_per_stream"
+        );
+    }
+}
+
+/// Ends the current part (its file is written and `fsync`ed) as `complete` and makes the
+/// entry the next part's: same alarm raise, id `<raise ms>.<alarm>.<stream>.<part>`.
+async fn next_part(job: &mut Job) {
+    job.entry.state = "complete".into();
+    job.entry.error = None;
+    tracing::info!(
+        clip = %job.entry.id,
+        part = job.entry.part,
+        duration_ms = job.entry.duration_ms,
+        "clip part ended: the stream's picture changed; the event goes on in the next part"
+    );
+    job.store.upsert(job.entry.clone());
+    let store = Arc::clone(&job.store);
+    let _ = tokio::task::spawn_blocking(move || store.save_index()).await;
+    let e = &job.entry;
+    let part = e.part + 1;
+    job.entry = ClipEntry {
+        id: format!("{}.{}.{}.{part}", e.raised_us / 1000, e.alarm, e.stream),
+        part,
+        duration_ms: 0,
+        bytes: 0,
+        state: "recording".into(),
+        error: None,
+        ..e.clone()
+    };
 }
 
 /// A reader at the latest keyframe received at or before `from_wall_us` (else the oldest
@@ -187,39 +248,40 @@ fn start_reader(ring: &Arc<FrameRing>, from_wall_us: i64) -> Reader {
 /// end: `post_s` after the alarm ended, or `max_s` after the clip's first frame.
 fn past_end(job: &Job, wall_us: i64) -> bool {
     let cfg = job.store.config();
-    let max_end = job.entry.start_us + i64::from(cfg.max_s) * 1_000_000;
+    let max_end = job.event_start_us + i64::from(cfg.max_s) * 1_000_000;
     let post_end = (*job.ended.borrow()).map(|e| e + i64::from(cfg.post_s) * 1_000_000);
     wall_us >= max_end || post_end.is_some_and(|p| wall_us >= p)
 }
 
 /// Creates the clip file, writes the init segment and enters the clip in the index.
-async fn open(job: &mut Job, init: &[u8]) -> Result<Out, Stop> {
+async fn open(job: &mut Job, init: Vec<u8>) -> Result<Out, Stop> {
     let path = job.store.path_of(&job.entry.id);
     let store = Arc::clone(&job.store);
     let init_len = init.len() as u64;
-    let init = init.to_vec();
     let entry = job.entry.clone();
     let opened = tokio::task::spawn_blocking(move || {
         if let Err(why) = store.make_room(init.len() as u64, true) {
             return Err(Stop::Full(store.no_room_message(why)));
         }
         let mut file = File::create(&path).map_err(|e| io_stop(&path, &e))?;
+        super::scan::mark_recording(&file);
         file.write_all(&init).map_err(|e| io_stop(&path, &e))?;
         store.upsert(ClipEntry {
             bytes: init.len() as u64,
             ..entry
         });
         store.save_index();
-        Ok(file)
+        Ok((file, init))
     })
     .await
     .map_err(|e| Stop::Io(format!("the clip write task failed: {e}")))??;
+    let (opened, init) = opened;
     job.entry.bytes = init_len;
-    tracing::info!(clip = %job.entry.id, "clip recording");
     Ok(Out {
         file: Some(opened),
         pending: Vec::with_capacity(1 << 20),
         written: init_len,
+        init,
     })
 }
 

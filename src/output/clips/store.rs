@@ -1,10 +1,12 @@
 //! The clip directory: its index (`index.json`, written atomically), the quota and the state
 //! shown in `/api/status`.
 //!
-//! A clip is the file `<id>.mp4`, its id `<start ms>.<alarm>.<stream>` (config ids hold no
-//! dot), so a damaged or missing index is rebuilt from the file names alone. An entry left
-//! `recording` by a crash or a power cut becomes `partial` at the next start: its file plays
-//! up to its last complete fragment.
+//! A clip is the file `<id>.mp4`, its id `<raise ms>.<alarm>.<stream>`, and
+//! `<raise ms>.<alarm>.<stream>.<part>` for the later parts of an event whose picture changed
+//! (config ids hold no dot), so a damaged or missing index is rebuilt from the file names
+//! alone. An entry left `recording` by a crash or a power cut becomes `partial` at the next
+//! start; its file is scanned ([`super::scan`]) for its duration and cut after its last
+//! complete fragment, so it plays up to there and the index says what it holds.
 
 use std::fs;
 use std::io;
@@ -21,8 +23,12 @@ pub const INDEX_FILE: &str = "index.json";
 /// One clip as the index and `GET /api/clips` show it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ClipEntry {
-    /// `<start ms>.<alarm>.<stream>`; the file is `<id>.mp4`.
+    /// `<raise ms>.<alarm>.<stream>`, with `.<part>` from part 2 on; the file is `<id>.mp4`.
     pub id: String,
+    /// 1, or 2, 3, ... for the files that continue the same event after the stream's picture
+    /// size or parameter sets changed (a player takes one init segment per file).
+    #[serde(default = "first_part")]
+    pub part: u32,
     /// The stream recorded.
     pub stream: String,
     /// The alarm whose raise started it.
@@ -40,6 +46,11 @@ pub struct ClipEntry {
     /// Why it is partial or failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+}
+
+/// The part number of a clip that says none (an index from before parts).
+fn first_part() -> u32 {
+    1
 }
 
 /// Why [`ClipStore::make_room`] found no room.
@@ -296,23 +307,67 @@ fn load_index(dir: &Path) -> Vec<ClipEntry> {
     });
     entries.retain(|e| files.iter().any(|(id, _)| *id == e.id));
     for (id, bytes) in &files {
-        match entries.iter_mut().find(|e| e.id == *id) {
-            Some(e) => {
-                e.bytes = *bytes;
-                if e.state == "recording" {
-                    e.state = "partial".into();
-                    e.error = Some("the daemon stopped while recording".into());
-                }
-            }
-            None => {
-                if let Some(e) = entry_from_name(id, *bytes) {
+        let known = entries.iter().position(|e| e.id == *id);
+        let entry = match known {
+            Some(i) => &mut entries[i],
+            None => match entry_from_name(id, *bytes) {
+                Some(e) => {
                     entries.push(e);
+                    entries.last_mut().expect("just pushed")
                 }
+                None => continue,
+            },
+        };
+        entry.bytes = *bytes;
+        // Still written by a recorder of this process (the store reopened on a `[clips]`
+        // change): not a crash's leftover.
+        if super::scan::being_recorded(&dir.join(format!("{id}.mp4"))) {
+            continue;
+        }
+        if entry.state == "recording" || known.is_none() {
+            if entry.state == "recording" {
+                entry.state = "partial".into();
+                entry.error = Some("the daemon stopped while recording".into());
             }
+            recover(dir, entry);
         }
     }
+    // A file with no complete fragment holds no video: it goes.
+    entries.retain(|e| {
+        let keep = e.bytes > 0;
+        if !keep {
+            let _ = fs::remove_file(dir.join(format!("{}.mp4", e.id)));
+        }
+        keep
+    });
     entries.sort_by(|a, b| (a.start_us, &a.id).cmp(&(b.start_us, &b.id)));
     entries
+}
+
+/// Reads what a clip that a crash ended holds from its file: its duration, and its size up
+/// to the last complete fragment (a torn tail is cut off). `bytes` becomes 0 when nothing in
+/// it plays.
+fn recover(dir: &Path, e: &mut ClipEntry) {
+    let path = dir.join(format!("{}.mp4", e.id));
+    match super::scan::scan(&path) {
+        Ok(found) => {
+            if found.end < e.bytes && found.fragments > 0 {
+                if let Err(err) = super::scan::truncate_to(&path, found.end) {
+                    tracing::warn!(clip = %e.id, error = %err, "cannot cut a torn clip tail");
+                } else {
+                    tracing::info!(clip = %e.id, cut = e.bytes - found.end, "torn clip tail cut off");
+                    e.bytes = found.end;
+                }
+            }
+            if found.fragments == 0 {
+                tracing::info!(clip = %e.id, "clip without a complete fragment removed");
+                e.bytes = 0;
+            }
+            e.duration_ms = found.duration_ms;
+            tracing::info!(clip = %e.id, duration_ms = e.duration_ms, bytes = e.bytes, fragments = found.fragments, "partial clip recovered");
+        }
+        Err(err) => tracing::warn!(clip = %e.id, error = %err, "cannot read a partial clip"),
+    }
 }
 
 /// The clip files of `dir`: id and size.
@@ -330,14 +385,22 @@ fn clip_files(dir: &Path) -> Vec<(String, u64)> {
         .collect()
 }
 
-/// The entry an index rebuild makes of a file name `<start ms>.<alarm>.<stream>`.
+/// The entry an index rebuild makes of a file name `<raise ms>.<alarm>.<stream>[.<part>]`.
 fn entry_from_name(id: &str, bytes: u64) -> Option<ClipEntry> {
-    let mut parts = id.splitn(3, '.');
+    let mut parts = id.split('.');
     let ms: i64 = parts.next()?.parse().ok()?;
     let alarm = parts.next()?.to_string();
     let stream = parts.next()?.to_string();
+    let part = match parts.next() {
+        Some(p) => p.parse().ok().filter(|p| *p >= 2)?,
+        None => 1,
+    };
+    if parts.next().is_some() {
+        return None;
+    }
     Some(ClipEntry {
         id: id.to_string(),
+        part,
         stream,
         alarm,
         raised_us: ms * 1000,
@@ -345,7 +408,7 @@ fn entry_from_name(id: &str, bytes: u64) -> Option<ClipEntry> {
         duration_ms: 0,
         bytes,
         state: "partial".into(),
-        error: Some("index rebuilt from the file name; duration unknown".into()),
+        error: Some("index rebuilt from the file name".into()),
     })
 }
 
@@ -438,22 +501,64 @@ mod tests {
         fs::remove_dir_all(&dir).unwrap();
     }
 
+    /// A clip file as the recorder writes it: init segment and `n` one-frame fragments of
+    /// 40 ms (25 fps).
+    fn clip_file(n: usize) -> Vec<u8> {
+        let key = crate::codec::fmp4::tests::keyframe();
+        let mut data = crate::codec::fmp4::init_segment(&key).unwrap().bytes;
+        let mut frag = crate::codec::fmp4::Fragmenter::new();
+        for i in 0..n {
+            frag.append(&key, i as i64 * 40_000, true, false, &mut data);
+        }
+        data
+    }
+
     #[test]
     fn damaged_index_is_rebuilt_and_recording_becomes_partial() {
         let dir = std::env::temp_dir().join(format!("edgecam-clipi-{}", std::process::id()));
         let _ = fs::remove_dir_all(&dir);
         let store = ClipStore::open(dir.clone(), ClipsConfig::default());
-        fs::write(store.path_of("5.door.cam1"), vec![0; 42]).unwrap();
+        let whole = clip_file(10);
+        // A torn last write: half of an eleventh fragment.
+        let eleven = clip_file(11);
+        let torn = &eleven[..whole.len() + (eleven.len() - whole.len()) / 2];
+        fs::write(store.path_of("5.door.cam1"), torn).unwrap();
+        // Nothing but an init segment: no video, it goes.
+        fs::write(store.path_of("6.door.cam1"), clip_file(0)).unwrap();
         store.upsert(entry("5.door.cam1", 1, "recording"));
+        store.upsert(entry("6.door.cam1", 1, "recording"));
         store.save_index();
         drop(store);
         let again = ClipStore::open(dir.clone(), ClipsConfig::default());
         let e = again.get("5.door.cam1").unwrap();
-        assert_eq!((e.state.as_str(), e.bytes), ("partial", 42));
+        assert_eq!((e.state.as_str(), e.bytes), ("partial", whole.len() as u64));
+        // Ten samples of 40 ms.
+        assert_eq!(e.duration_ms, 400);
+        assert_eq!(fs::read(again.path_of("5.door.cam1")).unwrap(), whole);
+        assert!(again.get("6.door.cam1").is_none());
+        assert!(!again.path_of("6.door.cam1").exists());
+        // A clip a live recorder holds is not a crash's: left as it is.
+        let held = fs::File::create(again.path_of("7.door.cam1")).unwrap();
+        super::super::scan::mark_recording(&held);
+        fs::write(again.path_of("7.door.cam1"), torn).unwrap();
+        again.upsert(entry("7.door.cam1", 1, "recording"));
+        again.save_index();
+        let reopened = ClipStore::open(dir.clone(), ClipsConfig::default());
+        let e = reopened.get("7.door.cam1").unwrap();
+        assert_eq!(
+            (e.state.as_str(), e.bytes),
+            ("recording", torn.len() as u64)
+        );
+        drop(held);
+        fs::remove_file(again.path_of("7.door.cam1")).unwrap();
         fs::write(dir.join(INDEX_FILE), b"{not json\n").unwrap();
+        fs::write(again.path_of("5.door.cam1.2"), clip_file(5)).unwrap();
         let rebuilt = ClipStore::open(dir.clone(), ClipsConfig::default());
         let e = rebuilt.get("5.door.cam1").unwrap();
         assert_eq!((e.alarm.as_str(), e.stream.as_str()), ("door", "cam1"));
+        assert_eq!((e.part, e.duration_ms), (1, 400));
+        let p2 = rebuilt.get("5.door.cam1.2").unwrap();
+        assert_eq!((p2.part, p2.raised_us, p2.duration_ms), (2, 5000, 200));
         fs::remove_dir_all(&dir).unwrap();
     }
 }
