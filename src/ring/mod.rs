@@ -37,7 +37,9 @@
 //! allocation while frames flow, holds all the same (`tests/ring_alloc.rs`).
 
 mod arena;
+pub mod rates;
 mod reader;
+pub mod sizing;
 mod slot;
 mod sync;
 
@@ -254,6 +256,14 @@ impl FrameRing {
             oldest: 0,
         };
         Ok((writer, ring))
+    }
+
+    /// The size the ring was made with.
+    pub fn spec(&self) -> RingSpec {
+        RingSpec {
+            arena_bytes: self.arena.cap(),
+            slots: self.slots.len(),
+        }
     }
 
     /// A snapshot of the counters.

@@ -138,7 +138,7 @@ async fn run(job: &mut Job) -> Result<(), Stop> {
                         clip = %job.entry.id,
                         short_ms = (meta.info.recv_wall_us - want) / 1000,
                         ring_bytes = job.ring.stats().arena_bytes,
-                        "clip pre-roll is short: the ring does not hold clips.pre_s of this stream; raise ring.bytes_per_stream"
+                        "clip pre-roll is short: the ring does not hold clips.pre_s of this stream (ring_warnings in /api/status says why and what fixes it)"
                     );
                 }
                 first_pts = Some(meta.info.pts_us);
