@@ -180,27 +180,36 @@ impl StreamSet {
     /// The ring of main stream `id`: sized from its measured rates for the pre-roll.
     fn main_spec(&self, id: &str) -> Result<RingSpec, RingError> {
         let measured = self.rates.get(id);
-        let sized = size_ring(&self.plan.ring, self.plan.pre_s, measured.as_ref())?;
-        if let (Some(m), Some(pre_s)) = (measured, self.plan.pre_s) {
-            if sized.capped {
-                tracing::warn!(
-                    stream = %id, kbps = m.kbps(), pre_s, ring_bytes = sized.spec.arena_bytes,
-                    wanted_bytes = sized.wanted_bytes,
-                    "ring capped by ring.max_bytes_per_stream: it cannot hold clips.pre_s of this camera"
-                );
-            } else if sized.spec.arena_bytes as u64 > self.plan.ring.bytes_per_stream {
-                tracing::info!(
-                    stream = %id, kbps = m.kbps(), pre_s, ring_bytes = sized.spec.arena_bytes,
-                    slots = sized.spec.slots, "ring sized from the measured bitrate"
-                );
-            }
+        Ok(size_ring(&self.plan.ring, self.plan.pre_s, measured.as_ref())?.spec)
+    }
+
+    /// Logs how main stream `id`'s new ring of `spec` was sized, when its rates made it
+    /// larger than configured or the cap kept it short.
+    fn log_sizing(&self, id: &str, spec: RingSpec) {
+        let (Some(m), Some(pre_s)) = (self.rates.get(id), self.plan.pre_s) else {
+            return;
+        };
+        let Ok(sized) = size_ring(&self.plan.ring, Some(pre_s), Some(&m)) else {
+            return;
+        };
+        if sized.capped {
+            tracing::warn!(
+                stream = %id, kbps = m.kbps(), pre_s, ring_bytes = spec.arena_bytes,
+                wanted_bytes = sized.wanted_bytes,
+                "ring capped by ring.max_bytes_per_stream: it cannot hold clips.pre_s of this camera"
+            );
+        } else if spec.arena_bytes as u64 > self.plan.ring.bytes_per_stream {
+            tracing::info!(
+                stream = %id, kbps = m.kbps(), pre_s, ring_bytes = spec.arena_bytes,
+                slots = spec.slots, "ring sized from the measured bitrate"
+            );
         }
-        Ok(sized.spec)
     }
 
     /// Starts one camera: its main stream and, with `sub_url`, its sub stream.
     fn start(&self, cfg: &StreamConfig) -> Result<StreamEntry, RingError> {
         let spec = self.main_spec(&cfg.id)?;
+        self.log_sizing(&cfg.id, spec);
         let (ring, supervisor, beacon) = self.start_one(&cfg.id, cfg, spec)?;
         let sub = match cfg.sub_stream() {
             Some(sub_cfg) => {
