@@ -31,6 +31,7 @@ use crate::ingest::stats::StreamState;
 use crate::ingest::stats::StreamStats;
 use crate::output::clips::ClipsHandle;
 use crate::output::{LiveStream, Pick, PictureStream, StreamLookup};
+use crate::ring::rates::RateBook;
 use crate::ring::{FrameRing, RingError};
 
 /// Everything the web server may use of the daemon.
@@ -101,6 +102,9 @@ pub struct Status {
     pub inputs: Vec<(String, Arc<InputStatus>)>,
     /// Every webhook's counters, in config order.
     pub webhooks: Vec<Arc<WebhookStats>>,
+    /// Each stream's measured peak rates (what its ring is sized from at its next start),
+    /// for the status's ring warnings.
+    pub rates: Arc<RateBook>,
 }
 
 impl Status {

@@ -369,6 +369,33 @@ fn total_ring_budget_counts_enabled_streams() {
     assert!(parse(&text).is_ok());
 }
 
+#[test]
+fn the_ring_cap_is_checked_against_the_floor_and_the_budget() {
+    assert_only(
+        &with("[ring]\nbytes_per_stream = 8388608\nmax_bytes_per_stream = 4194304"),
+        "ring.max_bytes_per_stream",
+        "less than ring.bytes_per_stream (8388608)",
+    );
+    assert_only(
+        &with("[ring]\nmax_bytes_per_stream = 2147483648"),
+        "ring.max_bytes_per_stream",
+        "between 262144 (256 KiB) and 1073741824 (1 GiB), got 2147483648",
+    );
+    let mut text = with("[ring]\nmax_bytes_per_stream = 1073741824\n");
+    for i in 0..3 {
+        text.push_str(&format!(
+            "[[streams]]\nid = \"p{i}\"\nkind = \"testpattern\"\n"
+        ));
+    }
+    assert_only(&text, "ring.max_bytes_per_stream", "5 enabled streams");
+    let cfg = parse(&with("[ring]\nmax_bytes_per_stream = 33554432")).unwrap();
+    assert_eq!(cfg.ring.cap_bytes(), 32 * 1024 * 1024);
+    // Unset: 64 MiB, or bytes_per_stream when that is larger.
+    assert_eq!(parse(BASE).unwrap().ring.cap_bytes(), 64 * 1024 * 1024);
+    let big = parse(&with("[ring]\nbytes_per_stream = 134217728")).unwrap();
+    assert_eq!(big.ring.cap_bytes(), 128 * 1024 * 1024);
+}
+
 // ----- select -----
 
 #[test]

@@ -211,6 +211,24 @@ pub struct RingConfig {
     /// Descriptor slots per stream (the most frames a ring can hold).
     #[serde(default = "default_ring_slots")]
     pub slots_per_stream: u32,
+    /// The most bytes a ring may grow to when the stream's measured bitrate needs more than
+    /// `bytes_per_stream` to hold `clips.pre_s` (`crate::ring::sizing`); unset: the larger
+    /// of `bytes_per_stream` and [`DEFAULT_RING_MAX_BYTES`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_bytes_per_stream: Option<u64>,
+}
+
+/// The cap of a ring sized from its stream's bitrate when `ring.max_bytes_per_stream` is unset.
+pub const DEFAULT_RING_MAX_BYTES: u64 = 64 * 1024 * 1024;
+
+impl RingConfig {
+    /// The most bytes one ring may have: `max_bytes_per_stream`, or without it the larger of
+    /// `bytes_per_stream` and [`DEFAULT_RING_MAX_BYTES`]; never below `bytes_per_stream`.
+    pub fn cap_bytes(&self) -> u64 {
+        self.max_bytes_per_stream
+            .unwrap_or(DEFAULT_RING_MAX_BYTES)
+            .max(self.bytes_per_stream)
+    }
 }
 
 impl Default for RingConfig {
@@ -218,6 +236,7 @@ impl Default for RingConfig {
         RingConfig {
             bytes_per_stream: default_ring_bytes(),
             slots_per_stream: default_ring_slots(),
+            max_bytes_per_stream: None,
         }
     }
 }

@@ -376,6 +376,49 @@ impl Checker {
             65536,
             "",
         );
+        self.ring_cap(cfg);
+    }
+
+    /// `ring.max_bytes_per_stream`: within the per-ring limits, not below
+    /// `bytes_per_stream`, and within the total budget when every ring grows to it.
+    fn ring_cap(&mut self, cfg: &Config) {
+        let ring = &cfg.ring;
+        let Some(max) = ring.max_bytes_per_stream else {
+            return;
+        };
+        let field = "ring.max_bytes_per_stream";
+        if !(MIN_RING_BYTES..=MAX_RING_BYTES).contains(&max) {
+            self.err(
+                field,
+                format!(
+                    "must be between {MIN_RING_BYTES} (256 KiB) and {MAX_RING_BYTES} (1 GiB), got {max}"
+                ),
+            );
+            return;
+        }
+        if max < ring.bytes_per_stream {
+            self.err(
+                field,
+                format!(
+                    "is {max} bytes, less than ring.bytes_per_stream ({}); a ring starts at \
+                     bytes_per_stream and grows up to max_bytes_per_stream when its camera's \
+                     bitrate needs more for clips.pre_s, so the cap must be at least as large",
+                    ring.bytes_per_stream
+                ),
+            );
+            return;
+        }
+        let enabled = cfg.streams.iter().filter(|s| s.enabled).count() as u64;
+        let total = max.saturating_mul(enabled);
+        if total > MAX_RING_TOTAL_BYTES {
+            self.err(
+                field,
+                format!(
+                    "{enabled} enabled streams × {max} bytes = {total} bytes, more than the \
+                     {MAX_RING_TOTAL_BYTES} (4 GiB) allowed in total if every ring grows to the cap"
+                ),
+            );
+        }
     }
 
     fn streams(&mut self, cfg: &Config) {

@@ -7,6 +7,7 @@
 //! ([`Daemon::serve_request`]) and publishes the new [`Status`].
 
 pub mod alarms;
+pub mod rates;
 mod run;
 pub mod streams;
 
@@ -34,10 +35,11 @@ use crate::hooks::Webhooks;
 use crate::ingest::stats::StreamState;
 use crate::mqtt::MqttBridge;
 use crate::output::clips::{ClipManager, ClipStore, ClipsHandle, clip_dir, spawn_manager};
-use crate::ring::{RingError, RingSpec};
+use crate::ring::RingError;
+use crate::ring::rates::RateBook;
 use crate::state::StateStore;
 use alarms::{AlarmInputs, GpioBackends};
-use streams::StreamSet;
+use streams::{RingPlan, StreamSet};
 
 /// How the daemon was started.
 #[derive(Debug, Clone)]
@@ -189,6 +191,10 @@ pub struct Daemon {
     clips: ClipsHandle,
     /// The clip manager watching the view; `None` while clips are off.
     clip_manager: Option<ClipManager>,
+    /// Each stream's measured peak rates, which size its ring at its next start.
+    rates: Arc<RateBook>,
+    /// The task that measures the rates and saves them ([`rates::spawn`]).
+    rates_task: rates::RatesTask,
 }
 
 impl Daemon {
@@ -203,11 +209,18 @@ impl Daemon {
         clock: Arc<dyn Clock>,
         gpio: GpioBackends,
     ) -> Result<Daemon, DaemonError> {
-        let spec = RingSpec::from_config(&config.ring)?;
+        let plan = RingPlan::of(&config)?;
         load_transports(&config.paths.state_dir);
+        let rates = Arc::new(RateBook::default());
+        rates::load(&rates, &config.paths.state_dir);
         let beacons = BeaconTable::new(BEACON_SLOTS);
-        let mut streams = StreamSet::new(spec, Arc::clone(&clock), Arc::clone(&beacons));
-        streams.apply(&config.streams, spec)?;
+        let mut streams = StreamSet::new(
+            plan.clone(),
+            Arc::clone(&rates),
+            Arc::clone(&clock),
+            Arc::clone(&beacons),
+        );
+        streams.apply(&config.streams, plan)?;
         let store = StateStore::new(&config.paths.state_dir);
         let control_beacon = beacons
             .register("control", CONTROL_BUDGET, clock.mono_ns())
@@ -231,6 +244,11 @@ impl Daemon {
         let hooks = start_hooks(&config, &control, &clock);
         let (status, status_reader) = StatusReader::channel(Status::default());
         let (config_handle, requests) = ConfigHandle::channel();
+        let rates_task = rates::spawn(
+            status_reader.clone(),
+            Arc::clone(&rates),
+            Arc::clone(&clock),
+        );
         let daemon = Daemon {
             config,
             streams,
@@ -249,6 +267,8 @@ impl Daemon {
             mqtt: None,
             clips: ClipsHandle::default(),
             clip_manager: None,
+            rates,
+            rates_task,
         };
         let mut daemon = daemon;
         daemon.start_clips(None).await;
@@ -309,8 +329,8 @@ impl Daemon {
     /// Applies a new, already validated config live: only what changed is restarted. The new
     /// [`Status`] is published before this returns.
     pub async fn apply_config(&mut self, config: Config) -> Result<(), RingError> {
-        let spec = RingSpec::from_config(&config.ring)?;
-        self.streams.apply(&config.streams, spec)?;
+        let plan = RingPlan::of(&config)?;
+        self.streams.apply(&config.streams, plan)?;
         let _ = self
             .control
             .send(Command::ApplyConfig(Box::new(config.clone())))
@@ -414,6 +434,7 @@ impl Daemon {
                 .collect(),
             inputs: self.inputs.status_handles(),
             webhooks: self.hooks.stats(),
+            rates: Arc::clone(&self.rates),
         };
         self.status.send_replace(Arc::new(status));
     }
@@ -497,8 +518,10 @@ impl Daemon {
     pub async fn shutdown(mut self) {
         let state_dir = self.config.paths.state_dir.clone();
         drop(self.inputs);
+        drop(self.rates_task);
         self.streams.stop_all().await;
-        save_transports_in(state_dir).await;
+        save_transports_in(state_dir.clone()).await;
+        rates::save(Arc::clone(&self.rates), state_dir).await;
         let _ = self.control.send(Command::Stop).await;
         drop(self.control);
         let _ = self.control_task.await;

@@ -3,18 +3,44 @@
 //! [`StreamSet::apply`] diffs a new stream list against the running one: a stream whose config
 //! is unchanged keeps running untouched; a new one is started; a removed one is stopped; a
 //! changed one is restarted with a fresh ring. Other streams never notice.
+//!
+//! A main stream's ring is sized when the stream starts ([`crate::ring::sizing`]): from its
+//! measured rates in the [`RateBook`] so that it holds `clips.pre_s` (while clips are on), else
+//! `[ring]` as configured. A sub stream is never recorded and gets the configured ring.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use crate::clock::Clock;
-use crate::config::StreamConfig;
+use crate::config::{Config, RingConfig, StreamConfig};
 use crate::health::STREAM_BUDGET;
 use crate::health::beacon::{BeaconGuard, BeaconTable};
 use crate::ingest::sources::source_for;
 use crate::ingest::stats::StreamStats;
 use crate::ingest::supervisor::{SupervisorConfig, SupervisorHandle, spawn_supervisor};
+use crate::ring::rates::RateBook;
+use crate::ring::sizing::size_ring;
 use crate::ring::{FrameRing, RingError, RingSpec};
+
+/// What decides the rings' sizes: `[ring]` and, while clips are on, `clips.pre_s`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RingPlan {
+    /// The floor and the cap of every ring.
+    pub ring: RingConfig,
+    /// The pre-roll a main stream's ring must hold; `None` while clips are off.
+    pub pre_s: Option<u32>,
+}
+
+impl RingPlan {
+    /// The plan of `config`, its `[ring]` checked as a ring would be.
+    pub fn of(config: &Config) -> Result<RingPlan, RingError> {
+        RingSpec::from_config(&config.ring)?;
+        Ok(RingPlan {
+            ring: config.ring.clone(),
+            pre_s: config.clips.enabled.then_some(config.clips.pre_s),
+        })
+    }
+}
 
 /// One running stream.
 pub struct StreamEntry {
@@ -80,8 +106,10 @@ pub struct StreamSet {
     entries: BTreeMap<String, StreamEntry>,
     /// Ids in config order, so status pages list streams the way the installer wrote them.
     order: Vec<String>,
-    /// Ring size used for every stream.
-    spec: RingSpec,
+    /// How rings are sized for the streams started next.
+    plan: RingPlan,
+    /// The streams' measured rates that size their rings.
+    rates: Arc<RateBook>,
     /// Clock handed to every supervisor.
     clock: Arc<dyn Clock>,
     /// Where each supervisor's liveness beacon is registered.
@@ -89,33 +117,43 @@ pub struct StreamSet {
 }
 
 impl StreamSet {
-    /// An empty set whose streams will get rings of `spec` and beacons in `beacons`.
-    pub fn new(spec: RingSpec, clock: Arc<dyn Clock>, beacons: Arc<BeaconTable>) -> Self {
+    /// An empty set whose streams will get rings sized by `plan` from `rates`, and beacons
+    /// in `beacons`.
+    pub fn new(
+        plan: RingPlan,
+        rates: Arc<RateBook>,
+        clock: Arc<dyn Clock>,
+        beacons: Arc<BeaconTable>,
+    ) -> Self {
         StreamSet {
             entries: BTreeMap::new(),
             order: Vec::new(),
-            spec,
+            plan,
+            rates,
             clock,
             beacons,
         }
     }
 
     /// Brings the running set in line with `streams` (disabled ones are not run) and a
-    /// possibly new ring size. Returns the ids that were started or restarted.
+    /// possibly new ring plan: a stream whose config is the same keeps running unless the new
+    /// plan gives it a ring of another size. Returns the ids that were started or restarted.
     pub fn apply(
         &mut self,
         streams: &[StreamConfig],
-        spec: RingSpec,
+        plan: RingPlan,
     ) -> Result<Vec<String>, RingError> {
-        let spec_changed = spec != self.spec;
-        self.spec = spec;
+        let plan_changed = plan != self.plan;
+        self.plan = plan;
         let wanted: Vec<&StreamConfig> = streams.iter().filter(|s| s.enabled).collect();
         self.entries
             .retain(|id, _| wanted.iter().any(|s| &s.id == id));
         let mut started = Vec::new();
         for cfg in &wanted {
-            let keep =
-                !spec_changed && self.entries.get(&cfg.id).is_some_and(|e| e.config == **cfg);
+            let keep = match self.entries.get(&cfg.id) {
+                Some(e) if e.config == **cfg => !plan_changed || self.same_rings(e)?,
+                _ => false,
+            };
             if keep {
                 continue;
             }
@@ -130,13 +168,54 @@ impl StreamSet {
         Ok(started)
     }
 
+    /// True when `e`'s rings already have the sizes the plan in force gives them.
+    fn same_rings(&self, e: &StreamEntry) -> Result<bool, RingError> {
+        let sub_same = match &e.sub {
+            Some(sub) => sub.ring.spec() == RingSpec::from_config(&self.plan.ring)?,
+            None => true,
+        };
+        Ok(sub_same && e.ring.spec() == self.main_spec(&e.config.id)?)
+    }
+
+    /// The ring of main stream `id`: sized from its measured rates for the pre-roll.
+    fn main_spec(&self, id: &str) -> Result<RingSpec, RingError> {
+        let measured = self.rates.get(id);
+        Ok(size_ring(&self.plan.ring, self.plan.pre_s, measured.as_ref())?.spec)
+    }
+
+    /// Logs how main stream `id`'s new ring of `spec` was sized, when its rates made it
+    /// larger than configured or the cap kept it short.
+    fn log_sizing(&self, id: &str, spec: RingSpec) {
+        let (Some(m), Some(pre_s)) = (self.rates.get(id), self.plan.pre_s) else {
+            return;
+        };
+        let Ok(sized) = size_ring(&self.plan.ring, Some(pre_s), Some(&m)) else {
+            return;
+        };
+        if sized.capped {
+            tracing::warn!(
+                stream = %id, kbps = m.kbps(), pre_s, ring_bytes = spec.arena_bytes,
+                wanted_bytes = sized.wanted_bytes,
+                "ring capped by ring.max_bytes_per_stream: it cannot hold clips.pre_s of this camera"
+            );
+        } else if spec.arena_bytes as u64 > self.plan.ring.bytes_per_stream {
+            tracing::info!(
+                stream = %id, kbps = m.kbps(), pre_s, ring_bytes = spec.arena_bytes,
+                slots = spec.slots, "ring sized from the measured bitrate"
+            );
+        }
+    }
+
     /// Starts one camera: its main stream and, with `sub_url`, its sub stream.
     fn start(&self, cfg: &StreamConfig) -> Result<StreamEntry, RingError> {
-        let (ring, supervisor, beacon) = self.start_one(&cfg.id, cfg)?;
+        let spec = self.main_spec(&cfg.id)?;
+        self.log_sizing(&cfg.id, spec);
+        let (ring, supervisor, beacon) = self.start_one(&cfg.id, cfg, spec)?;
         let sub = match cfg.sub_stream() {
             Some(sub_cfg) => {
+                let spec = RingSpec::from_config(&self.plan.ring)?;
                 let (ring, supervisor, beacon) =
-                    self.start_one(&format!("{}/sub", cfg.id), &sub_cfg)?;
+                    self.start_one(&format!("{}/sub", cfg.id), &sub_cfg, spec)?;
                 Some(SubEntry {
                     ring,
                     supervisor,
@@ -155,14 +234,15 @@ impl StreamSet {
         })
     }
 
-    /// Starts one ingest loop named `name` (in logs and the watchdog): a fresh ring and a
-    /// supervisor writing into it.
+    /// Starts one ingest loop named `name` (in logs and the watchdog): a fresh ring of `spec`
+    /// and a supervisor writing into it.
     fn start_one(
         &self,
         name: &str,
         cfg: &StreamConfig,
+        spec: RingSpec,
     ) -> Result<(Arc<FrameRing>, SupervisorHandle, Option<BeaconGuard>), RingError> {
-        let (writer, ring) = FrameRing::new(self.spec)?;
+        let (writer, ring) = FrameRing::new(spec)?;
         let source = source_for(cfg);
         let supervisor = spawn_supervisor(
             name.to_string(),

@@ -27,8 +27,9 @@
 //! full arena always holds at least four maximum-size frames. A larger push returns
 //! [`SinkError::FrameTooLarge`] and counts as dropped.
 //!
-//! Both sizes come from the config (`[ring] bytes_per_stream`, `slots_per_stream`), read
-//! at start and on a config change; they are not known when the crate is compiled. So the
+//! Both sizes come from the config (`[ring] bytes_per_stream`, `slots_per_stream`) and, while
+//! event clips are on, from the stream's measured rates ([`sizing`], [`rates`]), chosen when
+//! the stream starts; they are not known when the crate is compiled. So the
 //! slot table is a `Box<[Slot]>` (and the arena a boxed slice of atomic words), allocated once when the
 //! ring is made ([`FrameRing::new`]) and never resized, rather than a `heapless` or
 //! const-generic array: a compile-time size would either fix every installation to one ring
@@ -37,7 +38,9 @@
 //! allocation while frames flow, holds all the same (`tests/ring_alloc.rs`).
 
 mod arena;
+pub mod rates;
 mod reader;
+pub mod sizing;
 mod slot;
 mod sync;
 
@@ -254,6 +257,14 @@ impl FrameRing {
             oldest: 0,
         };
         Ok((writer, ring))
+    }
+
+    /// The size the ring was made with.
+    pub fn spec(&self) -> RingSpec {
+        RingSpec {
+            arena_bytes: self.arena.cap(),
+            slots: self.slots.len(),
+        }
     }
 
     /// A snapshot of the counters.

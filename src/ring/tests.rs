@@ -31,6 +31,7 @@ fn rejects_bad_specs() {
     let huge = RingConfig {
         bytes_per_stream: 1 << 41,
         slots_per_stream: 8,
+        max_bytes_per_stream: None,
     };
     assert!(matches!(
         RingSpec::from_config(&huge),

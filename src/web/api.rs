@@ -162,6 +162,14 @@ struct StreamRow {
     codec: Option<&'static str>,
     /// Frames the ring recycled.
     ring_overwritten: u64,
+    /// The ring's payload arena, bytes: sized from the camera's measured bitrate at the
+    /// stream's start so that it holds `clips.pre_s` (0 when the stream does not run).
+    ring_bytes: usize,
+    /// The ring's frame slots.
+    ring_slots: usize,
+    /// About how many seconds of this camera the ring holds at its measured rates; `null`
+    /// before anything was measured.
+    ring_holds_s: Option<f64>,
     /// Frames readers lost by lagging.
     ring_lagged: u64,
     /// Frames the snapshot/JPEG decoder could not decode (lost packets, an unsupported
@@ -230,6 +238,11 @@ async fn status(State(st): St, _caller: Caller) -> ApiResult<Json<serde_json::Va
         .iter()
         .map(|c| {
             let mut row = stream_row(c, status.stream(&c.id), st.jpeg.decode_errors(&c.id));
+            row.ring_holds_s = status.stream(&c.id).and_then(|e| {
+                let m = super::clips::measured(&status, e)?;
+                let ms = crate::ring::sizing::holds_ms(e.ring.spec(), &m);
+                (ms != u64::MAX).then(|| ms as f64 / 1000.0)
+            });
             row.sub = status
                 .stream(&c.id)
                 .and_then(|e| e.sub.as_ref())
@@ -342,6 +355,9 @@ fn stream_row(c: &StreamConfig, entry: Option<&RunningStream>, decode_errors: u6
         retry_at_us: None,
         codec: None,
         ring_overwritten: 0,
+        ring_bytes: 0,
+        ring_slots: 0,
+        ring_holds_s: None,
         ring_lagged: 0,
         decode_errors,
         sub: None,
@@ -365,6 +381,8 @@ fn stream_row(c: &StreamConfig, entry: Option<&RunningStream>, decode_errors: u6
         row.retry_at_us = s.retry_at_us;
         row.codec = s.codec;
         row.ring_overwritten = ring.overwritten;
+        row.ring_bytes = ring.arena_bytes;
+        row.ring_slots = ring.slots;
         row.ring_lagged = ring.lagged_frames;
     }
     row

@@ -18,7 +18,9 @@ use super::AppState;
 use super::auth::Caller;
 use super::error::ApiError;
 use crate::config::Role;
+use crate::handles::{RunningStream, Status};
 use crate::output::clips::ClipStore;
+use crate::ring::sizing::{Measured, shortfall};
 
 /// Largest page of `GET /api/clips`.
 const MAX_LIMIT: usize = 500;
@@ -67,29 +69,42 @@ pub(super) fn status_json(st: &AppState) -> serde_json::Value {
     }
 }
 
-/// The running streams whose ring cannot hold `pre_s` seconds at their measured bitrate
-/// (with a quarter to spare for the GOP before it): their clips start later than asked.
+/// The rates stream `s` is judged at: the peaks the daemon measured (what its ring is sized
+/// from), or before any, the statistics of the moment.
+pub(super) fn measured(status: &Status, s: &RunningStream) -> Option<Measured> {
+    if let Some(m) = status.rates.get(&s.config.id) {
+        return Some(m);
+    }
+    let snap = s.stats.snapshot();
+    (snap.bitrate_kbps > 0).then(|| Measured {
+        bytes_per_s: u64::from(snap.bitrate_kbps) * 1000 / 8,
+        fps_milli: (snap.fps.max(0.0) * 1000.0) as u32,
+        keyframe_interval_ms: snap.keyframe_interval_ms.unwrap_or(0),
+    })
+}
+
+/// The running streams whose ring cannot hold `pre_s` seconds plus a GOP at their measured
+/// rates: their clips start later than asked. Each says what the ring holds, whether its next
+/// start fixes it or `ring.max_bytes_per_stream` is what limits it.
 fn ring_warnings(st: &AppState, pre_s: u32) -> Vec<serde_json::Value> {
     let status = st.status();
     status
         .streams
         .iter()
         .filter_map(|s| {
-            let snap = s.stats.snapshot();
-            let needed = u64::from(snap.bitrate_kbps) * 1000 / 8 * u64::from(pre_s) * 5 / 4;
-            let have = s.ring.stats().arena_bytes as u64;
-            (needed > have).then(|| {
-                json!({
-                    "stream": s.config.id,
-                    "needed_bytes": needed,
-                    "ring_bytes": have,
-                    "error": format!(
-                        "the ring of {} holds less than clips.pre_s = {pre_s} s at {} kbit/s; \
-                         raise ring.bytes_per_stream to at least {needed}",
-                        s.config.id, snap.bitrate_kbps
-                    ),
-                })
-            })
+            let m = measured(&status, s)?;
+            let short = shortfall(&status.config.ring, pre_s, s.ring.spec(), &m).ok()??;
+            Some(json!({
+                "stream": s.config.id,
+                "holds_s": short.holds_ms as f64 / 1000.0,
+                "needs_s": short.needs_ms as f64 / 1000.0,
+                "kbps": m.kbps(),
+                "ring_bytes": short.spec.arena_bytes,
+                "needed_bytes": short.next.wanted_bytes,
+                "next_start_bytes": short.next.spec.arena_bytes,
+                "limited_by_cap": short.cap_limits(),
+                "error": short.sentence(&s.config.id),
+            }))
         })
         .collect()
 }

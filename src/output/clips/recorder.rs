@@ -192,7 +192,7 @@ fn short_pre_roll(job: &Job, first_wall_us: i64, pre_us: i64) {
             clip = %job.entry.id,
             short_ms = (first_wall_us - want) / 1000,
             ring_bytes = job.ring.stats().arena_bytes,
-            "clip pre-roll is short: the ring does not hold clips.pre_s of this stream; raise ring.bytes_per_stream"
+            "clip pre-roll is short: the ring does not hold clips.pre_s of this stream (ring_warnings in /api/status says why and what fixes it)"
         );
     }
 }
