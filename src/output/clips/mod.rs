@@ -13,6 +13,7 @@ pub mod store;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 
 use tokio::sync::watch;
@@ -88,6 +89,20 @@ pub fn spawn_manager(
 struct Recording {
     /// `Some(wall µs)` once the alarm ended; `None` again when it is raised again meanwhile.
     ended: watch::Sender<Option<i64>>,
+    /// Set by the recorder once it takes no more frames (past its end, `max_s`, or a write
+    /// error), while it may still be closing its file: a raise then is a new clip.
+    done: Arc<AtomicBool>,
+}
+
+impl Recording {
+    /// Whether a raise at `now_us` continues this recording: it still takes frames, and the
+    /// alarm is up or ended less than `post_s` ago. The recorder stops at the first frame
+    /// received `post_s` after the end, so a raise at or past that time is a clip of its own
+    /// (the recorder cannot take it any more, though it may not have noticed yet).
+    fn continues_at(&self, now_us: i64, post_us: i64) -> bool {
+        !self.done.load(Ordering::Acquire)
+            && (*self.ended.borrow()).is_none_or(|end| now_us < end + post_us)
+    }
 }
 
 /// The manager loop: compares each view's alarms with the last one's.
@@ -109,18 +124,25 @@ async fn manage(
     while view.changed().await.is_ok() {
         let alarms = view.borrow_and_update().alarms.clone();
         recording.retain(|_, r| !r.ended.is_closed());
+        let post_us = i64::from(store.config().post_s) * 1_000_000;
         for a in alarms {
             let up = a.state != "idle";
             let (was_up, raised) = last.get(&a.id).copied().unwrap_or((false, 0));
             last.insert(a.id.clone(), (up, a.raised));
             let raise = up && (!was_up || a.raised > raised);
+            let now = clock.wall_us();
             if let Some(r) = recording.get(&a.id) {
-                if up {
-                    r.ended.send_replace(None);
-                } else if was_up {
-                    r.ended.send_replace(Some(clock.wall_us()));
+                if !raise || r.continues_at(now, post_us) {
+                    if up {
+                        r.ended.send_replace(None);
+                    } else if was_up {
+                        r.ended.send_replace(Some(now));
+                    }
+                    continue;
                 }
-                continue;
+                // The recording cannot take this raise: it finishes on its own, and the
+                // raise gets a clip of its own.
+                recording.remove(&a.id);
             }
             if !raise || skip.contains(&a.id) {
                 continue;
@@ -131,6 +153,7 @@ async fn manage(
             };
             let raised_us = a.since.unwrap_or_else(|| clock.wall_us());
             let (tx, rx) = watch::channel(None);
+            let done = Arc::new(AtomicBool::new(false));
             let entry = ClipEntry {
                 id: format!("{}.{}.{}", raised_us / 1000, a.id, a.stream),
                 part: 1,
@@ -150,9 +173,35 @@ async fn manage(
                 ended: rx,
                 store: Arc::clone(&store),
                 clock: Arc::clone(&clock),
+                done: Arc::clone(&done),
             };
             tokio::spawn(recorder::record(job));
-            recording.insert(a.id.clone(), Recording { ended: tx });
+            recording.insert(a.id.clone(), Recording { ended: tx, done });
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn recording(ended: Option<i64>, done: bool) -> Recording {
+        Recording {
+            ended: watch::channel(ended).0,
+            done: Arc::new(AtomicBool::new(done)),
+        }
+    }
+
+    /// A raise while the alarm is up or inside `post_s` after its end continues the clip; a
+    /// raise at or past that time, or after the recorder stopped taking frames (it may still
+    /// be closing its file), is a clip of its own (it was lost when taken for a continuation).
+    #[test]
+    fn a_raise_continues_a_recording_only_while_it_still_takes_frames() {
+        let post = 2_000_000;
+        assert!(recording(None, false).continues_at(10_000_000, post));
+        assert!(recording(Some(9_000_000), false).continues_at(10_999_999, post));
+        assert!(!recording(Some(9_000_000), false).continues_at(11_000_000, post));
+        assert!(!recording(Some(9_000_000), false).continues_at(11_000_000, 0));
+        assert!(!recording(None, true).continues_at(10_000_000, post));
     }
 }

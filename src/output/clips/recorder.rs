@@ -46,6 +46,9 @@ pub(super) struct Job {
     pub store: Arc<ClipStore>,
     /// Wall time, to end a clip whose stream stopped sending.
     pub clock: Arc<dyn Clock>,
+    /// Set once the recording takes no more frames, so the manager starts a new clip for a
+    /// raise that comes while this one is still closing its file.
+    pub done: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// Why a recording stopped early.
@@ -73,6 +76,7 @@ struct Out {
 pub(super) async fn record(mut job: Job) {
     let id = job.entry.id.clone();
     let result = run(&mut job).await;
+    job.done.store(true, std::sync::atomic::Ordering::Release);
     let store = Arc::clone(&job.store);
     let (state, error) = match &result {
         Ok(()) => ("complete", None),
