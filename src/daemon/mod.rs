@@ -22,7 +22,7 @@ use tokio::task::JoinHandle;
 
 use crate::clock::Clock;
 use crate::config::{Config, ConfigError, FieldError, StreamConfig};
-use crate::control::{Command, Control, spawn_control};
+use crate::control::{Command, Control, spawn_control_gated};
 use crate::handles::{
     ApplyError, ConfigHandle, ConfigRequest, Handles, RunningStream, Status, StatusReader,
     SubStream,
@@ -213,7 +213,9 @@ impl Daemon {
             .register("control", CONTROL_BUDGET, clock.mono_ns())
             .inspect_err(|e| tracing::warn!(error = %e, "control task not watched"))
             .ok();
-        let (control, control_task) = spawn_control(
+        // The task waits for `gate` until the webhooks and MQTT listen: an input active at
+        // start is then reported to them too.
+        let (control, control_task, gate) = spawn_control_gated(
             &config,
             Arc::clone(&clock),
             store,
@@ -254,8 +256,8 @@ impl Daemon {
         daemon.start_clips(None).await;
         daemon.watch_streams().await;
         daemon.publish_status();
-        let mut daemon = daemon;
         daemon.mqtt = daemon.start_mqtt();
+        gate.open();
         Ok(daemon)
     }
 
@@ -315,6 +317,12 @@ impl Daemon {
             .control
             .send(Command::ApplyConfig(Box::new(config.clone())))
             .await;
+        // Before the inputs restart, so the new hooks hear what a new input raises at once.
+        if !self.hooks.runs(&config.webhooks) || config.alarms != self.config.alarms {
+            // Alarm names go into the bodies; queued events of the old set are lost.
+            self.hooks = Webhooks::default();
+            self.hooks = start_hooks(&config, &self.control, &self.clock);
+        }
         let onvif_camera_moved = config.streams != self.config.streams
             && config.alarms.iter().any(|a| a.onvif.is_some());
         if config.alarms != self.config.alarms || onvif_camera_moved {
@@ -328,11 +336,6 @@ impl Daemon {
                 self.control.clone(),
                 &self.beacons,
             );
-        }
-        if !self.hooks.runs(&config.webhooks) || config.alarms != self.config.alarms {
-            // Alarm names go into the bodies; queued events of the old set are lost.
-            self.hooks = Webhooks::default();
-            self.hooks = start_hooks(&config, &self.control, &self.clock);
         }
         let mqtt_changed = config.mqtt != self.config.mqtt;
         let old = std::mem::replace(&mut self.config, config);

@@ -70,6 +70,10 @@ impl MqttBridge {
         let (republish_tx, republish_rx) = watch::channel(0u64);
         let (cmd_tx, cmd_rx) = mpsc::channel(64);
         let cfg = Arc::new(cfg);
+        // The view is taken now, not when the publisher first runs: every change after the
+        // bridge started (an alarm an input raises at start) becomes an event.
+        let mut views = handles.control.subscribe();
+        let first = views.borrow_and_update().clone();
         let conn = Connection {
             cfg: Arc::clone(&cfg),
             topics: topics.clone(),
@@ -84,6 +88,7 @@ impl MqttBridge {
                 topics,
                 client,
                 handles.clone(),
+                (views, first),
                 republish_rx,
             )),
             tokio::spawn(command_worker(cfg, handles, cmd_rx)),
@@ -294,10 +299,9 @@ async fn publish_loop(
     topics: Topics,
     client: AsyncClient,
     handles: Handles,
+    (mut views, mut prev): (watch::Receiver<ActiveView>, ActiveView),
     mut republish: watch::Receiver<u64>,
 ) {
-    let mut views = handles.control.subscribe();
-    let mut prev: ActiveView = views.borrow_and_update().clone();
     let mut sent: HashMap<String, Vec<u8>> = HashMap::new();
     let mut tick = tokio::time::interval(STATE_PERIOD);
     loop {
