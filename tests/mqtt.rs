@@ -396,8 +396,16 @@ async fn two_boxes_an_alarm_on_a_switches_b() {
     .await;
     seen.wait("edgecam/boxb/availability", |s| s == "online")
         .await;
-    b.wait_status("B on its default", |st| active_stream(st) == "cam1")
+    let st = b
+        .wait_status("B on its default, its MQTT input ok", |st| {
+            active_stream(st) == "cam1" && st["inputs"][0]["state"] == "ok"
+        })
         .await;
+    assert_eq!(
+        st["inputs"][0],
+        serde_json::json!({"alarm": "remote-door", "kind": "mqtt", "state": "ok", "error": null}),
+        "{st}"
+    );
     let r = a
         .with_token(
             reqwest::Method::POST,

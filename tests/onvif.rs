@@ -89,6 +89,7 @@ async fn motion_raises_the_alarm_and_false_clears_it() {
         .wait_status("the ONVIF input ok", |st| door_input(st)["state"] == "ok")
         .await;
     assert_eq!(active(&st), "cam1");
+    assert_eq!(door_input(&st)["kind"], "onvif", "{st}");
 
     cam.motion(true);
     let st = server

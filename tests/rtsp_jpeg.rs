@@ -15,7 +15,7 @@ use edgecam::config::Config;
 use edgecam::output::wire::{FLAG_KEYFRAME, WireCodec};
 use edgecam::web::WebOptions;
 use serde_json::Value;
-use support::{RtspServer, ServerOpts};
+use support::ServerOpts;
 use webutil::*;
 
 /// The camera's picture size.

@@ -13,6 +13,7 @@ use crate::config::{AlarmConfig, StreamConfig};
 use crate::gpio::{
     AlarmSignal, InputBackend, InputState, InputStatus, OutputBackend, run_gpio_input,
 };
+use crate::handles::InputEntry;
 use crate::health::GPIO_BUDGET;
 use crate::health::beacon::{BeaconGuard, BeaconTable};
 use crate::onvif::{OnvifInput, run_onvif_input};
@@ -71,7 +72,7 @@ pub struct AlarmInputs {
     /// aborted, so the camera's subscription is released.
     onvif_stop: watch::Sender<bool>,
     /// Each GPIO and ONVIF alarm's input state (`ok`, `failed: why`), for the status page.
-    statuses: Vec<(String, Arc<InputStatus>)>,
+    statuses: Vec<InputEntry>,
     /// The input tasks' watchdog slots (`gpio:<alarm id>`), released with the tasks.
     _beacons: Vec<BeaconGuard>,
 }
@@ -104,7 +105,7 @@ impl AlarmInputs {
                 }
                 Err(e) => tracing::warn!(alarm = %alarm.id, error = %e, "GPIO input not watched"),
             }
-            statuses.push((alarm.id.clone(), Arc::clone(&status)));
+            statuses.push(entry(alarm, "gpio", &status));
             tasks.push(tokio::spawn(run_gpio_input(
                 index,
                 gpio.clone(),
@@ -119,7 +120,7 @@ impl AlarmInputs {
         for (index, alarm) in alarms.iter().enumerate() {
             let Some(onvif) = &alarm.onvif else { continue };
             let status = Arc::new(InputStatus::default());
-            statuses.push((alarm.id.clone(), Arc::clone(&status)));
+            statuses.push(entry(alarm, "onvif", &status));
             let target = match onvif.target(streams) {
                 Ok(t) => t,
                 Err(e) => {
@@ -168,12 +169,24 @@ impl AlarmInputs {
 
     /// Every GPIO and ONVIF alarm input's alarm id and state.
     pub fn statuses(&self) -> impl Iterator<Item = (&str, InputState)> {
-        self.statuses.iter().map(|(id, s)| (id.as_str(), s.state()))
+        self.statuses
+            .iter()
+            .map(|e| (e.alarm.as_str(), e.status.state()))
     }
 
-    /// Every GPIO alarm's id and shared input status, for the status published to the web.
-    pub fn status_handles(&self) -> Vec<(String, Arc<InputStatus>)> {
+    /// Every GPIO and ONVIF input's alarm, kind and shared status, for the status published
+    /// to the web.
+    pub fn status_handles(&self) -> Vec<InputEntry> {
         self.statuses.clone()
+    }
+}
+
+/// The status entry of `alarm`'s input of `kind`.
+fn entry(alarm: &AlarmConfig, kind: &'static str, status: &Arc<InputStatus>) -> InputEntry {
+    InputEntry {
+        alarm: alarm.id.clone(),
+        kind,
+        status: Arc::clone(status),
     }
 }
 

@@ -255,8 +255,8 @@ impl Daemon {
         let mut daemon = daemon;
         daemon.start_clips(None).await;
         daemon.watch_streams().await;
-        daemon.publish_status();
         daemon.mqtt = daemon.start_mqtt();
+        daemon.publish_status();
         gate.open();
         Ok(daemon)
     }
@@ -346,12 +346,12 @@ impl Daemon {
             self.start_clips(Some(&old)).await;
         }
         self.watch_streams().await;
-        self.publish_status();
         if mqtt_changed {
             // Drop the old connection first: the new one has the same client id.
             self.mqtt = None;
             self.mqtt = self.start_mqtt();
         }
+        self.publish_status();
         Ok(())
     }
 
@@ -415,7 +415,12 @@ impl Daemon {
                     }),
                 })
                 .collect(),
-            inputs: self.inputs.status_handles(),
+            inputs: self
+                .inputs
+                .status_handles()
+                .into_iter()
+                .chain(self.mqtt.iter().flat_map(|m| m.input_statuses()))
+                .collect(),
             webhooks: self.hooks.stats(),
         };
         self.status.send_replace(Arc::new(status));

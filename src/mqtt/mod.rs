@@ -22,7 +22,8 @@ use tokio::task::JoinHandle;
 
 use crate::config::{MqttConfig, Role};
 use crate::control::Command;
-use crate::handles::Handles;
+use crate::gpio::{InputState, InputStatus};
+use crate::handles::{Handles, InputEntry};
 use crate::select::ActiveView;
 use topics::{MqttCommand, Topics};
 
@@ -50,6 +51,9 @@ pub enum MqttError {
 pub struct MqttBridge {
     /// The connection loop, the publisher and the command worker; aborted on drop.
     tasks: Vec<JoinHandle<()>>,
+    /// Each `[[mqtt.inputs]]` entry's state (`ok` while the broker is connected), for the
+    /// status page.
+    inputs: Vec<InputEntry>,
 }
 
 impl Drop for MqttBridge {
@@ -66,6 +70,15 @@ impl MqttBridge {
     pub fn start(cfg: MqttConfig, handles: Handles) -> Result<MqttBridge, MqttError> {
         let topics = Topics::new(&cfg);
         let options = options(&cfg, &topics)?;
+        let inputs: Vec<InputEntry> = cfg
+            .inputs
+            .iter()
+            .map(|i| InputEntry {
+                alarm: i.alarm.clone(),
+                kind: "mqtt",
+                status: Arc::new(InputStatus::default()),
+            })
+            .collect();
         let (client, eventloop) = AsyncClient::new(options, QUEUE);
         let (republish_tx, republish_rx) = watch::channel(0u64);
         let (cmd_tx, cmd_rx) = mpsc::channel(64);
@@ -80,6 +93,7 @@ impl MqttBridge {
             client: client.clone(),
             republish: republish_tx,
             commands: cmd_tx,
+            inputs: inputs.iter().map(|e| Arc::clone(&e.status)).collect(),
         };
         let tasks = vec![
             tokio::spawn(conn.run(eventloop)),
@@ -93,7 +107,12 @@ impl MqttBridge {
             )),
             tokio::spawn(command_worker(cfg, handles, cmd_rx)),
         ];
-        Ok(MqttBridge { tasks })
+        Ok(MqttBridge { tasks, inputs })
+    }
+
+    /// Every `[[mqtt.inputs]]` entry's alarm and state.
+    pub fn input_statuses(&self) -> Vec<InputEntry> {
+        self.inputs.clone()
     }
 }
 
@@ -167,6 +186,8 @@ struct Connection {
     republish: watch::Sender<u64>,
     /// Commands and inputs to the worker, which talks to the control task.
     commands: mpsc::Sender<Incoming>,
+    /// The inputs' states: `ok` while connected, `failed` (why) while the broker is not.
+    inputs: Vec<Arc<InputStatus>>,
 }
 
 impl Connection {
@@ -180,11 +201,21 @@ impl Connection {
                     delay = min;
                     tracing::info!(host = %self.cfg.host, port = self.cfg.port, prefix = %self.topics.prefix, "MQTT connected");
                     self.on_connect();
+                    for s in &self.inputs {
+                        s.set(InputState::Ok);
+                    }
                 }
                 Ok(Event::Incoming(Packet::Publish(p))) => self.on_publish(&p.topic, &p.payload),
                 Ok(_) => {}
                 Err(e) => {
                     tracing::warn!(host = %self.cfg.host, port = self.cfg.port, error = %e, retry_ms = delay.as_millis() as u64, "MQTT broker not reachable; retrying");
+                    let why = format!(
+                        "MQTT broker {}:{} not reachable: {e}",
+                        self.cfg.host, self.cfg.port
+                    );
+                    for s in &self.inputs {
+                        s.set(InputState::Failed(why.clone()));
+                    }
                     tokio::time::sleep(delay).await;
                     delay = (delay * 2).min(max);
                 }

@@ -49,13 +49,12 @@ pub fn vlc_command(program: &Path, home: &Path) -> Command {
 /// answers 500 until its media is loaded.
 pub fn wait_rtsp_ready(port: u16, path: &str, deadline: Duration) {
     let start = Instant::now();
-    let mut last = String::from("nothing listened");
     loop {
-        match describe_status(port, path) {
+        let last = match describe_status(port, path) {
             Ok(line) if line.starts_with("RTSP/1.0 200") => return,
-            Ok(line) => last = line,
-            Err(e) => last = e.to_string(),
-        }
+            Ok(line) => line,
+            Err(e) => e.to_string(),
+        };
         assert!(
             start.elapsed() < deadline,
             "the RTSP server on port {port} never served {path}: {last}"
