@@ -446,3 +446,78 @@ async fn two_boxes_an_alarm_on_a_switches_b() {
     a.stop().await;
     b.stop().await;
 }
+
+/// A stream and an alarm removed from the config at runtime lose their Home Assistant
+/// entities (an empty retained discovery config) and their retained state; a stream removed
+/// while the box was down loses its entity at the next start, from the config retained on the
+/// broker since the last run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn entities_that_leave_the_config_are_removed_from_home_assistant() {
+    let broker = Mosquitto::start(&[]);
+    let (_c, seen) = watcher(&broker, None);
+    let server = start_box(mqtt(&broker, "boxa"), |_| {}).await;
+    let cam2 = "homeassistant/sensor/edgecam_boxa/stream_cam2/config";
+    let cam3 = "homeassistant/sensor/edgecam_boxa/stream_cam3/config";
+    let door = "homeassistant/binary_sensor/edgecam_boxa/alarm_door/config";
+    let ack = "homeassistant/button/edgecam_boxa/ack_door/config";
+    for t in [cam2, cam3, door, ack] {
+        seen.wait(t, |p| !p.is_empty()).await;
+    }
+    seen.wait("edgecam/boxa/streams/cam3/state", |p| p == "live")
+        .await;
+
+    // At runtime: cam3 and the door alarm (which shows cam3) leave the config.
+    let mut cfg = server.get_json("/api/config", webutil::ADMIN_TOKEN).await;
+    cfg["streams"]
+        .as_array_mut()
+        .unwrap()
+        .retain(|s| s["id"] != "cam3");
+    cfg["alarms"] = json!([]);
+    let r = server
+        .with_token(reqwest::Method::PUT, "/api/config", webutil::ADMIN_TOKEN)
+        .json(&cfg)
+        .go()
+        .await;
+    assert_eq!(r.status(), 200);
+    for t in [
+        cam3,
+        door,
+        ack,
+        "edgecam/boxa/streams/cam3/state",
+        "edgecam/boxa/alarms/door/state",
+    ] {
+        seen.wait(t, |p| p.is_empty()).await;
+    }
+    let select: Value = serde_json::from_str(
+        &seen
+            .wait("homeassistant/select/edgecam_boxa/active/config", |p| {
+                !p.contains("cam3")
+            })
+            .await,
+    )
+    .unwrap();
+    assert_eq!(select["options"], json!(["cam1", "cam2"]));
+    assert!(!seen.get(cam2).unwrap().is_empty(), "cam2 stays");
+    server.stop().await;
+
+    // The next start, with cam2 gone from the config too: its retained entity goes.
+    let server = start_box(mqtt(&broker, "boxa"), |c| {
+        c.streams.retain(|s| s.id == "cam1");
+        c.alarms.clear();
+    })
+    .await;
+    seen.wait(cam2, |p| p.is_empty()).await;
+    // A client that connects now (Home Assistant after a restart) finds no config of it.
+    let (_fresh_client, fresh) = watcher(&broker, None);
+    fresh
+        .wait(
+            "homeassistant/sensor/edgecam_boxa/stream_cam1/config",
+            |p| !p.is_empty(),
+        )
+        .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for t in [cam2, cam3, door, ack] {
+        assert_eq!(fresh.get(t), None, "{t} is still retained");
+    }
+    server.stop().await;
+}
