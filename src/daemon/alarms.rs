@@ -14,8 +14,8 @@ use crate::gpio::{
     AlarmSignal, InputBackend, InputState, InputStatus, OutputBackend, run_gpio_input,
 };
 use crate::handles::InputEntry;
-use crate::health::GPIO_BUDGET;
 use crate::health::beacon::{BeaconGuard, BeaconTable};
+use crate::health::{GPIO_BUDGET, ONVIF_BUDGET};
 use crate::onvif::{OnvifInput, run_onvif_input};
 
 use crate::control::{Command, Control};
@@ -73,7 +73,8 @@ pub struct AlarmInputs {
     onvif_stop: watch::Sender<bool>,
     /// Each GPIO and ONVIF alarm's input state (`ok`, `failed: why`), for the status page.
     statuses: Vec<InputEntry>,
-    /// The input tasks' watchdog slots (`gpio:<alarm id>`), released with the tasks.
+    /// The input tasks' watchdog slots (`gpio:<alarm id>`, `onvif:<alarm id>`), released
+    /// with the tasks.
     _beacons: Vec<BeaconGuard>,
 }
 
@@ -81,7 +82,8 @@ impl AlarmInputs {
     /// Starts an input task for every alarm with a GPIO input; their debounced levels go to
     /// `control` as [`Command::AlarmInput`]. Each task beats a `gpio:<alarm id>` slot of
     /// `beacons` for the watchdog. Alarms with an ONVIF input get a task that subscribes to
-    /// the camera's events (the camera found in `streams` when named by a stream).
+    /// the camera's events (the camera found in `streams` when named by a stream) and beats
+    /// `onvif:<alarm id>`.
     pub fn start(
         alarms: &[AlarmConfig],
         streams: &[StreamConfig],
@@ -128,6 +130,14 @@ impl AlarmInputs {
                     continue;
                 }
             };
+            let name = format!("onvif:{}", alarm.id);
+            match beacons.register(&name, ONVIF_BUDGET, clock.mono_ns()) {
+                Ok(guard) => {
+                    status.watch_as(guard.beacon(), "onvif", &alarm.id);
+                    guards.push(guard);
+                }
+                Err(e) => tracing::warn!(alarm = %alarm.id, error = %e, "ONVIF input not watched"),
+            }
             let input = OnvifInput {
                 alarm: index,
                 alarm_id: alarm.id.clone(),
