@@ -10,7 +10,12 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use edgecam::config::{AlarmMode, Config, MqttConfig, MqttInputConfig, Role};
+use edgecam::config::{
+    ActiveLevel, AlarmMode, Bias, Config, GpioInputConfig, LineRef, MqttConfig, MqttInputConfig,
+    Role,
+};
+use edgecam::daemon::alarms::GpioBackends;
+use edgecam::gpio::mock::{MockInput, MockOutputs};
 use edgecam::web::WebOptions;
 use edgecam_testkit::mosquitto::Mosquitto;
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
@@ -520,4 +525,66 @@ async fn entities_that_leave_the_config_are_removed_from_home_assistant() {
         assert_eq!(fresh.get(t), None, "{t} is still retained");
     }
     server.stop().await;
+}
+
+/// An alarm raised while the daemon starts (a GPIO contact open from the start) is published
+/// as a `raise` event too, not only as its retained state: the bridge takes the view before
+/// the control task serves its first input. Several starts, as the loss was a race.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_alarm_active_at_start_is_published_as_a_raise_event() {
+    let broker = Mosquitto::start(&[]);
+    let (_c, seen) = watcher(&broker, None);
+    for round in 0..6 {
+        let box_id = format!("start{round}");
+        let cfg = mqtt(&broker, &box_id);
+        // Active low, and the line reads low: the contact is open from the start.
+        let gpio = GpioBackends {
+            input: Arc::new(MockInput::new(false)),
+            output: Arc::new(MockOutputs::default()),
+        };
+        let server = TestServer::start_with_gpio(
+            move |dir| {
+                let mut c = webutil::config(dir);
+                c.mqtt = Some(cfg.clone());
+                c.alarms.push(edgecam::config::AlarmConfig {
+                    gpio: Some(GpioInputConfig {
+                        chip: "gpiochip0".into(),
+                        line: LineRef::Offset(17),
+                        active: ActiveLevel::Low,
+                        bias: Bias::PullUp,
+                        debounce_ms: 0,
+                    }),
+                    ..common::alarm("gate", "cam2", 5, AlarmMode::Hold)
+                });
+                edgecam::config::validate(&c).expect("test config is valid");
+                c
+            },
+            WebOptions::default(),
+            gpio,
+        )
+        .await;
+        seen.wait(&format!("edgecam/{box_id}/alarms/gate/state"), |s| {
+            s == "active"
+        })
+        .await;
+        let events = format!("edgecam/{box_id}/events");
+        let raised = |seen: &Seen| {
+            seen.messages(&events).iter().any(|m| {
+                let v: Value = serde_json::from_str(m).unwrap();
+                v["event"] == "raise" && v["alarm"] == "gate"
+            })
+        };
+        for _ in 0..100 {
+            if raised(&seen) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(
+            raised(&seen),
+            "round {round}: no raise event: {:?}",
+            seen.messages(&events)
+        );
+        server.stop().await;
+    }
 }
