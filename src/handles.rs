@@ -98,8 +98,9 @@ pub struct Status {
     pub config: Config,
     /// The running (enabled) streams, in config order.
     pub streams: Vec<RunningStream>,
-    /// Every GPIO alarm input, by alarm id: a missing chip shows on the status page.
-    pub inputs: Vec<(String, Arc<InputStatus>)>,
+    /// Every alarm input (GPIO, ONVIF, MQTT), by alarm id: a missing chip or an unreachable
+    /// camera or broker shows on the status page.
+    pub inputs: Vec<InputEntry>,
     /// Every webhook's counters, in config order.
     pub webhooks: Vec<Arc<WebhookStats>>,
     /// Each stream's measured peak rates (what its ring is sized from at its next start),
@@ -113,10 +114,23 @@ impl Status {
         self.streams.iter().find(|s| s.config.id == id)
     }
 
-    /// Every GPIO alarm's id and input state.
-    pub fn input_states(&self) -> impl Iterator<Item = (&str, InputState)> {
-        self.inputs.iter().map(|(id, s)| (id.as_str(), s.state()))
+    /// Every alarm input's alarm id, kind and state.
+    pub fn input_states(&self) -> impl Iterator<Item = (&str, &'static str, InputState)> {
+        self.inputs
+            .iter()
+            .map(|e| (e.alarm.as_str(), e.kind, e.status.state()))
     }
+}
+
+/// One alarm input as the status lists it.
+#[derive(Debug, Clone)]
+pub struct InputEntry {
+    /// The alarm it raises (an alarm may have several inputs, of different kinds).
+    pub alarm: String,
+    /// `gpio`, `onvif` or `mqtt`: which section of the config to look at when it fails.
+    pub kind: &'static str,
+    /// Its state, shared with the task that serves it.
+    pub status: Arc<InputStatus>,
 }
 
 /// Reads the daemon's latest [`Status`].

@@ -435,4 +435,24 @@ fn the_page_plays_a_b_frame_camera_in_chromium() {
         v["webcodecs_pictures"].as_u64() > Some(u64::from(fps)),
         "{v}"
     );
+
+/// ONVIF inputs on the Alarms tab (`tests/browser/alarms-onvif.mjs`), from a LAN origin,
+/// against the ONVIF test camera: an alarm's camera events set up by address, user and
+/// password; a wrong password shown in the status, the right one subscribed; the password
+/// write-only (in no field after the save, kept by an edit that leaves it alone); unticked,
+/// the input goes.
+#[test]
+fn the_alarms_tab_edits_an_onvif_input_in_chromium() {
+    let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    let browser = browser_ready();
+    let onvif = support::onvif::Camera::start(0, 60);
+    let port = free_port();
+    let (demo, _state, password) = start_demo(2, port, free_port(), &["--hostname", LAN_NAME]);
+    let v = run_script(
+        "alarms-onvif.mjs",
+        &[port.to_string(), password, onvif.port.to_string()],
+        &[("CHROMIUM", browser)],
+    );
+    drop(demo);
+    assert_eq!(v["ok"], true, "{v}");
 }

@@ -10,7 +10,12 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use edgecam::config::{AlarmMode, Config, MqttConfig, MqttInputConfig, Role};
+use edgecam::config::{
+    ActiveLevel, AlarmMode, Bias, Config, GpioInputConfig, LineRef, MqttConfig, MqttInputConfig,
+    Role,
+};
+use edgecam::daemon::alarms::GpioBackends;
+use edgecam::gpio::mock::{MockInput, MockOutputs};
 use edgecam::web::WebOptions;
 use edgecam_testkit::mosquitto::Mosquitto;
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
@@ -396,8 +401,16 @@ async fn two_boxes_an_alarm_on_a_switches_b() {
     .await;
     seen.wait("edgecam/boxb/availability", |s| s == "online")
         .await;
-    b.wait_status("B on its default", |st| active_stream(st) == "cam1")
+    let st = b
+        .wait_status("B on its default, its MQTT input ok", |st| {
+            active_stream(st) == "cam1" && st["inputs"][0]["state"] == "ok"
+        })
         .await;
+    assert_eq!(
+        st["inputs"][0],
+        serde_json::json!({"alarm": "remote-door", "kind": "mqtt", "state": "ok", "error": null}),
+        "{st}"
+    );
     let r = a
         .with_token(
             reqwest::Method::POST,
@@ -437,4 +450,141 @@ async fn two_boxes_an_alarm_on_a_switches_b() {
         .await;
     a.stop().await;
     b.stop().await;
+}
+
+/// A stream and an alarm removed from the config at runtime lose their Home Assistant
+/// entities (an empty retained discovery config) and their retained state; a stream removed
+/// while the box was down loses its entity at the next start, from the config retained on the
+/// broker since the last run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn entities_that_leave_the_config_are_removed_from_home_assistant() {
+    let broker = Mosquitto::start(&[]);
+    let (_c, seen) = watcher(&broker, None);
+    let server = start_box(mqtt(&broker, "boxa"), |_| {}).await;
+    let cam2 = "homeassistant/sensor/edgecam_boxa/stream_cam2/config";
+    let cam3 = "homeassistant/sensor/edgecam_boxa/stream_cam3/config";
+    let door = "homeassistant/binary_sensor/edgecam_boxa/alarm_door/config";
+    let ack = "homeassistant/button/edgecam_boxa/ack_door/config";
+    for t in [cam2, cam3, door, ack] {
+        seen.wait(t, |p| !p.is_empty()).await;
+    }
+    seen.wait("edgecam/boxa/streams/cam3/state", |p| p == "live")
+        .await;
+
+    // At runtime: cam3 and the door alarm (which shows cam3) leave the config.
+    let mut cfg = server.get_json("/api/config", webutil::ADMIN_TOKEN).await;
+    cfg["streams"]
+        .as_array_mut()
+        .unwrap()
+        .retain(|s| s["id"] != "cam3");
+    cfg["alarms"] = json!([]);
+    let r = server
+        .with_token(reqwest::Method::PUT, "/api/config", webutil::ADMIN_TOKEN)
+        .json(&cfg)
+        .go()
+        .await;
+    assert_eq!(r.status(), 200);
+    for t in [
+        cam3,
+        door,
+        ack,
+        "edgecam/boxa/streams/cam3/state",
+        "edgecam/boxa/alarms/door/state",
+    ] {
+        seen.wait(t, |p| p.is_empty()).await;
+    }
+    let select: Value = serde_json::from_str(
+        &seen
+            .wait("homeassistant/select/edgecam_boxa/active/config", |p| {
+                !p.contains("cam3")
+            })
+            .await,
+    )
+    .unwrap();
+    assert_eq!(select["options"], json!(["cam1", "cam2"]));
+    assert!(!seen.get(cam2).unwrap().is_empty(), "cam2 stays");
+    server.stop().await;
+
+    // The next start, with cam2 gone from the config too: its retained entity goes.
+    let server = start_box(mqtt(&broker, "boxa"), |c| {
+        c.streams.retain(|s| s.id == "cam1");
+        c.alarms.clear();
+    })
+    .await;
+    seen.wait(cam2, |p| p.is_empty()).await;
+    // A client that connects now (Home Assistant after a restart) finds no config of it.
+    let (_fresh_client, fresh) = watcher(&broker, None);
+    fresh
+        .wait(
+            "homeassistant/sensor/edgecam_boxa/stream_cam1/config",
+            |p| !p.is_empty(),
+        )
+        .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for t in [cam2, cam3, door, ack] {
+        assert_eq!(fresh.get(t), None, "{t} is still retained");
+    }
+    server.stop().await;
+}
+
+/// An alarm raised while the daemon starts (a GPIO contact open from the start) is published
+/// as a `raise` event too, not only as its retained state: the bridge takes the view before
+/// the control task serves its first input. Several starts, as the loss was a race.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_alarm_active_at_start_is_published_as_a_raise_event() {
+    let broker = Mosquitto::start(&[]);
+    let (_c, seen) = watcher(&broker, None);
+    for round in 0..6 {
+        let box_id = format!("start{round}");
+        let cfg = mqtt(&broker, &box_id);
+        // Active low, and the line reads low: the contact is open from the start.
+        let gpio = GpioBackends {
+            input: Arc::new(MockInput::new(false)),
+            output: Arc::new(MockOutputs::default()),
+        };
+        let server = TestServer::start_with_gpio(
+            move |dir| {
+                let mut c = webutil::config(dir);
+                c.mqtt = Some(cfg.clone());
+                c.alarms.push(edgecam::config::AlarmConfig {
+                    gpio: Some(GpioInputConfig {
+                        chip: "gpiochip0".into(),
+                        line: LineRef::Offset(17),
+                        active: ActiveLevel::Low,
+                        bias: Bias::PullUp,
+                        debounce_ms: 0,
+                    }),
+                    ..common::alarm("gate", "cam2", 5, AlarmMode::Hold)
+                });
+                edgecam::config::validate(&c).expect("test config is valid");
+                c
+            },
+            WebOptions::default(),
+            gpio,
+        )
+        .await;
+        seen.wait(&format!("edgecam/{box_id}/alarms/gate/state"), |s| {
+            s == "active"
+        })
+        .await;
+        let events = format!("edgecam/{box_id}/events");
+        let raised = |seen: &Seen| {
+            seen.messages(&events).iter().any(|m| {
+                let v: Value = serde_json::from_str(m).unwrap();
+                v["event"] == "raise" && v["alarm"] == "gate"
+            })
+        };
+        for _ in 0..100 {
+            if raised(&seen) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(
+            raised(&seen),
+            "round {round}: no raise event: {:?}",
+            seen.messages(&events)
+        );
+        server.stop().await;
+    }
 }

@@ -89,6 +89,7 @@ async fn motion_raises_the_alarm_and_false_clears_it() {
         .wait_status("the ONVIF input ok", |st| door_input(st)["state"] == "ok")
         .await;
     assert_eq!(active(&st), "cam1");
+    assert_eq!(door_input(&st)["kind"], "onvif", "{st}");
 
     cam.motion(true);
     let st = server
@@ -273,5 +274,37 @@ async fn from_onvif_returns_the_profiles_and_stream_urls_to_admins_only() {
             .contains(&format!("does not answer ONVIF on port {port}")),
         "{v}"
     );
+    server.stop().await;
+}
+
+/// An `https://` ONVIF address: the camera answers HTTPS only, with a certificate it made
+/// itself (as cameras do); the input subscribes over TLS and motion raises the alarm.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_https_camera_address_works_with_the_cameras_own_certificate() {
+    let mut cam = Camera::start_tls(0, 60);
+    let input = onvif(&format!(
+        "address = \"https://127.0.0.1:{}\"\nuser = \"{USER}\"\npassword = \"{PASSWORD}\"",
+        cam.port
+    ));
+    let server = TestServer::start_with(
+        move |dir| config_with(dir, input.clone(), None),
+        WebOptions::default(),
+    )
+    .await;
+    let st = server
+        .wait_status("the ONVIF input ok over https", |st| {
+            door_input(st)["state"] == "ok"
+        })
+        .await;
+    assert_eq!(active(&st), "cam1", "{st}");
+    cam.motion(true);
+    server
+        .wait_status("motion over https calls up cam3", |st| active(st) == "cam3")
+        .await;
+    cam.motion(false);
+    server
+        .wait_status("back to cam1", |st| active(st) == "cam1")
+        .await;
+    assert!(cam.stats()["subscribe"] >= 1);
     server.stop().await;
 }

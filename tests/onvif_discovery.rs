@@ -3,7 +3,9 @@
 //! the daemon and its web server, namespace `b` a camera as WS-Discovery sees it (PyPI's
 //! WSDiscovery publishing an ONVIF NetworkVideoTransmitter, tests/support/wsd_responder.py),
 //! a veth pair between them with a multicast route on each side. The probe is the real one
-//! (multicast to 239.255.255.250:3702 out of the namespace's only interface).
+//! (multicast to 239.255.255.250:3702 out of the namespace's only interface). A third test has
+//! an IPv6-only link: the probe to ff02::c finds a camera (tests/support/wsd6_responder.py)
+//! there.
 //!
 //! Needs root (CI runs as root), iproute2 (`ip`), and WSDiscovery in a venv at
 //! `<target>/wsd-venv` (.ci/run makes it) or at `$EDGECAM_WSD_PYTHON`.
@@ -124,6 +126,109 @@ impl Drop for Namespaces {
             let _ = Command::new("ip").args(["netns", "del", n]).status();
         }
     }
+}
+
+/// The camera's side of the IPv6-only pair (a unique-local address, no IPv4 at all).
+const ADDR6_B: &str = "fd31:7::2";
+
+impl Namespaces {
+    /// A pair joined by a veth with IPv6 only: unique-local addresses (`fd31:7::1`, `::2`) and
+    /// the link-local ones, duplicate address detection off so they are usable at once.
+    /// Returns the namespaces and the camera side's interface name.
+    fn create_v6(tag: char) -> (Namespaces, String) {
+        let pid = std::process::id();
+        let ns = Namespaces {
+            a: format!("edgecam-wsd-a{tag}-{pid}"),
+            b: format!("edgecam-wsd-b{tag}-{pid}"),
+            responder: None,
+            daemon: None,
+        };
+        let (va, vb) = (format!("ewa{tag}{pid}"), format!("ewb{tag}{pid}"));
+        ip(&["netns", "add", &ns.a]);
+        ip(&["netns", "add", &ns.b]);
+        for n in [&ns.a, &ns.b] {
+            for key in ["all", "default"] {
+                ip(&[
+                    "netns",
+                    "exec",
+                    n,
+                    "sysctl",
+                    "-qw",
+                    &format!("net.ipv6.conf.{key}.accept_dad=0"),
+                ]);
+            }
+        }
+        ip(&[
+            "-n", &ns.a, "link", "add", &va, "type", "veth", "peer", "name", &vb, "netns", &ns.b,
+        ]);
+        for (n, dev, addr) in [(&ns.a, &va, "fd31:7::1"), (&ns.b, &vb, ADDR6_B)] {
+            ip(&["-n", n, "link", "set", "lo", "up"]);
+            ip(&["-n", n, "link", "set", dev, "up"]);
+            ip(&[
+                "-n",
+                n,
+                "-6",
+                "addr",
+                "add",
+                &format!("{addr}/64"),
+                "dev",
+                dev,
+                "nodad",
+            ]);
+        }
+        (ns, vb)
+    }
+
+    /// Starts the IPv6 responder (`tests/support/wsd6_responder.py`) on `dev` in `b`.
+    fn start_v6_responder(&mut self, dev: &str) {
+        let script =
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/support/wsd6_responder.py");
+        let xaddr = format!("http://[{ADDR6_B}]:8080/onvif/device_service");
+        let mut child = Command::new("ip")
+            .args(["netns", "exec", &self.b, "/usr/bin/python3"])
+            .arg(script)
+            .args([dev, ENDPOINT, &xaddr, "Gate%20camera"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("start the IPv6 WS-Discovery responder");
+        let mut line = String::new();
+        let stdout = child.stdout.take().expect("piped stdout");
+        self.responder = Some(child);
+        BufReader::new(stdout).read_line(&mut line).unwrap();
+        assert_eq!(line.trim(), "ready", "the IPv6 responder did not start");
+    }
+}
+
+/// *Discover* on an IPv6-only LAN: no IPv4 anywhere on the link, the camera answers only the
+/// IPv6 group `ff02::c`; the probe goes out of the namespace's interface and finds it.
+#[test]
+fn discover_finds_a_camera_over_ipv6() {
+    let (mut ns, dev) = Namespaces::create_v6('6');
+    ns.start_v6_responder(&dev);
+    let a = ns.a.clone();
+    let body = std::thread::spawn(move || {
+        enter(&a);
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        rt.block_on(async {
+            let srv = TestServer::start().await;
+            let (status, body) =
+                discover(&srv, ADMIN_TOKEN, serde_json::json!({"wait_ms": 1500})).await;
+            srv.stop().await;
+            assert_eq!(status, 200, "{body}");
+            body
+        })
+    })
+    .join()
+    .expect("the daemon side passed");
+    let devices = body["devices"].as_array().expect("a device list");
+    assert_eq!(devices.len(), 1, "{body}");
+    assert_eq!(devices[0]["endpoint"], ENDPOINT);
+    assert_eq!(devices[0]["name"], "Gate camera");
+    assert_eq!(
+        devices[0]["xaddrs"],
+        serde_json::json!([format!("http://[{ADDR6_B}]:8080/onvif/device_service")])
+    );
 }
 
 /// The Python that has WSDiscovery: `$EDGECAM_WSD_PYTHON`, else `<target>/wsd-venv/bin/python`.

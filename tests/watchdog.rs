@@ -1,6 +1,6 @@
 //! The real binary under a fake systemd: a Unix datagram socket as `NOTIFY_SOCKET` and
 //! `WATCHDOG_USEC=2000000`. Proves READY/WATCHDOG/STATUS/STOPPING are sent when they should
-//! be, that a hung stream loop, control task, main loop, web server or live pusher stops the
+//! be, that a hung stream loop, control task, main loop, web server, live pusher or ONVIF input stops the
 //! pings (and is named in STATUS), and that a camera that is merely unreachable does not.
 //! One test runs in-process with a manual clock: a hung live client loop makes the `live`
 //! beacon stale while an idle or healthy pusher keeps it fresh.
@@ -10,6 +10,7 @@
 #![cfg(feature = "fault-injection")]
 
 mod common;
+mod support;
 mod webutil;
 
 use std::net::{TcpListener, TcpStream};
@@ -93,6 +94,27 @@ impl Service {
                  [paths]\nstate_dir = \"{}\"\n\n\
                  [[streams]]\nid = \"cam1\"\nkind = \"testpattern\"\nwidth = 160\nheight = 96\n",
                 dir.join("state").display()
+            );
+            let path = dir.join("config.toml");
+            std::fs::write(&path, config).unwrap();
+            vec!["run".into(), "--config".into(), path.display().to_string()]
+        })
+    }
+
+    /// `edgecam run --config` with one test-pattern stream and an alarm `door` raised by the
+    /// ONVIF test camera on loopback `cam_port`, with an optional `EDGECAM_FAULT`.
+    fn onvif_input(fault: Option<&str>, cam_port: u16) -> Service {
+        Service::start(fault, |dir, port| {
+            let config = format!(
+                "[web]\nlisten = \"127.0.0.1:{port}\"\n\
+                 tokens = [{{ name = \"test\", token = \"{TOKEN}\", role = \"viewer\" }}]\n\n\
+                 [paths]\nstate_dir = \"{}\"\n\n\
+                 [[streams]]\nid = \"cam1\"\nkind = \"testpattern\"\nwidth = 160\nheight = 96\n\n\
+                 [[alarms]]\nid = \"door\"\nstream = \"cam1\"\n\
+                 [alarms.onvif]\naddress = \"127.0.0.1:{cam_port}\"\nuser = \"{}\"\npassword = \"{}\"\n",
+                dir.join("state").display(),
+                support::onvif::USER,
+                support::onvif::PASSWORD,
             );
             let path = dir.join("config.toml");
             std::fs::write(&path, config).unwrap();
@@ -281,7 +303,12 @@ fn healthy_daemon_is_ready_after_listening_pings_reports_status_and_stops_on_sig
 /// Starts a demo whose loop `target` hangs 3 s after start, and checks that the pings stop
 /// within `budget` (plus slack) and STATUS names the loop. Returns the still running service.
 fn hang_stops_the_pings(target: &str, budget: Duration) -> Service {
-    let mut s = Service::demo(Some(&format!("hang:{target}@3000")));
+    let s = Service::demo(Some(&format!("hang:{target}@3000")));
+    pings_stop(s, target, budget)
+}
+
+/// [`hang_stops_the_pings`] for a service `s` started with `hang:<target>@3000`.
+fn pings_stop(mut s: Service, target: &str, budget: Duration) -> Service {
     let ready = s.wait_ready();
     // The pings must stop within the loop's budget (plus a check period and slack) of the
     // hang, which starts about 3 s after the process did.
@@ -315,6 +342,48 @@ fn hang_stops_the_pings(target: &str, budget: Duration) -> Service {
 #[test]
 fn a_hung_stream_loop_stops_the_pings_and_is_named() {
     let _s = hang_stops_the_pings("stream:cam2", STREAM_BUDGET);
+}
+
+/// The ONVIF input's PullPoint loop beats `onvif:door`: hung (at its heartbeat, while a long
+/// poll waits on the camera), it stops the pings and is named.
+#[test]
+fn a_hung_onvif_input_loop_stops_the_pings_and_is_named() {
+    let mut cam = support::onvif::Camera::start(0, 60);
+    let s = Service::onvif_input(Some("hang:onvif:door@3000"), cam.port);
+    let s = pings_stop(s, "onvif:door", edgecam::health::ONVIF_BUDGET);
+    let subscribed = cam.stats().get("subscribe").copied().unwrap_or(0);
+    assert!(
+        subscribed >= 1,
+        "the input had subscribed: {:?}",
+        cam.stats()
+    );
+    drop(s);
+}
+
+/// A healthy ONVIF input (subscribed, long-polling a quiet camera) keeps the pings going.
+#[test]
+fn a_quiet_onvif_input_does_not_stop_the_pings() {
+    let mut cam = support::onvif::Camera::start(0, 60);
+    let mut s = Service::onvif_input(None, cam.port);
+    let ready = s.wait_ready();
+    s.collect_for(edgecam::health::ONVIF_BUDGET * 3);
+    let statuses = s.statuses();
+    assert!(
+        !statuses.iter().any(|l| l.starts_with("watchdog:")),
+        "no trip: {statuses:?}"
+    );
+    assert!(s.pings_after(ready).len() >= 8, "pings continue");
+    let st = status_json(s.port);
+    let beacon = st["watchdog"]["beacons"]
+        .as_array()
+        .and_then(|b| b.iter().find(|b| b["name"] == "onvif:door"))
+        .cloned();
+    assert_eq!(
+        beacon.as_ref().map(|b| &b["fresh"]),
+        Some(&serde_json::json!(true)),
+        "the ONVIF input has a fresh beacon: {st}"
+    );
+    assert!(cam.stats().get("subscribe").copied().unwrap_or(0) >= 1);
 }
 
 #[test]

@@ -350,6 +350,7 @@ async fn a_gpio_input_on_a_missing_chip_is_reported_in_the_status() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert_eq!(st["inputs"][0]["alarm"], "door", "{st}");
+    assert_eq!(st["inputs"][0]["kind"], "gpio", "{st}");
     assert_eq!(st["inputs"][0]["state"], "failed", "{st}");
     let error = st["inputs"][0]["error"].as_str().unwrap_or_default();
     if cfg!(feature = "rppal") {

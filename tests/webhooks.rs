@@ -11,7 +11,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use edgecam::config::{HookEvent, WebhookConfig};
+use edgecam::config::{
+    ActiveLevel, AlarmConfig, AlarmMode, Bias, GpioInputConfig, HookEvent, LineRef, WebhookConfig,
+};
+use edgecam::daemon::alarms::GpioBackends;
+use edgecam::gpio::mock::{MockInput, MockOutputs};
 use edgecam::web::WebOptions;
 use http_body_util::{BodyExt, Full};
 use hyper::service::service_fn;
@@ -227,4 +231,61 @@ async fn a_hanging_receiver_delays_no_switch_and_a_full_queue_drops() {
     assert_eq!(rx.requests().len(), 1);
     assert_eq!(rx.requests()[0].1["stream"], "cam2");
     srv.stop().await;
+}
+
+/// An alarm raised while the daemon starts (a GPIO contact already open at start: its first
+/// level is sent the moment the line opens) reaches the webhook: the control task serves no
+/// input before the webhooks listen. Started several times, as the loss was a race.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_alarm_active_at_start_reaches_the_webhook() {
+    for round in 0..8 {
+        let rx = Receiver::start(Answer::FailFirst(0)).await;
+        let mut hook = WebhookConfig::new(rx.url.clone());
+        hook.events = vec![HookEvent::Raise];
+        // Active low, and the line reads low: the contact is open from the start.
+        let contact = MockInput::new(false);
+        let gpio = GpioBackends {
+            input: Arc::new(contact.clone()),
+            output: Arc::new(MockOutputs::default()),
+        };
+        let srv = TestServer::start_with_gpio(
+            move |dir| {
+                let mut cfg = config(dir);
+                cfg.webhooks = vec![hook.clone()];
+                cfg.alarms.push(AlarmConfig {
+                    name: Some("Gate".into()),
+                    gpio: Some(GpioInputConfig {
+                        chip: "gpiochip0".into(),
+                        line: LineRef::Offset(17),
+                        active: ActiveLevel::Low,
+                        bias: Bias::PullUp,
+                        debounce_ms: 0,
+                    }),
+                    ..common::alarm("gate", "cam2", 5, AlarmMode::Hold)
+                });
+                edgecam::config::validate(&cfg).expect("test config is valid");
+                cfg
+            },
+            WebOptions::default(),
+            gpio,
+        )
+        .await;
+        srv.wait_status("the gate alarm active", |st| {
+            st["alarms"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|a| a["id"] == "gate" && a["state"] == "active")
+        })
+        .await;
+        let arrived = tokio::time::timeout(Duration::from_secs(10), rx.wait_for(1)).await;
+        let got = rx.requests();
+        assert!(
+            arrived.is_ok(),
+            "round {round}: the raise never arrived: {got:?}"
+        );
+        assert_eq!(got[0].1["event"], "raise", "round {round}: {got:?}");
+        assert_eq!(got[0].1["alarm"], "gate", "round {round}: {got:?}");
+        srv.stop().await;
+    }
 }

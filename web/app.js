@@ -882,6 +882,48 @@ function discoveredNote(s) {
     `Found by Discover at ${d.host || '?'}; ONVIF device service: `, el('code', {}, url));
 }
 
+// The short event names an ONVIF input takes (an ONVIF topic such as
+// tns1:RuleEngine/CellMotionDetector/Motion works too).
+const ONVIF_EVENTS = ['motion', 'tamper', 'line', 'field'];
+
+// An alarm's `[alarms.onvif]` input: the camera (one of the streams, whose URL gives host,
+// user and password, or an ONVIF address), the event, and the ONVIF user and password. The
+// password is write-only, like the other secrets the page edits: the field never shows the
+// stored one; what is typed replaces it, and an empty field keeps it.
+function onvifInput(a, p, i) {
+  const box = el('div', { class: 'grid onvif-input' });
+  const use = el('input', { type: 'checkbox' }); use.checked = !!a.onvif;
+  use.addEventListener('change', () => {
+    a.onvif = use.checked ? { stream: null, address: null, port: null, user: null, password: null, topic: 'motion', item: null } : null;
+    configDirty = true; renderAlarms();
+  });
+  box.append(el('label', { 'data-path': p + '.onvif', 'data-label': 'ONVIF camera events' }, use, ' ONVIF camera events'));
+  const o = a.onvif;
+  if (!o) return box;
+  const camera = el('select');
+  camera.append(el('option', { value: '' }, '(by ONVIF address)'), ...config.streams.map((s) => el('option', { value: s.id }, s.id)));
+  camera.value = o.stream || '';
+  camera.addEventListener('change', () => { o.stream = camera.value || null; });
+  const topic = field(o, 'topic', 'Event', 'text', p + '.onvif.topic');
+  const topicInput = topic.querySelector('input');
+  const list = `onvif-events-${i}`;
+  topicInput.setAttribute('list', list);
+  topicInput.addEventListener('input', () => { o.topic = topicInput.value.trim() || 'motion'; });
+  topic.append(el('datalist', { id: list }, ...ONVIF_EVENTS.map((v) => el('option', { value: v }))));
+  const saved = o.password;
+  const password = el('input', { type: 'password', autocomplete: 'new-password',
+    placeholder: saved ? 'saved (type to replace)' : 'none (or from the stream URL)' });
+  password.addEventListener('input', () => { o.password = password.value === '' ? saved : password.value; });
+  const address = field(o, 'address', 'ONVIF address', 'text', p + '.onvif.address');
+  address.querySelector('input').placeholder = '192.168.1.20:8080 (with a stream: its host)';
+  box.append(el('label', { 'data-path': p + '.onvif.stream', 'data-label': 'Camera' }, 'Camera', camera), address,
+    field(o, 'port', 'ONVIF port', 'number', p + '.onvif.port'), topic,
+    field(o, 'item', 'Data item', 'text', p + '.onvif.item'),
+    field(o, 'user', 'ONVIF user', 'text', p + '.onvif.user'),
+    el('label', { 'data-path': p + '.onvif.password', 'data-label': 'ONVIF password' }, 'ONVIF password', password));
+  return box;
+}
+
 function renderAlarms() {
   const box = $('alarms'); box.replaceChildren();
   const streams = config.streams.map((s) => s.id).join('|') || '-';
@@ -908,7 +950,7 @@ function renderAlarms() {
       field(a.output, 'active', 'Output active', 'select:high|low', p + '.output.active'));
     const remove = el('button', { class: 'danger' }, 'Remove');
     remove.addEventListener('click', () => { config.alarms.splice(i, 1); configDirty = true; renderAlarms(); });
-    box.append(el('div', { class: 'entry' }, grid, gpio, el('div', { class: 'row' }, remove)));
+    box.append(el('div', { class: 'entry' }, grid, gpio, onvifInput(a, p, i), el('div', { class: 'row' }, remove)));
   });
   renderClipSettings();
 }
@@ -959,7 +1001,7 @@ function renderTokens() {
 
 $('alarm-add').addEventListener('click', () => editConfig((cfg) => {
   const n = cfg.alarms.length + 1;
-  cfg.alarms.push({ id: `alarm${n}`, name: null, stream: config.streams[0] ? config.streams[0].id : '', priority: 0, mode: 'hold', hold_s: 30, video_loss: false, video_loss_after_s: 10, gpio: null, output: null });
+  cfg.alarms.push({ id: `alarm${n}`, name: null, stream: config.streams[0] ? config.streams[0].id : '', priority: 0, mode: 'hold', hold_s: 30, video_loss: false, video_loss_after_s: 10, gpio: null, output: null, onvif: null });
   renderAlarms();
 }));
 $('token-add').addEventListener('click', () => editConfig((cfg) => {

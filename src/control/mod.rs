@@ -8,7 +8,7 @@
 
 mod task;
 
-pub use task::spawn_control;
+pub use task::{ControlGate, spawn_control, spawn_control_gated};
 
 use std::sync::Arc;
 use std::time::Duration;

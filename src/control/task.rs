@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{broadcast, mpsc, watch};
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
 use super::{Command, Control};
@@ -27,6 +27,36 @@ pub fn spawn_control(
     output_backend: Arc<dyn OutputBackend>,
     beacon: Option<BeaconGuard>,
 ) -> (Control, JoinHandle<()>) {
+    let (control, handle, gate) = spawn_control_gated(config, clock, store, output_backend, beacon);
+    gate.open();
+    (control, handle)
+}
+
+/// Holds a control task spawned by [`spawn_control_gated`] before its first command.
+#[derive(Debug)]
+pub struct ControlGate {
+    /// Sent (or dropped) to let the task run.
+    go: oneshot::Sender<()>,
+}
+
+impl ControlGate {
+    /// Lets the task serve its commands (those queued meanwhile first).
+    pub fn open(self) {
+        let _ = self.go.send(());
+    }
+}
+
+/// Like [`spawn_control`], but the task serves no command (and so records no event) until
+/// the [`ControlGate`] is opened (or dropped): the daemon subscribes its webhooks and MQTT
+/// bridge to the event feed and the view first, so nothing an input raises at start is lost
+/// to them. Commands sent meanwhile wait in the queue.
+pub fn spawn_control_gated(
+    config: &Config,
+    clock: Arc<dyn Clock>,
+    store: StateStore,
+    output_backend: Arc<dyn OutputBackend>,
+    beacon: Option<BeaconGuard>,
+) -> (Control, JoinHandle<()>, ControlGate) {
     let now = Stamp::now(clock.as_ref());
     let mut selector: Selector = Selector::new(config, now);
     let mut saved = store.load().into_state();
@@ -60,8 +90,13 @@ pub fn spawn_control(
     // Publish before the task runs, so callers see the restored view straight away.
     task.publish(&view_tx);
     let (tx, rx) = mpsc::channel(256);
-    let handle = tokio::spawn(task.run(rx, view_tx));
-    (Control { tx, view, events }, handle)
+    let (go, gate) = oneshot::channel();
+    let handle = tokio::spawn(async move {
+        // Sent or dropped, either way the daemon is done setting up.
+        let _ = gate.await;
+        task.run(rx, view_tx).await;
+    });
+    (Control { tx, view, events }, handle, ControlGate { go })
 }
 
 /// Opens the relay/buzzer lines of `config`'s alarms; a line that cannot be opened is logged

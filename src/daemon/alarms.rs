@@ -13,8 +13,9 @@ use crate::config::{AlarmConfig, StreamConfig};
 use crate::gpio::{
     AlarmSignal, InputBackend, InputState, InputStatus, OutputBackend, run_gpio_input,
 };
-use crate::health::GPIO_BUDGET;
+use crate::handles::InputEntry;
 use crate::health::beacon::{BeaconGuard, BeaconTable};
+use crate::health::{GPIO_BUDGET, ONVIF_BUDGET};
 use crate::onvif::{OnvifInput, run_onvif_input};
 
 use crate::control::{Command, Control};
@@ -71,8 +72,9 @@ pub struct AlarmInputs {
     /// aborted, so the camera's subscription is released.
     onvif_stop: watch::Sender<bool>,
     /// Each GPIO and ONVIF alarm's input state (`ok`, `failed: why`), for the status page.
-    statuses: Vec<(String, Arc<InputStatus>)>,
-    /// The input tasks' watchdog slots (`gpio:<alarm id>`), released with the tasks.
+    statuses: Vec<InputEntry>,
+    /// The input tasks' watchdog slots (`gpio:<alarm id>`, `onvif:<alarm id>`), released
+    /// with the tasks.
     _beacons: Vec<BeaconGuard>,
 }
 
@@ -80,7 +82,8 @@ impl AlarmInputs {
     /// Starts an input task for every alarm with a GPIO input; their debounced levels go to
     /// `control` as [`Command::AlarmInput`]. Each task beats a `gpio:<alarm id>` slot of
     /// `beacons` for the watchdog. Alarms with an ONVIF input get a task that subscribes to
-    /// the camera's events (the camera found in `streams` when named by a stream).
+    /// the camera's events (the camera found in `streams` when named by a stream) and beats
+    /// `onvif:<alarm id>`.
     pub fn start(
         alarms: &[AlarmConfig],
         streams: &[StreamConfig],
@@ -104,7 +107,7 @@ impl AlarmInputs {
                 }
                 Err(e) => tracing::warn!(alarm = %alarm.id, error = %e, "GPIO input not watched"),
             }
-            statuses.push((alarm.id.clone(), Arc::clone(&status)));
+            statuses.push(entry(alarm, "gpio", &status));
             tasks.push(tokio::spawn(run_gpio_input(
                 index,
                 gpio.clone(),
@@ -119,7 +122,7 @@ impl AlarmInputs {
         for (index, alarm) in alarms.iter().enumerate() {
             let Some(onvif) = &alarm.onvif else { continue };
             let status = Arc::new(InputStatus::default());
-            statuses.push((alarm.id.clone(), Arc::clone(&status)));
+            statuses.push(entry(alarm, "onvif", &status));
             let target = match onvif.target(streams) {
                 Ok(t) => t,
                 Err(e) => {
@@ -127,6 +130,14 @@ impl AlarmInputs {
                     continue;
                 }
             };
+            let name = format!("onvif:{}", alarm.id);
+            match beacons.register(&name, ONVIF_BUDGET, clock.mono_ns()) {
+                Ok(guard) => {
+                    status.watch_as(guard.beacon(), "onvif", &alarm.id);
+                    guards.push(guard);
+                }
+                Err(e) => tracing::warn!(alarm = %alarm.id, error = %e, "ONVIF input not watched"),
+            }
             let input = OnvifInput {
                 alarm: index,
                 alarm_id: alarm.id.clone(),
@@ -168,12 +179,24 @@ impl AlarmInputs {
 
     /// Every GPIO and ONVIF alarm input's alarm id and state.
     pub fn statuses(&self) -> impl Iterator<Item = (&str, InputState)> {
-        self.statuses.iter().map(|(id, s)| (id.as_str(), s.state()))
+        self.statuses
+            .iter()
+            .map(|e| (e.alarm.as_str(), e.status.state()))
     }
 
-    /// Every GPIO alarm's id and shared input status, for the status published to the web.
-    pub fn status_handles(&self) -> Vec<(String, Arc<InputStatus>)> {
+    /// Every GPIO and ONVIF input's alarm, kind and shared status, for the status published
+    /// to the web.
+    pub fn status_handles(&self) -> Vec<InputEntry> {
         self.statuses.clone()
+    }
+}
+
+/// The status entry of `alarm`'s input of `kind`.
+fn entry(alarm: &AlarmConfig, kind: &'static str, status: &Arc<InputStatus>) -> InputEntry {
+    InputEntry {
+        alarm: alarm.id.clone(),
+        kind,
+        status: Arc::clone(status),
     }
 }
 

@@ -23,7 +23,7 @@ use tokio::task::JoinHandle;
 
 use crate::clock::Clock;
 use crate::config::{Config, ConfigError, FieldError, StreamConfig};
-use crate::control::{Command, Control, spawn_control};
+use crate::control::{Command, Control, spawn_control_gated};
 use crate::handles::{
     ApplyError, ConfigHandle, ConfigRequest, Handles, RunningStream, Status, StatusReader,
     SubStream,
@@ -226,7 +226,9 @@ impl Daemon {
             .register("control", CONTROL_BUDGET, clock.mono_ns())
             .inspect_err(|e| tracing::warn!(error = %e, "control task not watched"))
             .ok();
-        let (control, control_task) = spawn_control(
+        // The task waits for `gate` until the webhooks and MQTT listen: an input active at
+        // start is then reported to them too.
+        let (control, control_task, gate) = spawn_control_gated(
             &config,
             Arc::clone(&clock),
             store,
@@ -273,9 +275,9 @@ impl Daemon {
         let mut daemon = daemon;
         daemon.start_clips(None).await;
         daemon.watch_streams().await;
-        daemon.publish_status();
-        let mut daemon = daemon;
         daemon.mqtt = daemon.start_mqtt();
+        daemon.publish_status();
+        gate.open();
         Ok(daemon)
     }
 
@@ -335,6 +337,12 @@ impl Daemon {
             .control
             .send(Command::ApplyConfig(Box::new(config.clone())))
             .await;
+        // Before the inputs restart, so the new hooks hear what a new input raises at once.
+        if !self.hooks.runs(&config.webhooks) || config.alarms != self.config.alarms {
+            // Alarm names go into the bodies; queued events of the old set are lost.
+            self.hooks = Webhooks::default();
+            self.hooks = start_hooks(&config, &self.control, &self.clock);
+        }
         let onvif_camera_moved = config.streams != self.config.streams
             && config.alarms.iter().any(|a| a.onvif.is_some());
         if config.alarms != self.config.alarms || onvif_camera_moved {
@@ -349,11 +357,6 @@ impl Daemon {
                 &self.beacons,
             );
         }
-        if !self.hooks.runs(&config.webhooks) || config.alarms != self.config.alarms {
-            // Alarm names go into the bodies; queued events of the old set are lost.
-            self.hooks = Webhooks::default();
-            self.hooks = start_hooks(&config, &self.control, &self.clock);
-        }
         let mqtt_changed = config.mqtt != self.config.mqtt;
         let old = std::mem::replace(&mut self.config, config);
         if old.clips != self.config.clips
@@ -363,12 +366,12 @@ impl Daemon {
             self.start_clips(Some(&old)).await;
         }
         self.watch_streams().await;
-        self.publish_status();
         if mqtt_changed {
             // Drop the old connection first: the new one has the same client id.
             self.mqtt = None;
             self.mqtt = self.start_mqtt();
         }
+        self.publish_status();
         Ok(())
     }
 
@@ -432,7 +435,12 @@ impl Daemon {
                     }),
                 })
                 .collect(),
-            inputs: self.inputs.status_handles(),
+            inputs: self
+                .inputs
+                .status_handles()
+                .into_iter()
+                .chain(self.mqtt.iter().flat_map(|m| m.input_statuses()))
+                .collect(),
             webhooks: self.hooks.stats(),
             rates: Arc::clone(&self.rates),
         };

@@ -44,10 +44,10 @@ pub struct InputStatus {
     state: Mutex<InputState>,
     /// Failed attempts since start, for metrics.
     failures: AtomicU64,
-    /// The watchdog slot the task beats, and the alarm id that names it for fault injection;
-    /// set once by the daemon ([`InputStatus::watch_with`]). Unset in tests that need no
-    /// watchdog.
-    watched: OnceLock<(Beacon, String)>,
+    /// The watchdog slot the task beats, and the loop kind (`gpio`, `onvif`) and alarm id
+    /// that name it for fault injection; set once by the daemon ([`InputStatus::watch_with`]).
+    /// Unset in tests that need no watchdog.
+    watched: OnceLock<(Beacon, &'static str, String)>,
 }
 
 impl Default for InputStatus {
@@ -77,14 +77,21 @@ impl InputStatus {
     /// Makes the input task beat `beacon` (at least every [`HEARTBEAT`]); `alarm_id` names the
     /// loop for fault injection (`hang:gpio:<alarm id>`). Only the first call takes effect.
     pub fn watch_with(&self, beacon: Beacon, alarm_id: &str) {
-        let _ = self.watched.set((beacon, alarm_id.to_string()));
+        self.watch_as(beacon, "gpio", alarm_id);
     }
 
-    /// Beats the beacon, if any, and passes the fault-injection checkpoint.
-    async fn beat(&self, now_ns: u64) {
-        if let Some((beacon, id)) = self.watched.get() {
+    /// Like [`InputStatus::watch_with`] for an input task of another `kind` (`onvif`), which
+    /// names it for fault injection (`hang:onvif:<alarm id>`).
+    pub fn watch_as(&self, beacon: Beacon, kind: &'static str, alarm_id: &str) {
+        let _ = self.watched.set((beacon, kind, alarm_id.to_string()));
+    }
+
+    /// Beats the beacon, if any, and passes the fault-injection checkpoint. Input tasks call
+    /// it at least every [`HEARTBEAT`].
+    pub async fn beat(&self, now_ns: u64) {
+        if let Some((beacon, kind, id)) = self.watched.get() {
             beacon.beat(now_ns);
-            crate::health::fault::checkpoint("gpio", id).await;
+            crate::health::fault::checkpoint(kind, id).await;
         }
     }
 

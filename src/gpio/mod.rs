@@ -20,7 +20,7 @@ mod output;
 pub mod rppal;
 
 pub use debounce::Debouncer;
-pub use input::{AlarmSignal, InputState, InputStatus, run_gpio_input};
+pub use input::{AlarmSignal, HEARTBEAT, InputState, InputStatus, run_gpio_input};
 pub use output::OutputDriver;
 
 use crate::config::{GpioInputConfig, GpioOutputConfig};

@@ -9,22 +9,22 @@
 //! * `panic:control` — the control task panics at its next checkpoint (`main` names the
 //!   daemon's main loop, `web` the web server's `/api/health` handler, which the self-probe
 //!   calls, `live` the live pusher's relay, `live:client` every `/api/live` client loop and
-//!   `gpio:door` the input task of GPIO alarm `door`).
+//!   `gpio:door` the input task of GPIO alarm `door`, `onvif:door` that of ONVIF alarm `door`).
 //! * A suffix `@MS` delays the fault until `MS` milliseconds after the first checkpoint of the
 //!   process, e.g. `hang:stream:cam2@3000`, so a test can first see the healthy behaviour.
 //!
 //! In-process tests arm a fault with [`arm`] instead of the environment.
 
 /// Applies the configured fault, if it targets the loop `kind` (`stream`, `control`, `main`,
-/// `web`, `live`, `gpio`) with `id` (the stream id, `client` for live clients, the alarm id for
-/// `gpio`; empty for single loops).
+/// `web`, `live`, `gpio`, `onvif`) with `id` (the stream id, `client` for live clients, the alarm id for
+/// `gpio` and `onvif`; empty for single loops).
 #[cfg(not(feature = "fault-injection"))]
 #[inline(always)]
 pub async fn checkpoint(_kind: &str, _id: &str) {}
 
 /// Applies the configured fault, if it targets the loop `kind` (`stream`, `control`, `main`,
-/// `web`, `live`, `gpio`) with `id` (the stream id, `client` for live clients, the alarm id for
-/// `gpio`; empty for single loops).
+/// `web`, `live`, `gpio`, `onvif`) with `id` (the stream id, `client` for live clients, the alarm id for
+/// `gpio` and `onvif`; empty for single loops).
 #[cfg(feature = "fault-injection")]
 pub async fn checkpoint(kind: &str, id: &str) {
     let Some(fault) = imp::fault() else {

@@ -7,8 +7,8 @@
 //! changes, so an apply that hangs stops it), the web server (a self-probe of
 //! `GET /api/health` every two seconds, [`probe`]) and the live pusher (every `/api/live`
 //! client loop beats its own slot of a member table; [`relay`] forwards the stalest one into
-//! the `live` beacon every second, and beats it while there is no client), and each GPIO alarm input task (every second, also
-//! while its chip is missing and it waits to retry). Budgets are below.
+//! the `live` beacon every second, and beats it while there is no client), and each GPIO or ONVIF alarm input task (every second,
+//! also while its chip or camera is missing and it waits to retry). Budgets are below.
 //!
 //! Panics: release builds use `panic = "abort"`, so a panic anywhere ends the process and
 //! systemd restarts it. In debug and test builds a panicking task just ends; its beacon goes
@@ -46,6 +46,10 @@ pub const LIVE_BUDGET: Duration = Duration::from_secs(10);
 /// A GPIO input task beats every second ([`crate::gpio::input::HEARTBEAT`]) while it watches
 /// its line or waits to retry a failed one.
 pub const GPIO_BUDGET: Duration = Duration::from_secs(5);
+
+/// An ONVIF events input task beats every second ([`crate::gpio::input::HEARTBEAT`]) while
+/// its PullPoint loop waits on the camera or waits to subscribe again.
+pub const ONVIF_BUDGET: Duration = Duration::from_secs(5);
 
 /// Live clients watched one by one; more still work but beat nothing (logged).
 pub const LIVE_CLIENT_SLOTS: usize = 128;

@@ -22,7 +22,8 @@ use tokio::task::JoinHandle;
 
 use crate::config::{MqttConfig, Role};
 use crate::control::Command;
-use crate::handles::Handles;
+use crate::gpio::{InputState, InputStatus};
+use crate::handles::{Handles, InputEntry, StatusReader};
 use crate::select::ActiveView;
 use topics::{MqttCommand, Topics};
 
@@ -50,6 +51,9 @@ pub enum MqttError {
 pub struct MqttBridge {
     /// The connection loop, the publisher and the command worker; aborted on drop.
     tasks: Vec<JoinHandle<()>>,
+    /// Each `[[mqtt.inputs]]` entry's state (`ok` while the broker is connected), for the
+    /// status page.
+    inputs: Vec<InputEntry>,
 }
 
 impl Drop for MqttBridge {
@@ -66,16 +70,31 @@ impl MqttBridge {
     pub fn start(cfg: MqttConfig, handles: Handles) -> Result<MqttBridge, MqttError> {
         let topics = Topics::new(&cfg);
         let options = options(&cfg, &topics)?;
+        let inputs: Vec<InputEntry> = cfg
+            .inputs
+            .iter()
+            .map(|i| InputEntry {
+                alarm: i.alarm.clone(),
+                kind: "mqtt",
+                status: Arc::new(InputStatus::default()),
+            })
+            .collect();
         let (client, eventloop) = AsyncClient::new(options, QUEUE);
         let (republish_tx, republish_rx) = watch::channel(0u64);
         let (cmd_tx, cmd_rx) = mpsc::channel(64);
         let cfg = Arc::new(cfg);
+        // The view is taken now, not when the publisher first runs: every change after the
+        // bridge started (an alarm an input raises at start) becomes an event.
+        let mut views = handles.control.subscribe();
+        let first = views.borrow_and_update().clone();
         let conn = Connection {
             cfg: Arc::clone(&cfg),
             topics: topics.clone(),
             client: client.clone(),
             republish: republish_tx,
             commands: cmd_tx,
+            inputs: inputs.iter().map(|e| Arc::clone(&e.status)).collect(),
+            status: handles.status.clone(),
         };
         let tasks = vec![
             tokio::spawn(conn.run(eventloop)),
@@ -84,11 +103,17 @@ impl MqttBridge {
                 topics,
                 client,
                 handles.clone(),
+                (views, first),
                 republish_rx,
             )),
             tokio::spawn(command_worker(cfg, handles, cmd_rx)),
         ];
-        Ok(MqttBridge { tasks })
+        Ok(MqttBridge { tasks, inputs })
+    }
+
+    /// Every `[[mqtt.inputs]]` entry's alarm and state.
+    pub fn input_statuses(&self) -> Vec<InputEntry> {
+        self.inputs.clone()
     }
 }
 
@@ -162,6 +187,11 @@ struct Connection {
     republish: watch::Sender<u64>,
     /// Commands and inputs to the worker, which talks to the control task.
     commands: mpsc::Sender<Incoming>,
+    /// The inputs' states: `ok` while connected, `failed` (why) while the broker is not.
+    inputs: Vec<Arc<InputStatus>>,
+    /// The config in force, to tell a retained discovery config of an entity that is gone
+    /// (a stream or alarm removed, here or before the last restart) from a current one.
+    status: StatusReader,
 }
 
 impl Connection {
@@ -175,11 +205,21 @@ impl Connection {
                     delay = min;
                     tracing::info!(host = %self.cfg.host, port = self.cfg.port, prefix = %self.topics.prefix, "MQTT connected");
                     self.on_connect();
+                    for s in &self.inputs {
+                        s.set(InputState::Ok);
+                    }
                 }
                 Ok(Event::Incoming(Packet::Publish(p))) => self.on_publish(&p.topic, &p.payload),
                 Ok(_) => {}
                 Err(e) => {
                     tracing::warn!(host = %self.cfg.host, port = self.cfg.port, error = %e, retry_ms = delay.as_millis() as u64, "MQTT broker not reachable; retrying");
+                    let why = format!(
+                        "MQTT broker {}:{} not reachable: {e}",
+                        self.cfg.host, self.cfg.port
+                    );
+                    for s in &self.inputs {
+                        s.set(InputState::Failed(why.clone()));
+                    }
                     tokio::time::sleep(delay).await;
                     delay = (delay * 2).min(max);
                 }
@@ -189,6 +229,9 @@ impl Connection {
 
     fn on_connect(&self) {
         let mut subs = vec![self.topics.commands(), self.topics.ha_status()];
+        if self.cfg.discovery {
+            subs.push(self.topics.discovery_filter());
+        }
         subs.extend(self.cfg.inputs.iter().map(|i| i.topic.clone()));
         for s in subs {
             if let Err(e) = self.client.try_subscribe(&s, QoS::AtLeastOnce) {
@@ -211,6 +254,10 @@ impl Connection {
                 tracing::info!("Home Assistant is back: publishing discovery again");
                 self.republish.send_modify(|n| *n += 1);
             }
+            return;
+        }
+        if self.cfg.discovery && self.topics.is_discovery(topic) {
+            self.on_discovery(topic, payload);
             return;
         }
         let inputs: Vec<_> = self
@@ -242,6 +289,32 @@ impl Connection {
         match self.topics.parse_command(topic, payload) {
             Ok(cmd) => self.forward(Incoming::Command(cmd), topic),
             Err(e) => tracing::warn!(topic, error = %e, "MQTT command ignored"),
+        }
+    }
+
+    /// A discovery config on the broker (retained from an earlier run, or the echo of our
+    /// own): one of an entity the config no longer has is removed with an empty retained
+    /// payload, so Home Assistant drops the entity.
+    fn on_discovery(&self, topic: &str, payload: &[u8]) {
+        if payload.is_empty() {
+            return;
+        }
+        let status = self.status.current();
+        let images = self.cfg.snapshot_base_url.is_some();
+        let current =
+            topics::discovery_messages(&self.topics, &status.config, &self.cfg.box_id, images);
+        if current.iter().any(|(t, _, _)| t == topic) {
+            return;
+        }
+        tracing::info!(
+            topic,
+            "removing a Home Assistant entity that is no longer configured"
+        );
+        if let Err(e) = self
+            .client
+            .try_publish(topic, QoS::AtLeastOnce, true, Vec::new())
+        {
+            tracing::warn!(topic, error = %e, "MQTT discovery removal dropped");
         }
     }
 
@@ -288,17 +361,22 @@ async fn command_worker(cfg: Arc<MqttConfig>, handles: Handles, mut rx: mpsc::Re
 }
 
 /// Publishes retained state whenever it changes (and all of it after a reconnect), events
-/// on every view change, and discovery after a reconnect or a Home Assistant restart.
+/// on every view change, and discovery after a reconnect, a Home Assistant restart or a
+/// config change. Retained topics of streams, alarms and entities that left the config get an
+/// empty retained payload, which deletes them on the broker (and the entity in Home
+/// Assistant).
 async fn publish_loop(
     cfg: Arc<MqttConfig>,
     topics: Topics,
     client: AsyncClient,
     handles: Handles,
+    (mut views, mut prev): (watch::Receiver<ActiveView>, ActiveView),
     mut republish: watch::Receiver<u64>,
 ) {
-    let mut views = handles.control.subscribe();
-    let mut prev: ActiveView = views.borrow_and_update().clone();
     let mut sent: HashMap<String, Vec<u8>> = HashMap::new();
+    // Discovery configs published, by topic; `None` until the first connect.
+    let mut discovered: Option<HashMap<String, Vec<u8>>> = None;
+    let mut config_seen: Option<Arc<crate::handles::Status>> = None;
     let mut tick = tokio::time::interval(STATE_PERIOD);
     loop {
         tokio::select! {
@@ -319,17 +397,23 @@ async fn publish_loop(
                 republish.borrow_and_update();
                 sent.clear();
                 if cfg.discovery {
-                    let status = handles.status.current();
-                    let images = cfg.snapshot_base_url.is_some();
-                    for (t, p, retain) in topics::discovery_messages(&topics, &status.config, &cfg.box_id, images) {
-                        if let Err(e) = client.try_publish(&t, QoS::AtLeastOnce, retain, p) {
-                            tracing::warn!(topic = %t, error = %e, "MQTT discovery message dropped");
-                        }
-                    }
+                    // Everything again, as if nothing had been published.
+                    discovered.get_or_insert_with(HashMap::new).clear();
+                    config_seen = None;
                 }
             }
         }
         let status = handles.status.current();
+        if let Some(disc) = &mut discovered
+            && !config_seen
+                .as_ref()
+                .is_some_and(|c| Arc::ptr_eq(c, &status))
+        {
+            let images = cfg.snapshot_base_url.is_some();
+            let msgs = topics::discovery_messages(&topics, &status.config, &cfg.box_id, images);
+            sync_retained(&client, disc, msgs, "discovery");
+            config_seen = Some(Arc::clone(&status));
+        }
         let streams: Vec<(String, &'static str)> = status
             .config
             .streams
@@ -343,16 +427,42 @@ async fn publish_loop(
             .collect();
         let msgs =
             topics::state_messages(&topics, &prev, &streams, cfg.snapshot_base_url.as_deref());
-        for (t, p, retain) in msgs {
-            if sent.get(&t) == Some(&p) {
-                continue;
+        sync_retained(&client, &mut sent, msgs, "state");
+    }
+}
+
+/// Publishes the messages of `msgs` that differ from `sent`, and an empty retained payload
+/// on every topic of `sent` that `msgs` no longer has (a stream or alarm removed); `sent`
+/// then holds what was queued. A message the full queue refused is tried on the next call.
+fn sync_retained(
+    client: &AsyncClient,
+    sent: &mut HashMap<String, Vec<u8>>,
+    msgs: Vec<topics::Message>,
+    what: &'static str,
+) {
+    let gone: Vec<String> = sent
+        .keys()
+        .filter(|t| !msgs.iter().any(|(m, _, _)| m == *t))
+        .cloned()
+        .collect();
+    for t in gone {
+        match client.try_publish(&t, QoS::AtLeastOnce, true, Vec::new()) {
+            Ok(()) => {
+                tracing::info!(topic = %t, what, "MQTT topic of a removed entity cleared");
+                sent.remove(&t);
             }
-            if client
-                .try_publish(&t, QoS::AtLeastOnce, retain, p.clone())
-                .is_ok()
-            {
+            Err(e) => tracing::warn!(topic = %t, what, error = %e, "MQTT removal dropped"),
+        }
+    }
+    for (t, p, retain) in msgs {
+        if sent.get(&t) == Some(&p) {
+            continue;
+        }
+        match client.try_publish(&t, QoS::AtLeastOnce, retain, p.clone()) {
+            Ok(()) => {
                 sent.insert(t, p);
             }
+            Err(e) => tracing::warn!(topic = %t, what, error = %e, "MQTT message dropped"),
         }
     }
 }

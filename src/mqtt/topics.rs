@@ -76,6 +76,25 @@ impl Topics {
     pub fn ha_status(&self) -> String {
         format!("{}/status", self.discovery)
     }
+
+    /// Every discovery config topic of this box's entities (any component, any entity):
+    /// subscribed so the retained configs of entities gone since the last run are seen and
+    /// removed.
+    pub fn discovery_filter(&self) -> String {
+        format!("{}/+/{}/+/config", self.discovery, self.node)
+    }
+
+    /// Whether `topic` is one of this box's discovery config topics.
+    pub fn is_discovery(&self, topic: &str) -> bool {
+        let Some(rest) = topic
+            .strip_prefix(self.discovery.as_str())
+            .and_then(|r| r.strip_prefix('/'))
+        else {
+            return false;
+        };
+        let parts: Vec<&str> = rest.split('/').collect();
+        matches!(parts.as_slice(), [_, node, _, "config"] if *node == self.node)
+    }
 }
 
 /// A command received on this box's `cmd/` topics.
@@ -324,5 +343,15 @@ mod tests {
             t.parse_command("edgecam/a/cmd/active", &[0xff, 0xfe])
                 .is_err()
         );
+    }
+
+    #[test]
+    fn discovery_topics_of_this_box_only() {
+        let t = topics();
+        assert_eq!(t.discovery_filter(), "homeassistant/+/edgecam_a/+/config");
+        assert!(t.is_discovery("homeassistant/sensor/edgecam_a/stream_cam1/config"));
+        assert!(!t.is_discovery("homeassistant/sensor/edgecam_b/stream_cam1/config"));
+        assert!(!t.is_discovery("homeassistant/status"));
+        assert!(!t.is_discovery("edgecam/a/streams/cam1/state"));
     }
 }

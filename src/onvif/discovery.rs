@@ -1,7 +1,8 @@
 //! WS-Discovery: which ONVIF cameras are on the box's LAN (the Cameras tab's *Discover*).
 //!
 //! [`probe`] sends one `Probe` for `dn:NetworkVideoTransmitter` (SOAP over UDP, multicast to
-//! 239.255.255.250:3702, sent twice as the WS-Discovery spec's UDP repeat asks) with a fresh
+//! 239.255.255.250:3702 and, out of every interface with IPv6, to [ff02::c]:3702; each sent
+//! twice as the WS-Discovery spec's UDP repeat asks) with a fresh
 //! `urn:uuid:` MessageID, and collects the `ProbeMatches` that come back to its socket for a
 //! bounded time. Each reply goes through [`parse::probe_matches`]; replies that are not
 //! ProbeMatches of this probe are logged at debug and skipped, devices are deduplicated by
@@ -11,7 +12,7 @@
 mod parse;
 
 use std::collections::HashSet;
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::time::Duration;
 
 use thiserror::Error;
@@ -22,6 +23,8 @@ pub use parse::{Device, ReplyError, probe_matches};
 /// The WS-Discovery multicast group and port.
 pub const MULTICAST: SocketAddr =
     SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::new(239, 255, 255, 250), 3702));
+/// The IPv6 WS-Discovery group (link-local scope: the probe goes out of each interface).
+pub const MULTICAST_V6: Ipv6Addr = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 0xc);
 /// How long the probe listens by default: cameras answer within WS-Discovery's
 /// `APP_MAX_DELAY` (500 ms) plus the network.
 pub const DEFAULT_WAIT: Duration = Duration::from_secs(3);
@@ -41,6 +44,9 @@ pub struct ProbeOptions {
     pub wait: Duration,
     /// Most devices reported.
     pub max_devices: usize,
+    /// Also probe [`MULTICAST_V6`] out of every interface with IPv6 (cameras on an IPv6-only
+    /// LAN); a box without IPv6 just skips it.
+    pub ipv6: bool,
 }
 
 impl Default for ProbeOptions {
@@ -49,6 +55,7 @@ impl Default for ProbeOptions {
             target: MULTICAST,
             wait: DEFAULT_WAIT,
             max_devices: MAX_DEVICES,
+            ipv6: true,
         }
     }
 }
@@ -82,29 +89,115 @@ pub async fn probe(options: &ProbeOptions) -> Result<Vec<Device>, DiscoveryError
     let socket = UdpSocket::bind(SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0)))
         .await
         .map_err(DiscoveryError::Socket)?;
+    let v6 = if options.ipv6 {
+        v6_socket().await
+    } else {
+        None
+    };
     let message_id = message_id();
     let text = probe_message(&message_id);
-    send(&socket, &text, options.target).await?;
-    tracing::debug!(message_id = %message_id, target = %options.target, "ONVIF probe sent");
+    let sent4 = send(&socket, &text, options.target).await;
+    let sent6 = send_v6(v6.as_ref(), &text).await;
+    // An IPv6-only LAN has no IPv4 route: the probe then goes out over IPv6 alone.
+    match sent4 {
+        Err(e) if sent6 == 0 => return Err(e),
+        Err(e) => tracing::debug!(error = %e, "ONVIF probe: IPv4 probe not sent; IPv6 only"),
+        Ok(()) => {}
+    }
+    tracing::debug!(message_id = %message_id, target = %options.target, ipv6 = v6.is_some(), "ONVIF probe sent");
     let deadline = tokio::time::Instant::now() + options.wait;
     let mut devices = Collected::new(options.max_devices);
     let mut repeat = Some(tokio::time::Instant::now() + REPEAT_GAP);
     let mut buf = vec![0u8; MAX_REPLY_BYTES + 1];
+    let mut buf6 = vec![0u8; if v6.is_some() { MAX_REPLY_BYTES + 1 } else { 0 }];
     loop {
         let until = repeat.map_or(deadline, |r| r.min(deadline));
-        match tokio::time::timeout_at(until, socket.recv_from(&mut buf)).await {
-            Ok(Ok((n, from))) => devices.reply(&buf[..n], from, &message_id),
+        let recv6 = async {
+            match &v6 {
+                Some((s, _)) => s.recv_from(&mut buf6).await.map(|(n, f)| (n, f, true)),
+                None => std::future::pending().await,
+            }
+        };
+        let received = async {
+            tokio::select! {
+                r = socket.recv_from(&mut buf) => r.map(|(n, f)| (n, f, false)),
+                r = recv6 => r,
+            }
+        };
+        match tokio::time::timeout_at(until, received).await {
+            Ok(Ok((n, from, false))) => devices.reply(&buf[..n], from, &message_id),
+            Ok(Ok((n, from, true))) => devices.reply(&buf6[..n], from, &message_id),
             Ok(Err(e)) => tracing::debug!(error = %e, "ONVIF probe: receive failed"),
             Err(_) if repeat.is_some() && until < deadline => {
                 repeat = None;
                 if let Err(e) = send(&socket, &text, options.target).await {
                     tracing::debug!(error = %e, "ONVIF probe: repeat not sent");
                 }
+                send_v6(v6.as_ref(), &text).await;
             }
             Err(_) => break,
         }
     }
     Ok(devices.list)
+}
+
+/// An IPv6 socket and the group on each interface with IPv6; `None` when the box has no
+/// IPv6 (then only the IPv4 probe runs).
+async fn v6_socket() -> Option<(UdpSocket, Vec<SocketAddr>)> {
+    let targets: Vec<SocketAddr> = ipv6_interfaces()
+        .into_iter()
+        .map(|index| SocketAddr::V6(SocketAddrV6::new(MULTICAST_V6, 3702, 0, index)))
+        .collect();
+    if targets.is_empty() {
+        return None;
+    }
+    match UdpSocket::bind(SocketAddr::from((Ipv6Addr::UNSPECIFIED, 0))).await {
+        Ok(s) => Some((s, targets)),
+        Err(e) => {
+            tracing::debug!(error = %e, "ONVIF probe: no IPv6 socket; IPv4 only");
+            None
+        }
+    }
+}
+
+/// Sends the probe out of every IPv6 interface; an interface that refuses is logged only.
+/// Returns how many took it.
+async fn send_v6(v6: Option<&(UdpSocket, Vec<SocketAddr>)>, text: &str) -> usize {
+    let Some((socket, targets)) = v6 else {
+        return 0;
+    };
+    let mut sent = 0;
+    for &target in targets {
+        match send(socket, text, target).await {
+            Ok(()) => sent += 1,
+            Err(e) => tracing::debug!(%target, error = %e, "ONVIF probe: IPv6 probe not sent"),
+        }
+    }
+    sent
+}
+
+/// The indices of the interfaces with an IPv6 address, loopback left out (`if_inet6`:
+/// address, index in hex, prefix length, scope, flags, name). Read through `thread-self`:
+/// `/proc/net` shows the main thread's network namespace, which need not be this one's.
+fn ipv6_interfaces() -> Vec<u32> {
+    let text = std::fs::read_to_string("/proc/thread-self/net/if_inet6")
+        .or_else(|_| std::fs::read_to_string("/proc/net/if_inet6"));
+    let Ok(text) = text else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for line in text.lines() {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        if f.len() < 6 || f[5] == "lo" {
+            continue;
+        }
+        if let Ok(i) = u32::from_str_radix(f[1], 16)
+            && !out.contains(&i)
+        {
+            out.push(i);
+        }
+    }
+    out
 }
 
 /// Sends the probe `text` to `target`.

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
-use tokio::time::Instant;
+use tokio::time::{Instant, MissedTickBehavior};
 
 use super::OnvifError;
 use super::device::services;
@@ -16,7 +16,7 @@ use super::topics::{Level, Notification, notifications};
 use super::xml::{find, text};
 use crate::backoff::{Backoff, BackoffConfig};
 use crate::clock::Clock;
-use crate::gpio::{AlarmSignal, InputState, InputStatus};
+use crate::gpio::{AlarmSignal, HEARTBEAT, InputState, InputStatus};
 
 const EVENTS_NS: &str = "http://www.onvif.org/ver10/events/wsdl";
 const WSN_NS: &str = "http://docs.oasis-open.org/wsn/bw-2";
@@ -92,7 +92,9 @@ impl Link<'_> {
 }
 
 /// Runs one ONVIF input until `stop` turns true or the receiver of `tx` is gone; its state
-/// (`ok`, `failed: why`) goes to `status`.
+/// (`ok`, `failed: why`) goes to `status`, whose watchdog beacon it beats every
+/// [`HEARTBEAT`] (during long polls, while waiting to subscribe again, and while a bad
+/// address keeps it idle), so only a loop that is stuck itself goes stale.
 pub async fn run_onvif_input(
     input: OnvifInput,
     clock: Arc<dyn Clock>,
@@ -101,10 +103,15 @@ pub async fn run_onvif_input(
     backoff: BackoffConfig,
     mut stop: watch::Receiver<bool>,
 ) {
+    let mut heartbeat = tokio::time::interval(HEARTBEAT);
+    heartbeat.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let client = match Endpoint::device(&input.address) {
         Ok(ep) => Client::new(ep, &input.user, &input.password, Arc::clone(&clock)),
         Err(e) => {
             status.set(InputState::Failed(e.to_string()));
+            // Nothing to retry, but a healthy loop: beat until told to stop.
+            let idle = std::future::pending::<()>();
+            beating(idle, &mut heartbeat, &status, &clock, &mut stop).await;
             return;
         }
     };
@@ -120,10 +127,7 @@ pub async fn run_onvif_input(
         let mut sub = None;
         let outcome = {
             let run = session(&client, &status, &mut link, &mut sub);
-            tokio::select! {
-                r = run => Some(r),
-                _ = stopped(&mut stop) => None,
-            }
+            beating(run, &mut heartbeat, &status, &clock, &mut stop).await
         };
         let Some(result) = outcome else {
             if let Some(sub) = sub {
@@ -145,9 +149,31 @@ pub async fn run_onvif_input(
         }
         backoff.attempt_ended(started.elapsed());
         let delay = backoff.next_delay(1.0);
+        let wait = tokio::time::sleep(delay);
+        if beating(wait, &mut heartbeat, &status, &clock, &mut stop)
+            .await
+            .is_none()
+        {
+            return;
+        }
+    }
+}
+
+/// Runs `work` to its end while beating `status` every heartbeat; `None` when `stop` came
+/// first (`work` is dropped then).
+async fn beating<T>(
+    work: impl std::future::Future<Output = T>,
+    heartbeat: &mut tokio::time::Interval,
+    status: &InputStatus,
+    clock: &Arc<dyn Clock>,
+    stop: &mut watch::Receiver<bool>,
+) -> Option<T> {
+    tokio::pin!(work);
+    loop {
         tokio::select! {
-            _ = tokio::time::sleep(delay) => {}
-            _ = stopped(&mut stop) => return,
+            r = &mut work => return Some(r),
+            _ = stopped(stop) => return None,
+            _ = heartbeat.tick() => status.beat(clock.mono_ns()).await,
         }
     }
 }

@@ -11,6 +11,7 @@ pub mod device;
 pub mod discovery;
 pub mod events;
 pub mod soap;
+mod tls;
 pub mod topics;
 mod xml;
 
@@ -24,7 +25,7 @@ pub enum OnvifError {
     /// The address is not something a camera can be reached at.
     #[error(
         "`{0}` is not a camera address; write a host name or IP address such as 192.168.1.20, \
-         optionally with a port (192.168.1.20:8080) or as a full http:// URL"
+         optionally with a port (192.168.1.20:8080) or as a full http:// or https:// URL"
     )]
     BadAddress(String),
     /// Nothing answered HTTP at the address (refused, unreachable, no answer in time).
@@ -68,7 +69,12 @@ pub enum OnvifError {
         /// What is wrong with the answer.
         why: String,
     },
-    /// The address needs HTTPS, which this client does not speak to cameras.
-    #[error("ONVIF over https:// is not supported; use the camera's http:// ONVIF address")]
-    Https,
+    /// TLS to an `https://` address could not be set up or failed.
+    #[error("TLS with the camera at {host} failed ({why}); try its http:// ONVIF address")]
+    Tls {
+        /// Host name or address.
+        host: String,
+        /// What TLS said.
+        why: String,
+    },
 }

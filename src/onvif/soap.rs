@@ -1,4 +1,4 @@
-//! SOAP 1.2 requests to a camera over plain HTTP/1 (hyper), signed with a WS-Security
+//! SOAP 1.2 requests to a camera over HTTP/1 (hyper), plain or TLS (`https://`), signed with a WS-Security
 //! `UsernameToken` whose `PasswordDigest` is `base64(sha1(nonce + created + password))`.
 //! `Created` is the camera's time, not the box's: [`Client::sync_clock`] reads the camera's
 //! clock once, because cameras refuse digests made with a clock far from their own.
@@ -22,9 +22,11 @@ use crate::clock::Clock;
 /// Largest SOAP answer read; profile lists of big NVRs stay far below.
 const MAX_ANSWER: usize = 1 << 20;
 
-/// Where one ONVIF service answers: an `http://` URL split for the request.
+/// Where one ONVIF service answers: an `http://` or `https://` URL split for the request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Endpoint {
+    /// `https://`: the request goes over TLS ([`super::tls`]).
+    tls: bool,
     /// Host name or address to connect to (no brackets around IPv6).
     host: url::Host<String>,
     /// TCP port.
@@ -40,11 +42,11 @@ impl Endpoint {
     pub fn parse(xaddr: &str) -> Result<Endpoint, OnvifError> {
         let bad = || OnvifError::BadAddress(xaddr.to_string());
         let url = url::Url::parse(xaddr.trim()).map_err(|_| bad())?;
-        match url.scheme() {
-            "http" => {}
-            "https" => return Err(OnvifError::Https),
+        let tls = match url.scheme() {
+            "http" => false,
+            "https" => true,
             _ => return Err(bad()),
-        }
+        };
         let host = url.host().ok_or_else(bad)?.to_owned();
         let port = url.port_or_known_default().ok_or_else(bad)?;
         let authority = match url.port() {
@@ -56,6 +58,7 @@ impl Endpoint {
             None => url.path().to_string(),
         };
         Ok(Endpoint {
+            tls,
             host,
             port,
             authority,
@@ -87,7 +90,8 @@ impl Endpoint {
 
     /// The endpoint as a URL, for logs and `wsa:To` (it never carries credentials).
     pub fn url(&self) -> String {
-        format!("http://{}{}", self.authority, self.target)
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://{}{}", self.authority, self.target)
     }
 
     /// The host, as written in messages.
@@ -352,9 +356,27 @@ async fn post(to: &Endpoint, envelope: String) -> Result<(u16, String), OnvifErr
         .header(USER_AGENT, concat!("edgecam/", env!("CARGO_PKG_VERSION")))
         .body(Full::new(Bytes::from(envelope)))
         .map_err(|e| to.unreachable(format!("cannot build the request: {e}")))?;
-    let (status, body) = crate::http1::exchange(TokioIo::new(tcp), req, MAX_ANSWER)
-        .await
-        .map_err(|e| to.unreachable(e))?;
+    let answer = if to.tls {
+        let tls_error = |why: String| OnvifError::Tls {
+            host: to.host.to_string(),
+            why,
+        };
+        let name = match &to.host {
+            url::Host::Domain(d) => rustls::pki_types::ServerName::try_from(d.clone())
+                .map_err(|e| tls_error(e.to_string()))?,
+            url::Host::Ipv4(a) => rustls::pki_types::ServerName::IpAddress((*a).into()),
+            url::Host::Ipv6(a) => rustls::pki_types::ServerName::IpAddress((*a).into()),
+        };
+        let stream = super::tls::connector()
+            .map_err(tls_error)?
+            .connect(name, tcp)
+            .await
+            .map_err(|e| tls_error(e.to_string()))?;
+        crate::http1::exchange(TokioIo::new(stream), req, MAX_ANSWER).await
+    } else {
+        crate::http1::exchange(TokioIo::new(tcp), req, MAX_ANSWER).await
+    };
+    let (status, body) = answer.map_err(|e| to.unreachable(e))?;
     Ok((status, String::from_utf8_lossy(&body).into_owned()))
 }
 
@@ -439,7 +461,11 @@ mod tests {
             Endpoint::device("admin:pw@10.0.0.5"),
             Err(OnvifError::BadAddress(_))
         ));
-        assert_eq!(Endpoint::device("https://10.0.0.5"), Err(OnvifError::Https));
+        let tls = Endpoint::device("https://10.0.0.5").unwrap();
+        assert_eq!(
+            (tls.port(), tls.url().as_str()),
+            (443, "https://10.0.0.5/onvif/device_service")
+        );
     }
 
     #[test]

@@ -207,6 +207,8 @@ struct SubRow {
 struct InputRow {
     /// The alarm the input belongs to.
     alarm: String,
+    /// `gpio`, `onvif` or `mqtt`: where the input comes from.
+    kind: &'static str,
     /// `starting`, `ok` or `failed`.
     state: &'static str,
     /// Why it failed, for the operator.
@@ -214,7 +216,7 @@ struct InputRow {
 }
 
 impl InputRow {
-    fn new(alarm: &str, state: InputState) -> Self {
+    fn new(alarm: &str, kind: &'static str, state: InputState) -> Self {
         let (state, error) = match state {
             InputState::Starting => ("starting", None),
             InputState::Ok => ("ok", None),
@@ -222,6 +224,7 @@ impl InputRow {
         };
         InputRow {
             alarm: alarm.to_string(),
+            kind,
             state,
             error,
         }
@@ -256,7 +259,7 @@ async fn status(State(st): St, _caller: Caller) -> ApiResult<Json<serde_json::Va
         .report(&st.handles.beacons, st.clock.mono_ns());
     let inputs: Vec<InputRow> = status
         .input_states()
-        .map(|(alarm, state)| InputRow::new(alarm, state))
+        .map(|(alarm, kind, state)| InputRow::new(alarm, kind, state))
         .collect();
     Ok(Json(json!({
         "active": {"stream": view.stream, "reason": view.reason},

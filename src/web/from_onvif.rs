@@ -58,7 +58,7 @@ fn answer(result: Result<DeviceReport, OnvifError>, address: &str) -> serde_json
         }
         Err(e) => {
             let field = match e {
-                OnvifError::BadAddress(_) | OnvifError::Https => Some("address"),
+                OnvifError::BadAddress(_) => Some("address"),
                 OnvifError::Unauthorized => Some("password"),
                 _ => None,
             };

@@ -30,6 +30,16 @@ pub struct Camera {
 impl Camera {
     /// A camera on `port` (0: any free one) that grants subscriptions `lifetime_s` seconds.
     pub fn start(port: u16, lifetime_s: u32) -> Camera {
+        Self::start_with(port, lifetime_s, &[])
+    }
+
+    /// Like [`Camera::start`], answering HTTPS only with a self-signed certificate of its own
+    /// (made by the `openssl` command), its service addresses `https://` ones.
+    pub fn start_tls(port: u16, lifetime_s: u32) -> Camera {
+        Self::start_with(port, lifetime_s, &["--tls"])
+    }
+
+    fn start_with(port: u16, lifetime_s: u32, extra: &[&str]) -> Camera {
         let mut child = Command::new("/usr/bin/python3")
             .args([
                 SCRIPT,
@@ -41,6 +51,7 @@ impl Camera {
                 PASSWORD,
             ])
             .args(["--skew-s", SKEW_S, "--lifetime-s", &lifetime_s.to_string()])
+            .args(extra)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .spawn()

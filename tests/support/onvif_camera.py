@@ -6,7 +6,9 @@ UsernameToken whose PasswordDigest (base64(sha1(nonce + created + password))) ch
 whose Created is within 10 s of *this camera's* clock, which runs --skew-s ahead of the
 machine's (a client that does not correct its clock is refused, as real cameras do).
 
-Usage: onvif_camera.py --port N --user U --password P [--skew-s S] [--lifetime-s L]
+Usage: onvif_camera.py --port N --user U --password P [--skew-s S] [--lifetime-s L] [--tls]
+With --tls it answers HTTPS only, with a self-signed certificate made at start by the openssl
+command (as most cameras' own), and its service addresses are https:// ones.
 Prints `ready <port>` when listening. Reads commands on stdin, one a line:
   motion true|false   a CellMotionDetector/Motion event (IsMotion) to every subscription
   stats               prints `stats subscribe=.. renew=.. unsubscribe=.. pull=.. refused=..`
@@ -109,7 +111,8 @@ def motion_message(value, operation):
 
 
 def base():
-    return f"http://127.0.0.1:{ARGS.port}"
+    scheme = "https" if ARGS.tls else "http"
+    return f"{scheme}://127.0.0.1:{ARGS.port}"
 
 
 def profile(token, name, w, h):
@@ -289,6 +292,25 @@ def commands():
                 print("stats " + " ".join(f"{k}={v}" for k, v in COUNTS.items()), flush=True)
 
 
+def tls_context():
+    """A server context with a fresh self-signed certificate for 127.0.0.1."""
+    import ssl
+    import subprocess
+    import tempfile
+
+    d = tempfile.mkdtemp(prefix="onvif-camera-tls-")
+    key, cert = f"{d}/key.pem", f"{d}/cert.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+         "-subj", "/CN=onvif-test-camera", "-addext", "subjectAltName=IP:127.0.0.1",
+         "-keyout", key, "-out", cert],
+        check=True, capture_output=True,
+    )
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(cert, key)
+    return ctx
+
+
 def main():
     global ARGS
     p = argparse.ArgumentParser()
@@ -298,9 +320,12 @@ def main():
     p.add_argument("--skew-s", type=float, default=0)
     p.add_argument("--lifetime-s", type=int, default=60)
     p.add_argument("--rtsp-port", type=int, default=554)
+    p.add_argument("--tls", action="store_true")
     ARGS = p.parse_args()
     server = Server(("127.0.0.1", ARGS.port), Handler)
     ARGS.port = server.server_address[1]
+    if ARGS.tls:
+        server.socket = tls_context().wrap_socket(server.socket, server_side=True)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     print(f"ready {ARGS.port}", flush=True)
     commands()

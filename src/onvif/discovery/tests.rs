@@ -79,6 +79,7 @@ async fn hostile_replies_are_skipped_and_duplicates_merged() {
         target,
         wait: Duration::from_millis(600),
         max_devices: MAX_DEVICES,
+        ipv6: false,
     };
     let devices = probe(&options).await.unwrap();
     let names: Vec<_> = devices.iter().map(|d| d.name.clone().unwrap()).collect();
@@ -94,6 +95,7 @@ async fn the_device_count_is_capped() {
         target,
         wait: Duration::from_millis(600),
         max_devices: 5,
+        ipv6: false,
     };
     let devices = probe(&options).await.unwrap();
     assert_eq!(devices.len(), 5);
@@ -108,6 +110,7 @@ async fn nobody_answering_is_an_empty_list() {
         target: silent.local_addr().unwrap(),
         wait: Duration::from_millis(300),
         max_devices: MAX_DEVICES,
+        ipv6: false,
     };
     assert!(probe(&options).await.unwrap().is_empty());
 }
