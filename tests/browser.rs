@@ -435,6 +435,7 @@ fn the_page_plays_a_b_frame_camera_in_chromium() {
         v["webcodecs_pictures"].as_u64() > Some(u64::from(fps)),
         "{v}"
     );
+}
 
 /// ONVIF inputs on the Alarms tab (`tests/browser/alarms-onvif.mjs`), from a LAN origin,
 /// against the ONVIF test camera: an alarm's camera events set up by address, user and
