@@ -113,7 +113,7 @@ pub fn run(args: &ClipsArgs) -> anyhow::Result<()> {
     let dir = tempdir()?;
     let aus = clip(&dir, args)?;
     let key_every = aus.iter().filter(|a| a.1).count().max(1);
-    tracing_free_note(aus.len(), key_every);
+    describe_clip(aus.len(), key_every);
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -122,7 +122,7 @@ pub fn run(args: &ClipsArgs) -> anyhow::Result<()> {
 }
 
 /// Says what clip was made (stderr: stdout is the JSON line).
-fn tracing_free_note(frames: usize, keyframes: usize) {
+fn describe_clip(frames: usize, keyframes: usize) {
     eprintln!("clips: a {frames}-frame clip with {keyframes} keyframes, looped at 25 fps");
 }
 
@@ -159,8 +159,10 @@ async fn measure(
     let store = Arc::new(ClipStore::open(clip_dir.clone(), cfg.clone()));
     let (view_tx, view_rx) = watch::channel(view(&rings, None));
     let lookup: Arc<dyn StreamLookup> = Arc::new(Rings(rings.clone()));
-    let mut app_cfg = edgecam::config::Config::default();
-    app_cfg.clips = cfg;
+    let app_cfg = edgecam::config::Config {
+        clips: cfg,
+        ..Default::default()
+    };
     let _manager = spawn_manager(&app_cfg, store, view_rx, lookup, Arc::clone(&clock));
 
     let fed = Arc::new(AtomicU64::new(0));
