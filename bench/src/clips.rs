@@ -333,6 +333,8 @@ fn clip(dir: &Path, args: &ClipsArgs) -> anyhow::Result<Vec<(Vec<u8>, bool)>> {
         .args([
             "-t", "10", "-c:v", "libx264", "-preset", "veryfast", "-bf", "0", "-g", "50",
         ])
+        // A camera's fixed GOP: no extra keyframes at the noise's scene cuts.
+        .args(["-sc_threshold", "0"])
         .args(["-b:v", &rate, "-maxrate", &rate, "-bufsize", &rate])
         .args(["-x264-params", "aud=1", "-pix_fmt", "yuv420p", "-f", "h264"])
         .arg(&file)

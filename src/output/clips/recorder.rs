@@ -70,6 +70,8 @@ struct Out {
     written: u64,
     /// The file's init segment: a keyframe whose parameter sets make another one ends it.
     init: Vec<u8>,
+    /// The file's path, made once: a write allocates nothing for it.
+    path: Arc<std::path::Path>,
 }
 
 /// Records one clip to its end and updates the index.
@@ -286,6 +288,7 @@ async fn open(job: &mut Job, init: Vec<u8>) -> Result<Out, Stop> {
         pending: Vec::with_capacity(1 << 20),
         written: init_len,
         init,
+        path: job.store.path_of(&job.entry.id).into(),
     })
 }
 
@@ -299,7 +302,7 @@ async fn flush(job: &mut Job, o: &mut Out, last: bool) -> Result<(), Stop> {
         return Err(Stop::Io("the clip file is gone".into()));
     };
     let store = Arc::clone(&job.store);
-    let path = store.path_of(&job.entry.id);
+    let path = Arc::clone(&o.path);
     let data = std::mem::take(&mut o.pending);
     let len = data.len() as u64;
     let (file, data, res) = tokio::task::spawn_blocking(move || {
@@ -326,8 +329,10 @@ async fn flush(job: &mut Job, o: &mut Out, last: bool) -> Result<(), Stop> {
     res?;
     o.written += len;
     job.entry.bytes = o.written;
-    job.store.upsert(job.entry.clone());
-    if job.store.state().state != "ok" {
+    // In place: the entry's strings are not copied for every write.
+    job.store
+        .set_progress(&job.entry.id, job.entry.bytes, job.entry.duration_ms);
+    if !job.store.is_ok() {
         let ok = ok_state();
         job.store.set_state(ok.state, ok.error);
     }

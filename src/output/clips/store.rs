@@ -152,6 +152,21 @@ impl ClipStore {
         self.lock().state.clone()
     }
 
+    /// Whether the store's state is `ok` (no copy of its error text).
+    pub fn is_ok(&self) -> bool {
+        self.lock().state.state == "ok"
+    }
+
+    /// Updates a clip's size and duration in place (a recorder's write); nothing when the
+    /// clip is not in the index any more.
+    pub fn set_progress(&self, id: &str, bytes: u64, duration_ms: u64) {
+        let mut inner = self.lock();
+        if let Some(e) = inner.entries.iter_mut().find(|e| e.id == id) {
+            e.bytes = bytes;
+            e.duration_ms = duration_ms;
+        }
+    }
+
     /// Sets the state (a recorder's write outcome).
     pub fn set_state(&self, state: &'static str, error: Option<String>) {
         self.lock().state = StoreState { state, error };
