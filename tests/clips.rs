@@ -353,3 +353,64 @@ async fn a_picture_size_change_mid_clip_goes_on_in_a_second_file() {
     }
     s.stop().await;
 }
+
+/// An alarm added by a config change whose input is on from the moment it starts (a GPIO
+/// contact already open) gets its clip: the clip manager restarts before the inputs, so it
+/// hears the raise (started after them, it took the alarm for one already up). Several
+/// rounds, as the loss was a race.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_alarm_added_with_its_input_already_on_gets_a_clip() {
+    use edgecam::config::{ActiveLevel, AlarmConfig, Bias, GpioInputConfig, LineRef};
+    use edgecam::daemon::alarms::GpioBackends;
+    use edgecam::gpio::mock::{MockInput, MockOutputs};
+    use std::sync::Arc;
+    // Active low, and the line reads low: the contact is open from the start.
+    let contact = MockInput::new(false);
+    let gpio = GpioBackends {
+        input: Arc::new(contact.clone()),
+        output: Arc::new(MockOutputs::default()),
+    };
+    let s = TestServer::start_with_gpio(|d| config(d, |_| {}), WebOptions::default(), gpio).await;
+    frames_at_least(&s, 60).await;
+    for round in 0..4 {
+        let mut cfg: Config = serde_json::from_value(s.get_json("/api/config", ADMIN_TOKEN).await)
+            .expect("the config parses");
+        let id = format!("gate{round}");
+        cfg.alarms.retain(|a| !a.id.starts_with("gate"));
+        cfg.alarms.push(AlarmConfig {
+            name: Some("Gate".into()),
+            gpio: Some(GpioInputConfig {
+                chip: "gpiochip0".into(),
+                line: LineRef::Offset(17),
+                active: ActiveLevel::Low,
+                bias: Bias::PullUp,
+                debounce_ms: 0,
+            }),
+            ..common::alarm(&id, "cam2", 5, AlarmMode::Hold)
+        });
+        let r = s
+            .with_token(Method::PUT, "/api/config", ADMIN_TOKEN)
+            .json(&cfg)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            r.status(),
+            200,
+            "round {round}: {}",
+            r.text().await.unwrap_or_default()
+        );
+        s.wait_status(&format!("round {round}: {id} active"), |st| {
+            st["alarms"].as_array().is_some_and(|a| {
+                a.iter()
+                    .any(|a| a["id"] == id.as_str() && a["state"] != "idle")
+            })
+        })
+        .await;
+        wait_clips(&s, &format!("round {round}: a clip of {id}"), |c| {
+            c.iter().any(|c| c["alarm"] == id.as_str())
+        })
+        .await;
+    }
+    s.stop().await;
+}

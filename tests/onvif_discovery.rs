@@ -28,6 +28,10 @@ const ADDR_B: &str = "10.231.7.2";
 const ENDPOINT: &str = "urn:uuid:5f0e7a10-1d2c-4b3a-9e8f-0a1b2c3d4e5f";
 
 /// Runs `ip args`; panics with what to install or fix when it cannot.
+/// One test at a time: the box answers 409 to a second Discover while one listens (one
+/// probe per process), and the tests' daemons share this process.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 fn ip(args: &[&str]) {
     let out = Command::new("ip")
         .args(args)
@@ -204,6 +208,7 @@ impl Namespaces {
 /// IPv6 group `ff02::c`; the probe goes out of the namespace's interface and finds it.
 #[test]
 fn discover_finds_a_camera_over_ipv6() {
+    let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
     let (mut ns, dev) = Namespaces::create_v6('6');
     ns.start_v6_responder(&dev);
     let a = ns.a.clone();
@@ -287,6 +292,7 @@ async fn discover(
 
 #[test]
 fn discover_finds_the_camera_in_the_namespace_and_only_for_admin() {
+    let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
     let mut ns = Namespaces::create('x');
     let a = ns.a.clone();
     // The daemon and the client both run in `a`: a thread that enters it first and only then
@@ -356,6 +362,7 @@ fn discover_finds_the_camera_in_the_namespace_and_only_for_admin() {
 /// with its name and device service.
 #[test]
 fn the_installer_discovers_and_adds_a_camera_in_chromium() {
+    let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
     let chromium =
         PathBuf::from(std::env::var_os("CHROMIUM").unwrap_or("/usr/bin/chromium".into()));
     assert!(

@@ -345,32 +345,36 @@ impl Daemon {
         }
         let onvif_camera_moved = config.streams != self.config.streams
             && config.alarms.iter().any(|a| a.onvif.is_some());
-        if config.alarms != self.config.alarms || onvif_camera_moved {
-            // Alarm indices may have moved (or an ONVIF input's camera did): restart every
-            // input against the new list.
-            self.inputs = AlarmInputs::start(
-                &config.alarms,
-                &config.streams,
-                &self.gpio,
-                Arc::clone(&self.clock),
-                self.control.clone(),
-                &self.beacons,
-            );
-        }
+        let inputs_changed = config.alarms != self.config.alarms || onvif_camera_moved;
         let mqtt_changed = config.mqtt != self.config.mqtt;
         let old = std::mem::replace(&mut self.config, config);
+        // MQTT and the clip manager, like the hooks, before the inputs restart: an input
+        // that is on at once raises its alarm into listeners that hear it (a listener that
+        // starts later takes the raise for the state it found).
+        if mqtt_changed {
+            // Drop the old connection first: the new one has the same client id.
+            self.mqtt = None;
+            self.mqtt = self.start_mqtt();
+        }
         if old.clips != self.config.clips
             || old.alarms != self.config.alarms
             || old.paths != self.config.paths
         {
             self.start_clips(Some(&old)).await;
         }
-        self.watch_streams().await;
-        if mqtt_changed {
-            // Drop the old connection first: the new one has the same client id.
-            self.mqtt = None;
-            self.mqtt = self.start_mqtt();
+        if inputs_changed {
+            // Alarm indices may have moved (or an ONVIF input's camera did): restart every
+            // input against the new list.
+            self.inputs = AlarmInputs::start(
+                &self.config.alarms,
+                &self.config.streams,
+                &self.gpio,
+                Arc::clone(&self.clock),
+                self.control.clone(),
+                &self.beacons,
+            );
         }
+        self.watch_streams().await;
         self.publish_status();
         Ok(())
     }

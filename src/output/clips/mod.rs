@@ -75,13 +75,22 @@ pub fn spawn_manager(
     streams: Arc<dyn StreamLookup>,
     clock: Arc<dyn Clock>,
 ) -> ClipManager {
+    let mut view = view;
     let skip: Vec<String> = cfg
         .alarms
         .iter()
         .filter(|a| a.video_loss && a.gpio.is_none() && !cfg.clips.video_loss)
         .map(|a| a.id.clone())
         .collect();
-    let task = tokio::spawn(manage(store, view, streams, clock, skip));
+    // The view as of now, not as of the task's first run: a raise between the two (an input
+    // that is on at once, started right after) would be taken for an alarm already up.
+    let last = view
+        .borrow_and_update()
+        .alarms
+        .iter()
+        .map(|a| (a.id.clone(), (a.state != "idle", a.raised)))
+        .collect();
+    let task = tokio::spawn(manage(store, view, streams, clock, skip, last));
     ClipManager { task }
 }
 
@@ -112,14 +121,9 @@ async fn manage(
     streams: Arc<dyn StreamLookup>,
     clock: Arc<dyn Clock>,
     skip: Vec<String>,
-) {
     // Alarm id -> (was up, raise count), as of the last view.
-    let mut last: HashMap<String, (bool, u64)> = view
-        .borrow_and_update()
-        .alarms
-        .iter()
-        .map(|a| (a.id.clone(), (a.state != "idle", a.raised)))
-        .collect();
+    mut last: HashMap<String, (bool, u64)>,
+) {
     let mut recording: HashMap<String, Recording> = HashMap::new();
     while view.changed().await.is_ok() {
         let alarms = view.borrow_and_update().alarms.clone();
