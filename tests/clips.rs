@@ -360,7 +360,6 @@ async fn a_picture_size_change_mid_clip_goes_on_in_a_second_file() {
 /// rounds, as the loss was a race.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_alarm_added_with_its_input_already_on_gets_a_clip() {
-    use edgecam::config::{ActiveLevel, AlarmConfig, Bias, GpioInputConfig, LineRef};
     use edgecam::daemon::alarms::GpioBackends;
     use edgecam::gpio::mock::{MockInput, MockOutputs};
     use std::sync::Arc;
@@ -377,17 +376,7 @@ async fn an_alarm_added_with_its_input_already_on_gets_a_clip() {
             .expect("the config parses");
         let id = format!("gate{round}");
         cfg.alarms.retain(|a| !a.id.starts_with("gate"));
-        cfg.alarms.push(AlarmConfig {
-            name: Some("Gate".into()),
-            gpio: Some(GpioInputConfig {
-                chip: "gpiochip0".into(),
-                line: LineRef::Offset(17),
-                active: ActiveLevel::Low,
-                bias: Bias::PullUp,
-                debounce_ms: 0,
-            }),
-            ..common::alarm(&id, "cam2", 5, AlarmMode::Hold)
-        });
+        cfg.alarms.push(common::gpio_alarm(&id, "cam2"));
         let r = s
             .with_token(Method::PUT, "/api/config", ADMIN_TOKEN)
             .json(&cfg)

@@ -8,12 +8,11 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use support::daemon_run::DaemonRun as Run;
 use support::{ServerOpts, tools::free_port};
 
 /// Deadline of every wait.
@@ -22,49 +21,6 @@ const DEADLINE: Duration = Duration::from_secs(40);
 const FPS: u32 = 25;
 /// The operator's token.
 const TOKEN: &str = "power-cut-operator-0123456789";
-
-/// One run of `edgecam run --config`; its log goes to the test's output; killed when dropped.
-struct Run {
-    /// The process.
-    child: Child,
-}
-
-impl Run {
-    fn start(config: &Path) -> Run {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_edgecam"))
-            .args(["run", "--config"])
-            .arg(config)
-            .env("RUST_LOG", "edgecam=info")
-            .env_remove("NOTIFY_SOCKET")
-            .env_remove("WATCHDOG_USEC")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("the edgecam binary starts");
-        let stderr = child.stderr.take().expect("piped stderr");
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                println!("daemon: {line}");
-            }
-        });
-        Run { child }
-    }
-
-    /// `kill -9`: no chance to finish a write, flush or save the index.
-    fn kill9(mut self) {
-        let pid = self.child.id().to_string();
-        let ok = Command::new("kill").args(["-KILL", &pid]).status();
-        assert!(ok.is_ok_and(|s| s.success()), "kill -KILL {pid}");
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Run {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// The box's config: one RTSP camera, a transparent HTTP alarm `door` on it, clips with 2 s
 /// before and 1 s after.

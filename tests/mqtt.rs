@@ -10,10 +10,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use edgecam::config::{
-    ActiveLevel, AlarmMode, Bias, Config, GpioInputConfig, LineRef, MqttConfig, MqttInputConfig,
-    Role,
-};
+use edgecam::config::{AlarmMode, Config, MqttConfig, MqttInputConfig, Role};
 use edgecam::daemon::alarms::GpioBackends;
 use edgecam::gpio::mock::{MockInput, MockOutputs};
 use edgecam::web::WebOptions;
@@ -546,16 +543,7 @@ async fn an_alarm_active_at_start_is_published_as_a_raise_event() {
             move |dir| {
                 let mut c = webutil::config(dir);
                 c.mqtt = Some(cfg.clone());
-                c.alarms.push(edgecam::config::AlarmConfig {
-                    gpio: Some(GpioInputConfig {
-                        chip: "gpiochip0".into(),
-                        line: LineRef::Offset(17),
-                        active: ActiveLevel::Low,
-                        bias: Bias::PullUp,
-                        debounce_ms: 0,
-                    }),
-                    ..common::alarm("gate", "cam2", 5, AlarmMode::Hold)
-                });
+                c.alarms.push(common::gpio_alarm("gate", "cam2"));
                 edgecam::config::validate(&c).expect("test config is valid");
                 c
             },

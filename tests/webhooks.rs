@@ -11,9 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use edgecam::config::{
-    ActiveLevel, AlarmConfig, AlarmMode, Bias, GpioInputConfig, HookEvent, LineRef, WebhookConfig,
-};
+use edgecam::config::{HookEvent, WebhookConfig};
 use edgecam::daemon::alarms::GpioBackends;
 use edgecam::gpio::mock::{MockInput, MockOutputs};
 use edgecam::web::WebOptions;
@@ -252,17 +250,7 @@ async fn an_alarm_active_at_start_reaches_the_webhook() {
             move |dir| {
                 let mut cfg = config(dir);
                 cfg.webhooks = vec![hook.clone()];
-                cfg.alarms.push(AlarmConfig {
-                    name: Some("Gate".into()),
-                    gpio: Some(GpioInputConfig {
-                        chip: "gpiochip0".into(),
-                        line: LineRef::Offset(17),
-                        active: ActiveLevel::Low,
-                        bias: Bias::PullUp,
-                        debounce_ms: 0,
-                    }),
-                    ..common::alarm("gate", "cam2", 5, AlarmMode::Hold)
-                });
+                cfg.alarms.push(common::gpio_alarm("gate", "cam2"));
                 edgecam::config::validate(&cfg).expect("test config is valid");
                 cfg
             },

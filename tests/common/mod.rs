@@ -4,7 +4,9 @@
 
 use std::path::Path;
 
-use edgecam::config::{AlarmConfig, AlarmMode, Config, StreamConfig};
+use edgecam::config::{
+    ActiveLevel, AlarmConfig, AlarmMode, Bias, Config, GpioInputConfig, LineRef, StreamConfig,
+};
 
 /// A small test-pattern camera named `Pattern <id>`: 160x96 at 25 fps, 200 kbit/s, a
 /// keyframe every 10 frames (cheap to encode, quick to its first keyframe), and a stall
@@ -16,6 +18,24 @@ pub fn pattern(id: &str) -> StreamConfig {
         gop: Some(10),
         stall_timeout_ms: 5000,
         ..StreamConfig::testpattern(id, 160, 96, 25)
+    }
+}
+
+/// A `hold` alarm named `Gate` on `stream` with a contact on line 17 of `gpiochip0`,
+/// active low with the pull-up on and no debounce: with a mock line that reads low
+/// (`MockInput::new(false)`) the contact is open, so the alarm is on from the moment its
+/// input starts.
+pub fn gpio_alarm(id: &str, stream: &str) -> AlarmConfig {
+    AlarmConfig {
+        name: Some("Gate".into()),
+        gpio: Some(GpioInputConfig {
+            chip: "gpiochip0".into(),
+            line: LineRef::Offset(17),
+            active: ActiveLevel::Low,
+            bias: Bias::PullUp,
+            debounce_ms: 0,
+        }),
+        ..alarm(id, stream, 5, AlarmMode::Hold)
     }
 }
 

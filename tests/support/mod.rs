@@ -6,6 +6,7 @@
 //! missing, [`RtspServer::start`] panics with the packages to install (CI installs them).
 #![allow(dead_code)] // Each test binary uses a different part of the harness.
 
+pub mod daemon_run;
 pub mod onvif;
 pub mod tools;
 
