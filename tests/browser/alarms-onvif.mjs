@@ -9,7 +9,7 @@
 // password; type the right one, save: the box subscribes to the camera's events. The password
 // is write-only: no field shows it after the save, and an edit that leaves it alone keeps it.
 // Unticking removes the input. Prints `RESULT {...}`.
-import { launch } from './chromium.mjs';
+import { launch, pageDriver } from './chromium.mjs';
 import { check, waitFor, login } from './mse-scenario.mjs';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -27,16 +27,7 @@ const TIMEOUT = 30000;
 const { context, close } = await launch({ extraArgs: [`--host-resolver-rules=MAP ${HOST} 127.0.0.1`] });
 const errors = [];
 const page = context.pages()[0] || await context.newPage();
-page.on('console', (m) => {
-  if (m.type() === 'error') errors.push(m.text());
-  if (m.type() === 'error' || m.type() === 'warning') console.log('page:', m.text());
-});
-const d = {
-  goto: (url) => page.goto(url),
-  eval: (fn, arg) => page.evaluate(fn, arg),
-  click: (sel) => page.click(sel, { timeout: TIMEOUT }),
-  fill: (sel, text) => page.fill(sel, text, { timeout: TIMEOUT }),
-};
+const d = pageDriver(page, errors, TIMEOUT);
 const f = (key) => `[data-path="alarms[0].onvif.${key}"]`;
 // The `door` input's row of /api/status, fetched with the page's session.
 const doorInput = () => d.eval(() => fetch('/api/status').then((r) => r.json())

@@ -10,7 +10,7 @@
 // presentation timestamp, so the pictures the decoder hands out (recorded by an init script
 // that wraps VideoDecoder) come in strictly increasing timestamp order, at about the rate.
 // No console errors. Prints `RESULT {...}`.
-import { launch } from './chromium.mjs';
+import { launch, pageDriver } from './chromium.mjs';
 import { check, waitFor, stats, login, paintRate } from './mse-scenario.mjs';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -40,13 +40,7 @@ await context.addInitScript(() => {
 });
 
 const errors = [];
-function driver(page) {
-  page.on('console', (m) => {
-    if (m.type() === 'error') errors.push(m.text());
-    if (m.type() === 'error' || m.type() === 'warning') console.log('page:', m.text());
-  });
-  return { goto: (u) => page.goto(u), eval: (fn, arg) => page.evaluate(fn, arg), click: (s) => page.click(s), fill: (s, t) => page.fill(s, t) };
-}
+const driver = (page) => pageDriver(page, errors);
 
 let failed = false;
 try {

@@ -22,3 +22,20 @@ export async function launch({ viewport = { width: 1280, height: 900 }, extraArg
   };
   return { context, close };
 }
+
+// A driver over a playwright page for the scenario helpers (mse-scenario.mjs): goto, eval,
+// click, fill, screenshot. The page's console errors are pushed into `errors` (a test
+// checks there are none), its errors and warnings go to the log.
+export function pageDriver(page, errors = [], timeout = 30000) {
+  page.on('console', (m) => {
+    if (m.type() === 'error') errors.push(m.text());
+    if (m.type() === 'error' || m.type() === 'warning') console.log('page:', m.text());
+  });
+  return {
+    goto: (url) => page.goto(url),
+    eval: (fn, arg) => page.evaluate(fn, arg),
+    click: (sel) => page.click(sel, { timeout }),
+    fill: (sel, text) => page.fill(sel, text, { timeout }),
+    screenshot: (file) => page.screenshot({ path: file }),
+  };
+}

@@ -9,7 +9,7 @@
 // decoder does). The page must notice the backlog at a live keyframe, drop it and go on from
 // there: `stats.jumps` counts, and the picture stays within a few seconds of live instead of
 // falling 1.5 s further behind every second. Prints `RESULT {...}`.
-import { launch } from './chromium.mjs';
+import { launch, pageDriver } from './chromium.mjs';
 import { check, waitFor, stats, login } from './mse-scenario.mjs';
 import path from 'node:path';
 import fs from 'node:fs';
@@ -57,8 +57,7 @@ let failed = false;
 try {
   const page = context.pages()[0] || await context.newPage();
   const errors = [];
-  page.on('console', (m) => { if (m.type() === 'error') errors.push(m.text()); });
-  const d = { goto: (u) => page.goto(u), eval: (fn, arg) => page.evaluate(fn, arg), click: (s) => page.click(s), fill: (s, t) => page.fill(s, t) };
+  const d = pageDriver(page, errors);
   await login(d, base, oneTime);
   check(await d.eval(() => window.isSecureContext && window.VideoDecoder.name === 'SlowDecoder'), 'a secure context with the slowed VideoDecoder');
   await waitFor(d, () => window.edgecam.stats.path === 'h264' && window.edgecam.stats.painted > 5, null, 'WebCodecs paints');

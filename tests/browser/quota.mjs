@@ -9,7 +9,7 @@
 // real one does). The player must free what lies behind the playhead and go on: frames keep
 // painting at about the camera's rate, `stats.mse.quota` counts, no console errors.
 // Prints `RESULT {...}`.
-import { launch } from './chromium.mjs';
+import { launch, pageDriver } from './chromium.mjs';
 import { check, waitFor, stats, login, paintRate } from './mse-scenario.mjs';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -47,11 +47,7 @@ let failed = false;
 try {
   const page = context.pages()[0] || await context.newPage();
   const errors = [];
-  page.on('console', (m) => {
-    if (m.type() === 'error') errors.push(m.text());
-    if (m.type() === 'error' || m.type() === 'warning') console.log('page:', m.text());
-  });
-  const d = { goto: (u) => page.goto(u), eval: (fn, arg) => page.evaluate(fn, arg), click: (s) => page.click(s), fill: (s, t) => page.fill(s, t) };
+  const d = pageDriver(page, errors);
   await login(d, `http://${HOST}:${port}`, oneTime);
   await waitFor(d, () => window.edgecam.stats.path === 'mse' && window.edgecam.stats.painted > 5, null, 'MSE paints');
   await waitFor(d, () => window.quotaRefusals > 0, null, 'the SourceBuffer filled up');

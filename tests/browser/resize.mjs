@@ -8,7 +8,7 @@
 // API and selected; the <video> plays it at the full size, then, after the change, at half
 // of it, in the same WebSocket session (a new init segment, no reconnect), and keeps
 // painting. No console errors.
-import { launch } from './chromium.mjs';
+import { launch, pageDriver } from './chromium.mjs';
 import { check, waitFor, stats, login, paintRate } from './mse-scenario.mjs';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -27,16 +27,7 @@ const errors = [];
 let failed = false;
 try {
   const page = context.pages()[0] || await context.newPage();
-  page.on('console', (m) => {
-    if (m.type() === 'error') errors.push(m.text());
-    if (m.type() === 'error' || m.type() === 'warning') console.log('page:', m.text());
-  });
-  const d = {
-    goto: (url) => page.goto(url),
-    eval: (fn, arg) => page.evaluate(fn, arg),
-    click: (sel) => page.click(sel),
-    fill: (sel, text) => page.fill(sel, text),
-  };
+  const d = pageDriver(page, errors);
   await login(d, `http://${HOST}:${port}`, oneTime);
   check(await d.eval(() => window.isSecureContext) === false, 'the LAN origin is not a secure context');
 
