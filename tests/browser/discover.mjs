@@ -65,6 +65,8 @@ try {
 
   await row.locator('button', { hasText: 'Add this camera' }).click();
   const entries = page.locator('#cameras .entry');
+  // The page adds it once the config it edits has loaded (editConfig awaits it).
+  await page.waitForFunction((n) => document.querySelectorAll('#cameras .entry').length === n, before + 1, { timeout: TIMEOUT }).catch(() => {});
   check(await entries.count() === before + 1, 'a camera is added');
   const entry = entries.last();
   check(await entry.locator('[data-path$=".name"] input').inputValue() === 'Gate camera', 'its name is filled in');
