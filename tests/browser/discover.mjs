@@ -45,6 +45,8 @@ try {
   await page.click('#auth-submit');
   await page.waitForSelector('#tabs:not([hidden])', { timeout: TIMEOUT });
   await page.click('[data-tab="cameras"]');
+  // The demo's one camera: the tab is drawn once the config has loaded.
+  await page.waitForSelector('#cameras .entry', { timeout: TIMEOUT });
   const before = await page.locator('#cameras .entry').count();
 
   await page.click('#camera-discover');
