@@ -59,8 +59,9 @@ struct Namespaces {
 }
 
 impl Namespaces {
-    /// A new pair; `tag` (one letter) keeps the names of tests running at once apart.
-    fn create(tag: char) -> Namespaces {
+    /// Two new namespaces with nothing in them yet, and the names for the two ends of the
+    /// link between them; `tag` (one letter) keeps the names of tests running at once apart.
+    fn empty(tag: char) -> (Namespaces, String, String) {
         let pid = std::process::id();
         let ns = Namespaces {
             a: format!("edgecam-wsd-a{tag}-{pid}"),
@@ -68,9 +69,14 @@ impl Namespaces {
             responder: None,
             daemon: None,
         };
-        let (va, vb) = (format!("ewa{tag}{pid}"), format!("ewb{tag}{pid}"));
         ip(&["netns", "add", &ns.a]);
         ip(&["netns", "add", &ns.b]);
+        (ns, format!("ewa{tag}{pid}"), format!("ewb{tag}{pid}"))
+    }
+
+    /// A new pair; `tag` (one letter) keeps the names of tests running at once apart.
+    fn create(tag: char) -> Namespaces {
+        let (ns, va, vb) = Namespaces::empty(tag);
         // Made inside `a` with its peer moved straight into `b`: the host's own namespace
         // never sees either end.
         ip(&[
@@ -140,16 +146,7 @@ impl Namespaces {
     /// the link-local ones, duplicate address detection off so they are usable at once.
     /// Returns the namespaces and the camera side's interface name.
     fn create_v6(tag: char) -> (Namespaces, String) {
-        let pid = std::process::id();
-        let ns = Namespaces {
-            a: format!("edgecam-wsd-a{tag}-{pid}"),
-            b: format!("edgecam-wsd-b{tag}-{pid}"),
-            responder: None,
-            daemon: None,
-        };
-        let (va, vb) = (format!("ewa{tag}{pid}"), format!("ewb{tag}{pid}"));
-        ip(&["netns", "add", &ns.a]);
-        ip(&["netns", "add", &ns.b]);
+        let (ns, va, vb) = Namespaces::empty(tag);
         for n in [&ns.a, &ns.b] {
             for key in ["all", "default"] {
                 ip(&[

@@ -8,7 +8,7 @@
 // the clip play beside the live picture, which keeps painting; clear the alarm, open the
 // System tab, play the clip from the Events table's link, seek in it (HTTP range requests),
 // and delete it. Prints `RESULT {...}`.
-import { launch } from './chromium.mjs';
+import { launch, pageDriver } from './chromium.mjs';
 import { check, waitFor, stats, login, TIMEOUT } from './mse-scenario.mjs';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -25,18 +25,7 @@ const PRE_S = 3;
 const { context, close } = await launch({ extraArgs: [`--host-resolver-rules=MAP ${HOST} 127.0.0.1`] });
 const errors = [];
 
-function driver(page) {
-  page.on('console', (m) => {
-    if (m.type() === 'error') errors.push(m.text());
-    if (m.type() === 'error' || m.type() === 'warning') console.log('page:', m.text());
-  });
-  return {
-    goto: (url) => page.goto(url),
-    eval: (fn, arg) => page.evaluate(fn, arg),
-    click: (sel) => page.click(sel, { timeout: TIMEOUT }),
-    fill: (sel, text) => page.fill(sel, text, { timeout: TIMEOUT }),
-  };
-}
+const driver = (page) => pageDriver(page, errors, TIMEOUT);
 
 // A request from the page with its session, as a detector (or the guard's click) makes it.
 const post = (d, url) => d.eval((u) => fetch(u, { method: 'POST' }).then((r) => r.status), url);
